@@ -1,0 +1,305 @@
+//! The audit log: append-only, hash-chained, with a signed head.
+//!
+//! # Chain layout (version 1)
+//!
+//! ```text
+//! hash_n = HMAC-SHA-256(audit-chain key,
+//!            "hoso/audit/v1" | seq u64 BE | at i64 BE (ms) | F(actor) | F(role) | F(office)
+//!            | F(action) | F(outcome) | F(document_id) | F(citizen_idx) | F(grant_id)
+//!            | F(case_ref) | F(reason) | prev_hash (32 bytes))
+//! F(text)  = len u32 BE | UTF-8 bytes;   F(absent) = 0xFFFFFFFF
+//! hash_0   = 32 zero bytes (the empty chain)
+//!
+//! head signature = Ed25519(audit signing key, "hoso/audit-head/v1" | seq u64 BE | hash_seq)
+//! ```
+//!
+//! Every field is in the hash, and so is `seq`, so editing, deleting or reordering rows breaks
+//! the chain at the first bad entry. The keyed hash means someone with only database access
+//! cannot recompute a consistent chain; the signed head and the checkpoints kept every
+//! [`CHECKPOINT_EVERY`] entries catch a cut-off tail. Appends are serialised by a lock on the
+//! head row taken as the first statement of the transaction ([`crate::db::audit::lock_head`]).
+//!
+//! Fail closed: an entry is written in the same transaction as the change it records, and
+//! reads commit their entry before any document byte is sent; if the entry cannot be written
+//! the request fails.
+
+use serde::Serialize;
+
+use crate::crypto::keyring::Keyring;
+use crate::crypto::{hmac_sha256, signing};
+use crate::db::audit::{self as store, EntryRow, Head};
+use crate::db::{Db, Tx, now_ms};
+use crate::error::ApiError;
+
+pub const CHECKPOINT_EVERY: i64 = 256;
+const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Allowed,
+    Denied,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Denied => "denied",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// What a caller records. `seq`, `at` and the hashes are filled in by [`append`].
+#[derive(Clone, Debug, Default)]
+pub struct Entry {
+    pub actor: String,
+    pub role: String,
+    pub office: String,
+    pub action: &'static str,
+    pub outcome: Option<Outcome>,
+    pub document_id: Option<String>,
+    pub citizen_idx: Option<String>,
+    pub grant_id: Option<String>,
+    pub case_ref: Option<String>,
+    pub reason: Option<String>,
+}
+
+fn field(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(text) => {
+            let len = u32::try_from(text.len()).expect("audit fields are short");
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+        None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
+    }
+}
+
+/// The documented hash of one entry.
+pub fn entry_hash(key: &[u8], e: &EntryRow) -> Result<String, &'static str> {
+    let mut prev = [0u8; 32];
+    hex::decode_to_slice(&e.prev_hash, &mut prev).map_err(|_| "prev_hash is not 32 hex bytes")?;
+    let mut msg = Vec::with_capacity(256);
+    msg.extend_from_slice(b"hoso/audit/v1");
+    msg.extend_from_slice(&(e.seq as u64).to_be_bytes());
+    msg.extend_from_slice(&e.at.to_be_bytes());
+    for value in [&e.actor, &e.role, &e.office, &e.action, &e.outcome] {
+        field(&mut msg, Some(value));
+    }
+    for value in [
+        &e.document_id,
+        &e.citizen_idx,
+        &e.grant_id,
+        &e.case_ref,
+        &e.reason,
+    ] {
+        field(&mut msg, value.as_deref());
+    }
+    msg.extend_from_slice(&prev);
+    Ok(hex::encode(hmac_sha256(key, &[&msg])))
+}
+
+fn head_message(seq: i64, hash: &str) -> Vec<u8> {
+    let mut msg = b"hoso/audit-head/v1".to_vec();
+    msg.extend_from_slice(&(seq as u64).to_be_bytes());
+    msg.extend_from_slice(&hex::decode(hash).unwrap_or_default());
+    msg
+}
+
+/// Begins a transaction that will append to the log, taking the chain's lock first.
+pub async fn begin(db: &Db) -> Result<Tx, ApiError> {
+    let mut tx = db
+        .begin()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("audit log unavailable: {e}")))?;
+    store::lock_head(&mut tx).await?;
+    Ok(tx)
+}
+
+/// Appends an entry inside a transaction from [`begin`]. Returns its `seq`.
+pub async fn append(tx: &mut Tx, keys: &Keyring, entry: Entry) -> Result<i64, ApiError> {
+    let head = store::head(&mut **tx).await?;
+    let mut row = EntryRow {
+        seq: head.seq + 1,
+        at: now_ms(),
+        actor: entry.actor,
+        role: entry.role,
+        office: entry.office,
+        action: entry.action.to_owned(),
+        outcome: entry
+            .outcome
+            .unwrap_or(Outcome::Allowed)
+            .as_str()
+            .to_owned(),
+        document_id: entry.document_id,
+        citizen_idx: entry.citizen_idx,
+        grant_id: entry.grant_id,
+        case_ref: entry.case_ref,
+        reason: entry.reason,
+        prev_hash: head.hash,
+        hash: String::new(),
+    };
+    row.hash = entry_hash(keys.audit_chain_key(), &row)
+        .map_err(|e| ApiError::Internal(format!("audit head is corrupt: {e}")))?;
+    store::insert(tx, &row).await?;
+    let signature = hex::encode(keys.audit.sign(&head_message(row.seq, &row.hash)));
+    let new_head = Head {
+        seq: row.seq,
+        hash: row.hash,
+        signature,
+    };
+    store::set_head(tx, &new_head).await?;
+    if new_head.seq % CHECKPOINT_EVERY == 0 {
+        store::insert_checkpoint(tx, &new_head, row.at).await?;
+    }
+    Ok(new_head.seq)
+}
+
+/// Appends one entry in a transaction of its own and commits it.
+pub async fn record(db: &Db, keys: &Keyring, entry: Entry) -> Result<(), ApiError> {
+    let mut tx = begin(db).await?;
+    append(&mut tx, keys, entry).await?;
+    tx.commit()
+        .await
+        .map_err(|e| ApiError::unavailable("audit log unavailable (commit)", e))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub entries: i64,
+    pub head: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_bad_seq: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// Walks the whole chain and checks the signed head and every checkpoint. Reports the first
+/// entry at which the log stops being the one the vault wrote.
+pub async fn verify(db: &Db, keys: &Keyring) -> Result<Report, ApiError> {
+    let chain_key = keys.audit_chain_key();
+    let public = keys.audit.public_key();
+    let checkpoints = store::checkpoints(&db.pool).await?;
+    let head = store::head(&db.pool).await?;
+    let mut expected_seq = 1;
+    let mut prev = ZERO_HASH.to_owned();
+    let mut hashes_at_checkpoints = std::collections::HashMap::new();
+    let bad = |seq: i64, entries: i64, head: &str, problem: String| Report {
+        ok: false,
+        entries,
+        head: head.to_owned(),
+        first_bad_seq: Some(seq),
+        problem: Some(problem),
+    };
+    loop {
+        let page = store::page(&db.pool, expected_seq - 1, 1000).await?;
+        if page.is_empty() {
+            break;
+        }
+        for e in page {
+            let count = expected_seq - 1;
+            if e.seq != expected_seq {
+                return Ok(bad(
+                    expected_seq,
+                    count,
+                    &prev,
+                    format!(
+                        "entry {expected_seq} is missing (next present is {})",
+                        e.seq
+                    ),
+                ));
+            }
+            if e.prev_hash != prev {
+                return Ok(bad(
+                    e.seq,
+                    count,
+                    &prev,
+                    "does not follow the previous entry".into(),
+                ));
+            }
+            match entry_hash(chain_key, &e) {
+                Ok(hash) if hash == e.hash => {}
+                _ => return Ok(bad(e.seq, count, &prev, "content was altered".into())),
+            }
+            if e.seq % CHECKPOINT_EVERY == 0 {
+                hashes_at_checkpoints.insert(e.seq, e.hash.clone());
+            }
+            prev = e.hash;
+            expected_seq += 1;
+        }
+    }
+    let entries = expected_seq - 1;
+    for cp in &checkpoints {
+        if !signing::verify(
+            public,
+            &head_message(cp.seq, &cp.hash),
+            &hex::decode(&cp.signature).unwrap_or_default(),
+        ) {
+            return Ok(bad(
+                cp.seq,
+                entries,
+                &prev,
+                "checkpoint signature is invalid".into(),
+            ));
+        }
+        match hashes_at_checkpoints.get(&cp.seq) {
+            Some(hash) if *hash == cp.hash => {}
+            Some(_) => {
+                return Ok(bad(
+                    cp.seq,
+                    entries,
+                    &prev,
+                    "differs from its signed checkpoint".into(),
+                ));
+            }
+            None => {
+                return Ok(bad(
+                    entries + 1,
+                    entries,
+                    &prev,
+                    format!(
+                        "the log ends at {entries} but a signed checkpoint covers {}",
+                        cp.seq
+                    ),
+                ));
+            }
+        }
+    }
+    let head_signed = head.seq == 0
+        || signing::verify(
+            public,
+            &head_message(head.seq, &head.hash),
+            &hex::decode(&head.signature).unwrap_or_default(),
+        );
+    if !head_signed {
+        return Ok(bad(
+            head.seq,
+            entries,
+            &prev,
+            "head signature is invalid".into(),
+        ));
+    }
+    if head.seq != entries || head.hash != prev {
+        let first = (head.seq.min(entries) + 1).max(1);
+        return Ok(bad(
+            first,
+            entries,
+            &prev,
+            format!(
+                "the signed head says {} entries, the log has {entries}",
+                head.seq
+            ),
+        ));
+    }
+    Ok(Report {
+        ok: true,
+        entries,
+        head: prev,
+        first_bad_seq: None,
+        problem: None,
+    })
+}

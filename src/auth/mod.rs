@@ -1,0 +1,209 @@
+//! Who is calling. Staff, citizens and grant holders present an EdDSA JWT signed by the vault's
+//! token key; [`Caller`] is what a handler gets once the token has passed every check.
+//!
+//! One algorithm only (EdDSA): `alg: none`, HS256 and anything else fail at the header. `iss`,
+//! `aud`, `exp`, `nbf` and `sub` are required and checked; claims of the wrong JSON type fail
+//! deserialisation; a revoked `jti` is refused until the token expires.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::crypto::keyring::Keyring;
+use crate::domain::{Code, NationalId, Role};
+use crate::error::ApiError;
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECONDS: u64 = 30;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub office: Option<String>,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: String,
+    /// Set only on grant tokens: the grant this token is a handle for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+}
+
+/// The settings a token is checked against.
+#[derive(Clone, Debug)]
+pub struct TokenPolicy {
+    pub issuer: String,
+    pub audience: String,
+}
+
+/// What a token asks for when it is issued.
+pub struct TokenRequest<'a> {
+    pub role: Role,
+    pub sub: &'a str,
+    pub office: Option<&'a str>,
+    pub ttl_seconds: i64,
+    pub grant: Option<Uuid>,
+}
+
+pub fn issue(
+    keys: &Keyring,
+    policy: &TokenPolicy,
+    req: TokenRequest<'_>,
+) -> Result<(String, Claims), ApiError> {
+    let now = crate::db::now_ms() / 1000;
+    let claims = Claims {
+        iss: policy.issuer.clone(),
+        aud: policy.audience.clone(),
+        sub: req.sub.to_owned(),
+        role: req.role,
+        office: req.office.map(str::to_owned),
+        iat: now,
+        nbf: now,
+        exp: now + req.ttl_seconds,
+        jti: Uuid::now_v7().to_string(),
+        grant: req.grant.map(|g| g.to_string()),
+    };
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(keys.token.kid().to_owned());
+    let token = jsonwebtoken::encode(&header, &claims, &keys.token.encoding_key())
+        .map_err(|e| ApiError::internal("sign token", e))?;
+    Ok((token, claims))
+}
+
+/// Checks signature, algorithm and the registered claims. Does not consult revocation.
+pub fn decode(keys: &Keyring, policy: &TokenPolicy, token: &str) -> Result<Claims, ApiError> {
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_issuer(&[&policy.issuer]);
+    validation.set_audience(&[&policy.audience]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.leeway = LEEWAY_SECONDS;
+    match jsonwebtoken::decode::<Claims>(token, &keys.token.decoding_key(), &validation) {
+        Ok(data) => Ok(data.claims),
+        Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(ApiError::TokenExpired),
+        Err(e) => {
+            // The reason helps an operator; the token itself never goes to the log.
+            tracing::info!(reason = %e, "token refused");
+            Err(ApiError::Unauthenticated("the token is not valid".into()))
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub role: Role,
+    /// Staff id, or the citizen's own national ID for `citizen`.
+    sub: String,
+    pub office: String,
+    pub jti: String,
+    pub exp: i64,
+    pub grant: Option<Uuid>,
+}
+
+impl Caller {
+    fn from_claims(claims: Claims) -> Result<Self, ApiError> {
+        let invalid = || ApiError::Unauthenticated("the token's claims are not valid".into());
+        match claims.role {
+            Role::Citizen => {
+                NationalId::parse(&claims.sub).map_err(|_| invalid())?;
+            }
+            _ => {
+                Code::parse(&claims.sub, "sub").map_err(|_| invalid())?;
+            }
+        }
+        let office = match &claims.office {
+            Some(office) => Code::parse(office, "office")
+                .map_err(|_| invalid())?
+                .to_string(),
+            None => "-".to_owned(),
+        };
+        let grant = match &claims.grant {
+            Some(g) if claims.role == Role::Officer => {
+                Some(Uuid::parse_str(g).map_err(|_| invalid())?)
+            }
+            Some(_) => return Err(invalid()),
+            None => None,
+        };
+        Ok(Self {
+            role: claims.role,
+            sub: claims.sub,
+            office,
+            jti: claims.jti,
+            exp: claims.exp,
+            grant,
+        })
+    }
+
+    /// The citizen behind a citizen token.
+    pub fn citizen(&self) -> Option<NationalId> {
+        match self.role {
+            Role::Citizen => NationalId::parse(&self.sub).ok(),
+            _ => None,
+        }
+    }
+
+    /// The staff id, for staff roles. A citizen's national ID is never returned here, so it
+    /// cannot end up in an audit entry or a log line.
+    pub fn staff_id(&self) -> Option<&str> {
+        match self.role {
+            Role::Citizen => None,
+            _ => Some(&self.sub),
+        }
+    }
+
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "the {} role may not do this",
+                self.role
+            )))
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthenticated("an Authorization: Bearer token is required".into())
+    })?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthenticated("the Authorization header is not valid".into()))?;
+    value
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::Unauthenticated("an Authorization: Bearer token is required".into())
+        })
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?;
+        let claims = decode(&state.keys(), &state.token_policy, token)?;
+        if crate::db::keys::is_token_revoked(&state.db.pool, &claims.jti).await? {
+            return Err(ApiError::Unauthenticated(
+                "the token has been revoked".into(),
+            ));
+        }
+        Caller::from_claims(claims)
+    }
+}

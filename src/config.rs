@@ -1,0 +1,92 @@
+//! Typed settings. Every subcommand reads the same `HOSO_*` variables (or the matching flags), so
+//! `hoso serve` and `hoso keys rewrap` can never disagree about where the vault lives.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// A string that never prints: database URLs may carry a password.
+#[derive(Clone)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl FromStr for SecretString {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+pub const MIB: u64 = 1024 * 1024;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct Settings {
+    /// Metadata database: `sqlite://PATH` (created if missing) or `postgres://…`.
+    #[arg(
+        long,
+        env = "HOSO_DATABASE_URL",
+        default_value = "sqlite://hoso.db",
+        global = true
+    )]
+    pub database_url: SecretString,
+
+    /// Where sealed document bodies go: `file://DIR` (a local directory, relative or absolute).
+    #[arg(
+        long,
+        env = "HOSO_STORAGE_URL",
+        default_value = "file://storage",
+        global = true
+    )]
+    pub storage_url: String,
+
+    /// Directory of key files (created with mode 0700, files 0600).
+    #[arg(long, env = "HOSO_KEYS_DIR", default_value = "keys", global = true)]
+    pub keys_dir: PathBuf,
+
+    /// Address `hoso serve` listens on.
+    #[arg(
+        long,
+        env = "HOSO_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Largest accepted scan, in bytes; enforced while the upload streams in.
+    #[arg(long, env = "HOSO_MAX_UPLOAD_BYTES", default_value_t = 50 * MIB, global = true)]
+    pub max_upload_bytes: u64,
+
+    /// `iss` of staff tokens this vault issues and accepts.
+    #[arg(long, env = "HOSO_TOKEN_ISSUER", default_value = "hoso", global = true)]
+    pub token_issuer: String,
+
+    /// `aud` of staff tokens this vault issues and accepts.
+    #[arg(
+        long,
+        env = "HOSO_TOKEN_AUDIENCE",
+        default_value = "hoso",
+        global = true
+    )]
+    pub token_audience: String,
+
+    /// Objects of intakes that never committed are deleted once older than this many seconds.
+    #[arg(
+        long,
+        env = "HOSO_SWEEP_GRACE_SECONDS",
+        default_value_t = 3600,
+        global = true
+    )]
+    pub sweep_grace_seconds: u64,
+}

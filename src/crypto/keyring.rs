@@ -1,0 +1,263 @@
+//! The key files under `HOSO_KEYS_DIR`, made on first run (directory 0700, files 0600):
+//!
+//! | file | what |
+//! |---|---|
+//! | `kek-NNNNNN.key` | 32 raw bytes, master key (KEK) version N; the highest version is current |
+//! | `blind-index.key` | 32 raw bytes, HMAC key of the citizen blind index |
+//! | `audit-chain.key` | 32 raw bytes, HMAC key of the audit hash chain |
+//! | `token-signing.p8` | Ed25519 PKCS#8, signs staff and grant tokens |
+//! | `attestation-signing.p8` | Ed25519 PKCS#8, signs verified-copy attestations |
+//! | `audit-signing.p8` | Ed25519 PKCS#8, signs audit checkpoints |
+//!
+//! A file is written to a temporary name, synced, then hard-linked into place, so two processes
+//! starting at once cannot both create (and disagree about) the same key.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use super::envelope::Kek;
+use super::signing::SigningKey;
+use super::{CitizenIndex, hmac_sha256, random_bytes};
+use crate::domain::NationalId;
+
+pub struct Keyring {
+    dir: PathBuf,
+    blind_index: Zeroizing<[u8; 32]>,
+    audit_chain: Zeroizing<[u8; 32]>,
+    keks: BTreeMap<u32, Kek>,
+    pub token: SigningKey,
+    pub attestation: SigningKey,
+    pub audit: SigningKey,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("keys directory {0} has no key files; run `hoso init` first")]
+    Missing(PathBuf),
+    #[error("{path}: {message}")]
+    Bad { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
+    move |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Keyring {
+    /// Loads the keys, creating any that are missing when `create` is set (`serve`, `init`).
+    pub fn open(dir: &Path, create: bool) -> Result<Self, KeyError> {
+        if create {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_err(dir))?;
+            ensure_file(dir, "blind-index.key", || random_bytes::<32>().to_vec())?;
+            ensure_file(dir, "audit-chain.key", || random_bytes::<32>().to_vec())?;
+            for name in [
+                "token-signing.p8",
+                "attestation-signing.p8",
+                "audit-signing.p8",
+            ] {
+                ensure_file(dir, name, || SigningKey::generate_pkcs8().to_vec())?;
+            }
+            if kek_versions(dir)?.is_empty() {
+                ensure_file(dir, &kek_file_name(1), || random_bytes::<32>().to_vec())?;
+            }
+        } else if !dir.join("blind-index.key").exists() {
+            return Err(KeyError::Missing(dir.to_owned()));
+        }
+        let mut keks = BTreeMap::new();
+        for version in kek_versions(dir)? {
+            let key = read_key32(&dir.join(kek_file_name(version)))?;
+            keks.insert(version, Kek::new(version, &key));
+        }
+        if keks.is_empty() {
+            return Err(KeyError::Missing(dir.to_owned()));
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            blind_index: read_key32(&dir.join("blind-index.key"))?,
+            audit_chain: read_key32(&dir.join("audit-chain.key"))?,
+            keks,
+            token: read_signing(dir, "token-signing.p8", "token")?,
+            attestation: read_signing(dir, "attestation-signing.p8", "attestation")?,
+            audit: read_signing(dir, "audit-signing.p8", "audit")?,
+        })
+    }
+
+    pub fn citizen_index(&self, id: &NationalId) -> CitizenIndex {
+        CitizenIndex(hmac_sha256(
+            self.blind_index.as_ref(),
+            &[b"hoso/citizen/v1", id.expose().as_bytes()],
+        ))
+    }
+
+    pub fn audit_chain_key(&self) -> &[u8] {
+        self.audit_chain.as_ref()
+    }
+
+    pub fn current_kek(&self) -> &Kek {
+        self.keks.values().next_back().expect("at least one KEK")
+    }
+
+    pub fn kek(&self, version: u32) -> Option<&Kek> {
+        self.keks.get(&version)
+    }
+
+    pub fn kek_versions(&self) -> Vec<u32> {
+        self.keks.keys().copied().collect()
+    }
+
+    /// Adds KEK version `current + 1` and makes it current. Returns the new version.
+    pub fn rotate(dir: &Path) -> Result<u32, KeyError> {
+        let next = kek_versions(dir)?.last().copied().unwrap_or(0) + 1;
+        ensure_file(dir, &kek_file_name(next), || random_bytes::<32>().to_vec())?;
+        Ok(next)
+    }
+
+    /// Deletes a KEK version's file. The caller must have proved no data key uses it.
+    pub fn retire(&self, version: u32) -> Result<(), KeyError> {
+        let path = self.dir.join(kek_file_name(version));
+        fs::remove_file(&path).map_err(io_err(&path))?;
+        sync_dir(&self.dir)
+    }
+
+    /// The JWKS: every public key the vault signs with.
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({"keys": [self.token.jwk(), self.attestation.jwk(), self.audit.jwk()]})
+    }
+}
+
+fn kek_file_name(version: u32) -> String {
+    format!("kek-{version:06}.key")
+}
+
+fn kek_versions(dir: &Path) -> Result<Vec<u32>, KeyError> {
+    let mut versions = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let name = entry.map_err(io_err(dir))?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(v) = name
+            .strip_prefix("kek-")
+            .and_then(|rest| rest.strip_suffix(".key"))
+            .and_then(|digits| digits.parse::<u32>().ok())
+        {
+            versions.push(v);
+        }
+    }
+    versions.sort_unstable();
+    Ok(versions)
+}
+
+fn read_key32(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    check_mode(path)?;
+    let bytes = Zeroizing::new(fs::read(path).map_err(io_err(path))?);
+    let mut key = Zeroizing::new([0u8; 32]);
+    if bytes.len() != 32 {
+        return Err(KeyError::Bad {
+            path: path.to_owned(),
+            message: "expected exactly 32 bytes".into(),
+        });
+    }
+    key.copy_from_slice(&bytes);
+    Ok(key)
+}
+
+fn read_signing(dir: &Path, name: &str, purpose: &str) -> Result<SigningKey, KeyError> {
+    let path = dir.join(name);
+    check_mode(&path)?;
+    let bytes = Zeroizing::new(fs::read(&path).map_err(io_err(&path))?);
+    SigningKey::from_pkcs8(&bytes, purpose).map_err(|message| KeyError::Bad { path, message })
+}
+
+/// A key readable by group or others has leaked already as far as we can know: refuse to start.
+fn check_mode(path: &Path) -> Result<(), KeyError> {
+    let mode = fs::metadata(path)
+        .map_err(io_err(path))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(KeyError::Bad {
+            path: path.to_owned(),
+            message: format!("mode {:o} lets others read it; chmod 600 it", mode & 0o777),
+        });
+    }
+    Ok(())
+}
+
+fn ensure_file(dir: &Path, name: &str, make: impl FnOnce() -> Vec<u8>) -> Result<(), KeyError> {
+    let path = dir.join(name);
+    if path.exists() {
+        return Ok(());
+    }
+    let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(random_bytes::<6>())));
+    let content = Zeroizing::new(make());
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    file.write_all(&content).map_err(io_err(&tmp))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    let linked = fs::hard_link(&tmp, &path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => sync_dir(dir),
+        // Another process made it first; theirs is the key.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), KeyError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_open_creates_private_key_files_and_second_open_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        let first = Keyring::open(&keys, true).unwrap();
+        let id = NationalId::parse("001099012345").unwrap();
+        let idx = first.citizen_index(&id);
+        for entry in fs::read_dir(&keys).unwrap() {
+            let mode = entry.unwrap().metadata().unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let second = Keyring::open(&keys, false).unwrap();
+        assert_eq!(second.citizen_index(&id), idx);
+        assert_eq!(second.current_kek().version, 1);
+        assert_eq!(Keyring::rotate(&keys).unwrap(), 2);
+        assert_eq!(
+            Keyring::open(&keys, false).unwrap().current_kek().version,
+            2
+        );
+    }
+
+    #[test]
+    fn opening_without_keys_says_to_run_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Keyring::open(dir.path(), false).err().unwrap();
+        assert!(err.to_string().contains("hoso init"));
+    }
+}

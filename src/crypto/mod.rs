@@ -1,0 +1,82 @@
+//! Cryptography, split as DESIGN.md says: aes-gcm seals bodies, fields and data keys; ring does
+//! SHA-256, HMAC, Ed25519 and randomness.
+
+pub mod envelope;
+pub mod keyring;
+pub mod signing;
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// The blind index of a citizen: HMAC-SHA-256 of the national ID under the blind-index key.
+/// Rows carry this instead of the number, so the database alone cannot be searched by ID.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CitizenIndex(pub [u8; 32]);
+
+impl CitizenIndex {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).ok()?;
+        Some(Self(out))
+    }
+}
+
+impl std::fmt::Debug for CitizenIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CitizenIndex({}…)", &self.to_hex()[..12])
+    }
+}
+
+/// Fills `out` from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    // SystemRandom only fails when the OS has no entropy source at all; nothing safe can run then.
+    SystemRandom::new()
+        .fill(&mut out)
+        .expect("the operating system's random number generator failed");
+    out
+}
+
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
+/// HMAC-SHA-256 over the concatenation of `parts`.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let mut ctx = ring::hmac::Context::with_key(&key);
+    for part in parts {
+        ctx.update(part);
+    }
+    ctx.sign()
+        .as_ref()
+        .try_into()
+        .expect("HMAC-SHA-256 is 32 bytes")
+}
+
+/// Incremental SHA-256, for bodies that stream through.
+pub struct Sha256(ring::digest::Context);
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Self(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+}
+
+impl Sha256 {
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        self.0
+            .finish()
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes")
+    }
+}

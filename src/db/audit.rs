@@ -1,0 +1,222 @@
+//! The `audit_entries`, `audit_head` and `audit_checkpoints` tables. The chain logic lives in
+//! `crate::audit`; this is only storage.
+
+use sqlx::any::AnyRow;
+
+use super::{Tx, col, db_err};
+use crate::error::ApiError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryRow {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: String,
+    pub role: String,
+    pub office: String,
+    pub action: String,
+    pub outcome: String,
+    pub document_id: Option<String>,
+    pub citizen_idx: Option<String>,
+    pub grant_id: Option<String>,
+    pub case_ref: Option<String>,
+    pub reason: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+const COLUMNS: &str = "seq, at, actor, role, office, action, outcome, document_id, citizen_idx, \
+    grant_id, case_ref, reason, prev_hash, hash";
+
+fn from_row(row: &AnyRow) -> Result<EntryRow, ApiError> {
+    Ok(EntryRow {
+        seq: col(row, "seq")?,
+        at: col(row, "at")?,
+        actor: col(row, "actor")?,
+        role: col(row, "role")?,
+        office: col(row, "office")?,
+        action: col(row, "action")?,
+        outcome: col(row, "outcome")?,
+        document_id: col(row, "document_id")?,
+        citizen_idx: col(row, "citizen_idx")?,
+        grant_id: col(row, "grant_id")?,
+        case_ref: col(row, "case_ref")?,
+        reason: col(row, "reason")?,
+        prev_hash: col(row, "prev_hash")?,
+        hash: col(row, "hash")?,
+    })
+}
+
+pub struct Head {
+    pub seq: i64,
+    pub hash: String,
+    pub signature: String,
+}
+
+/// Takes the chain's lock: a no-op write on the head row. It must be the first statement of the
+/// transaction (SQLite then takes its write lock without a stale read snapshot; PostgreSQL locks
+/// the row), so appenders in every process queue up here and the chain never forks.
+pub async fn lock_head(tx: &mut Tx) -> Result<(), ApiError> {
+    sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| ApiError::unavailable("audit log unavailable (lock)", e))?;
+    Ok(())
+}
+
+pub async fn head<'e, E>(executor: E) -> Result<Head, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
+        .fetch_one(executor)
+        .await
+        .map_err(|e| ApiError::unavailable("audit log unavailable (head)", e))?;
+    Ok(Head {
+        seq: col(&row, "seq")?,
+        hash: col(&row, "hash")?,
+        signature: col(&row, "signature")?,
+    })
+}
+
+pub async fn insert(tx: &mut Tx, e: &EntryRow) -> Result<(), ApiError> {
+    sqlx::query(&format!(
+        "INSERT INTO audit_entries ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    ))
+    .bind(e.seq)
+    .bind(e.at)
+    .bind(&e.actor)
+    .bind(&e.role)
+    .bind(&e.office)
+    .bind(&e.action)
+    .bind(&e.outcome)
+    .bind(e.document_id.clone())
+    .bind(e.citizen_idx.clone())
+    .bind(e.grant_id.clone())
+    .bind(e.case_ref.clone())
+    .bind(e.reason.clone())
+    .bind(&e.prev_hash)
+    .bind(&e.hash)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| ApiError::unavailable("audit log unavailable (append)", e))?;
+    Ok(())
+}
+
+pub async fn set_head(tx: &mut Tx, head: &Head) -> Result<(), ApiError> {
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2, signature = $3 WHERE id = 1")
+        .bind(head.seq)
+        .bind(&head.hash)
+        .bind(&head.signature)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| ApiError::unavailable("audit log unavailable (head)", e))?;
+    Ok(())
+}
+
+pub async fn insert_checkpoint(tx: &mut Tx, head: &Head, at: i64) -> Result<(), ApiError> {
+    sqlx::query("INSERT INTO audit_checkpoints (seq, hash, signature, at) VALUES ($1, $2, $3, $4)")
+        .bind(head.seq)
+        .bind(&head.hash)
+        .bind(&head.signature)
+        .bind(at)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| ApiError::unavailable("audit log unavailable (checkpoint)", e))?;
+    Ok(())
+}
+
+pub async fn checkpoints<'e, E>(executor: E) -> Result<Vec<Head>, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query("SELECT seq, hash, signature FROM audit_checkpoints ORDER BY seq")
+        .fetch_all(executor)
+        .await
+        .map_err(db_err("audit checkpoints"))?;
+    rows.iter()
+        .map(|r| {
+            Ok(Head {
+                seq: col(r, "seq")?,
+                hash: col(r, "hash")?,
+                signature: col(r, "signature")?,
+            })
+        })
+        .collect()
+}
+
+/// Entries in `seq` order after `after_seq`, a page at a time (for verification).
+pub async fn page<'e, E>(executor: E, after_seq: i64, limit: i64) -> Result<Vec<EntryRow>, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM audit_entries WHERE seq > $1 ORDER BY seq LIMIT $2"
+    ))
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+    .map_err(db_err("read audit entries"))?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Filters of an audit query; `None` means "any".
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub citizen_idx: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub after_seq: i64,
+    pub limit: i64,
+    /// Only reads of a citizen's records by someone else (the citizen's access log).
+    pub reads_by_others: bool,
+}
+
+pub async fn query<'e, E>(executor: E, f: &Filter) -> Result<Vec<EntryRow>, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_entries WHERE seq > $1");
+    let mut n = 1;
+    let mut clause = |sql: &mut String, text: &str| {
+        n += 1;
+        sql.push_str(&text.replace('?', &format!("${n}")));
+    };
+    if f.citizen_idx.is_some() {
+        clause(&mut sql, " AND citizen_idx = ?");
+    }
+    if f.actor.is_some() {
+        clause(&mut sql, " AND actor = ?");
+    }
+    if f.action.is_some() {
+        clause(&mut sql, " AND action = ?");
+    }
+    if f.since.is_some() {
+        clause(&mut sql, " AND at >= ?");
+    }
+    if f.until.is_some() {
+        clause(&mut sql, " AND at < ?");
+    }
+    if f.reads_by_others {
+        sql.push_str(
+            " AND outcome = 'allowed' AND role <> 'citizen' \
+             AND action IN ('document.list', 'document.read', 'document.content')",
+        );
+    }
+    clause(&mut sql, " ORDER BY seq LIMIT ?");
+    let mut q = sqlx::query(&sql).bind(f.after_seq);
+    for value in [&f.citizen_idx, &f.actor, &f.action].into_iter().flatten() {
+        q = q.bind(value.clone());
+    }
+    for value in [f.since, f.until].into_iter().flatten() {
+        q = q.bind(value);
+    }
+    let rows = q
+        .bind(f.limit)
+        .fetch_all(executor)
+        .await
+        .map_err(db_err("query audit log"))?;
+    rows.iter().map(from_row).collect()
+}

@@ -1,0 +1,323 @@
+//! The `documents` and `intake_intents` tables.
+
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use super::{Tx, col, db_err, parse_col};
+use crate::domain::{DocStatus, DocType};
+use crate::error::ApiError;
+
+/// One stored document, as the database holds it (personal fields still sealed).
+#[derive(Clone, Debug)]
+pub struct DocumentRow {
+    pub id: Uuid,
+    pub citizen_idx: String,
+    pub doc_type: DocType,
+    pub status: DocStatus,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub object_key: String,
+    pub format_version: i64,
+    pub wrapped_key: Vec<u8>,
+    pub kek_version: i64,
+    pub sealed_fields: Vec<u8>,
+    pub verified_against_original: bool,
+    pub intake_by: String,
+    pub intake_office: String,
+    pub intake_at: i64,
+    pub verified_by: Option<String>,
+    pub verified_office: Option<String>,
+    pub verified_at: Option<i64>,
+    pub attestation: Option<String>,
+    pub supersedes: Option<Uuid>,
+    pub status_changed_by: Option<String>,
+    pub status_changed_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, citizen_idx, doc_type, status, content_type, size_bytes, sha256, \
+    object_key, format_version, wrapped_key, kek_version, sealed_fields, \
+    verified_against_original, intake_by, intake_office, intake_at, verified_by, \
+    verified_office, verified_at, attestation, supersedes, status_changed_by, status_changed_at";
+
+fn parse_uuid(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|e| ApiError::internal("stored document id", e))
+}
+
+fn from_row(row: &AnyRow) -> Result<DocumentRow, ApiError> {
+    Ok(DocumentRow {
+        id: parse_uuid(&col::<String>(row, "id")?)?,
+        citizen_idx: col(row, "citizen_idx")?,
+        doc_type: parse_col(&col::<String>(row, "doc_type")?)?,
+        status: parse_col(&col::<String>(row, "status")?)?,
+        content_type: col(row, "content_type")?,
+        size_bytes: col(row, "size_bytes")?,
+        sha256: col(row, "sha256")?,
+        object_key: col(row, "object_key")?,
+        format_version: col(row, "format_version")?,
+        wrapped_key: col(row, "wrapped_key")?,
+        kek_version: col(row, "kek_version")?,
+        sealed_fields: col(row, "sealed_fields")?,
+        verified_against_original: col::<i64>(row, "verified_against_original")? != 0,
+        intake_by: col(row, "intake_by")?,
+        intake_office: col(row, "intake_office")?,
+        intake_at: col(row, "intake_at")?,
+        verified_by: col(row, "verified_by")?,
+        verified_office: col(row, "verified_office")?,
+        verified_at: col(row, "verified_at")?,
+        attestation: col(row, "attestation")?,
+        supersedes: col::<Option<String>>(row, "supersedes")?
+            .map(|s| parse_uuid(&s))
+            .transpose()?,
+        status_changed_by: col(row, "status_changed_by")?,
+        status_changed_at: col(row, "status_changed_at")?,
+    })
+}
+
+/// Inserts a new document. A unique violation means the same scan is already current for this
+/// citizen and type (`documents_one_current_scan`); the caller answers with that one.
+pub async fn insert(tx: &mut Tx, d: &DocumentRow) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO documents ({COLUMNS}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+          $20, $21, $22, $23)"
+    ))
+    .bind(d.id.to_string())
+    .bind(&d.citizen_idx)
+    .bind(d.doc_type.as_str())
+    .bind(d.status.as_str())
+    .bind(&d.content_type)
+    .bind(d.size_bytes)
+    .bind(&d.sha256)
+    .bind(&d.object_key)
+    .bind(d.format_version)
+    .bind(&d.wrapped_key)
+    .bind(d.kek_version)
+    .bind(&d.sealed_fields)
+    .bind(i64::from(d.verified_against_original))
+    .bind(&d.intake_by)
+    .bind(&d.intake_office)
+    .bind(d.intake_at)
+    .bind(d.verified_by.clone())
+    .bind(d.verified_office.clone())
+    .bind(d.verified_at)
+    .bind(d.attestation.clone())
+    .bind(d.supersedes.map(|u| u.to_string()))
+    .bind(d.status_changed_by.clone())
+    .bind(d.status_changed_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn get<'e, E>(executor: E, id: Uuid) -> Result<Option<DocumentRow>, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM documents WHERE id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(executor)
+        .await
+        .map_err(db_err("get document"))?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// The current document holding this exact scan for this citizen and type, if any.
+pub async fn find_current_scan<'e, E>(
+    executor: E,
+    citizen_idx: &str,
+    doc_type: DocType,
+    sha256: &str,
+) -> Result<Option<DocumentRow>, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM documents WHERE citizen_idx = $1 AND doc_type = $2 \
+         AND sha256 = $3 AND status IN ('pending', 'verified')"
+    ))
+    .bind(citizen_idx)
+    .bind(doc_type.as_str())
+    .bind(sha256)
+    .fetch_optional(executor)
+    .await
+    .map_err(db_err("find scan"))?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn list_for_citizen<'e, E>(
+    executor: E,
+    citizen_idx: &str,
+    include_all: bool,
+) -> Result<Vec<DocumentRow>, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let filter = if include_all {
+        ""
+    } else {
+        " AND status IN ('pending', 'verified')"
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM documents WHERE citizen_idx = $1{filter} ORDER BY id"
+    ))
+    .bind(citizen_idx)
+    .fetch_all(executor)
+    .await
+    .map_err(db_err("list documents"))?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Moves a document from `from` to `to`. Returns false when it was not in `from` any more, which
+/// is how a lost race shows (two clerks revoking at once, a supersede of a revoked document).
+pub async fn change_status(
+    tx: &mut Tx,
+    id: Uuid,
+    from: &[DocStatus],
+    to: DocStatus,
+    by: &str,
+    at: i64,
+) -> Result<bool, ApiError> {
+    let allowed: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    let result = sqlx::query(&format!(
+        "UPDATE documents SET status = $1, status_changed_by = $2, status_changed_at = $3 \
+         WHERE id = $4 AND status IN ({})",
+        allowed.join(", ")
+    ))
+    .bind(to.as_str())
+    .bind(by)
+    .bind(at)
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err("change status"))?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn mark_verified(
+    tx: &mut Tx,
+    id: Uuid,
+    by: &str,
+    office: &str,
+    at: i64,
+    attestation: &str,
+) -> Result<bool, ApiError> {
+    let result = sqlx::query(
+        "UPDATE documents SET status = 'verified', verified_by = $1, verified_office = $2, \
+         verified_at = $3, attestation = $4 WHERE id = $5 AND status = 'pending'",
+    )
+    .bind(by)
+    .bind(office)
+    .bind(at)
+    .bind(attestation)
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err("verify document"))?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Documents whose data key is wrapped by a KEK other than `current`, a page at a time.
+pub async fn page_not_wrapped_by<'e, E>(
+    executor: E,
+    current: i64,
+    limit: i64,
+) -> Result<Vec<DocumentRow>, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM documents WHERE kek_version <> $1 ORDER BY id LIMIT $2"
+    ))
+    .bind(current)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+    .map_err(db_err("list documents to rewrap"))?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Replaces a wrapped key only if it is still the one that was read (no lost update).
+pub async fn replace_wrapped_key(
+    tx: &mut Tx,
+    id: Uuid,
+    old_version: i64,
+    new_version: i64,
+    wrapped: &[u8],
+) -> Result<bool, ApiError> {
+    let result = sqlx::query(
+        "UPDATE documents SET wrapped_key = $1, kek_version = $2 WHERE id = $3 AND kek_version = $4",
+    )
+    .bind(wrapped.to_vec())
+    .bind(new_version)
+    .bind(id.to_string())
+    .bind(old_version)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err("rewrap"))?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// How many data keys each KEK version wraps: stored documents plus intakes still in flight.
+pub async fn count_by_kek<'e, E>(executor: E) -> Result<Vec<(i64, i64)>, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT kek_version, COUNT(*) AS n FROM (SELECT kek_version FROM documents \
+         UNION ALL SELECT kek_version FROM intake_intents) u GROUP BY kek_version ORDER BY kek_version",
+    )
+    .fetch_all(executor)
+    .await
+    .map_err(db_err("count by kek"))?;
+    rows.iter()
+        .map(|r| Ok((col(r, "kek_version")?, col(r, "n")?)))
+        .collect()
+}
+
+pub async fn insert_intent(
+    tx: &mut Tx,
+    object_key: &str,
+    kek_version: i64,
+    at: i64,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT INTO intake_intents (object_key, kek_version, created_at) VALUES ($1, $2, $3)",
+    )
+    .bind(object_key)
+    .bind(kek_version)
+    .bind(at)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err("record intake intent"))?;
+    Ok(())
+}
+
+pub async fn delete_intent<'e, E>(executor: E, object_key: &str) -> Result<(), ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query("DELETE FROM intake_intents WHERE object_key = $1")
+        .bind(object_key)
+        .execute(executor)
+        .await
+        .map_err(db_err("clear intake intent"))?;
+    Ok(())
+}
+
+/// Intents older than `before` whose object no document references: leftovers of intakes that
+/// died between writing the object and committing the row.
+pub async fn stale_intents<'e, E>(executor: E, before: i64) -> Result<Vec<String>, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT object_key FROM intake_intents i WHERE created_at < $1 \
+         AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.object_key = i.object_key)",
+    )
+    .bind(before)
+    .fetch_all(executor)
+    .await
+    .map_err(db_err("list stale intents"))?;
+    rows.iter().map(|r| col(r, "object_key")).collect()
+}

@@ -1,0 +1,116 @@
+//! The `grants` table.
+
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use super::{Tx, col, db_err};
+use crate::domain::DocType;
+use crate::error::ApiError;
+
+#[derive(Clone, Debug)]
+pub struct GrantRow {
+    pub id: Uuid,
+    pub citizen_idx: String,
+    pub doc_types: Vec<DocType>,
+    pub case_ref: String,
+    pub purpose: String,
+    pub grantee: String,
+    pub created_by: String,
+    pub office: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub max_uses: i64,
+    pub uses: i64,
+    pub revoked_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, citizen_idx, doc_types, case_ref, purpose, grantee, created_by, \
+    office, created_at, expires_at, max_uses, uses, revoked_at";
+
+fn from_row(row: &AnyRow) -> Result<GrantRow, ApiError> {
+    let types: String = col(row, "doc_types")?;
+    Ok(GrantRow {
+        id: Uuid::parse_str(&col::<String>(row, "id")?)
+            .map_err(|e| ApiError::internal("stored grant id", e))?,
+        citizen_idx: col(row, "citizen_idx")?,
+        doc_types: types
+            .split(',')
+            .map(super::parse_col)
+            .collect::<Result<_, _>>()?,
+        case_ref: col(row, "case_ref")?,
+        purpose: col(row, "purpose")?,
+        grantee: col(row, "grantee")?,
+        created_by: col(row, "created_by")?,
+        office: col(row, "office")?,
+        created_at: col(row, "created_at")?,
+        expires_at: col(row, "expires_at")?,
+        max_uses: col(row, "max_uses")?,
+        uses: col(row, "uses")?,
+        revoked_at: col(row, "revoked_at")?,
+    })
+}
+
+pub async fn insert(tx: &mut Tx, g: &GrantRow) -> Result<(), ApiError> {
+    let types: Vec<&str> = g.doc_types.iter().map(|t| t.as_str()).collect();
+    sqlx::query(&format!(
+        "INSERT INTO grants ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ))
+    .bind(g.id.to_string())
+    .bind(&g.citizen_idx)
+    .bind(types.join(","))
+    .bind(&g.case_ref)
+    .bind(&g.purpose)
+    .bind(&g.grantee)
+    .bind(&g.created_by)
+    .bind(&g.office)
+    .bind(g.created_at)
+    .bind(g.expires_at)
+    .bind(g.max_uses)
+    .bind(g.uses)
+    .bind(g.revoked_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err("insert grant"))?;
+    Ok(())
+}
+
+pub async fn get<'e, E>(executor: E, id: Uuid) -> Result<Option<GrantRow>, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM grants WHERE id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(executor)
+        .await
+        .map_err(db_err("get grant"))?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Consumes one use if, at this instant, the grant is unrevoked, unexpired and has uses left.
+/// The check and the increment are one statement, so concurrent readers (in one process or many)
+/// can never spend more uses than the grant allows.
+pub async fn consume_use(tx: &mut Tx, id: Uuid, now: i64) -> Result<bool, ApiError> {
+    let result = sqlx::query(
+        "UPDATE grants SET uses = uses + 1 WHERE id = $1 AND revoked_at IS NULL \
+         AND expires_at > $2 AND uses < max_uses",
+    )
+    .bind(id.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err("consume grant use"))?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn revoke(tx: &mut Tx, id: Uuid, by: &str, now: i64) -> Result<bool, ApiError> {
+    let result = sqlx::query(
+        "UPDATE grants SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(by)
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err("revoke grant"))?;
+    Ok(result.rows_affected() == 1)
+}

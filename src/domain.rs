@@ -1,0 +1,358 @@
+//! Validated newtypes. Each has one `parse` that is the only way to build it from input, so a
+//! value of the type is always valid. Nothing here knows about HTTP or SQL.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::Date;
+use time::macros::format_description;
+
+use crate::error::ApiError;
+
+/// The 12-digit personal identification number printed on the CCCD.
+///
+/// `Debug` is redacted so that a stray `{:?}` never puts it in a log; the only way to see the
+/// digits is [`NationalId::expose`], used for hashing it into the blind index.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NationalId(String);
+
+impl NationalId {
+    pub fn parse(input: &str) -> Result<Self, ApiError> {
+        if input.len() == 12 && input.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(ApiError::InvalidNationalId)
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for NationalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NationalId(<redacted>)")
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident, $what:literal { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(input: &str) -> Option<Self> {
+                match input { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::parse(s).ok_or_else(|| format!(concat!("unknown ", $what, " {:?}"), s))
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// The kinds of paper the vault keeps.
+    DocType, "document type" {
+        Cccd = "cccd",
+        Passport = "passport",
+        BirthCertificate = "birth_certificate",
+        MarriageCertificate = "marriage_certificate",
+        ResidenceConfirmation = "residence_confirmation",
+        HouseholdRegistration = "household_registration",
+        LandUseCertificate = "land_use_certificate",
+        DrivingLicence = "driving_licence",
+        Diploma = "diploma",
+        Other = "other",
+    }
+);
+
+string_enum!(
+    /// A document's life: `pending` until a clerk checks it against the original.
+    DocStatus, "status" {
+        Pending = "pending",
+        Verified = "verified",
+        Superseded = "superseded",
+        Revoked = "revoked",
+    }
+);
+
+impl DocStatus {
+    /// Current documents are the ones a procedure may rely on.
+    pub fn is_current(self) -> bool {
+        matches!(self, Self::Pending | Self::Verified)
+    }
+}
+
+string_enum!(
+    /// Who the caller is, as far as the vault's rules go.
+    Role, "role" {
+        Admin = "admin",
+        Clerk = "clerk",
+        Officer = "officer",
+        Auditor = "auditor",
+        Citizen = "citizen",
+    }
+);
+
+/// The formats the vault accepts, decided by the file's own first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaType {
+    Pdf,
+    Jpeg,
+    Png,
+    Tiff,
+}
+
+impl MediaType {
+    /// How many leading bytes [`MediaType::sniff`] needs.
+    pub const SNIFF_LEN: usize = 8;
+
+    /// Decides the type from magic numbers; a name or a declared `Content-Type` is never trusted.
+    pub fn sniff(head: &[u8]) -> Option<Self> {
+        if head.starts_with(b"%PDF-") {
+            Some(Self::Pdf)
+        } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(Self::Jpeg)
+        } else if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Some(Self::Png)
+        } else if head.starts_with(b"II*\0") || head.starts_with(b"MM\0*") {
+            Some(Self::Tiff)
+        } else {
+            None
+        }
+    }
+
+    pub fn as_mime(self) -> &'static str {
+        match self {
+            Self::Pdf => "application/pdf",
+            Self::Jpeg => "image/jpeg",
+            Self::Png => "image/png",
+            Self::Tiff => "image/tiff",
+        }
+    }
+
+    pub fn from_mime(mime: &str) -> Option<Self> {
+        [Self::Pdf, Self::Jpeg, Self::Png, Self::Tiff]
+            .into_iter()
+            .find(|m| m.as_mime() == mime)
+    }
+}
+
+/// A short identifier: staff ids, office codes, case references (dossier codes such as
+/// `000.00.31.H40-241124-0001`). ASCII letters, digits and `.-_/:@`, 1 to 64 characters, so it
+/// can sit in a log line or a header without escaping.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Code(String);
+
+impl Code {
+    pub fn parse(input: &str, what: &str) -> Result<Self, ApiError> {
+        let ok = (1..=64).contains(&input.len())
+            && input
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_/:@".contains(&b));
+        if ok {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(ApiError::InvalidRequest(format!(
+                "{what} must be 1-64 characters of letters, digits and .-_/:@"
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Free text typed by people (names, issuing authorities, purposes): any Unicode, kept exactly as
+/// given (Vietnamese diacritics must round-trip byte for byte, so nothing is normalised), with no
+/// control characters and a bounded length.
+pub fn parse_text(input: &str, what: &str, max_chars: usize) -> Result<String, ApiError> {
+    let count = input.chars().count();
+    if count == 0 || input.trim().is_empty() {
+        return Err(ApiError::InvalidMetadata(format!(
+            "{what} must not be empty"
+        )));
+    }
+    if count > max_chars {
+        return Err(ApiError::InvalidMetadata(format!(
+            "{what} must be at most {max_chars} characters"
+        )));
+    }
+    if input.chars().any(char::is_control) {
+        return Err(ApiError::InvalidMetadata(format!(
+            "{what} must not contain control characters"
+        )));
+    }
+    Ok(input.to_owned())
+}
+
+/// A calendar date written `YYYY-MM-DD`; 2023-02-30 is refused.
+pub fn parse_date(input: &str, what: &str) -> Result<Date, ApiError> {
+    Date::parse(input, format_description!("[year]-[month]-[day]"))
+        .map_err(|_| ApiError::InvalidMetadata(format!("{what} must be a real date YYYY-MM-DD")))
+}
+
+pub fn format_date(date: Date) -> String {
+    date.format(format_description!("[year]-[month]-[day]"))
+        .expect("a Date always formats")
+}
+
+/// The personal fields of a document. They are sealed with the document's data key and never
+/// stored in clear.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonalFields {
+    pub doc_number: String,
+    pub holder_name: String,
+    pub issued_on: String,
+    pub issued_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_on: Option<String>,
+}
+
+/// The `metadata` part of an intake, as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeMetadataInput {
+    pub doc_type: String,
+    pub doc_number: String,
+    pub holder_name: String,
+    pub issued_on: String,
+    pub issued_by: String,
+    #[serde(default)]
+    pub expires_on: Option<String>,
+    #[serde(default)]
+    pub supersedes: Option<String>,
+    #[serde(default)]
+    pub verified_against_original: bool,
+}
+
+/// The `metadata` part of an intake, validated.
+#[derive(Clone, Debug)]
+pub struct IntakeMetadata {
+    pub doc_type: DocType,
+    pub fields: PersonalFields,
+    pub supersedes: Option<uuid::Uuid>,
+    pub verified_against_original: bool,
+}
+
+impl IntakeMetadata {
+    pub fn parse(json: &[u8], today: Date) -> Result<Self, ApiError> {
+        let input: IntakeMetadataInput = serde_json::from_slice(json)
+            .map_err(|e| ApiError::InvalidMetadata(format!("metadata is not valid: {e}")))?;
+        let doc_type = DocType::parse(&input.doc_type).ok_or_else(|| {
+            ApiError::InvalidMetadata(format!("unknown doc_type {:?}", input.doc_type))
+        })?;
+        let issued_on = parse_date(&input.issued_on, "issued_on")?;
+        if issued_on > today {
+            return Err(ApiError::InvalidMetadata(
+                "issued_on is in the future".into(),
+            ));
+        }
+        let expires_on = match &input.expires_on {
+            Some(text) => {
+                let date = parse_date(text, "expires_on")?;
+                if date < issued_on {
+                    return Err(ApiError::InvalidMetadata(
+                        "expires_on is before issued_on".into(),
+                    ));
+                }
+                Some(format_date(date))
+            }
+            None => None,
+        };
+        let supersedes = match &input.supersedes {
+            Some(text) => Some(uuid::Uuid::parse_str(text).map_err(|_| {
+                ApiError::InvalidMetadata("supersedes must be a document id".into())
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            doc_type,
+            fields: PersonalFields {
+                doc_number: parse_text(&input.doc_number, "doc_number", 64)?,
+                holder_name: parse_text(&input.holder_name, "holder_name", 200)?,
+                issued_on: format_date(issued_on),
+                issued_by: parse_text(&input.issued_by, "issued_by", 200)?,
+                expires_on,
+            },
+            supersedes,
+            verified_against_original: input.verified_against_original,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn national_id_accepts_twelve_digits_only() {
+        assert!(NationalId::parse("001099012345").is_ok());
+        for bad in [
+            "",
+            "00109901234",
+            "0010990123456",
+            "00109901234a",
+            "００１０９９０１２３４５",
+        ] {
+            assert!(NationalId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn national_id_debug_never_shows_the_digits() {
+        let id = NationalId::parse("001099012345").unwrap();
+        assert!(!format!("{id:?}").contains("0123"));
+    }
+
+    #[test]
+    fn dates_must_be_real() {
+        assert!(parse_date("2024-02-29", "d").is_ok());
+        assert!(parse_date("2023-02-29", "d").is_err());
+        assert!(parse_date("2023-13-01", "d").is_err());
+        assert!(parse_date("01/02/2023", "d").is_err());
+    }
+
+    #[test]
+    fn sniffing_ignores_everything_but_the_bytes() {
+        assert_eq!(MediaType::sniff(b"%PDF-1.7\n"), Some(MediaType::Pdf));
+        assert_eq!(MediaType::sniff(b"\x89PNG\r\n\x1a\n"), Some(MediaType::Png));
+        assert_eq!(MediaType::sniff(b"MZ\x90\0"), None);
+        assert_eq!(MediaType::sniff(b"<html>"), None);
+    }
+
+    #[test]
+    fn vietnamese_text_is_kept_exactly() {
+        let name = "Nguyễn Thị Hồng Nhung";
+        assert_eq!(parse_text(name, "n", 200).unwrap(), name);
+        assert!(parse_text("a\u{0}b", "n", 200).is_err());
+    }
+}

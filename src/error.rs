@@ -1,0 +1,130 @@
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// The one error type. Every variant maps to a status and a stable code that clients may match
+/// on; messages are for humans and may change. There is deliberately no blanket `From<E: Error>`:
+/// each infrastructure failure is turned into [`ApiError::Internal`] (or `Unavailable`) at the
+/// place that knows what it means, so a forgotten case cannot silently become a 500.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the national ID must be exactly 12 digits")]
+    InvalidNationalId,
+    #[error("{0}")]
+    InvalidMetadata(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("the token has expired")]
+    TokenExpired,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the grant does not cover this request")]
+    ScopeDenied,
+    #[error("the grant has been revoked")]
+    GrantRevoked,
+    #[error("the grant has no uses left")]
+    GrantExhausted,
+    #[error("the grant has expired")]
+    GrantExpired,
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the upload exceeds the limit of {0} bytes")]
+    PayloadTooLarge(u64),
+    #[error("the file is not a PDF, JPEG, PNG or TIFF")]
+    UnsupportedMediaType,
+    /// Stored bytes failed authentication. No plaintext is ever sent with this.
+    #[error("the stored document failed its integrity check")]
+    Integrity(String),
+    /// A dependency (database, object store, audit log) is not available.
+    #[error("the service is temporarily unavailable")]
+    Unavailable(String),
+    /// Anything else. The cause is logged, never sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidNationalId | Self::InvalidMetadata(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthenticated(_) | Self::TokenExpired => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_)
+            | Self::ScopeDenied
+            | Self::GrantRevoked
+            | Self::GrantExhausted
+            | Self::GrantExpired => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Integrity(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable code clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidNationalId => "invalid_national_id",
+            Self::InvalidMetadata(_) => "invalid_metadata",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::TokenExpired => "token_expired",
+            Self::Forbidden(_) => "forbidden",
+            Self::ScopeDenied => "scope_denied",
+            Self::GrantRevoked => "grant_revoked",
+            Self::GrantExhausted => "grant_exhausted",
+            Self::GrantExpired => "grant_expired",
+            Self::NotFound => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Integrity(_) => "integrity_error",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        Self::Internal(format!("{context}: {err}"))
+    }
+
+    pub fn unavailable(context: &str, err: impl std::fmt::Display) -> Self {
+        Self::Unavailable(format!("{context}: {err}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        // Causes of server-side failures go to the log only; the client gets the generic text.
+        match &self {
+            Self::Internal(cause) | Self::Integrity(cause) | Self::Unavailable(cause) => {
+                tracing::error!(code = self.code(), cause = %cause, "request failed");
+            }
+            _ => {}
+        }
+        let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = match self {
+                Self::TokenExpired => {
+                    r#"Bearer realm="hoso", error="invalid_token", error_description="token expired""#
+                }
+                _ => r#"Bearer realm="hoso""#,
+            };
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

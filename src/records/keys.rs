@@ -1,0 +1,97 @@
+//! Master-key maintenance: rewrap every data key under the current KEK (bodies untouched), and
+//! retire a KEK version once nothing uses it.
+
+use crate::app::App;
+use crate::audit::{self, Entry};
+use crate::crypto::keyring::Keyring;
+use crate::db::{self, documents, now_ms};
+use crate::error::ApiError;
+
+fn cli_entry(action: &'static str) -> Entry {
+    Entry {
+        actor: "hoso-cli".into(),
+        role: "admin".into(),
+        office: "-".into(),
+        action,
+        ..Entry::default()
+    }
+}
+
+/// Rewraps, a page at a time, every data key not under the current KEK. Calls `progress` with
+/// (done so far) after each page. Returns how many keys were rewrapped.
+pub async fn rewrap(app: &App, mut progress: impl FnMut(u64)) -> Result<u64, ApiError> {
+    let keys = app.keys();
+    let current = keys.current_kek();
+    let mut done = 0u64;
+    loop {
+        let page =
+            documents::page_not_wrapped_by(&app.db.pool, i64::from(current.version), 200).await?;
+        if page.is_empty() {
+            break;
+        }
+        for doc in page {
+            let data_key = super::data_key(&keys, &doc)?;
+            let binding = super::binding(&doc)?;
+            let mut tx = app.db.begin().await?;
+            if !db::keys::count_wrap(&mut tx, i64::from(current.version)).await? {
+                return Err(ApiError::Unavailable(format!(
+                    "master key version {} may wrap no more data keys; rotate again",
+                    current.version
+                )));
+            }
+            let wrapped = current.wrap(&data_key, &binding);
+            // If the row changed meanwhile (another rewrap), the next page picks it up again.
+            documents::replace_wrapped_key(
+                &mut tx,
+                doc.id,
+                doc.kek_version,
+                i64::from(current.version),
+                &wrapped,
+            )
+            .await?;
+            tx.commit().await.map_err(db::db_err("commit rewrap"))?;
+            done += 1;
+        }
+        progress(done);
+    }
+    let mut e = cli_entry("keys.rewrap");
+    e.reason = Some(format!(
+        "{done} data keys now under version {}",
+        current.version
+    ));
+    audit::record(&app.db, &keys, e).await?;
+    Ok(done)
+}
+
+/// Deletes KEK `version` after proving no data key and no pending intake uses it.
+pub async fn retire(app: &App, version: u32) -> Result<(), ApiError> {
+    let keys: std::sync::Arc<Keyring> = app.keys();
+    if keys.kek(version).is_none() {
+        return Err(ApiError::NotFound);
+    }
+    if keys.current_kek().version == version {
+        return Err(ApiError::Conflict(format!(
+            "version {version} is current; rotate first"
+        )));
+    }
+    let mut tx = app.db.begin().await?;
+    // Mark it retired first (a write, so this transaction holds the lock), then count users:
+    // an intake that counted a wrap under it before this point shows up in the count below.
+    db::keys::mark_retired(&mut tx, i64::from(version), now_ms()).await?;
+    let in_use = documents::count_by_kek(&mut *tx)
+        .await?
+        .into_iter()
+        .find(|(v, _)| *v == i64::from(version))
+        .map_or(0, |(_, n)| n);
+    if in_use > 0 {
+        return Err(ApiError::Conflict(format!(
+            "version {version} still wraps {in_use} data keys; run `hoso keys rewrap` first"
+        )));
+    }
+    tx.commit().await.map_err(db::db_err("commit retire"))?;
+    keys.retire(version)
+        .map_err(|e| ApiError::internal("delete key file", e))?;
+    let mut e = cli_entry("keys.retire");
+    e.reason = Some(format!("version {version} retired"));
+    audit::record(&app.db, &keys, e).await
+}
