@@ -89,4 +89,20 @@ pub struct Settings {
         global = true
     )]
     pub sweep_grace_seconds: u64,
+
+    /// Test-only: make intakes stop dead at this point, leaving storage and database exactly as
+    /// a crash there would. Never set in production.
+    #[arg(long, env = "HOSO_TEST_FAULT", hide = true, global = true)]
+    pub test_fault: Option<FaultPoint>,
+}
+
+/// Points in an intake where a test can make it stop as if the process died.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FaultPoint {
+    /// The intent is committed and the body partly written; nothing else.
+    MidObject,
+    /// The object is durable; no row yet.
+    AfterObject,
+    /// The row is inserted but its transaction is never committed.
+    BeforeCommit,
 }

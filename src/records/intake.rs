@@ -13,6 +13,7 @@ use crate::app::{App, Metrics};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::blob::{BlobStore, BlobWriter};
+use crate::config::FaultPoint;
 use crate::crypto::envelope::{self, Binding, BodySealer, DataKey};
 use crate::crypto::keyring::Keyring;
 use crate::crypto::{CitizenIndex, Sha256};
@@ -39,6 +40,8 @@ pub struct Intake<'a> {
     head: Vec<u8>,
     media: Option<MediaType>,
     sealed: Vec<u8>,
+    /// Set by a test fault: a dead process cleans nothing up.
+    crashed: bool,
 }
 
 pub enum IntakeResult {
@@ -98,6 +101,7 @@ impl<'a> Intake<'a> {
             head: Vec::with_capacity(MediaType::SNIFF_LEN),
             media: None,
             sealed: Vec::with_capacity(256 * 1024),
+            crashed: false,
         })
     }
 
@@ -120,7 +124,17 @@ impl<'a> Intake<'a> {
         self.sha.update(chunk);
         self.sealed.clear();
         self.sealer.push(chunk, &mut self.sealed);
-        self.writer.write(&self.sealed).await
+        self.writer.write(&self.sealed).await?;
+        self.fault(FaultPoint::MidObject)
+    }
+
+    /// Test-only crash simulation: the error skips every clean-up a normal failure would do.
+    fn fault(&mut self, point: FaultPoint) -> Result<(), ApiError> {
+        if self.app.settings.test_fault == Some(point) {
+            self.crashed = true;
+            return Err(ApiError::Internal(format!("test fault {point:?}")));
+        }
+        Ok(())
     }
 
     /// Ends the intake: makes the object durable, then commits row, audit entry and supersede.
@@ -134,6 +148,9 @@ impl<'a> Intake<'a> {
         self.sealer.finish(&mut self.sealed);
         self.writer.write(&self.sealed).await?;
         self.writer.finish().await?;
+        if self.app.settings.test_fault == Some(FaultPoint::AfterObject) {
+            return Err(ApiError::Internal("test fault AfterObject".into()));
+        }
 
         let app = self.app;
         let keys = self.keys;
@@ -251,6 +268,9 @@ impl<'a> Intake<'a> {
         documents::delete_intent(&mut *tx, &self.object_key).await?;
         audit_entry.document_id = Some(row.id.to_string());
         audit::append(&mut tx, &keys, audit_entry).await?;
+        if app.settings.test_fault == Some(FaultPoint::BeforeCommit) {
+            return Err(ApiError::Internal("test fault BeforeCommit".into()));
+        }
         tx.commit().await.map_err(db::db_err("commit intake"))?;
         Metrics::inc(&app.metrics.documents_taken_in);
         Ok(IntakeResult::Created(view(&keys, &row)?))
@@ -258,6 +278,9 @@ impl<'a> Intake<'a> {
 
     /// Gives up on the intake: the object (if any) and its intent are removed.
     pub async fn abort(self) {
+        if self.crashed {
+            return;
+        }
         let app = self.app;
         let key = self.object_key.clone();
         self.writer.abort().await;

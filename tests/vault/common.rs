@@ -1,0 +1,400 @@
+//! A vault on a real SQLite file, a real local object store and throwaway keys in a temp dir,
+//! driven through the real router.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use hoso::app::{self, App, AppState};
+use hoso::auth::{self, TokenRequest};
+use hoso::config::{FaultPoint, SecretString, Settings};
+use hoso::domain::Role;
+
+pub const CITIZEN_A: &str = "001099012345";
+pub const CITIZEN_B: &str = "079203004567";
+
+pub struct TestVault {
+    pub dir: tempfile::TempDir,
+    pub state: AppState,
+    router: Router,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "not JSON ({}): {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[track_caller]
+    pub fn expect(&self, status: StatusCode) -> &Self {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn expect_error(&self, status: StatusCode, code: &str) {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.code(), code);
+    }
+}
+
+pub fn settings(dir: &Path) -> Settings {
+    Settings {
+        database_url: SecretString::from_str(&format!(
+            "sqlite://{}",
+            dir.join("hoso.db").display()
+        ))
+        .unwrap(),
+        storage_url: format!("file://{}", dir.join("storage").display()),
+        keys_dir: dir.join("keys"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        max_upload_bytes: 50 * 1024 * 1024,
+        token_issuer: "hoso".into(),
+        token_audience: "hoso".into(),
+        sweep_grace_seconds: 3600,
+        test_fault: None,
+    }
+}
+
+impl TestVault {
+    pub async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(change: impl FnOnce(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        change(&mut s);
+        Self::open(dir, s).await
+    }
+
+    pub async fn open(dir: tempfile::TempDir, settings: Settings) -> Self {
+        let state = AppState(Arc::new(App::open(settings, true).await.unwrap()));
+        let router = app::router(state.clone());
+        Self { dir, state, router }
+    }
+
+    /// The same vault directory opened again, as after a restart, with other settings.
+    pub async fn restart(self, change: impl FnOnce(&mut Settings)) -> Self {
+        let mut s = self.state.settings.clone();
+        change(&mut s);
+        let dir = self.dir;
+        drop(self.router);
+        self.state.db.pool.close().await;
+        drop(self.state);
+        Self::open(dir, s).await
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    pub fn token(&self, role: Role, sub: &str, office: Option<&str>) -> String {
+        let request = TokenRequest {
+            role,
+            sub,
+            office,
+            ttl_seconds: 3600,
+            grant: None,
+        };
+        auth::issue(&self.state.keys(), &self.state.token_policy, request)
+            .unwrap()
+            .0
+    }
+
+    pub fn clerk(&self) -> String {
+        self.token(Role::Clerk, "clerk.lan", Some("UBND-HAICHAU"))
+    }
+
+    pub fn auditor(&self) -> String {
+        self.token(Role::Auditor, "auditor.minh", Some("THANHTRA"))
+    }
+
+    pub fn admin(&self) -> String {
+        self.token(Role::Admin, "admin.hung", Some("SO-TTTT"))
+    }
+
+    pub fn citizen(&self, national_id: &str) -> String {
+        self.token(Role::Citizen, national_id, None)
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        let request = Request::get(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        self.send(request).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        let request = Request::post(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        self.send(request).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        let request = Request::delete(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        self.send(request).await
+    }
+
+    pub async fn intake(
+        &self,
+        token: &str,
+        national_id: &str,
+        metadata: &Value,
+        file: &[u8],
+    ) -> Reply {
+        let (content_type, body) = multipart(&[
+            (
+                "metadata",
+                metadata.to_string().as_bytes(),
+                "application/json",
+            ),
+            ("file", file, "application/pdf"),
+        ]);
+        let request = Request::post(format!("/v1/citizens/{national_id}/documents"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CONTENT_LENGTH, body.len())
+            .body(Body::from(body))
+            .unwrap();
+        self.send(request).await
+    }
+
+    /// Takes a document in as the desk clerk and returns its id.
+    pub async fn take_in(&self, national_id: &str, doc_type: &str, file: &[u8]) -> String {
+        let reply = self
+            .intake(&self.clerk(), national_id, &metadata(doc_type), file)
+            .await;
+        reply.expect(StatusCode::CREATED);
+        reply.json()["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn grant(
+        &self,
+        national_id: &str,
+        doc_types: &[&str],
+        grantee: &str,
+        max_uses: i64,
+    ) -> (String, String) {
+        let reply = self
+            .post(
+                "/v1/grants",
+                &self.clerk(),
+                json!({
+                    "national_id": national_id,
+                    "doc_types": doc_types,
+                    "case_ref": "000.00.31.H40-261124-0001",
+                    "purpose": "Đăng ký kết hôn",
+                    "grantee": grantee,
+                    "ttl_seconds": 3600,
+                    "max_uses": max_uses,
+                }),
+            )
+            .await;
+        reply.expect(StatusCode::CREATED);
+        let v = reply.json();
+        (
+            v["grant_id"].as_str().unwrap().to_owned(),
+            v["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Runs SQL straight against the database file, as an intruder with file access would.
+    pub async fn sql(&self, statement: &str) {
+        sqlx::raw_sql(statement)
+            .execute(&self.state.db.pool)
+            .await
+            .unwrap();
+    }
+
+    pub async fn sql_blob(&self, statement: &str, blob: Vec<u8>, id: &str) {
+        sqlx::query(statement)
+            .bind(blob)
+            .bind(id.to_owned())
+            .execute(&self.state.db.pool)
+            .await
+            .unwrap();
+    }
+
+    pub async fn fetch_blob(&self, statement: &str, id: &str) -> Vec<u8> {
+        use sqlx::Row;
+        let row = sqlx::query(statement)
+            .bind(id.to_owned())
+            .fetch_one(&self.state.db.pool)
+            .await
+            .unwrap();
+        row.try_get::<Vec<u8>, _>(0).unwrap()
+    }
+
+    pub async fn count(&self, statement: &str) -> i64 {
+        use sqlx::Row;
+        let row = sqlx::query(statement)
+            .fetch_one(&self.state.db.pool)
+            .await
+            .unwrap();
+        row.try_get::<i64, _>(0).unwrap()
+    }
+
+    /// The file holding a document's sealed body.
+    pub fn object_file(&self, id: &str) -> PathBuf {
+        let uuid = uuid::Uuid::parse_str(id).unwrap();
+        self.storage().join(hoso::blob::BlobStore::key_for(uuid))
+    }
+
+    /// Every regular file under storage/.
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.storage(), &mut out);
+        out
+    }
+
+    pub fn fault(&self) -> Option<FaultPoint> {
+        self.state.settings.test_fault
+    }
+}
+
+pub fn metadata(doc_type: &str) -> Value {
+    json!({
+        "doc_type": doc_type,
+        "doc_number": "079203004567",
+        "holder_name": "Trần Thị Ánh Tuyết",
+        "issued_on": "2021-04-15",
+        "issued_by": "Cục Cảnh sát quản lý hành chính về trật tự xã hội",
+        "expires_on": "2046-04-15",
+    })
+}
+
+pub const BOUNDARY: &str = "hoso-test-boundary-7MA4YWxkTrZu0gW";
+
+pub fn multipart(parts: &[(&str, &[u8], &str)]) -> (String, Vec<u8>) {
+    let mut body = Vec::new();
+    for (name, content, content_type) in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        let filename = if *name == "file" {
+            "; filename=\"scan.pdf\""
+        } else {
+            ""
+        };
+        body.extend_from_slice(
+            format!("Content-Disposition: form-data; name=\"{name}\"{filename}\r\n").as_bytes(),
+        );
+        body.extend_from_slice(format!("Content-Type: {content_type}\r\n\r\n").as_bytes());
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={BOUNDARY}"), body)
+}
+
+/// A PDF-looking scan of `len` bytes whose content is unique to `seed`.
+pub fn pdf(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = b"%PDF-1.7\n".to_vec();
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn png(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = pdf(seed, len);
+    out[..8].copy_from_slice(b"\x89PNG\r\n\x1a\n");
+    out
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Runs the `hoso` binary against this vault's settings.
+pub fn hoso_cli(vault: &TestVault, args: &[&str]) -> std::process::Output {
+    let s = &vault.state.settings;
+    std::process::Command::new(env!("CARGO_BIN_EXE_hoso"))
+        .args(args)
+        .env("HOSO_DATABASE_URL", s.database_url.expose())
+        .env("HOSO_STORAGE_URL", &s.storage_url)
+        .env("HOSO_KEYS_DIR", &s.keys_dir)
+        .env("HOSO_LOG", "warn")
+        .output()
+        .unwrap()
+}

@@ -1,0 +1,16 @@
+//! The integration suite: every promise of DESIGN.md, through the real router, on a real SQLite
+//! file and a real local object store.
+
+mod common;
+
+mod p01_tampered_bodies;
+mod p02_moved_ciphertexts;
+mod p03_duplicate_intake;
+mod p04_grants;
+mod p05_tokens;
+mod p06_uploads;
+mod p07_crashes;
+mod p08_audit;
+mod p09_key_rotation;
+mod p10_nothing_in_clear;
+mod workflows;

@@ -1,0 +1,161 @@
+//! Promise 8: the audit log fails closed, and any edit, deletion or reordering of it is detected.
+
+use axum::http::StatusCode;
+
+use crate::common::*;
+
+async fn busy_vault() -> (TestVault, String) {
+    let vault = TestVault::new().await;
+    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(80, 2000)).await;
+    for _ in 0..6 {
+        vault
+            .get(&format!("/v1/documents/{id}"), &vault.clerk())
+            .await
+            .expect(StatusCode::OK);
+    }
+    (vault, id)
+}
+
+async fn report(vault: &TestVault) -> serde_json::Value {
+    let reply = vault.get("/v1/audit/verify", &vault.auditor()).await;
+    reply.expect(StatusCode::OK);
+    reply.json()
+}
+
+fn cli_verify(vault: &TestVault) -> (bool, String) {
+    let out = hoso_cli(vault, &["audit", "verify"]);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn an_untouched_log_verifies() {
+    let (vault, _) = busy_vault().await;
+    let r = report(&vault).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["entries"], 7);
+    let (ok, out) = cli_verify(&vault);
+    assert!(ok, "{out}");
+    assert!(out.contains("intact"), "{out}");
+}
+
+#[tokio::test]
+async fn an_edited_entry_is_found() {
+    let (vault, _) = busy_vault().await;
+    vault
+        .sql("UPDATE audit_entries SET actor = 'someone.else' WHERE seq = 4")
+        .await;
+    let r = report(&vault).await;
+    assert_eq!(
+        (r["ok"].clone(), r["first_bad_seq"].clone()),
+        (false.into(), 4.into()),
+        "{r}"
+    );
+    let (ok, out) = cli_verify(&vault);
+    assert!(!ok);
+    assert!(out.contains("first bad entry is 4"), "{out}");
+}
+
+#[tokio::test]
+async fn an_edited_outcome_or_time_is_found() {
+    let (vault, _) = busy_vault().await;
+    vault
+        .sql("UPDATE audit_entries SET at = at + 1 WHERE seq = 6")
+        .await;
+    assert_eq!(report(&vault).await["first_bad_seq"], 6);
+}
+
+#[tokio::test]
+async fn a_deleted_entry_is_found() {
+    let (vault, _) = busy_vault().await;
+    vault.sql("DELETE FROM audit_entries WHERE seq = 3").await;
+    let r = report(&vault).await;
+    assert_eq!(r["first_bad_seq"], 3, "{r}");
+    let (ok, out) = cli_verify(&vault);
+    assert!(!ok && out.contains("first bad entry is 3"), "{out}");
+}
+
+#[tokio::test]
+async fn a_deleted_tail_is_found() {
+    let (vault, _) = busy_vault().await;
+    vault.sql("DELETE FROM audit_entries WHERE seq >= 6").await;
+    let r = report(&vault).await;
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["first_bad_seq"], 6, "{r}");
+}
+
+#[tokio::test]
+async fn reordered_entries_are_found() {
+    let (vault, _) = busy_vault().await;
+    // Swap entries 2 and 5 by renumbering them.
+    vault.sql("UPDATE audit_entries SET seq = -2 WHERE seq = 2; UPDATE audit_entries SET seq = 2 WHERE seq = 5; UPDATE audit_entries SET seq = 5 WHERE seq = -2;").await;
+    let r = report(&vault).await;
+    assert_eq!(r["first_bad_seq"], 2, "{r}");
+}
+
+#[tokio::test]
+async fn a_rewritten_chain_without_the_keys_is_found() {
+    let (vault, _) = busy_vault().await;
+    // Copy entry 2's hashes onto 3: a chain that looks linked but was not written by the vault.
+    vault.sql("UPDATE audit_entries SET prev_hash = (SELECT prev_hash FROM audit_entries WHERE seq = 2), hash = (SELECT hash FROM audit_entries WHERE seq = 2) WHERE seq = 3").await;
+    assert_eq!(report(&vault).await["first_bad_seq"], 3);
+}
+
+#[tokio::test]
+async fn when_the_audit_log_cannot_be_written_reads_fail_and_send_no_bytes() {
+    let vault = TestVault::new().await;
+    let scan = pdf(81, 5000);
+    let id = vault.take_in(CITIZEN_A, "cccd", &scan).await;
+    let (_, officer) = vault.grant(CITIZEN_A, &["cccd"], "officer.binh", 5).await;
+    vault.sql("CREATE TRIGGER audit_down BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'disk full'); END;").await;
+
+    for token in [vault.clerk(), officer.clone()] {
+        let reply = vault
+            .get(&format!("/v1/documents/{id}/content"), &token)
+            .await;
+        reply.expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        assert!(!contains(&reply.body, &scan[..16]));
+        assert!(
+            !String::from_utf8_lossy(&reply.body).contains("disk full"),
+            "the cause stays in the log"
+        );
+    }
+    vault
+        .get(&format!("/v1/documents/{id}"), &vault.clerk())
+        .await
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    vault
+        .get(
+            &format!("/v1/citizens/{CITIZEN_A}/documents"),
+            &vault.clerk(),
+        )
+        .await
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    // A failed log write spends no grant use and commits no intake.
+    assert_eq!(vault.count("SELECT uses FROM grants").await, 0);
+    vault
+        .intake(
+            &vault.clerk(),
+            CITIZEN_A,
+            &metadata("passport"),
+            &pdf(82, 100),
+        )
+        .await
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert_eq!(vault.count("SELECT COUNT(*) FROM documents").await, 1);
+    // Refusals fail closed too.
+    vault
+        .get(&format!("/v1/documents/{id}/content"), &vault.auditor())
+        .await
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+
+    vault.sql("DROP TRIGGER audit_down").await;
+    let copy = vault
+        .get(&format!("/v1/documents/{id}/content"), &officer)
+        .await;
+    copy.expect(StatusCode::OK);
+    assert_eq!(copy.body.as_ref(), scan.as_slice());
+    assert_eq!(report(&vault).await["ok"], true);
+}

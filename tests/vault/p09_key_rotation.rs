@@ -1,0 +1,126 @@
+//! Promise 9: after key rotation and rewrap every document still reads; a retired key is refused
+//! while used.
+
+use axum::http::StatusCode;
+use hoso::crypto::keyring::Keyring;
+
+use crate::common::*;
+
+async fn all_read(vault: &TestVault, docs: &[(String, Vec<u8>)]) {
+    for (id, scan) in docs {
+        let copy = vault
+            .get(&format!("/v1/documents/{id}/content"), &vault.clerk())
+            .await;
+        copy.expect(StatusCode::OK);
+        assert_eq!(copy.body.as_ref(), scan.as_slice());
+        vault
+            .get(&format!("/v1/documents/{id}"), &vault.clerk())
+            .await
+            .expect(StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn after_rotate_and_rewrap_every_document_reads_and_a_used_key_cannot_be_retired() {
+    let vault = TestVault::new().await;
+    let mut docs = Vec::new();
+    for (i, t) in ["cccd", "passport", "diploma"].iter().enumerate() {
+        let scan = pdf(90 + i as u64, 70_000);
+        docs.push((vault.take_in(CITIZEN_A, t, &scan).await, scan));
+    }
+    let bodies_before: Vec<Vec<u8>> = docs
+        .iter()
+        .map(|(id, _)| std::fs::read(vault.object_file(id)).unwrap())
+        .collect();
+
+    // Rotate through the CLI, as an operator would, while this vault keeps running.
+    let out = hoso_cli(&vault, &["keys", "rotate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let scan = pdf(99, 1000);
+    let newest = vault.take_in(CITIZEN_B, "cccd", &scan).await;
+    docs.push((newest.clone(), scan));
+    assert_eq!(
+        vault
+            .count(&format!(
+                "SELECT kek_version FROM documents WHERE id = '{newest}'"
+            ))
+            .await,
+        2,
+        "the running vault picked up the rotation"
+    );
+    all_read(&vault, &docs).await;
+
+    // Version 1 still wraps three data keys: retiring it is refused, through the API and the CLI.
+    let refused = hoso::records::keys::retire(&vault.state, 1)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "conflict", "{refused:?}");
+    let out = hoso_cli(&vault, &["keys", "retire", "--version", "1"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("still wraps 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(vault.path().join("keys/kek-000001.key").exists());
+    // The refusal marked nothing retired for good: the failed transaction rolled back.
+    assert_eq!(
+        vault
+            .count("SELECT COUNT(*) FROM kek_usage WHERE retired_at IS NOT NULL")
+            .await,
+        0
+    );
+
+    let out = hoso_cli(&vault, &["keys", "rewrap"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 data keys rewrapped"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        vault
+            .count("SELECT COUNT(*) FROM documents WHERE kek_version = 1")
+            .await,
+        0
+    );
+    let bodies_after: Vec<Vec<u8>> = docs[..3]
+        .iter()
+        .map(|(id, _)| std::fs::read(vault.object_file(id)).unwrap())
+        .collect();
+    assert_eq!(bodies_before, bodies_after, "rewrap does not touch bodies");
+    all_read(&vault, &docs).await;
+
+    let out = hoso_cli(&vault, &["keys", "retire", "--version", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!vault.path().join("keys/kek-000001.key").exists());
+    let status = hoso_cli(&vault, &["keys", "status"]);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.contains("retired"), "{status}");
+
+    // After a restart with only version 2 on disk, everything still reads.
+    let vault = vault.restart(|_| {}).await;
+    assert_eq!(
+        Keyring::open(&vault.path().join("keys"), false)
+            .unwrap()
+            .kek_versions(),
+        vec![2]
+    );
+    all_read(&vault, &docs).await;
+    assert_eq!(
+        vault.get("/v1/audit/verify", &vault.auditor()).await.json()["ok"],
+        true
+    );
+}
