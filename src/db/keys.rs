@@ -112,3 +112,19 @@ where
     .map_err(db_err("revoke token"))?;
     Ok(())
 }
+
+/// A revoked token past its `exp` is refused anyway; its row can go.
+pub async fn forget_expired_revocations<'e, E>(
+    executor: E,
+    now_seconds: i64,
+) -> Result<(), ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
+        .bind(now_seconds)
+        .execute(executor)
+        .await
+        .map_err(db_err("forget expired revocations"))?;
+    Ok(())
+}

@@ -328,5 +328,6 @@ pub async fn sweep(app: &App, grace_ms: i64) -> Result<usize, ApiError> {
             "swept objects of intakes that never committed"
         );
     }
+    db::keys::forget_expired_revocations(&app.db.pool, now_ms() / 1000).await?;
     Ok(stale.len())
 }

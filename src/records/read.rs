@@ -254,20 +254,19 @@ async fn open_body(
     let mut opener = BodyOpener::new(data_key(&keys, doc)?, binding);
     let mut plaintext = Vec::with_capacity(if keep { doc.size_bytes as usize } else { 0 });
     let mut scratch = Vec::new();
+    let mut produced = 0usize;
     let mut stored = app.blobs.get(&doc.object_key).await?;
     while let Some(chunk) = stored.next().await {
         let out = if keep { &mut plaintext } else { &mut scratch };
         opener.push(&chunk?, out).map_err(integrity)?;
+        produced += scratch.len();
         scratch.clear();
     }
     let out = if keep { &mut plaintext } else { &mut scratch };
     opener.finish(out).map_err(integrity)?;
-    let produced = if keep {
-        plaintext.len() as i64
-    } else {
-        doc.size_bytes
-    };
-    if keep && produced != doc.size_bytes {
+    produced += scratch.len() + plaintext.len();
+    // The row's size becomes Content-Length: it must agree with what the object holds.
+    if produced as i64 != doc.size_bytes {
         return Err(ApiError::Integrity(format!(
             "document {}: size differs from the record",
             doc.id
