@@ -1,4 +1,4 @@
-//! Object storage for sealed bodies, chosen by URL. Object keys are made only from document ids
+//! Object storage for sealed bodies, chosen by URL: a local directory or any S3-compatible store. Object keys are made only from document ids
 //! the vault generated (`bodies/{first 4 hex}/{uuid}`), never from user input.
 //!
 //! object_store's local backend writes a staging file and links it into place but never fsyncs;
@@ -11,8 +11,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 use object_store::{
     GetResultPayload, MultipartUpload, ObjectStore, PutMode, PutOptions, PutPayload,
 };
@@ -31,6 +33,9 @@ pub struct BlobStore {
 }
 
 impl BlobStore {
+    /// `file://DIR` (relative or absolute), or `s3://BUCKET[/PREFIX]` with endpoint, region and
+    /// credentials from the usual `AWS_*` variables, each overridable by `HOSO_S3_*`
+    /// (`ENDPOINT`, `REGION`, `ACCESS_KEY_ID`, `SECRET_ACCESS_KEY`, `ALLOW_HTTP`).
     pub fn from_url(url: &str) -> Result<Self, String> {
         if let Some(dir) = url.strip_prefix("file://") {
             let root = PathBuf::from(dir);
@@ -45,9 +50,43 @@ impl BlobStore {
                 store: Arc::new(store),
                 local_root: Some(root),
             })
+        } else if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err("HOSO_STORAGE_URL s3://BUCKET[/PREFIX] needs a bucket".into());
+            }
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let var = |name: &str| std::env::var(format!("HOSO_S3_{name}")).ok();
+            if let Some(v) = var("ENDPOINT") {
+                builder = builder.with_endpoint(v);
+            }
+            if let Some(v) = var("REGION") {
+                builder = builder.with_region(v);
+            }
+            if let Some(v) = var("ACCESS_KEY_ID") {
+                builder = builder.with_access_key_id(v);
+            }
+            if let Some(v) = var("SECRET_ACCESS_KEY") {
+                builder = builder.with_secret_access_key(v);
+            }
+            if let Some(v) = var("ALLOW_HTTP") {
+                builder = builder.with_allow_http(v == "true" || v == "1");
+            }
+            let store = builder
+                .build()
+                .map_err(|e| format!("S3 storage {url}: {e}"))?;
+            let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                Arc::new(store)
+            } else {
+                Arc::new(PrefixStore::new(store, prefix))
+            };
+            Ok(Self {
+                store,
+                local_root: None,
+            })
         } else {
             Err(format!(
-                "HOSO_STORAGE_URL {url:?} is not supported; use file://DIR"
+                "HOSO_STORAGE_URL {url:?} is not supported; use file://DIR or s3://BUCKET[/PREFIX]"
             ))
         }
     }
@@ -100,6 +139,38 @@ impl BlobStore {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(ApiError::unavailable("object store delete", e)),
         }
+    }
+
+    /// Every object key in the store (maintenance and tests; bodies are found via rows).
+    pub async fn list_keys(&self) -> Result<Vec<String>, ApiError> {
+        self.store
+            .list(None)
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .map_err(|e| ApiError::unavailable("object store list", e))
+    }
+
+    /// The stored bytes of an object, as they are (sealed).
+    pub async fn read_raw(&self, key: &str) -> Result<Bytes, ApiError> {
+        let result = self
+            .store
+            .get(&Path::from(key))
+            .await
+            .map_err(|e| ApiError::unavailable("object store read", e))?;
+        result
+            .bytes()
+            .await
+            .map_err(|e| ApiError::unavailable("object store read", e))
+    }
+
+    /// Replaces an object's bytes. Only for tests that tamper with storage and for repairs.
+    pub async fn overwrite_raw(&self, key: &str, bytes: Vec<u8>) -> Result<(), ApiError> {
+        self.store
+            .put(&Path::from(key), PutPayload::from(bytes))
+            .await
+            .map_err(|e| ApiError::unavailable("object store put", e))?;
+        Ok(())
     }
 
     pub async fn ready(&self) -> bool {

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 use crate::error::ApiError;
 
@@ -92,33 +92,45 @@ impl Db {
             Backend::Postgres => POSTGRES_MIGRATIONS,
         };
         let fail = |e: sqlx::Error| format!("migration failed: {e}");
-        self.pool
-            .execute(
+        let mut conn = self.pool.acquire().await.map_err(fail)?;
+        // Several processes may start at once on one PostgreSQL database: one migrates, the
+        // others wait here and then find every version applied. (SQLite serialises writers.)
+        if self.backend == Backend::Postgres {
+            conn.execute("SELECT pg_advisory_lock(7301730173)")
+                .await
+                .map_err(fail)?;
+        }
+        let result = async {
+            conn.execute(
                 "CREATE TABLE IF NOT EXISTS hoso_migrations \
                  (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
             )
-            .await
-            .map_err(fail)?;
-        for (version, name, sql) in migrations {
-            let mut tx = self.pool.begin().await.map_err(fail)?;
-            // Claiming the version first makes two processes starting at once apply it once: the
-            // loser's insert waits on the winner's lock and then fails or finds the row.
-            let claimed = sqlx::query(
-                "INSERT INTO hoso_migrations (version, name, applied_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (version) DO NOTHING",
-            )
-            .bind(*version)
-            .bind(*name)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(fail)?;
-            if claimed.rows_affected() == 1 {
-                tx.execute(sqlx::raw_sql(sql)).await.map_err(fail)?;
+            .await?;
+            for (version, name, sql) in migrations {
+                let mut tx = conn.begin().await?;
+                let claimed = sqlx::query(
+                    "INSERT INTO hoso_migrations (version, name, applied_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (version) DO NOTHING",
+                )
+                .bind(*version)
+                .bind(*name)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+                if claimed.rows_affected() == 1 {
+                    tx.execute(sqlx::raw_sql(sql)).await?;
+                }
+                tx.commit().await?;
             }
-            tx.commit().await.map_err(fail)?;
+            Ok::<(), sqlx::Error>(())
         }
-        Ok(())
+        .await;
+        if self.backend == Backend::Postgres {
+            conn.execute("SELECT pg_advisory_unlock(7301730173)")
+                .await
+                .map_err(fail)?;
+        }
+        result.map_err(fail)
     }
 
     pub async fn begin(&self) -> Result<Tx, ApiError> {

@@ -84,6 +84,8 @@ pub async fn retire(app: &App, version: u32) -> Result<(), ApiError> {
         .find(|(v, _)| *v == i64::from(version))
         .map_or(0, |(_, n)| n);
     if in_use > 0 {
+        // Roll back now: the retired mark must not linger while the connection idles.
+        tx.rollback().await.map_err(db::db_err("rollback retire"))?;
         return Err(ApiError::Conflict(format!(
             "version {version} still wraps {in_use} data keys; run `hoso keys rewrap` first"
         )));

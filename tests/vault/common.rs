@@ -74,14 +74,70 @@ impl Reply {
     }
 }
 
-pub fn settings(dir: &Path) -> Settings {
+/// Which backend pair the suite runs on: `HOSO_TEST_BACKEND` = `sqlite` (default: SQLite file +
+/// local directory) or `postgres-s3` (PostgreSQL + an S3-compatible server, both required: the
+/// suite fails, naming what is missing, rather than skip).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    SqliteLocal,
+    PostgresS3,
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("HOSO_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => Backend::SqliteLocal,
+        Ok("postgres-s3") => Backend::PostgresS3,
+        Ok(other) => {
+            panic!("HOSO_TEST_BACKEND={other:?} is not a backend pair (sqlite, postgres-s3)")
+        }
+    }
+}
+
+fn required(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("HOSO_TEST_BACKEND=postgres-s3 needs {name}; run the suite through scripts/test, which starts PostgreSQL and Garage")
+    })
+}
+
+/// A fresh, empty PostgreSQL database for one test.
+async fn fresh_postgres_database() -> String {
+    let server = std::env::var("HOSO_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name = format!("hoso_t_{}", uuid::Uuid::now_v7().simple());
+    sqlx::any::install_default_drivers();
+    let mut admin =
+        <sqlx::AnyConnection as sqlx::Connection>::connect(&format!("{server}/postgres"))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL at {server} is unreachable ({e}); the postgres-s3 suite needs it"
+                )
+            });
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    format!("{server}/{name}")
+}
+
+pub async fn settings(dir: &Path) -> Settings {
+    let (database_url, storage_url) = match backend() {
+        Backend::SqliteLocal => (
+            format!("sqlite://{}", dir.join("hoso.db").display()),
+            format!("file://{}", dir.join("storage").display()),
+        ),
+        Backend::PostgresS3 => {
+            let bucket = required("HOSO_TEST_S3_BUCKET");
+            let prefix = format!("t-{}", uuid::Uuid::now_v7().simple());
+            (
+                fresh_postgres_database().await,
+                format!("s3://{bucket}/{prefix}"),
+            )
+        }
+    };
     Settings {
-        database_url: SecretString::from_str(&format!(
-            "sqlite://{}",
-            dir.join("hoso.db").display()
-        ))
-        .unwrap(),
-        storage_url: format!("file://{}", dir.join("storage").display()),
+        database_url: SecretString::from_str(&database_url).unwrap(),
+        storage_url,
         keys_dir: dir.join("keys"),
         listen: "127.0.0.1:0".parse().unwrap(),
         max_upload_bytes: 50 * 1024 * 1024,
@@ -99,13 +155,18 @@ impl TestVault {
 
     pub async fn with(change: impl FnOnce(&mut Settings)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = settings(dir.path());
+        let mut s = settings(dir.path()).await;
         change(&mut s);
         Self::open(dir, s).await
     }
 
     pub async fn open(dir: tempfile::TempDir, settings: Settings) -> Self {
+        let storage = settings.storage_url.clone();
         let state = AppState(Arc::new(App::open(settings, true).await.unwrap()));
+        assert!(
+            state.blobs.ready().await,
+            "the object store at {storage} is unreachable"
+        );
         let router = app::router(state.clone());
         Self { dir, state, router }
     }
@@ -113,6 +174,7 @@ impl TestVault {
     /// The same vault directory opened again, as after a restart, with other settings.
     pub async fn restart(self, change: impl FnOnce(&mut Settings)) -> Self {
         let mut s = self.state.settings.clone();
+        s.test_fault = None;
         change(&mut s);
         let dir = self.dir;
         drop(self.router);
@@ -299,27 +361,66 @@ impl TestVault {
         row.try_get::<i64, _>(0).unwrap()
     }
 
-    /// The file holding a document's sealed body.
-    pub fn object_file(&self, id: &str) -> PathBuf {
-        let uuid = uuid::Uuid::parse_str(id).unwrap();
-        self.storage().join(hoso::blob::BlobStore::key_for(uuid))
+    /// A document's sealed body, as stored.
+    pub async fn object(&self, id: &str) -> Vec<u8> {
+        let key = hoso::blob::BlobStore::key_for(uuid::Uuid::parse_str(id).unwrap());
+        self.state.blobs.read_raw(&key).await.unwrap().to_vec()
     }
 
-    /// Every regular file under storage/.
-    pub fn stored_files(&self) -> Vec<PathBuf> {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(&path, out);
-                } else {
-                    out.push(path);
+    /// Replaces a document's sealed body, as an intruder with storage access would.
+    pub async fn set_object(&self, id: &str, bytes: Vec<u8>) {
+        let key = hoso::blob::BlobStore::key_for(uuid::Uuid::parse_str(id).unwrap());
+        self.state.blobs.overwrite_raw(&key, bytes).await.unwrap();
+    }
+
+    /// Every object in this vault's store.
+    pub async fn stored_keys(&self) -> Vec<String> {
+        self.state.blobs.list_keys().await.unwrap()
+    }
+
+    /// Every byte the database holds, in a form a needle can be searched for in: the SQLite
+    /// files as they are on disk, or a `pg_dump` of the PostgreSQL database (bytea in hex, so
+    /// callers search for both a needle and its hex).
+    pub fn database_bytes(&self) -> Vec<u8> {
+        match backend() {
+            Backend::SqliteLocal => {
+                let mut bytes = Vec::new();
+                for entry in std::fs::read_dir(self.path()).unwrap().flatten() {
+                    if entry.file_name().to_string_lossy().starts_with("hoso.db") {
+                        bytes.extend(std::fs::read(entry.path()).unwrap());
+                    }
                 }
+                bytes
+            }
+            Backend::PostgresS3 => {
+                let out = std::process::Command::new("pg_dump")
+                    .args(["--data-only", self.state.settings.database_url.expose()])
+                    .output()
+                    .expect("pg_dump runs");
+                assert!(
+                    out.status.success(),
+                    "pg_dump: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                out.stdout
             }
         }
-        let mut out = Vec::new();
-        walk(&self.storage(), &mut out);
-        out
+    }
+
+    /// Makes every append to the audit log fail, as a full disk or a lost connection would.
+    pub async fn break_audit_log(&self) {
+        match backend() {
+            Backend::SqliteLocal => self.sql("CREATE TRIGGER audit_down BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'disk full'); END;").await,
+            Backend::PostgresS3 => self.sql("CREATE FUNCTION audit_down() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql; CREATE TRIGGER audit_down BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION audit_down();").await,
+        }
+    }
+
+    pub async fn mend_audit_log(&self) {
+        let statement = match backend() {
+            Backend::SqliteLocal => "DROP TRIGGER audit_down",
+            Backend::PostgresS3 => "DROP TRIGGER audit_down ON audit_entries",
+        };
+        self.sql(statement).await;
     }
 
     pub fn fault(&self) -> Option<FaultPoint> {
@@ -386,15 +487,18 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Runs the `hoso` binary against this vault's settings.
-pub fn hoso_cli(vault: &TestVault, args: &[&str]) -> std::process::Output {
+/// Runs the `hoso` binary against this vault's settings. It runs on a blocking thread so the
+/// test's runtime keeps serving (and releasing pooled connections) meanwhile.
+pub async fn hoso_cli(vault: &TestVault, args: &[&str]) -> std::process::Output {
     let s = &vault.state.settings;
-    std::process::Command::new(env!("CARGO_BIN_EXE_hoso"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"));
+    command
         .args(args)
         .env("HOSO_DATABASE_URL", s.database_url.expose())
         .env("HOSO_STORAGE_URL", &s.storage_url)
         .env("HOSO_KEYS_DIR", &s.keys_dir)
-        .env("HOSO_LOG", "warn")
-        .output()
+        .env("HOSO_LOG", "warn");
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
         .unwrap()
 }

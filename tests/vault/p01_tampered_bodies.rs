@@ -37,8 +37,7 @@ async fn a_flipped_bit_anywhere_in_a_stored_body_gives_integrity_error_and_no_pl
     // Three segments: a full one, another full one, and a short last one.
     let scan = png(1, 2 * 65_536 + 5_000);
     let id = vault.take_in(CITIZEN_A, "cccd", &scan).await;
-    let file = vault.object_file(&id);
-    let original = std::fs::read(&file).unwrap();
+    let original = vault.object(&id).await;
     let seg = 65_536 + 16;
     // Header bytes, first/middle/last bytes of each segment's ciphertext and of each tag.
     let mut positions = vec![0, 4, 5, 8, 9, 15];
@@ -50,11 +49,11 @@ async fn a_flipped_bit_anywhere_in_a_stored_body_gives_integrity_error_and_no_pl
     for pos in positions {
         let mut bad = original.clone();
         bad[pos] ^= 0x04;
-        std::fs::write(&file, &bad).unwrap();
+        vault.set_object(&id, bad).await;
         assert_refused_without_plaintext(&vault, &id, &scan, &format!("bit flip at byte {pos}"))
             .await;
     }
-    std::fs::write(&file, &original).unwrap();
+    vault.set_object(&id, original.clone()).await;
     let ok = vault
         .get(&format!("/v1/documents/{id}/content"), &vault.clerk())
         .await;
@@ -67,8 +66,7 @@ async fn a_truncated_or_extended_body_gives_integrity_error_and_no_plaintext() {
     let vault = TestVault::new().await;
     let scan = pdf(2, 2 * 65_536 + 100);
     let id = vault.take_in(CITIZEN_A, "cccd", &scan).await;
-    let file = vault.object_file(&id);
-    let original = std::fs::read(&file).unwrap();
+    let original = vault.object(&id).await;
     let boundary = 16 + 2 * (65_536 + 16);
     let cases: Vec<(String, Vec<u8>)> = vec![
         (
@@ -91,7 +89,7 @@ async fn a_truncated_or_extended_body_gives_integrity_error_and_no_plaintext() {
         ),
     ];
     for (what, bytes) in cases {
-        std::fs::write(&file, &bytes).unwrap();
+        vault.set_object(&id, bytes).await;
         assert_refused_without_plaintext(&vault, &id, &scan, &what).await;
     }
 }
@@ -104,12 +102,11 @@ async fn tampering_with_a_large_body_is_caught_before_the_first_byte_is_sent() {
     let id = vault
         .take_in(CITIZEN_A, "land_use_certificate", &scan)
         .await;
-    let file = vault.object_file(&id);
-    let original = std::fs::read(&file).unwrap();
+    let original = vault.object(&id).await;
     let mut bad = original.clone();
     let last = bad.len() - 3;
     bad[last] ^= 1;
-    std::fs::write(&file, &bad).unwrap();
+    vault.set_object(&id, bad).await;
     assert_refused_without_plaintext(
         &vault,
         &id,
@@ -117,7 +114,7 @@ async fn tampering_with_a_large_body_is_caught_before_the_first_byte_is_sent() {
         "flip in the last segment of a large body",
     )
     .await;
-    std::fs::write(&file, &original).unwrap();
+    vault.set_object(&id, original.clone()).await;
     let ok = vault
         .get(&format!("/v1/documents/{id}/content"), &vault.clerk())
         .await;

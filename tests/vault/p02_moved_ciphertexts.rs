@@ -13,7 +13,7 @@ async fn a_body_copied_onto_another_document_does_not_decrypt() {
     let b = vault.take_in(CITIZEN_A, "birth_certificate", &scan_b).await;
     let other_citizen = vault.take_in(CITIZEN_B, "cccd", &pdf(12, 5000)).await;
     for target in [&b, &other_citizen] {
-        std::fs::copy(vault.object_file(&a), vault.object_file(target)).unwrap();
+        vault.set_object(target, vault.object(&a).await).await;
         let reply = vault
             .get(&format!("/v1/documents/{target}/content"), &vault.clerk())
             .await;
@@ -53,7 +53,7 @@ async fn a_wrapped_key_or_sealed_fields_copied_onto_another_document_do_not_decr
             &b,
         )
         .await;
-    std::fs::copy(vault.object_file(&a), vault.object_file(&b)).unwrap();
+    vault.set_object(&b, vault.object(&a).await).await;
     vault
         .get(&format!("/v1/documents/{b}/content"), &vault.clerk())
         .await

@@ -197,7 +197,7 @@ async fn a_revoked_token_is_refused_until_it_expires() {
     let token = vault.clerk();
     let path = format!("/v1/citizens/{CITIZEN_A}/documents");
     vault.get(&path, &token).await.expect(StatusCode::OK);
-    let out = hoso_cli(&vault, &["token", "revoke", &token]);
+    let out = hoso_cli(&vault, &["token", "revoke", &token]).await;
     assert!(
         out.status.success(),
         "{}",

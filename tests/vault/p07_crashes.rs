@@ -58,7 +58,7 @@ async fn a_crash_at_any_point_of_an_intake_leaves_no_dangling_row_and_a_retry_st
         );
         if fault != FaultPoint::MidObject {
             assert_eq!(
-                vault.stored_files().len(),
+                vault.stored_keys().await.len(),
                 1,
                 "{fault:?}: the durable object is left behind"
             );
@@ -73,11 +73,9 @@ async fn a_crash_at_any_point_of_an_intake_leaves_no_dangling_row_and_a_retry_st
             .await;
         let swept = hoso::records::intake::sweep(&vault.state, 0).await.unwrap();
         assert_eq!(swept, 1, "{fault:?}");
-        let leftovers: Vec<_> = vault
-            .stored_files()
-            .into_iter()
-            .filter(|f| !f.to_string_lossy().contains('#'))
-            .collect();
+        // Listing shows whole objects only; a local staging file of a body cut off mid-write
+        // is not an object (removing those is the consistency checker's job).
+        let leftovers = vault.stored_keys().await;
         assert!(leftovers.is_empty(), "{fault:?}: {leftovers:?}");
         assert_eq!(vault.count("SELECT COUNT(*) FROM intake_intents").await, 0);
 
@@ -110,12 +108,12 @@ async fn the_sweeper_leaves_young_intakes_and_committed_documents_alone() {
             .unwrap(),
         0
     );
-    assert_eq!(vault.stored_files().len(), 2);
+    assert_eq!(vault.stored_keys().await.len(), 2);
     assert_eq!(
         hoso::records::intake::sweep(&vault.state, 0).await.unwrap(),
         1
     );
-    assert_eq!(vault.stored_files().len(), 1);
+    assert_eq!(vault.stored_keys().await.len(), 1);
     vault
         .get(&format!("/v1/documents/{id}/content"), &vault.clerk())
         .await

@@ -22,8 +22,8 @@ async fn report(vault: &TestVault) -> serde_json::Value {
     reply.json()
 }
 
-fn cli_verify(vault: &TestVault) -> (bool, String) {
-    let out = hoso_cli(vault, &["audit", "verify"]);
+async fn cli_verify(vault: &TestVault) -> (bool, String) {
+    let out = hoso_cli(vault, &["audit", "verify"]).await;
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -36,7 +36,7 @@ async fn an_untouched_log_verifies() {
     let r = report(&vault).await;
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["entries"], 7);
-    let (ok, out) = cli_verify(&vault);
+    let (ok, out) = cli_verify(&vault).await;
     assert!(ok, "{out}");
     assert!(out.contains("intact"), "{out}");
 }
@@ -53,7 +53,7 @@ async fn an_edited_entry_is_found() {
         (false.into(), 4.into()),
         "{r}"
     );
-    let (ok, out) = cli_verify(&vault);
+    let (ok, out) = cli_verify(&vault).await;
     assert!(!ok);
     assert!(out.contains("first bad entry is 4"), "{out}");
 }
@@ -73,7 +73,7 @@ async fn a_deleted_entry_is_found() {
     vault.sql("DELETE FROM audit_entries WHERE seq = 3").await;
     let r = report(&vault).await;
     assert_eq!(r["first_bad_seq"], 3, "{r}");
-    let (ok, out) = cli_verify(&vault);
+    let (ok, out) = cli_verify(&vault).await;
     assert!(!ok && out.contains("first bad entry is 3"), "{out}");
 }
 
@@ -109,7 +109,7 @@ async fn when_the_audit_log_cannot_be_written_reads_fail_and_send_no_bytes() {
     let scan = pdf(81, 5000);
     let id = vault.take_in(CITIZEN_A, "cccd", &scan).await;
     let (_, officer) = vault.grant(CITIZEN_A, &["cccd"], "officer.binh", 5).await;
-    vault.sql("CREATE TRIGGER audit_down BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'disk full'); END;").await;
+    vault.break_audit_log().await;
 
     for token in [vault.clerk(), officer.clone()] {
         let reply = vault
@@ -151,7 +151,7 @@ async fn when_the_audit_log_cannot_be_written_reads_fail_and_send_no_bytes() {
         .await
         .expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
 
-    vault.sql("DROP TRIGGER audit_down").await;
+    vault.mend_audit_log().await;
     let copy = vault
         .get(&format!("/v1/documents/{id}/content"), &officer)
         .await;

@@ -28,13 +28,13 @@ async fn after_rotate_and_rewrap_every_document_reads_and_a_used_key_cannot_be_r
         let scan = pdf(90 + i as u64, 70_000);
         docs.push((vault.take_in(CITIZEN_A, t, &scan).await, scan));
     }
-    let bodies_before: Vec<Vec<u8>> = docs
-        .iter()
-        .map(|(id, _)| std::fs::read(vault.object_file(id)).unwrap())
-        .collect();
+    let mut bodies_before = Vec::new();
+    for (id, _) in &docs {
+        bodies_before.push(vault.object(id).await);
+    }
 
     // Rotate through the CLI, as an operator would, while this vault keeps running.
-    let out = hoso_cli(&vault, &["keys", "rotate"]);
+    let out = hoso_cli(&vault, &["keys", "rotate"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -59,7 +59,7 @@ async fn after_rotate_and_rewrap_every_document_reads_and_a_used_key_cannot_be_r
         .await
         .unwrap_err();
     assert_eq!(refused.code(), "conflict", "{refused:?}");
-    let out = hoso_cli(&vault, &["keys", "retire", "--version", "1"]);
+    let out = hoso_cli(&vault, &["keys", "retire", "--version", "1"]).await;
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("still wraps 3"),
@@ -75,7 +75,7 @@ async fn after_rotate_and_rewrap_every_document_reads_and_a_used_key_cannot_be_r
         0
     );
 
-    let out = hoso_cli(&vault, &["keys", "rewrap"]);
+    let out = hoso_cli(&vault, &["keys", "rewrap"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -92,21 +92,21 @@ async fn after_rotate_and_rewrap_every_document_reads_and_a_used_key_cannot_be_r
             .await,
         0
     );
-    let bodies_after: Vec<Vec<u8>> = docs[..3]
-        .iter()
-        .map(|(id, _)| std::fs::read(vault.object_file(id)).unwrap())
-        .collect();
+    let mut bodies_after = Vec::new();
+    for (id, _) in &docs[..3] {
+        bodies_after.push(vault.object(id).await);
+    }
     assert_eq!(bodies_before, bodies_after, "rewrap does not touch bodies");
     all_read(&vault, &docs).await;
 
-    let out = hoso_cli(&vault, &["keys", "retire", "--version", "1"]);
+    let out = hoso_cli(&vault, &["keys", "retire", "--version", "1"]).await;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!vault.path().join("keys/kek-000001.key").exists());
-    let status = hoso_cli(&vault, &["keys", "status"]);
+    let status = hoso_cli(&vault, &["keys", "status"]).await;
     let status = String::from_utf8_lossy(&status.stdout).into_owned();
     assert!(status.contains("retired"), "{status}");
 

@@ -73,7 +73,8 @@ async fn a_clerk_verifies_a_scan_and_anyone_can_check_the_copy_offline() {
             "--jwks",
             &jwks_path,
         ],
-    );
+    )
+    .await;
     assert!(
         out.status.success(),
         "{}",
@@ -95,7 +96,8 @@ async fn a_clerk_verifies_a_scan_and_anyone_can_check_the_copy_offline() {
             "--jwks",
             &jwks_path,
         ],
-    );
+    )
+    .await;
     assert!(!out.status.success());
     let other = TestVault::new().await;
     let forged = hoso::records::sign_attestation(
@@ -119,7 +121,8 @@ async fn a_clerk_verifies_a_scan_and_anyone_can_check_the_copy_offline() {
             "--jwks",
             &jwks_path,
         ],
-    );
+    )
+    .await;
     assert!(
         !out.status.success(),
         "an attestation signed by another key is refused"
@@ -243,7 +246,7 @@ async fn a_new_scan_supersedes_the_old_one_and_listings_show_only_current_docume
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
     assert_eq!(vault.count("SELECT COUNT(*) FROM documents").await, 3);
-    let leftovers = vault.stored_files().len();
+    let leftovers = vault.stored_keys().await.len();
     assert_eq!(leftovers, 3, "refused supersedes leave no object");
 }
 
