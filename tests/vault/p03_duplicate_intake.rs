@@ -40,7 +40,7 @@ async fn the_same_scan_encrypts_differently_each_time_it_is_stored() {
         .await
         .expect(StatusCode::OK);
     let c = vault.take_in(CITIZEN_A, "cccd", &scan).await;
-    let bodies = vec![
+    let bodies = [
         vault.object(&a).await,
         vault.object(&b).await,
         vault.object(&c).await,
