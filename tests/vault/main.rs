@@ -13,4 +13,5 @@ mod p07_crashes;
 mod p08_audit;
 mod p09_key_rotation;
 mod p10_nothing_in_clear;
+mod scale_out;
 mod workflows;
