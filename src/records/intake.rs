@@ -273,7 +273,7 @@ impl<'a> Intake<'a> {
         }
         tx.commit().await.map_err(db::db_err("commit intake"))?;
         Metrics::inc(&app.metrics.documents_taken_in);
-        Ok(IntakeResult::Created(view(&keys, &row)?))
+        Ok(IntakeResult::Created(view(app, &row)?))
     }
 
     /// Gives up on the intake: the object (if any) and its intent are removed.
@@ -300,7 +300,7 @@ async fn answer_duplicate(
     audit_entry.document_id = Some(existing.id.to_string());
     audit_entry.reason = Some("duplicate".into());
     audit::record(&app.db, keys, audit_entry).await?;
-    Ok(IntakeResult::Existing(view(keys, &existing)?))
+    Ok(IntakeResult::Existing(view(app, &existing)?))
 }
 
 /// Deletes an uncommitted object and its intent. A failure here is left for the sweeper.

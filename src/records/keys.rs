@@ -30,7 +30,7 @@ pub async fn rewrap(app: &App, mut progress: impl FnMut(u64)) -> Result<u64, Api
             break;
         }
         for doc in page {
-            let data_key = super::data_key(&keys, &doc)?;
+            let data_key = super::data_key(app, &doc)?;
             let binding = super::binding(&doc)?;
             let mut tx = app.db.begin().await?;
             if !db::keys::count_wrap(&mut tx, i64::from(current.version)).await? {

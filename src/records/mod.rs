@@ -96,10 +96,17 @@ pub fn binding(row: &DocumentRow) -> Result<Binding, ApiError> {
     })
 }
 
-/// Unwraps a document's data key with the KEK version that wrapped it.
-pub fn data_key(keys: &Keyring, row: &DocumentRow) -> Result<DataKey, ApiError> {
+/// Unwraps a document's data key with the KEK version that wrapped it. A version this process
+/// has not loaded yet was made by a rotation elsewhere: the key files are read again once.
+pub fn data_key(app: &App, row: &DocumentRow) -> Result<DataKey, ApiError> {
     let version = u32::try_from(row.kek_version)
         .map_err(|_| ApiError::Internal("stored KEK version out of range".into()))?;
+    let mut keys = app.keys();
+    if keys.kek(version).is_none() {
+        keys = app
+            .reload_keys()
+            .map_err(|e| ApiError::internal("reload keys", e))?;
+    }
     let kek = keys.kek(version).ok_or_else(|| {
         ApiError::Internal(format!("KEK version {version} is not in the key directory"))
     })?;
@@ -132,8 +139,8 @@ pub struct Stamp {
     pub at: String,
 }
 
-pub fn view(keys: &Keyring, row: &DocumentRow) -> Result<DocumentView, ApiError> {
-    let key = data_key(keys, row)?;
+pub fn view(app: &App, row: &DocumentRow) -> Result<DocumentView, ApiError> {
+    let key = data_key(app, row)?;
     let json = envelope::open_fields(&key, &binding(row)?, &row.sealed_fields)
         .map_err(|e| ApiError::Integrity(format!("document {}: {e}", row.id)))?;
     let fields: PersonalFields = serde_json::from_slice(&json)

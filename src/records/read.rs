@@ -145,7 +145,7 @@ pub async fn list(
                 .as_ref()
                 .is_none_or(|t| t.contains(&r.doc_type))
         })
-        .map(|r| view(&keys, r))
+        .map(|r| view(app, r))
         .collect()
 }
 
@@ -155,7 +155,7 @@ pub async fn metadata(app: &App, caller: &Caller, id: Uuid) -> Result<DocumentVi
     e.document_id = Some(id.to_string());
     let (doc, _) = scoped_document(app, caller, id, &mut e).await?;
     audit::record(&app.db, &keys, e).await?;
-    view(&keys, &doc)
+    view(app, &doc)
 }
 
 /// A verified copy on its way out: metadata for the headers and the plaintext stream.
@@ -243,7 +243,6 @@ async fn open_body(
     app: &App,
     doc: &DocumentRow,
 ) -> Result<BoxStream<'static, Result<Bytes, ApiError>>, ApiError> {
-    let keys = app.keys();
     let binding = super::binding(doc)?;
     let integrity = |e: crate::crypto::envelope::IntegrityError| {
         ApiError::Integrity(format!("document {}: {e}", doc.id))
@@ -251,7 +250,7 @@ async fn open_body(
 
     // Pass 1: authenticate every segment (and keep the plaintext if it is small).
     let keep = doc.size_bytes <= IN_MEMORY_LIMIT;
-    let mut opener = BodyOpener::new(data_key(&keys, doc)?, binding);
+    let mut opener = BodyOpener::new(data_key(app, doc)?, binding);
     let mut plaintext = Vec::with_capacity(if keep { doc.size_bytes as usize } else { 0 });
     let mut scratch = Vec::new();
     let mut produced = 0usize;
@@ -278,7 +277,7 @@ async fn open_body(
 
     // Pass 2: decrypt again while sending. The object is write-once, so this pass sees the
     // bytes pass 1 authenticated; if it ever did not, the stream ends with an error.
-    let mut opener = Some(BodyOpener::new(data_key(&keys, doc)?, binding));
+    let mut opener = Some(BodyOpener::new(data_key(app, doc)?, binding));
     let stored = app.blobs.get(&doc.object_key).await?;
     let id = doc.id;
     let body = stored
@@ -310,7 +309,7 @@ pub async fn verify(app: &App, caller: &Caller, id: Uuid) -> Result<DocumentView
     };
     e.citizen_idx = Some(doc.citizen_idx.clone());
     match doc.status {
-        DocStatus::Verified => return view(&keys, &doc),
+        DocStatus::Verified => return view(app, &doc),
         DocStatus::Pending => {}
         other => {
             return Err(refuse(
@@ -344,7 +343,7 @@ pub async fn verify(app: &App, caller: &Caller, id: Uuid) -> Result<DocumentView
     doc.verified_office = Some(caller.office.clone());
     doc.verified_at = Some(now);
     doc.attestation = Some(attestation);
-    view(&keys, &doc)
+    view(app, &doc)
 }
 
 pub async fn revoke(app: &App, caller: &Caller, id: Uuid) -> Result<DocumentView, ApiError> {
@@ -357,7 +356,7 @@ pub async fn revoke(app: &App, caller: &Caller, id: Uuid) -> Result<DocumentView
     };
     e.citizen_idx = Some(doc.citizen_idx.clone());
     if doc.status == DocStatus::Revoked {
-        return view(&keys, &doc);
+        return view(app, &doc);
     }
     let by = caller.staff_id().unwrap_or("-").to_owned();
     let now = now_ms();
@@ -377,5 +376,5 @@ pub async fn revoke(app: &App, caller: &Caller, id: Uuid) -> Result<DocumentView
     doc.status = DocStatus::Revoked;
     doc.status_changed_by = Some(by);
     doc.status_changed_at = Some(now);
-    view(&keys, &doc)
+    view(app, &doc)
 }

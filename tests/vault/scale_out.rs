@@ -242,19 +242,53 @@ async fn three_processes_on_one_database_and_store_behave_as_one_vault() {
         assert_eq!(&body, scan, "document {id}");
     }
 
-    // Rotation through the CLI is seen by every running process at its next intake.
+    // Rotation through the CLI is seen by every running process: a document wrapped under the
+    // new version by one process reads through the others before they have taken anything in,
+    // and each process's next intake uses the new version.
     let out = hoso_cli(&vault, &["keys", "rotate"]).await;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for (i, addr) in addrs.iter().enumerate() {
+    let scan = pdf(900, 5_000);
+    let (status, doc) = intake(
+        addrs[0],
+        &clerk,
+        CITIZEN_B,
+        "land_use_certificate",
+        scan.clone(),
+    )
+    .await;
+    assert_eq!(status, 201, "{doc}");
+    let new_id = doc["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        vault
+            .count(&format!(
+                "SELECT kek_version FROM documents WHERE id = '{new_id}'"
+            ))
+            .await,
+        2
+    );
+    for addr in &addrs[1..] {
+        let (status, body) = call(
+            *addr,
+            "GET",
+            &format!("/v1/documents/{new_id}/content"),
+            Some(&clerk),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(body, scan);
+    }
+    for (i, addr) in addrs.iter().enumerate().skip(1) {
         let (status, doc) = intake(
             *addr,
             &clerk,
             CITIZEN_B,
-            "land_use_certificate",
+            "marriage_certificate",
             pdf(900 + i as u64, 5_000),
         )
         .await;
