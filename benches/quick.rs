@@ -157,13 +157,14 @@ async fn main() {
     let clients = env_u64("HOSO_BENCH_CLIENTS", 4);
     let size = env_u64("HOSO_BENCH_KIB", 1024) as usize * 1024;
     let dir = tempfile::tempdir().expect("tempdir");
+    // Embedded default unless pointed elsewhere (a fresh, empty PostgreSQL database; an S3 URL).
+    let database_url = std::env::var("HOSO_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("hoso.db").display()));
+    let storage_url = std::env::var("HOSO_BENCH_STORAGE_URL")
+        .unwrap_or_else(|_| format!("file://{}", dir.path().join("storage").display()));
     let settings = Settings {
-        database_url: SecretString::from_str(&format!(
-            "sqlite://{}",
-            dir.path().join("hoso.db").display()
-        ))
-        .expect("url"),
-        storage_url: format!("file://{}", dir.path().join("storage").display()),
+        database_url: SecretString::from_str(&database_url).expect("url"),
+        storage_url: storage_url.clone(),
         keys_dir: dir.path().join("keys"),
         listen: "127.0.0.1:0".parse().expect("addr"),
         max_upload_bytes: 64 * 1024 * 1024,
@@ -190,8 +191,10 @@ async fn main() {
     let clerk = token(Role::Clerk);
     let addr = serve(app::router(state.clone())).await;
     println!(
-        "hoso quick bench: {} KiB scans, {clients} clients, {seconds} s per phase, loopback HTTP/1.1",
-        size / 1024
+        "hoso quick bench: {} KiB scans, {clients} clients, {seconds} s per phase, loopback HTTP/1.1, {} + {}",
+        size / 1024,
+        database_url.split(':').next().unwrap_or_default(),
+        storage_url.split(':').next().unwrap_or_default()
     );
 
     // Intake: every request a different scan (the vault stores a repeated scan only once).
