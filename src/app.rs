@@ -45,6 +45,9 @@ impl App {
     /// Opens keys, database (migrated) and object store. `create` makes missing keys, which only
     /// `serve` and `init` may do.
     pub async fn open(settings: Settings, create: bool) -> Result<Self, String> {
+        if settings.test_fault.is_some() && !cfg!(debug_assertions) {
+            return Err("HOSO_TEST_FAULT is for tests only; unset it".into());
+        }
         let keys = Keyring::open(&settings.keys_dir, create).map_err(|e| e.to_string())?;
         let db = Db::connect(settings.database_url.expose()).await?;
         for version in keys.kek_versions() {
