@@ -59,46 +59,44 @@ async fn a_clerk_verifies_a_scan_and_anyone_can_check_the_copy_offline() {
     jwks.expect(StatusCode::OK);
     let dir = vault.path();
     std::fs::write(dir.join("jwks.json"), &jwks.body).unwrap();
-    std::fs::write(dir.join("copy.pdf"), &copy.body).unwrap();
-    let jwks_path = dir.join("jwks.json").display().to_string();
-    let copy_path = dir.join("copy.pdf").display().to_string();
-    let out = hoso_cli(
-        &vault,
-        &[
-            "verify-copy",
-            "--file",
-            &copy_path,
-            "--attestation",
-            &attestation,
-            "--jwks",
-            &jwks_path,
-        ],
-    )
-    .await;
+    // Checks `file` against `attestation` with the published keys; true when VERIFIED.
+    let check = |file: Vec<u8>, attestation: String| {
+        let dir = dir.clone();
+        let vault = &vault;
+        async move {
+            std::fs::write(dir.join("copy.pdf"), &file).unwrap();
+            let copy = dir.join("copy.pdf").display().to_string();
+            let jwks = dir.join("jwks.json").display().to_string();
+            let args = [
+                "verify-copy",
+                "--file",
+                &copy,
+                "--attestation",
+                &attestation,
+                "--jwks",
+                &jwks,
+            ];
+            let out = hoso_cli(vault, &args).await;
+            let verified = String::from_utf8_lossy(&out.stdout).starts_with("VERIFIED");
+            assert_eq!(
+                out.status.success(),
+                verified,
+                "exit code agrees with the verdict"
+            );
+            verified
+        }
+    };
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        check(copy.body.to_vec(), attestation.clone()).await,
+        "the served copy verifies"
     );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("VERIFIED"));
 
     let mut altered = copy.body.to_vec();
     altered[100] ^= 1;
-    std::fs::write(dir.join("copy.pdf"), &altered).unwrap();
-    let out = hoso_cli(
-        &vault,
-        &[
-            "verify-copy",
-            "--file",
-            &copy_path,
-            "--attestation",
-            &attestation,
-            "--jwks",
-            &jwks_path,
-        ],
-    )
-    .await;
-    assert!(!out.status.success());
+    assert!(
+        !check(altered, attestation.clone()).await,
+        "an altered copy does not"
+    );
     let other = TestVault::new().await;
     let forged = hoso::records::sign_attestation(
         &other.state.keys(),
@@ -109,24 +107,8 @@ async fn a_clerk_verifies_a_scan_and_anyone_can_check_the_copy_offline() {
         0,
     )
     .unwrap();
-    std::fs::write(dir.join("copy.pdf"), &copy.body).unwrap();
-    let out = hoso_cli(
-        &vault,
-        &[
-            "verify-copy",
-            "--file",
-            &copy_path,
-            "--attestation",
-            &forged,
-            "--jwks",
-            &jwks_path,
-        ],
-    )
-    .await;
-    assert!(
-        !out.status.success(),
-        "an attestation signed by another key is refused"
-    );
+    let out_ok = check(copy.body.to_vec(), forged).await;
+    assert!(!out_ok, "an attestation signed by another key is refused");
 }
 
 fn fake_row(scan: &[u8]) -> hoso::db::documents::DocumentRow {
