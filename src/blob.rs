@@ -143,12 +143,49 @@ impl BlobStore {
 
     /// Every object key in the store (maintenance and tests; bodies are found via rows).
     pub async fn list_keys(&self) -> Result<Vec<String>, ApiError> {
+        Ok(self.list().await?.into_iter().map(|(key, _)| key).collect())
+    }
+
+    /// Every object with its last-modified time (ms since the epoch).
+    pub async fn list(&self) -> Result<Vec<(String, i64)>, ApiError> {
         self.store
             .list(None)
-            .map_ok(|meta| meta.location.to_string())
+            .map_ok(|meta| {
+                (
+                    meta.location.to_string(),
+                    meta.last_modified.timestamp_millis(),
+                )
+            })
             .try_collect()
             .await
             .map_err(|e| ApiError::unavailable("object store list", e))
+    }
+
+    /// Staging files the local store leaves when a write is cut off (`name#N`), with their age
+    /// in ms. They are not objects, so listing never shows them.
+    pub fn local_staging_files(&self) -> Vec<(PathBuf, i64)> {
+        let Some(root) = &self.local_root else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if entry.file_name().to_string_lossy().contains('#') {
+                    let age = entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                    found.push((path, age));
+                }
+            }
+        }
+        found
     }
 
     /// The stored bytes of an object, as they are (sealed).

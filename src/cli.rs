@@ -45,6 +45,16 @@ pub enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Check every document against its stored object (present, authenticates, size and
+    /// SHA-256 match) and the audit chain; exit 1 naming every problem.
+    Doctor,
+    /// List objects no document will ever point to (intakes that died midway, orphans, cut-off
+    /// local writes) older than the grace period; remove them only with --delete.
+    Sweep {
+        /// Actually delete; without it, only report.
+        #[arg(long)]
+        delete: bool,
+    },
     /// Check a copy of a document against its attestation, offline.
     VerifyCopy {
         /// The copy to check (as served by GET /v1/documents/{id}/content).
@@ -207,6 +217,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
                 Ok(ExitCode::from(1))
             }
         }
+        Command::Doctor => doctor(settings).await,
+        Command::Sweep { delete } => sweep(settings, delete).await,
         Command::VerifyCopy {
             file,
             attestation,
@@ -279,6 +291,68 @@ async fn keys(settings: Settings, command: KeysCommand) -> Result<ExitCode, Stri
             println!("master key version {version} retired and deleted");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn doctor(settings: Settings) -> Result<ExitCode, String> {
+    let app = App::open(settings, false).await?;
+    let report = records::maintenance::doctor(&app, |done, total| {
+        eprintln!("checked {done} of {total} documents…");
+    })
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    for p in &report.problems {
+        println!("document {}: {}", p.document_id, p.what);
+    }
+    println!(
+        "{} documents checked, {} with problems; audit log {} ({} entries{})",
+        report.documents,
+        report.problems.len(),
+        if report.audit_ok {
+            "intact"
+        } else {
+            "NOT intact"
+        },
+        report.audit_entries,
+        report
+            .audit_problem
+            .as_deref()
+            .map(|p| format!(", first bad {p}"))
+            .unwrap_or_default()
+    );
+    Ok(if report.healthy() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn sweep(settings: Settings, delete: bool) -> Result<ExitCode, String> {
+    let grace_ms =
+        i64::try_from(settings.sweep_grace_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let app = App::open(settings, false).await?;
+    let report = records::maintenance::sweep(&app, grace_ms, delete)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let verb = if delete { "removed" } else { "would remove" };
+    for key in &report.abandoned_intakes {
+        println!("{verb} {key} (an intake that never committed)");
+    }
+    for key in &report.orphans {
+        println!("{verb} {key} (no document points to it)");
+    }
+    for path in &report.staging_files {
+        println!("{verb} {path} (a local write that was cut off)");
+    }
+    let n = report.abandoned_intakes.len() + report.orphans.len() + report.staging_files.len();
+    println!(
+        "{n} objects {verb}{}",
+        if delete || n == 0 {
+            ""
+        } else {
+            "; run with --delete to remove them"
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -358,7 +432,7 @@ async fn serve(settings: Settings) -> Result<ExitCode, String> {
     let sweeper = state.clone();
     tokio::spawn(async move {
         loop {
-            if let Err(e) = records::intake::sweep(&sweeper, grace_ms).await {
+            if let Err(e) = records::maintenance::sweep_abandoned(&sweeper, grace_ms, true).await {
                 tracing::warn!(error = ?e, "sweep failed; will retry");
             }
             tokio::time::sleep(Duration::from_secs(600)).await;

@@ -321,3 +321,50 @@ where
     .map_err(db_err("list stale intents"))?;
     rows.iter().map(|r| col(r, "object_key")).collect()
 }
+
+/// Documents in id order after `after` (keyset paging for whole-store checks).
+pub async fn page_after<'e, E>(
+    executor: E,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<DocumentRow>, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM documents WHERE id > $1 ORDER BY id LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+    .map_err(db_err("page documents"))?;
+    rows.iter().map(from_row).collect()
+}
+
+pub async fn count<'e, E>(executor: E) -> Result<i64, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM documents")
+        .fetch_one(executor)
+        .await
+        .map_err(db_err("count documents"))?;
+    col(&row, "n")
+}
+
+/// Whether a row or an intake in flight claims this object key.
+pub async fn object_claimed<'e, E>(executor: E, object_key: &str) -> Result<bool, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM documents WHERE object_key = $1) \
+         + (SELECT COUNT(*) FROM intake_intents WHERE object_key = $1) AS n",
+    )
+    .bind(object_key)
+    .fetch_one(executor)
+    .await
+    .map_err(db_err("object claimed"))?;
+    Ok(col::<i64>(&row, "n")? > 0)
+}

@@ -3,7 +3,8 @@
 //!
 //! Crash safety: (1) an intent naming the object key is committed, (2) the object is written
 //! and synced, (3) the row, the intent's removal and the audit entry commit together. A crash
-//! before (3) leaves an intent and maybe an object, which [`sweep`] deletes; a crash after
+//! before (3) leaves an intent and maybe an object, which
+//! [`super::maintenance::sweep_abandoned`] deletes; a crash after
 //! leaves a complete document. No row ever points to a missing object.
 
 use uuid::Uuid;
@@ -312,22 +313,4 @@ async fn discard(app: &App, object_key: &str) {
     if let Err(e) = documents::delete_intent(&app.db.pool, object_key).await {
         tracing::warn!(error = ?e, "could not clear an intake intent; the sweeper will");
     }
-}
-
-/// Deletes the objects of intakes that never committed, once older than the grace period.
-/// Returns how many were removed.
-pub async fn sweep(app: &App, grace_ms: i64) -> Result<usize, ApiError> {
-    let stale = documents::stale_intents(&app.db.pool, now_ms() - grace_ms).await?;
-    for key in &stale {
-        app.blobs.delete(key).await?;
-        documents::delete_intent(&app.db.pool, key).await?;
-    }
-    if !stale.is_empty() {
-        tracing::info!(
-            objects = stale.len(),
-            "swept objects of intakes that never committed"
-        );
-    }
-    db::keys::forget_expired_revocations(&app.db.pool, now_ms() / 1000).await?;
-    Ok(stale.len())
 }

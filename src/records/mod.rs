@@ -6,6 +6,7 @@ pub mod auditing;
 pub mod grants;
 pub mod intake;
 pub mod keys;
+pub mod maintenance;
 pub mod read;
 
 use serde::Serialize;

@@ -238,46 +238,60 @@ pub async fn content(app: &App, caller: &Caller, id: Uuid) -> Result<Content, Ap
     }
 }
 
-/// Authenticates the whole body before returning anything that could reach the client.
-async fn open_body(
+/// Reads a stored body once, authenticating every segment, and hands each authenticated piece
+/// of plaintext to `sink`. Fails unless the whole body authenticates and its size matches the
+/// row (the row's size becomes `Content-Length`).
+pub async fn authenticate_body(
     app: &App,
     doc: &DocumentRow,
-) -> Result<BoxStream<'static, Result<Bytes, ApiError>>, ApiError> {
-    let binding = super::binding(doc)?;
+    mut sink: impl FnMut(&[u8]),
+) -> Result<(), ApiError> {
     let integrity = |e: crate::crypto::envelope::IntegrityError| {
         ApiError::Integrity(format!("document {}: {e}", doc.id))
     };
-
-    // Pass 1: authenticate every segment (and keep the plaintext if it is small).
-    let keep = doc.size_bytes <= IN_MEMORY_LIMIT;
-    let mut opener = BodyOpener::new(data_key(app, doc)?, binding);
-    let mut plaintext = Vec::with_capacity(if keep { doc.size_bytes as usize } else { 0 });
-    let mut scratch = Vec::new();
+    let mut opener = BodyOpener::new(data_key(app, doc)?, super::binding(doc)?);
+    let mut piece = Vec::new();
     let mut produced = 0usize;
     let mut stored = app.blobs.get(&doc.object_key).await?;
     while let Some(chunk) = stored.next().await {
-        let out = if keep { &mut plaintext } else { &mut scratch };
-        opener.push(&chunk?, out).map_err(integrity)?;
-        produced += scratch.len();
-        scratch.clear();
+        opener.push(&chunk?, &mut piece).map_err(integrity)?;
+        produced += piece.len();
+        sink(&piece);
+        piece.clear();
     }
-    let out = if keep { &mut plaintext } else { &mut scratch };
-    opener.finish(out).map_err(integrity)?;
-    produced += scratch.len() + plaintext.len();
-    // The row's size becomes Content-Length: it must agree with what the object holds.
+    opener.finish(&mut piece).map_err(integrity)?;
+    produced += piece.len();
+    sink(&piece);
     if produced as i64 != doc.size_bytes {
         return Err(ApiError::Integrity(format!(
             "document {}: size differs from the record",
             doc.id
         )));
     }
+    Ok(())
+}
+
+/// Authenticates the whole body before returning anything that could reach the client.
+async fn open_body(
+    app: &App,
+    doc: &DocumentRow,
+) -> Result<BoxStream<'static, Result<Bytes, ApiError>>, ApiError> {
+    // Pass 1: authenticate every segment (and keep the plaintext if it is small).
+    let keep = doc.size_bytes <= IN_MEMORY_LIMIT;
+    let mut plaintext = Vec::with_capacity(if keep { doc.size_bytes as usize } else { 0 });
+    authenticate_body(app, doc, |piece| {
+        if keep {
+            plaintext.extend_from_slice(piece);
+        }
+    })
+    .await?;
     if keep {
         return Ok(futures_util::stream::once(async move { Ok(Bytes::from(plaintext)) }).boxed());
     }
 
     // Pass 2: decrypt again while sending. The object is write-once, so this pass sees the
     // bytes pass 1 authenticated; if it ever did not, the stream ends with an error.
-    let mut opener = Some(BodyOpener::new(data_key(app, doc)?, binding));
+    let mut opener = Some(BodyOpener::new(data_key(app, doc)?, super::binding(doc)?));
     let stored = app.blobs.get(&doc.object_key).await?;
     let id = doc.id;
     let body = stored

@@ -13,5 +13,6 @@ mod p07_crashes;
 mod p08_audit;
 mod p09_key_rotation;
 mod p10_nothing_in_clear;
+mod reliability;
 mod scale_out;
 mod workflows;

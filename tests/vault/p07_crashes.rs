@@ -71,7 +71,10 @@ async fn a_crash_at_any_point_of_an_intake_leaves_no_dangling_row_and_a_retry_st
                 s.sweep_grace_seconds = 0;
             })
             .await;
-        let swept = hoso::records::intake::sweep(&vault.state, 0).await.unwrap();
+        let swept = hoso::records::maintenance::sweep_abandoned(&vault.state, 0, true)
+            .await
+            .unwrap()
+            .len();
         assert_eq!(swept, 1, "{fault:?}");
         // Listing shows whole objects only; a local staging file of a body cut off mid-write
         // is not an object (removing those is the consistency checker's job).
@@ -103,14 +106,18 @@ async fn the_sweeper_leaves_young_intakes_and_committed_documents_alone() {
     let id = vault.take_in(CITIZEN_A, "passport", &pdf(73, 1000)).await;
     // Within the grace period an intent may belong to an intake still running elsewhere.
     assert_eq!(
-        hoso::records::intake::sweep(&vault.state, 3_600_000)
+        hoso::records::maintenance::sweep_abandoned(&vault.state, 3_600_000, true)
             .await
-            .unwrap(),
+            .unwrap()
+            .len(),
         0
     );
     assert_eq!(vault.stored_keys().await.len(), 2);
     assert_eq!(
-        hoso::records::intake::sweep(&vault.state, 0).await.unwrap(),
+        hoso::records::maintenance::sweep_abandoned(&vault.state, 0, true)
+            .await
+            .unwrap()
+            .len(),
         1
     );
     assert_eq!(vault.stored_keys().await.len(), 1);

@@ -1,0 +1,143 @@
+//! Whole-vault checks and clean-up: `hoso doctor` proves every row against its object and the
+//! audit chain; `hoso sweep` removes objects no row will ever point to.
+
+use std::time::{Duration, Instant};
+
+use crate::app::App;
+use crate::audit;
+use crate::crypto::Sha256;
+use crate::db::{documents, now_ms};
+use crate::error::ApiError;
+
+/// One thing `doctor` found wrong.
+#[derive(Debug)]
+pub struct Problem {
+    pub document_id: String,
+    pub what: String,
+}
+
+#[derive(Debug, Default)]
+pub struct DoctorReport {
+    pub documents: u64,
+    pub problems: Vec<Problem>,
+    pub audit_ok: bool,
+    pub audit_entries: i64,
+    pub audit_problem: Option<String>,
+}
+
+impl DoctorReport {
+    pub fn healthy(&self) -> bool {
+        self.problems.is_empty() && self.audit_ok
+    }
+}
+
+/// Checks that every document's object is present, authenticates end to end, and has the
+/// recorded size and SHA-256; then verifies the audit chain. `progress(done, total)` is called
+/// at most every two seconds.
+pub async fn doctor(
+    app: &App,
+    mut progress: impl FnMut(u64, i64),
+) -> Result<DoctorReport, ApiError> {
+    let total = documents::count(&app.db.pool).await?;
+    let mut report = DoctorReport::default();
+    let mut last = String::new();
+    let mut shown = Instant::now();
+    loop {
+        let page = documents::page_after(&app.db.pool, &last, 200).await?;
+        let Some(tail) = page.last() else { break };
+        last = tail.id.to_string();
+        for doc in page {
+            let mut sha = Sha256::default();
+            let checked =
+                super::read::authenticate_body(app, &doc, |piece| sha.update(piece)).await;
+            let what = match checked {
+                Ok(()) if hex::encode(sha.finish()) == doc.sha256 => None,
+                Ok(()) => Some("content does not match the recorded SHA-256".to_owned()),
+                // A missing object is an integrity error too (see `BlobStore::get`).
+                Err(ApiError::Integrity(cause)) => Some(cause),
+                Err(other) => return Err(other),
+            };
+            if let Some(what) = what {
+                report.problems.push(Problem {
+                    document_id: doc.id.to_string(),
+                    what,
+                });
+            }
+            report.documents += 1;
+            if shown.elapsed() >= Duration::from_secs(2) {
+                progress(report.documents, total);
+                shown = Instant::now();
+            }
+        }
+    }
+    let chain = audit::verify(&app.db, &app.keys()).await?;
+    report.audit_ok = chain.ok;
+    report.audit_entries = chain.entries;
+    report.audit_problem = chain
+        .first_bad_seq
+        .map(|seq| format!("entry {seq}: {}", chain.problem.unwrap_or_default()));
+    Ok(report)
+}
+
+#[derive(Debug, Default)]
+pub struct SweepReport {
+    /// Objects of intakes that never committed (their intent is older than the grace period).
+    pub abandoned_intakes: Vec<String>,
+    /// Objects that no row and no intake claims, older than the grace period.
+    pub orphans: Vec<String>,
+    /// Local staging files of writes that were cut off, older than the grace period.
+    pub staging_files: Vec<String>,
+}
+
+/// Finds (and with `delete`, removes) what no document will ever point to. Anything younger
+/// than `grace_ms` is left alone: it may belong to an intake still running in some process.
+pub async fn sweep(app: &App, grace_ms: i64, delete: bool) -> Result<SweepReport, ApiError> {
+    let mut report = SweepReport {
+        abandoned_intakes: sweep_abandoned(app, grace_ms, delete).await?,
+        ..SweepReport::default()
+    };
+    let cutoff = now_ms() - grace_ms;
+    for (key, modified) in app.blobs.list().await? {
+        if modified < cutoff && !documents::object_claimed(&app.db.pool, &key).await? {
+            if delete {
+                app.blobs.delete(&key).await?;
+            }
+            report.orphans.push(key);
+        }
+    }
+    for (path, age) in app.blobs.local_staging_files() {
+        if age > grace_ms {
+            if delete {
+                std::fs::remove_file(&path)
+                    .map_err(|e| ApiError::unavailable("remove staging file", e))?;
+            }
+            report.staging_files.push(path.display().to_string());
+        }
+    }
+    Ok(report)
+}
+
+/// The objects of intakes that died between writing the object and committing the row, found
+/// through their intents (cheap: no listing), and deleted with `delete`. `serve` runs this every
+/// ten minutes; it also forgets token revocations that have expired.
+pub async fn sweep_abandoned(
+    app: &App,
+    grace_ms: i64,
+    delete: bool,
+) -> Result<Vec<String>, ApiError> {
+    let stale = documents::stale_intents(&app.db.pool, now_ms() - grace_ms).await?;
+    if delete {
+        for key in &stale {
+            app.blobs.delete(key).await?;
+            documents::delete_intent(&app.db.pool, key).await?;
+        }
+        if !stale.is_empty() {
+            tracing::info!(
+                objects = stale.len(),
+                "swept objects of intakes that never committed"
+            );
+        }
+        crate::db::keys::forget_expired_revocations(&app.db.pool, now_ms() / 1000).await?;
+    }
+    Ok(stale)
+}

@@ -1,0 +1,213 @@
+//! Consistency check and clean-up (`hoso doctor`, `hoso sweep`), and hostile clients.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use bytes::Bytes;
+use hoso::config::FaultPoint;
+use hoso::records::maintenance;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn doctor_names_every_missing_altered_or_mismatched_document_and_a_broken_chain() {
+    let vault = TestVault::new().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            vault
+                .take_in(
+                    CITIZEN_A,
+                    ["cccd", "passport", "diploma", "other", "birth_certificate"][i],
+                    &pdf(300 + i as u64, 90_000),
+                )
+                .await,
+        );
+    }
+    let out = hoso_cli(&vault, &["doctor"]).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("5 documents checked, 0 with problems"),
+        "{text}"
+    );
+
+    let key = |id: &str| hoso::blob::BlobStore::key_for(uuid::Uuid::parse_str(id).unwrap());
+    vault.state.blobs.delete(&key(&ids[0])).await.unwrap();
+    let mut body = vault.object(&ids[1]).await;
+    body[70_000] ^= 1;
+    vault.set_object(&ids[1], body).await;
+    vault
+        .sql(&format!(
+            "UPDATE documents SET sha256 = '{}' WHERE id = '{}'",
+            "0".repeat(64),
+            ids[2]
+        ))
+        .await;
+    vault
+        .sql("UPDATE audit_entries SET reason = 'edited' WHERE seq = 2")
+        .await;
+
+    let out = hoso_cli(&vault, &["doctor"]).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for bad in &ids[..3] {
+        assert!(
+            text.contains(&format!("document {bad}:")),
+            "{bad} not named: {text}"
+        );
+    }
+    for good in &ids[3..] {
+        assert!(
+            !text.contains(good.as_str()),
+            "{good} wrongly named: {text}"
+        );
+    }
+    assert!(
+        text.contains("5 documents checked, 3 with problems"),
+        "{text}"
+    );
+    assert!(
+        text.contains("NOT intact") && text.contains("first bad entry 2"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn sweep_reports_first_and_removes_only_what_no_document_will_use() {
+    let vault = TestVault::with(|s| s.test_fault = Some(FaultPoint::AfterObject)).await;
+    vault
+        .intake(
+            &vault.clerk(),
+            CITIZEN_A,
+            &metadata("cccd"),
+            &pdf(310, 5000),
+        )
+        .await;
+    let vault = vault.restart(|_| {}).await;
+    let kept = vault.take_in(CITIZEN_A, "passport", &pdf(311, 5000)).await;
+    let orphan = format!("bodies/ffff/{}", uuid::Uuid::now_v7());
+    vault
+        .state
+        .blobs
+        .overwrite_raw(&orphan, b"left by a restore gone wrong".to_vec())
+        .await
+        .unwrap();
+    if backend() == Backend::SqliteLocal {
+        let dir = vault.storage().join("bodies/eeee");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{}#1", uuid::Uuid::now_v7())), b"cut off").unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+    // Within the grace period nothing is touched, not even reported.
+    let young = maintenance::sweep(&vault.state, 3_600_000, true)
+        .await
+        .unwrap();
+    assert!(
+        young.abandoned_intakes.is_empty()
+            && young.orphans.is_empty()
+            && young.staging_files.is_empty()
+    );
+
+    let dry = maintenance::sweep(&vault.state, 0, false).await.unwrap();
+    assert_eq!(dry.abandoned_intakes.len(), 1);
+    assert_eq!(dry.orphans, vec![orphan.clone()]);
+    let staging = usize::from(backend() == Backend::SqliteLocal);
+    assert_eq!(dry.staging_files.len(), staging);
+    assert_eq!(
+        vault.stored_keys().await.len(),
+        3,
+        "a dry run deletes nothing"
+    );
+
+    let done = maintenance::sweep(&vault.state, 0, true).await.unwrap();
+    assert_eq!(
+        done.abandoned_intakes.len() + done.orphans.len() + done.staging_files.len(),
+        2 + staging
+    );
+    let left = vault.stored_keys().await;
+    assert_eq!(
+        left,
+        vec![hoso::blob::BlobStore::key_for(
+            uuid::Uuid::parse_str(&kept).unwrap()
+        )]
+    );
+    vault
+        .get(&format!("/v1/documents/{kept}/content"), &vault.clerk())
+        .await
+        .expect(StatusCode::OK);
+    let out = hoso_cli(&vault, &["sweep"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 objects would remove"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(hoso_cli(&vault, &["doctor"]).await.status.success());
+}
+
+#[tokio::test]
+async fn an_upload_the_client_abandons_midway_leaves_nothing() {
+    let vault = TestVault::new().await;
+    let (_, head) = multipart(&[(
+        "metadata",
+        metadata("cccd").to_string().as_bytes(),
+        "application/json",
+    )]);
+    let head = head[..head.len() - (BOUNDARY.len() + 6)].to_vec();
+    let file_head = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.pdf\"\r\n\r\n%PDF-1.7\n"
+    );
+    let first = Bytes::from([head, file_head.into_bytes()].concat());
+    // 12 MiB of the file, then the connection drops.
+    let chunks = std::iter::once(Ok(first))
+        .chain((0..192).map(|_| Ok(Bytes::from(vec![3u8; 65_536]))))
+        .chain(std::iter::once(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "client went away",
+        ))));
+    let request = Request::post(format!("/v1/citizens/{CITIZEN_A}/documents"))
+        .header(header::AUTHORIZATION, format!("Bearer {}", vault.clerk()))
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .unwrap();
+    let reply = vault.send(request).await;
+    assert!(reply.status.is_client_error(), "{}", reply.status);
+    assert!(vault.stored_keys().await.is_empty(), "no object left");
+    assert_eq!(vault.count("SELECT COUNT(*) FROM intake_intents").await, 0);
+    assert_eq!(vault.count("SELECT COUNT(*) FROM documents").await, 0);
+}
+
+#[tokio::test]
+async fn a_grant_revoked_while_reads_are_in_flight_refuses_every_later_read() {
+    let vault = TestVault::new().await;
+    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(320, 200_000)).await;
+    let (grant_id, officer) = vault.grant(CITIZEN_A, &["cccd"], "officer.binh", 100).await;
+    let path = format!("/v1/documents/{id}/content");
+    let reads = futures_util::future::join_all((0..12).map(|_| vault.get(&path, &officer)));
+    let (revoke_path, clerk) = (format!("/v1/grants/{grant_id}"), vault.clerk());
+    let revoke = vault.delete(&revoke_path, &clerk);
+    let (replies, revoked) = tokio::join!(reads, revoke);
+    revoked.expect(StatusCode::NO_CONTENT);
+    let served = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count() as i64;
+    for r in &replies {
+        assert!(
+            r.status == StatusCode::OK || r.code() == "grant_revoked",
+            "{}",
+            r.status
+        );
+    }
+    // Every copy served was counted and logged as allowed; nothing after the revocation.
+    assert_eq!(vault.count("SELECT uses FROM grants").await, served);
+    let logged = vault.count("SELECT COUNT(*) FROM audit_entries WHERE action = 'document.content' AND outcome = 'allowed'").await;
+    assert_eq!(logged, served);
+    vault
+        .get(&path, &officer)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "grant_revoked");
+}
