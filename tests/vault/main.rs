@@ -13,6 +13,8 @@ mod p07_crashes;
 mod p08_audit;
 mod p09_key_rotation;
 mod p10_nothing_in_clear;
+mod processes;
 mod reliability;
 mod scale_out;
+mod survival;
 mod workflows;
