@@ -55,6 +55,18 @@ pub enum Command {
         #[arg(long)]
         delete: bool,
     },
+    /// Snapshot the embedded default (SQLite + storage/) into DIR while the vault serves.
+    /// Keys are not included: back up the keys directory separately.
+    Backup {
+        /// An empty or new directory.
+        dir: PathBuf,
+    },
+    /// Put a backup made by `hoso backup` in place for HOSO_DATABASE_URL / HOSO_STORAGE_URL,
+    /// which must be empty or absent. Then run `hoso doctor`.
+    Restore {
+        /// The backup directory.
+        dir: PathBuf,
+    },
     /// Check a copy of a document against its attestation, offline.
     VerifyCopy {
         /// The copy to check (as served by GET /v1/documents/{id}/content).
@@ -112,6 +124,16 @@ pub enum KeysCommand {
 pub enum AuditCommand {
     /// Check the chain and signatures; exit 0 when intact, 1 naming the first bad entry.
     Verify,
+}
+
+/// An error as an operator should read it: the message, and for server-side failures the cause
+/// (the CLI is the operator's own terminal, not a client).
+fn cli_error(e: crate::error::ApiError) -> String {
+    use crate::error::ApiError::{Integrity, Internal, Unavailable};
+    match e {
+        Internal(cause) | Integrity(cause) | Unavailable(cause) => cause,
+        other => other.to_string(),
+    }
 }
 
 /// Parses `90s`, `30m`, `8h`, `2d` or a plain number of seconds.
@@ -192,7 +214,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())?;
             crate::db::keys::revoke_token(&app.db.pool, &claims.jti, claims.exp)
                 .await
-                .map_err(|e| format!("{e:?}"))?;
+                .map_err(cli_error)?;
             eprintln!("token {} refused from now on", claims.jti);
             Ok(ExitCode::SUCCESS)
         }
@@ -201,7 +223,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             let app = App::open(settings, false).await?;
             let report = crate::audit::verify(&app.db, &app.keys())
                 .await
-                .map_err(|e| format!("{e:?}"))?;
+                .map_err(cli_error)?;
             if report.ok {
                 println!(
                     "audit log intact: {} entries, head {}",
@@ -218,6 +240,30 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             }
         }
         Command::Doctor => doctor(settings).await,
+        Command::Backup { dir } => {
+            let app = App::open(settings, false).await?;
+            let n = records::backup::backup(&app, &dir, |n| eprintln!("copied {n} bodies…"))
+                .await
+                .map_err(cli_error)?;
+            println!(
+                "backup in {}: database snapshot and {n} bodies; back up {} separately",
+                dir.display(),
+                app.settings.keys_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { dir } => {
+            let n = records::backup::restore(
+                &dir,
+                settings.database_url.expose(),
+                &settings.storage_url,
+            )?;
+            println!(
+                "restored the database and {n} bodies from {}; now run `hoso doctor`",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sweep { delete } => sweep(settings, delete).await,
         Command::VerifyCopy {
             file,
@@ -244,7 +290,7 @@ async fn keys(settings: Settings, command: KeysCommand) -> Result<ExitCode, Stri
         KeysCommand::Rewrap => {
             let done = records::keys::rewrap(&app, |n| eprintln!("rewrapped {n} data keys…"))
                 .await
-                .map_err(|e| format!("{e:?}"))?;
+                .map_err(cli_error)?;
             println!(
                 "{done} data keys rewrapped under version {}",
                 app.keys().current_kek().version
@@ -254,10 +300,10 @@ async fn keys(settings: Settings, command: KeysCommand) -> Result<ExitCode, Stri
             let keys = app.keys();
             let counts = crate::db::documents::count_by_kek(&app.db.pool)
                 .await
-                .map_err(|e| format!("{e:?}"))?;
+                .map_err(cli_error)?;
             let usage = crate::db::keys::usage(&app.db.pool)
                 .await
-                .map_err(|e| format!("{e:?}"))?;
+                .map_err(cli_error)?;
             println!("version  current  in use  wrapped ever  state");
             for u in usage {
                 let in_use = counts
@@ -287,7 +333,7 @@ async fn keys(settings: Settings, command: KeysCommand) -> Result<ExitCode, Stri
         KeysCommand::Retire { version } => {
             records::keys::retire(&app, version)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(cli_error)?;
             println!("master key version {version} retired and deleted");
         }
     }
@@ -300,7 +346,7 @@ async fn doctor(settings: Settings) -> Result<ExitCode, String> {
         eprintln!("checked {done} of {total} documents…");
     })
     .await
-    .map_err(|e| format!("{e:?}"))?;
+    .map_err(cli_error)?;
     for p in &report.problems {
         println!("document {}: {}", p.document_id, p.what);
     }
@@ -333,7 +379,7 @@ async fn sweep(settings: Settings, delete: bool) -> Result<ExitCode, String> {
     let app = App::open(settings, false).await?;
     let report = records::maintenance::sweep(&app, grace_ms, delete)
         .await
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(cli_error)?;
     let verb = if delete { "removed" } else { "would remove" };
     for key in &report.abandoned_intakes {
         println!("{verb} {key} (an intake that never committed)");

@@ -3,6 +3,7 @@
 //! the audit entry (refusals included) and only then touches document bytes.
 
 pub mod auditing;
+pub mod backup;
 pub mod grants;
 pub mod intake;
 pub mod keys;
