@@ -90,6 +90,11 @@ impl DataKey {
         Self(Zeroizing::new(random_bytes::<32>()))
     }
 
+    /// A key from known bytes: for known-answer tests and fuzzing, never for documents.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
     fn subkey(&self, label: &[u8]) -> Aes256Gcm {
         let key = Zeroizing::new(hmac_sha256(self.0.as_ref(), &[label]));
         Aes256Gcm::new_from_slice(key.as_ref()).expect("a 32-byte key")
