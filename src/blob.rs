@@ -273,6 +273,11 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// Whether parts have gone up already (the body outgrew one put).
+    pub fn is_multipart(&self) -> bool {
+        self.upload.is_some()
+    }
+
     pub async fn finish(mut self) -> Result<(), ApiError> {
         let rest = std::mem::take(&mut self.buffer);
         match self.upload.take() {

@@ -99,10 +99,16 @@ pub struct Settings {
 /// Points in an intake where a test can make it stop as if the process died.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FaultPoint {
-    /// The intent is committed and the body partly written; nothing else.
+    /// The intent is committed; not one byte of the object is written.
+    BeforeObject,
+    /// The intent is committed and the body partly written (mid-multipart for large bodies).
     MidObject,
     /// The object is durable; no row yet.
     AfterObject,
     /// The row is inserted but its transaction is never committed.
     BeforeCommit,
+    /// Everything is committed; the client never hears back.
+    AfterCommit,
+    /// `keys rewrap` stops after rewrapping its first data key.
+    RewrapMidway,
 }

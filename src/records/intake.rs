@@ -126,16 +126,17 @@ impl<'a> Intake<'a> {
         self.sealed.clear();
         self.sealer.push(chunk, &mut self.sealed);
         self.writer.write(&self.sealed).await?;
-        self.fault(FaultPoint::MidObject)
-    }
-
-    /// Test-only crash simulation: the error skips every clean-up a normal failure would do.
-    fn fault(&mut self, point: FaultPoint) -> Result<(), ApiError> {
-        if self.app.settings.test_fault == Some(point) {
-            self.crashed = true;
-            return Err(ApiError::Internal(format!("test fault {point:?}")));
+        if self.writer.is_multipart() {
+            self.fault(FaultPoint::MidObject)?;
         }
         Ok(())
+    }
+
+    /// A test fault here also makes [`Intake::abort`] do nothing, as a dead process would.
+    fn fault(&mut self, point: FaultPoint) -> Result<(), ApiError> {
+        let result = super::fault(self.app, point);
+        self.crashed = result.is_err();
+        result
     }
 
     /// Ends the intake: makes the object durable, then commits row, audit entry and supersede.
@@ -145,13 +146,12 @@ impl<'a> Intake<'a> {
             // Shorter than any magic number we know: sniff what there is.
             None => MediaType::sniff(&self.head).ok_or(ApiError::UnsupportedMediaType)?,
         };
+        self.fault(FaultPoint::BeforeObject)?;
         self.sealed.clear();
         self.sealer.finish(&mut self.sealed);
         self.writer.write(&self.sealed).await?;
         self.writer.finish().await?;
-        if self.app.settings.test_fault == Some(FaultPoint::AfterObject) {
-            return Err(ApiError::Internal("test fault AfterObject".into()));
-        }
+        super::fault(self.app, FaultPoint::AfterObject)?;
 
         let app = self.app;
         let keys = self.keys;
@@ -269,10 +269,9 @@ impl<'a> Intake<'a> {
         documents::delete_intent(&mut *tx, &self.object_key).await?;
         audit_entry.document_id = Some(row.id.to_string());
         audit::append(&mut tx, &keys, audit_entry).await?;
-        if app.settings.test_fault == Some(FaultPoint::BeforeCommit) {
-            return Err(ApiError::Internal("test fault BeforeCommit".into()));
-        }
+        super::fault(app, FaultPoint::BeforeCommit)?;
         tx.commit().await.map_err(db::db_err("commit intake"))?;
+        super::fault(app, FaultPoint::AfterCommit)?;
         Metrics::inc(&app.metrics.documents_taken_in);
         Ok(IntakeResult::Created(view(app, &row)?))
     }

@@ -51,6 +51,7 @@ pub async fn rewrap(app: &App, mut progress: impl FnMut(u64)) -> Result<u64, Api
             .await?;
             tx.commit().await.map_err(db::db_err("commit rewrap"))?;
             done += 1;
+            super::fault(app, crate::config::FaultPoint::RewrapMidway)?;
         }
         progress(done);
     }

@@ -25,6 +25,15 @@ use crate::db::documents::DocumentRow;
 use crate::domain::{PersonalFields, Role};
 use crate::error::ApiError;
 
+/// Test-only crash simulation (`HOSO_TEST_FAULT`): stops the operation dead at `point`, with
+/// an error that skips every clean-up a normal failure would do.
+pub(crate) fn fault(app: &App, point: crate::config::FaultPoint) -> Result<(), ApiError> {
+    if app.settings.test_fault == Some(point) {
+        return Err(ApiError::Internal(format!("test fault {point:?}")));
+    }
+    Ok(())
+}
+
 pub fn rfc3339(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()

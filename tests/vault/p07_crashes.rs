@@ -30,6 +30,7 @@ async fn a_crash_at_any_point_of_an_intake_leaves_no_dangling_row_and_a_retry_st
 {
     let scan = pdf(70, 3 * 65_536 + 10);
     for fault in [
+        FaultPoint::BeforeObject,
         FaultPoint::MidObject,
         FaultPoint::AfterObject,
         FaultPoint::BeforeCommit,
@@ -56,13 +57,12 @@ async fn a_crash_at_any_point_of_an_intake_leaves_no_dangling_row_and_a_retry_st
             1,
             "{fault:?}: the intent survives the crash"
         );
-        if fault != FaultPoint::MidObject {
-            assert_eq!(
-                vault.stored_keys().await.len(),
-                1,
-                "{fault:?}: the durable object is left behind"
-            );
-        }
+        // A cut-off multipart write is not an object; a finished one is left behind.
+        let left_behind = usize::from(matches!(
+            fault,
+            FaultPoint::AfterObject | FaultPoint::BeforeCommit
+        ));
+        assert_eq!(vault.stored_keys().await.len(), left_behind, "{fault:?}");
 
         // Restart without the fault; the sweeper (grace 0) removes what the crash left.
         let vault = vault
@@ -125,4 +125,70 @@ async fn the_sweeper_leaves_young_intakes_and_committed_documents_alone() {
         .get(&format!("/v1/documents/{id}/content"), &vault.clerk())
         .await
         .expect(StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_crash_after_the_commit_keeps_the_document_and_a_retry_finds_it() {
+    let scan = pdf(74, 70_000);
+    let vault = TestVault::with(|s| s.test_fault = Some(FaultPoint::AfterCommit)).await;
+    let reply = vault
+        .intake(&vault.clerk(), CITIZEN_A, &metadata("cccd"), &scan)
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the client never heard back"
+    );
+    let vault = vault.restart(|_| {}).await;
+    assert_eq!(vault.count("SELECT COUNT(*) FROM intake_intents").await, 0);
+    let again = vault
+        .intake(&vault.clerk(), CITIZEN_A, &metadata("cccd"), &scan)
+        .await;
+    again.expect(StatusCode::OK);
+    assert_eq!(vault.count("SELECT COUNT(*) FROM documents").await, 1);
+    assert_eq!(every_row_reads(&vault).await, 1);
+}
+
+#[tokio::test]
+async fn a_rewrap_that_dies_midway_leaves_every_document_readable_and_finishes_when_rerun() {
+    let vault = TestVault::new().await;
+    let mut docs = Vec::new();
+    for (i, t) in ["cccd", "passport", "diploma", "other"].iter().enumerate() {
+        docs.push(
+            vault
+                .take_in(CITIZEN_A, t, &pdf(75 + i as u64, 9_000))
+                .await,
+        );
+    }
+    let out = hoso_cli(&vault, &["keys", "rotate"]).await;
+    assert!(out.status.success());
+    let vault = vault
+        .restart(|s| s.test_fault = Some(FaultPoint::RewrapMidway))
+        .await;
+    assert!(
+        hoso::records::keys::rewrap(&vault.state, |_| {})
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        vault
+            .count("SELECT COUNT(*) FROM documents WHERE kek_version = 2")
+            .await,
+        1
+    );
+    assert_eq!(every_row_reads(&vault).await, 4);
+    let vault = vault.restart(|_| {}).await;
+    assert_eq!(
+        hoso::records::keys::rewrap(&vault.state, |_| {})
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        vault
+            .count("SELECT COUNT(*) FROM documents WHERE kek_version = 1")
+            .await,
+        0
+    );
+    assert_eq!(every_row_reads(&vault).await, 4);
 }
