@@ -113,6 +113,7 @@ async fn main() {
         token_issuer: "hoso".into(),
         token_audience: "hoso".into(),
         sweep_grace_seconds: 3600,
+        upload_stall_seconds: 30,
         test_fault: None,
     };
     let state = AppState(Arc::new(

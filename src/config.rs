@@ -90,6 +90,15 @@ pub struct Settings {
     )]
     pub sweep_grace_seconds: u64,
 
+    /// An upload that sends nothing for this many seconds is cut off (slow-loris clients).
+    #[arg(
+        long,
+        env = "HOSO_UPLOAD_STALL_SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub upload_stall_seconds: u64,
+
     /// Test-only: make intakes stop dead at this point, leaving storage and database exactly as
     /// a crash there would. Never set in production.
     #[arg(long, env = "HOSO_TEST_FAULT", hide = true, global = true)]

@@ -34,6 +34,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("the upload exceeds the limit of {0} bytes")]
     PayloadTooLarge(u64),
+    #[error("the upload stalled: nothing arrived for {0} seconds")]
+    RequestTimeout(u64),
     #[error("the file is not a PDF, JPEG, PNG or TIFF")]
     UnsupportedMediaType,
     /// Stored bytes failed authentication. No plaintext is ever sent with this.
@@ -61,6 +63,7 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Integrity(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -83,6 +86,7 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::RequestTimeout(_) => "request_timeout",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Integrity(_) => "integrity_error",
             Self::Unavailable(_) => "unavailable",

@@ -34,6 +34,7 @@ fn fixture() -> &'static Fixture {
             token_issuer: "hoso".into(),
             token_audience: "hoso".into(),
             sweep_grace_seconds: 3600,
+            upload_stall_seconds: 30,
             test_fault: None,
         };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

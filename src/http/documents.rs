@@ -1,5 +1,7 @@
 //! Documents: intake (multipart, streamed), verify, list, metadata, content, revoke.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::extract::rejection::QueryRejection;
@@ -74,7 +76,8 @@ async fn intake(
 
     let mut intake = Intake::start(&state, caller, &national_id).await?;
     let mut metadata = None;
-    let read = read_parts(&mut multipart, &mut intake, &mut metadata).await;
+    let stall = Duration::from_secs(state.settings.upload_stall_seconds);
+    let read = read_parts(&mut multipart, &mut intake, &mut metadata, stall).await;
     let result = match (read, metadata) {
         (Ok(()), Some(metadata)) => intake.finish(metadata).await,
         (Ok(()), None) => {
@@ -104,19 +107,31 @@ async fn intake(
     })
 }
 
+/// Every wait for the client is bounded: a client that stops sending is cut off.
+async fn bounded<T>(
+    stall: Duration,
+    wait: impl Future<Output = Result<T, MultipartError>>,
+) -> ApiResult<T> {
+    tokio::time::timeout(stall, wait)
+        .await
+        .map_err(|_| ApiError::RequestTimeout(stall.as_secs()))?
+        .map_err(multipart_error)
+}
+
 /// Reads the parts in whatever order they come: `metadata` (JSON) and `file` (the scan, fed to
 /// the intake chunk by chunk). Any other part, or a part twice, is refused.
 async fn read_parts(
     multipart: &mut Multipart,
     intake: &mut Intake<'_>,
     metadata: &mut Option<IntakeMetadata>,
+    stall: Duration,
 ) -> ApiResult<()> {
     let mut file_seen = false;
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+    while let Some(mut field) = bounded(stall, multipart.next_field()).await? {
         match field.name() {
             Some("metadata") if metadata.is_none() => {
                 let mut json = Vec::new();
-                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                while let Some(chunk) = bounded(stall, field.chunk()).await? {
                     if json.len() + chunk.len() > MAX_METADATA_BYTES {
                         return Err(ApiError::InvalidMetadata(format!(
                             "metadata must be at most {MAX_METADATA_BYTES} bytes"
@@ -129,7 +144,7 @@ async fn read_parts(
             }
             Some("file") if !file_seen => {
                 file_seen = true;
-                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                while let Some(chunk) = bounded(stall, field.chunk()).await? {
                     intake.push(&chunk).await?;
                 }
             }

@@ -144,6 +144,7 @@ pub async fn settings(dir: &Path) -> Settings {
         token_issuer: "hoso".into(),
         token_audience: "hoso".into(),
         sweep_grace_seconds: 3600,
+        upload_stall_seconds: 30,
         test_fault: None,
     }
 }

@@ -323,3 +323,41 @@ async fn a_backup_taken_under_load_restores_every_document_acknowledged_before_i
     );
     assert_eq!(report.documents, copied);
 }
+
+#[tokio::test]
+async fn an_upload_that_stalls_is_cut_off_and_leaves_nothing() {
+    let vault = TestVault::with(|s| s.upload_stall_seconds = 1).await;
+    let (_, head) = multipart(&[(
+        "metadata",
+        metadata("cccd").to_string().as_bytes(),
+        "application/json",
+    )]);
+    let head = head[..head.len() - (BOUNDARY.len() + 6)].to_vec();
+    let file_head = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.pdf\"\r\n\r\n%PDF-1.7\n"
+    );
+    let first = Bytes::from([head, file_head.into_bytes(), vec![1u8; 100_000]].concat());
+    // A slow-loris client: some bytes, then nothing, forever.
+    let body = futures_util::StreamExt::chain(
+        futures_util::stream::iter([Ok::<_, std::io::Error>(first)]),
+        futures_util::stream::pending(),
+    );
+    let request = Request::post(format!("/v1/citizens/{CITIZEN_A}/documents"))
+        .header(header::AUTHORIZATION, format!("Bearer {}", vault.clerk()))
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(Body::from_stream(body))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let reply = vault.send(request).await;
+    reply.expect_error(StatusCode::REQUEST_TIMEOUT, "request_timeout");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(vault.stored_keys().await.is_empty());
+    assert_eq!(
+        vault.count("SELECT COUNT(*) FROM intake_intents").await,
+        0,
+        "the intake was wound up, not left running"
+    );
+}
