@@ -462,6 +462,33 @@ pub fn multipart(parts: &[(&str, &[u8], &str)]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={BOUNDARY}"), body)
 }
 
+/// The start of an intake body whose `file` part stays open: the metadata part, then the file
+/// part's headers and a PDF magic number. Streaming tests send the rest (or never do).
+pub fn open_intake_body() -> Bytes {
+    let (_, head) = multipart(&[(
+        "metadata",
+        metadata("cccd").to_string().as_bytes(),
+        "application/json",
+    )]);
+    let head = &head[..head.len() - (BOUNDARY.len() + 6)]; // without the closing boundary
+    let file_head = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"scan.pdf\"\r\n\r\n%PDF-1.7\n"
+    );
+    Bytes::from([head, file_head.as_bytes()].concat())
+}
+
+/// An intake request as the desk clerk whose body is a stream, with no Content-Length.
+pub fn streaming_intake(vault: &TestVault, body: Body) -> Request<Body> {
+    Request::post(format!("/v1/citizens/{CITIZEN_A}/documents"))
+        .header(header::AUTHORIZATION, format!("Bearer {}", vault.clerk()))
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(body)
+        .unwrap()
+}
+
 /// A PDF-looking scan of `len` bytes whose content is unique to `seed`.
 pub fn pdf(seed: u64, len: usize) -> Vec<u8> {
     let mut out = b"%PDF-1.7\n".to_vec();

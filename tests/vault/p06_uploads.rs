@@ -67,30 +67,14 @@ async fn a_streamed_upload_over_the_limit_is_cut_off_while_streaming() {
     let vault = small_vault().await;
     let pulled = Arc::new(AtomicU64::new(0));
     let counter = pulled.clone();
-    let (_, head) = multipart(&[(
-        "metadata",
-        metadata("cccd").to_string().as_bytes(),
-        "application/json",
-    )]);
-    let head = head[..head.len() - (BOUNDARY.len() + 6)].to_vec(); // drop the closing boundary
-    let file_head = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"scan.pdf\"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.7\n"
-    );
-    let first = Bytes::from([head, file_head.into_bytes()].concat());
+    let first = open_intake_body();
     // 64 MiB of file with no Content-Length: only counting while streaming can stop it.
     let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) })
         .chain_with(1024, move || {
             counter.fetch_add(65_536, Ordering::SeqCst);
             Bytes::from(vec![7u8; 65_536])
         });
-    let request = Request::post(format!("/v1/citizens/{CITIZEN_A}/documents"))
-        .header(header::AUTHORIZATION, format!("Bearer {}", vault.clerk()))
-        .header(
-            header::CONTENT_TYPE,
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .body(Body::from_stream(body))
-        .unwrap();
+    let request = streaming_intake(&vault, Body::from_stream(body));
     let reply = vault.send(request).await;
     reply.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     let read = pulled.load(Ordering::SeqCst);

@@ -1,7 +1,7 @@
 //! Consistency check and clean-up (`hoso doctor`, `hoso sweep`), and hostile clients.
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 use bytes::Bytes;
 use hoso::config::FaultPoint;
 use hoso::records::maintenance;
@@ -148,16 +148,7 @@ async fn sweep_reports_first_and_removes_only_what_no_document_will_use() {
 #[tokio::test]
 async fn an_upload_the_client_abandons_midway_leaves_nothing() {
     let vault = TestVault::new().await;
-    let (_, head) = multipart(&[(
-        "metadata",
-        metadata("cccd").to_string().as_bytes(),
-        "application/json",
-    )]);
-    let head = head[..head.len() - (BOUNDARY.len() + 6)].to_vec();
-    let file_head = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.pdf\"\r\n\r\n%PDF-1.7\n"
-    );
-    let first = Bytes::from([head, file_head.into_bytes()].concat());
+    let first = open_intake_body();
     // 12 MiB of the file, then the connection drops.
     let chunks = std::iter::once(Ok(first))
         .chain((0..192).map(|_| Ok(Bytes::from(vec![3u8; 65_536]))))
@@ -165,14 +156,10 @@ async fn an_upload_the_client_abandons_midway_leaves_nothing() {
             std::io::ErrorKind::ConnectionReset,
             "client went away",
         ))));
-    let request = Request::post(format!("/v1/citizens/{CITIZEN_A}/documents"))
-        .header(header::AUTHORIZATION, format!("Bearer {}", vault.clerk()))
-        .header(
-            header::CONTENT_TYPE,
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .body(Body::from_stream(futures_util::stream::iter(chunks)))
-        .unwrap();
+    let request = streaming_intake(
+        &vault,
+        Body::from_stream(futures_util::stream::iter(chunks)),
+    );
     let reply = vault.send(request).await;
     assert!(reply.status.is_client_error(), "{}", reply.status);
     assert!(vault.stored_keys().await.is_empty(), "no object left");
@@ -327,29 +314,13 @@ async fn a_backup_taken_under_load_restores_every_document_acknowledged_before_i
 #[tokio::test]
 async fn an_upload_that_stalls_is_cut_off_and_leaves_nothing() {
     let vault = TestVault::with(|s| s.upload_stall_seconds = 1).await;
-    let (_, head) = multipart(&[(
-        "metadata",
-        metadata("cccd").to_string().as_bytes(),
-        "application/json",
-    )]);
-    let head = head[..head.len() - (BOUNDARY.len() + 6)].to_vec();
-    let file_head = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.pdf\"\r\n\r\n%PDF-1.7\n"
-    );
-    let first = Bytes::from([head, file_head.into_bytes(), vec![1u8; 100_000]].concat());
+    let first = Bytes::from([open_intake_body().as_ref(), &[1u8; 100_000]].concat());
     // A slow-loris client: some bytes, then nothing, forever.
     let body = futures_util::StreamExt::chain(
         futures_util::stream::iter([Ok::<_, std::io::Error>(first)]),
         futures_util::stream::pending(),
     );
-    let request = Request::post(format!("/v1/citizens/{CITIZEN_A}/documents"))
-        .header(header::AUTHORIZATION, format!("Bearer {}", vault.clerk()))
-        .header(
-            header::CONTENT_TYPE,
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .body(Body::from_stream(body))
-        .unwrap();
+    let request = streaming_intake(&vault, Body::from_stream(body));
     let started = std::time::Instant::now();
     let reply = vault.send(request).await;
     reply.expect_error(StatusCode::REQUEST_TIMEOUT, "request_timeout");
