@@ -37,12 +37,14 @@ pub struct Settings {
     #[arg(
         long,
         env = "HOSO_DATABASE_URL",
+        hide_env_values = true,
         default_value = "sqlite://hoso.db",
         global = true
     )]
     pub database_url: SecretString,
 
-    /// Where sealed document bodies go: `file://DIR` (a local directory, relative or absolute).
+    /// Where sealed document bodies go: `file://DIR` (a local directory, relative or absolute)
+    /// or `s3://BUCKET[/PREFIX]` (endpoint and credentials from `AWS_*` or `HOSO_S3_*`).
     #[arg(
         long,
         env = "HOSO_STORAGE_URL",
