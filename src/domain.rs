@@ -214,10 +214,20 @@ pub fn parse_text(input: &str, what: &str, max_chars: usize) -> Result<String, A
     Ok(input.to_owned())
 }
 
-/// A calendar date written `YYYY-MM-DD`; 2023-02-30 is refused.
+/// A calendar date written `YYYY-MM-DD`; 2023-02-30 is refused. The shape is checked first:
+/// the `time` parser alone also takes signed and five-digit years ("-2022-05-01", found by the
+/// metadata fuzz target), which no paper carries and which would not print back the same.
 pub fn parse_date(input: &str, what: &str) -> Result<Date, ApiError> {
-    Date::parse(input, format_description!("[year]-[month]-[day]"))
-        .map_err(|_| ApiError::InvalidMetadata(format!("{what} must be a real date YYYY-MM-DD")))
+    let invalid = || ApiError::InvalidMetadata(format!("{what} must be a real date YYYY-MM-DD"));
+    let shaped = input.len() == 10
+        && input.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if !shaped {
+        return Err(invalid());
+    }
+    Date::parse(input, format_description!("[year]-[month]-[day]")).map_err(|_| invalid())
 }
 
 pub fn format_date(date: Date) -> String {
@@ -339,6 +349,17 @@ mod tests {
         assert!(parse_date("2023-02-29", "d").is_err());
         assert!(parse_date("2023-13-01", "d").is_err());
         assert!(parse_date("01/02/2023", "d").is_err());
+    }
+
+    /// Regression: fuzz/corpus/metadata/regression-signed-year.
+    #[test]
+    fn dates_have_four_digit_unsigned_years() {
+        for bad in ["-2022-05-01", "+2022-05-01", "12022-05-01", "2022-5-01", "２０２２-05-01"] {
+            assert!(parse_date(bad, "d").is_err(), "{bad:?} accepted");
+        }
+        let today = Date::from_calendar_date(2026, time::Month::November, 24).unwrap();
+        let json = br#"{"doc_type":"cccd","doc_number":"12344","holder_name":"94","issued_on":"-2022-05-01","issued_by":"Cf )e"}"#;
+        assert!(IntakeMetadata::parse(json, today).is_err());
     }
 
     #[test]
