@@ -354,7 +354,13 @@ mod tests {
     /// Regression: fuzz/corpus/metadata/regression-signed-year.
     #[test]
     fn dates_have_four_digit_unsigned_years() {
-        for bad in ["-2022-05-01", "+2022-05-01", "12022-05-01", "2022-5-01", "２０２２-05-01"] {
+        for bad in [
+            "-2022-05-01",
+            "+2022-05-01",
+            "12022-05-01",
+            "2022-5-01",
+            "２０２２-05-01",
+        ] {
             assert!(parse_date(bad, "d").is_err(), "{bad:?} accepted");
         }
         let today = Date::from_calendar_date(2026, time::Month::November, 24).unwrap();
