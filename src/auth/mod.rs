@@ -106,8 +106,6 @@ pub struct Caller {
     /// Staff id, or the citizen's own national ID for `citizen`.
     sub: String,
     pub office: String,
-    pub jti: String,
-    pub exp: i64,
     pub grant: Option<Uuid>,
 }
 
@@ -139,8 +137,6 @@ impl Caller {
             role: claims.role,
             sub: claims.sub,
             office,
-            jti: claims.jti,
-            exp: claims.exp,
             grant,
         })
     }
