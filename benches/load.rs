@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Conn, scan};
+use support::{Conn, intake_request, scan};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -229,22 +229,4 @@ async fn main() {
     if t.server_errors > 0 || lost > 0 || !audit.status.success() {
         std::process::exit(1);
     }
-}
-
-fn intake_request(clerk: &str, file: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "hosoloadboundary";
-    let meta = r#"{"doc_type":"cccd","doc_number":"B1","holder_name":"Nguyễn Văn A","issued_on":"2020-01-01","issued_by":"Công an"}"#;
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{meta}\r\n\
-         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.pdf\"\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(file);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let head = format!(
-        "POST /v1/citizens/001099012345/documents HTTP/1.1\r\nHost: load\r\nAuthorization: Bearer {clerk}\r\n\
-         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    (head, body)
 }

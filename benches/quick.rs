@@ -22,7 +22,7 @@ mod support;
 use hoso::auth::{self, TokenRequest};
 use hoso::config::{SecretString, Settings};
 use hoso::domain::Role;
-use support::{Conn, scan};
+use support::{Conn, intake_request, scan};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -141,26 +141,12 @@ async fn main() {
     );
 
     // Intake: every request a different scan (the vault stores a repeated scan only once).
-    let boundary = "hosobenchboundary";
     let base = scan(1, size);
-    let meta = r#"{"doc_type":"cccd","doc_number":"B1","holder_name":"Nguyễn Văn A","issued_on":"2020-01-01","issued_by":"Công an"}"#;
     let clerk_in = clerk.clone();
     let intake_rate = drive(addr, clients, seconds, 201, move |n| {
         let mut file = base.clone();
         file[16..24].copy_from_slice(&n.to_le_bytes());
-        let mut body = format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{meta}\r\n\
-             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.pdf\"\r\n\r\n"
-        )
-        .into_bytes();
-        body.extend_from_slice(&file);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let head = format!(
-            "POST /v1/citizens/001099012345/documents HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {clerk_in}\r\n\
-             Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        (head, body)
+        intake_request(&clerk_in, &file)
     })
     .await;
 
