@@ -44,9 +44,16 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/documents/{id}/revoke", post(revoke))
 }
 
-fn multipart_error(err: MultipartError) -> ApiError {
+/// How long a client may stay silent, and how big its upload may be.
+#[derive(Clone, Copy)]
+struct Limits {
+    stall: Duration,
+    max_upload: u64,
+}
+
+fn multipart_error(err: MultipartError, limits: Limits) -> ApiError {
     if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge(0)
+        ApiError::PayloadTooLarge(limits.max_upload)
     } else {
         ApiError::InvalidRequest(format!(
             "the multipart body is not valid: {}",
@@ -76,8 +83,11 @@ async fn intake(
 
     let mut intake = Intake::start(&state, caller, &national_id).await?;
     let mut metadata = None;
-    let stall = Duration::from_secs(state.settings.upload_stall_seconds);
-    let read = read_parts(&mut multipart, &mut intake, &mut metadata, stall).await;
+    let limits = Limits {
+        stall: Duration::from_secs(state.settings.upload_stall_seconds),
+        max_upload: max,
+    };
+    let read = read_parts(&mut multipart, &mut intake, &mut metadata, limits).await;
     let result = match (read, metadata) {
         (Ok(()), Some(metadata)) => intake.finish(metadata).await,
         (Ok(()), None) => {
@@ -88,10 +98,7 @@ async fn intake(
         }
         (Err(err), _) => {
             intake.abort().await;
-            return Err(match err {
-                ApiError::PayloadTooLarge(_) => ApiError::PayloadTooLarge(max),
-                other => other,
-            });
+            return Err(err);
         }
     };
     Ok(match result? {
@@ -109,13 +116,13 @@ async fn intake(
 
 /// Every wait for the client is bounded: a client that stops sending is cut off.
 async fn bounded<T>(
-    stall: Duration,
+    limits: Limits,
     wait: impl Future<Output = Result<T, MultipartError>>,
 ) -> ApiResult<T> {
-    tokio::time::timeout(stall, wait)
+    tokio::time::timeout(limits.stall, wait)
         .await
-        .map_err(|_| ApiError::RequestTimeout(stall.as_secs()))?
-        .map_err(multipart_error)
+        .map_err(|_| ApiError::RequestTimeout(limits.stall.as_secs()))?
+        .map_err(|e| multipart_error(e, limits))
 }
 
 /// Reads the parts in whatever order they come: `metadata` (JSON) and `file` (the scan, fed to
@@ -124,14 +131,14 @@ async fn read_parts(
     multipart: &mut Multipart,
     intake: &mut Intake<'_>,
     metadata: &mut Option<IntakeMetadata>,
-    stall: Duration,
+    limits: Limits,
 ) -> ApiResult<()> {
     let mut file_seen = false;
-    while let Some(mut field) = bounded(stall, multipart.next_field()).await? {
+    while let Some(mut field) = bounded(limits, multipart.next_field()).await? {
         match field.name() {
             Some("metadata") if metadata.is_none() => {
                 let mut json = Vec::new();
-                while let Some(chunk) = bounded(stall, field.chunk()).await? {
+                while let Some(chunk) = bounded(limits, field.chunk()).await? {
                     if json.len() + chunk.len() > MAX_METADATA_BYTES {
                         return Err(ApiError::InvalidMetadata(format!(
                             "metadata must be at most {MAX_METADATA_BYTES} bytes"
@@ -144,7 +151,7 @@ async fn read_parts(
             }
             Some("file") if !file_seen => {
                 file_seen = true;
-                while let Some(chunk) = bounded(stall, field.chunk()).await? {
+                while let Some(chunk) = bounded(limits, field.chunk()).await? {
                     intake.push(&chunk).await?;
                 }
             }
