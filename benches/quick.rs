@@ -16,7 +16,7 @@ use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
 
-use hoso::app::{self, App, AppState};
+use hoso::app::{App, AppState};
 
 mod support;
 use hoso::auth::{self, TokenRequest};
@@ -100,22 +100,16 @@ async fn main() {
     let size = env_u64("HOSO_BENCH_KIB", 1024) as usize * 1024;
     let dir = tempfile::tempdir().expect("tempdir");
     // Embedded default unless pointed elsewhere (a fresh, empty PostgreSQL database; an S3 URL).
-    let database_url = std::env::var("HOSO_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("hoso.db").display()));
-    let storage_url = std::env::var("HOSO_BENCH_STORAGE_URL")
-        .unwrap_or_else(|_| format!("file://{}", dir.path().join("storage").display()));
-    let settings = Settings {
-        database_url: SecretString::from_str(&database_url).expect("url"),
-        storage_url: storage_url.clone(),
-        keys_dir: dir.path().join("keys"),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        max_upload_bytes: 64 * 1024 * 1024,
-        token_issuer: "hoso".into(),
-        token_audience: "hoso".into(),
-        sweep_grace_seconds: 3600,
-        upload_stall_seconds: 30,
-        test_fault: None,
-    };
+    let mut settings = Settings::embedded_in(dir.path());
+    if let Ok(url) = std::env::var("HOSO_BENCH_DATABASE_URL") {
+        settings.database_url = SecretString::from_str(&url).expect("url");
+    }
+    if let Ok(url) = std::env::var("HOSO_BENCH_STORAGE_URL") {
+        settings.storage_url = url;
+    }
+    settings.max_upload_bytes = 64 * 1024 * 1024;
+    let storage_url = settings.storage_url.clone();
+    let database_url = settings.database_url.expose().to_owned();
     let state = AppState(Arc::new(
         App::open(settings, true).await.expect("open vault"),
     ));
@@ -127,12 +121,12 @@ async fn main() {
             ttl_seconds: 3600,
             grant: None,
         };
-        auth::issue(&state.keys(), &state.token_policy, req)
+        auth::issue(&state.vault.keys(), &state.vault.token_policy, req)
             .expect("token")
             .0
     };
     let clerk = token(Role::Clerk);
-    let addr = serve(app::router(state.clone())).await;
+    let addr = serve(hoso::http::app(state.clone())).await;
     println!(
         "hoso quick bench: {} KiB scans, {clients} clients, {seconds} s per phase, loopback HTTP/1.1, {} + {}",
         size / 1024,
@@ -195,7 +189,7 @@ async fn main() {
             .await
             .expect("fsync ref");
 
-    let audit = hoso::audit::verify(&state.db, &state.keys())
+    let audit = hoso::audit::verify(&state.vault.db, &state.vault.keys())
         .await
         .expect("verify");
     println!("{:<46} {:>10}", "measure", "per second");

@@ -20,7 +20,52 @@ use object_store::{
 };
 use uuid::Uuid;
 
-use crate::error::ApiError;
+/// What went wrong in the object store, in the terms the layers above decide on.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// A body a row points to is not in the store: the store lost or someone removed it.
+    #[error("object {0} is missing")]
+    Missing(String),
+    /// The filesystem under a local store is full: nothing more can be written until space
+    /// is freed.
+    #[error("{context}: the disk under the store is full: {cause}")]
+    DiskFull {
+        context: &'static str,
+        cause: String,
+    },
+    /// The store did not answer, or failed the operation: try again later.
+    #[error("{context}: the object store is unavailable: {cause}")]
+    Unavailable {
+        context: &'static str,
+        cause: String,
+    },
+}
+
+impl BlobError {
+    fn failed(context: &'static str, err: impl std::error::Error + 'static) -> Self {
+        let cause = err.to_string();
+        if is_disk_full(&err) {
+            Self::DiskFull { context, cause }
+        } else {
+            Self::Unavailable { context, cause }
+        }
+    }
+}
+
+/// `ENOSPC` anywhere in the error's chain of causes.
+fn is_disk_full(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && (io.raw_os_error() == Some(28) || io.kind() == std::io::ErrorKind::StorageFull)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    // object_store's local backend keeps some causes only as text.
+    err.to_string().contains("No space left on device")
+}
 
 /// Bodies up to this size are written with one put; larger ones as a multipart upload, so
 /// memory stays bounded whatever the size.
@@ -113,41 +158,39 @@ impl BlobStore {
     pub async fn get(
         &self,
         key: &str,
-    ) -> Result<BoxStream<'static, Result<Bytes, ApiError>>, ApiError> {
+    ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
         let result = self
             .store
             .get(&Path::from(key))
             .await
             .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => {
-                    ApiError::Integrity(format!("object {key} is missing"))
-                }
-                other => ApiError::unavailable("object store read", other),
+                object_store::Error::NotFound { .. } => BlobError::Missing(key.to_owned()),
+                other => BlobError::failed("object store read", other),
             })?;
         match result.payload {
             // object_store reads local files 8 KiB per blocking task; 1 MiB reads take a
             // hundredth of the hops and still keep memory flat.
             GetResultPayload::File(file, _) => Ok(read_file_chunks(file)),
             GetResultPayload::Stream(stream) => Ok(stream
-                .map_err(|e| ApiError::unavailable("object store read", e))
+                .map_err(|e| BlobError::failed("object store read", e))
                 .boxed()),
         }
     }
 
-    pub async fn delete(&self, key: &str) -> Result<(), ApiError> {
+    pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
         match self.store.delete(&Path::from(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(ApiError::unavailable("object store delete", e)),
+            Err(e) => Err(BlobError::failed("object store delete", e)),
         }
     }
 
     /// Every object key in the store (maintenance and tests; bodies are found via rows).
-    pub async fn list_keys(&self) -> Result<Vec<String>, ApiError> {
+    pub async fn list_keys(&self) -> Result<Vec<String>, BlobError> {
         Ok(self.list().await?.into_iter().map(|(key, _)| key).collect())
     }
 
     /// Every object with its last-modified time (ms since the epoch).
-    pub async fn list(&self) -> Result<Vec<(String, i64)>, ApiError> {
+    pub async fn list(&self) -> Result<Vec<(String, i64)>, BlobError> {
         self.store
             .list(None)
             .map_ok(|meta| {
@@ -158,7 +201,7 @@ impl BlobStore {
             })
             .try_collect()
             .await
-            .map_err(|e| ApiError::unavailable("object store list", e))
+            .map_err(|e| BlobError::failed("object store list", e))
     }
 
     /// Staging files the local store leaves when a write is cut off (`name#N`), with their age
@@ -189,24 +232,24 @@ impl BlobStore {
     }
 
     /// The stored bytes of an object, as they are (sealed).
-    pub async fn read_raw(&self, key: &str) -> Result<Bytes, ApiError> {
+    pub async fn read_raw(&self, key: &str) -> Result<Bytes, BlobError> {
         let result = self
             .store
             .get(&Path::from(key))
             .await
-            .map_err(|e| ApiError::unavailable("object store read", e))?;
+            .map_err(|e| BlobError::failed("object store read", e))?;
         result
             .bytes()
             .await
-            .map_err(|e| ApiError::unavailable("object store read", e))
+            .map_err(|e| BlobError::failed("object store read", e))
     }
 
     /// Replaces an object's bytes. Only for tests that tamper with storage and for repairs.
-    pub async fn overwrite_raw(&self, key: &str, bytes: Vec<u8>) -> Result<(), ApiError> {
+    pub async fn overwrite_raw(&self, key: &str, bytes: Vec<u8>) -> Result<(), BlobError> {
         self.store
             .put(&Path::from(key), PutPayload::from(bytes))
             .await
-            .map_err(|e| ApiError::unavailable("object store put", e))?;
+            .map_err(|e| BlobError::failed("object store put", e))?;
         Ok(())
     }
 
@@ -218,7 +261,7 @@ impl BlobStore {
     }
 
     /// Makes a just-written local object durable: the file, then the directories that name it.
-    async fn sync(&self, path: &Path) -> Result<(), ApiError> {
+    async fn sync(&self, path: &Path) -> Result<(), BlobError> {
         let Some(root) = self.local_root.clone() else {
             return Ok(());
         };
@@ -236,8 +279,8 @@ impl BlobStore {
             Ok(())
         })
         .await
-        .map_err(|e| ApiError::internal("fsync task", e))?
-        .map_err(|e| ApiError::unavailable("object store fsync", e))
+        .map_err(|e| BlobError::failed("fsync task", e))?
+        .map_err(|e| BlobError::failed("object store fsync", e))
     }
 }
 
@@ -251,7 +294,7 @@ pub struct BlobWriter {
 }
 
 impl BlobWriter {
-    pub async fn write(&mut self, data: &[u8]) -> Result<(), ApiError> {
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), BlobError> {
         self.buffer.extend_from_slice(data);
         if self.buffer.len() >= PART_SIZE {
             if self.upload.is_none() {
@@ -260,7 +303,7 @@ impl BlobWriter {
                     .store
                     .put_multipart(&self.path)
                     .await
-                    .map_err(|e| ApiError::unavailable("object store upload", e))?;
+                    .map_err(|e| BlobError::failed("object store upload", e))?;
                 self.upload = Some(upload);
             }
             let part = std::mem::take(&mut self.buffer);
@@ -268,7 +311,7 @@ impl BlobWriter {
             upload
                 .put_part(PutPayload::from(part))
                 .await
-                .map_err(|e| ApiError::unavailable("object store upload", e))?;
+                .map_err(|e| BlobError::failed("object store upload", e))?;
         }
         Ok(())
     }
@@ -278,7 +321,7 @@ impl BlobWriter {
         self.upload.is_some()
     }
 
-    pub async fn finish(mut self) -> Result<(), ApiError> {
+    pub async fn finish(mut self) -> Result<(), BlobError> {
         let rest = std::mem::take(&mut self.buffer);
         match self.upload.take() {
             None => {
@@ -290,19 +333,19 @@ impl BlobWriter {
                     .store
                     .put_opts(&self.path, PutPayload::from(rest), options)
                     .await
-                    .map_err(|e| ApiError::unavailable("object store put", e))?;
+                    .map_err(|e| BlobError::failed("object store put", e))?;
             }
             Some(mut upload) => {
                 if !rest.is_empty() {
                     upload
                         .put_part(PutPayload::from(rest))
                         .await
-                        .map_err(|e| ApiError::unavailable("object store upload", e))?;
+                        .map_err(|e| BlobError::failed("object store upload", e))?;
                 }
                 upload
                     .complete()
                     .await
-                    .map_err(|e| ApiError::unavailable("object store upload", e))?;
+                    .map_err(|e| BlobError::failed("object store upload", e))?;
             }
         }
         self.store.sync(&self.path).await
@@ -320,7 +363,7 @@ impl BlobWriter {
 
 const READ_CHUNK: usize = 1024 * 1024;
 
-fn read_file_chunks(file: std::fs::File) -> BoxStream<'static, Result<Bytes, ApiError>> {
+fn read_file_chunks(file: std::fs::File) -> BoxStream<'static, Result<Bytes, BlobError>> {
     futures_util::stream::try_unfold(Some(file), |file| async move {
         let Some(mut file) = file else {
             return Ok(None);
@@ -334,8 +377,8 @@ fn read_file_chunks(file: std::fs::File) -> BoxStream<'static, Result<Bytes, Api
                 .map(|_| (file, chunk))
         })
         .await
-        .map_err(|e| ApiError::internal("read task", e))?
-        .map_err(|e| ApiError::unavailable("object store read", e))?;
+        .map_err(|e| BlobError::failed("read task", e))?
+        .map_err(|e| BlobError::failed("object store read", e))?;
         if chunk.is_empty() {
             Ok(None)
         } else {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::app::{self, App, AppState};
+use crate::app::{App, AppState};
 use crate::auth::{self, TokenRequest};
 use crate::config::Settings;
 use crate::crypto::keyring::Keyring;
@@ -128,10 +128,12 @@ pub enum AuditCommand {
 
 /// An error as an operator should read it: the message, and for server-side failures the cause
 /// (the CLI is the operator's own terminal, not a client).
-fn cli_error(e: crate::error::ApiError) -> String {
-    use crate::error::ApiError::{Integrity, Internal, Unavailable};
-    match e {
-        Internal(cause) | Integrity(cause) | Unavailable(cause) => cause,
+fn cli_error(e: impl Into<crate::error::ApiError>) -> String {
+    use crate::error::ApiError::{InsufficientStorage, Integrity, Internal, Unavailable};
+    match e.into() {
+        Internal(cause) | Integrity(cause) | Unavailable(cause) | InsufficientStorage(cause) => {
+            cause
+        }
         other => other.to_string(),
     }
 }
@@ -167,7 +169,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
             println!(
                 "keys in {}, database ready, storage in {}",
                 app.settings.keys_dir.display(),
-                app.blobs
+                app.vault
+                    .blobs
                     .local_root()
                     .map(|p| p.display().to_string())
                     .unwrap_or_default()
@@ -210,9 +213,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Token(TokenCommand::Revoke { token }) => {
             let app = App::open(settings, false).await?;
-            let claims = auth::decode(&app.keys(), &app.token_policy, token.trim())
+            let claims = auth::decode(&app.vault.keys(), &app.vault.token_policy, token.trim())
                 .map_err(|e| e.to_string())?;
-            crate::db::keys::revoke_token(&app.db.pool, &claims.jti, claims.exp)
+            crate::db::keys::revoke_token(&app.vault.db.pool, &claims.jti, claims.exp)
                 .await
                 .map_err(cli_error)?;
             eprintln!("token {} refused from now on", claims.jti);
@@ -221,7 +224,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Keys(command) => keys(settings, command).await,
         Command::Audit(AuditCommand::Verify) => {
             let app = App::open(settings, false).await?;
-            let report = crate::audit::verify(&app.db, &app.keys())
+            let report = crate::audit::verify(&app.vault.db, &app.vault.keys())
                 .await
                 .map_err(cli_error)?;
             if report.ok {
@@ -242,7 +245,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Doctor => doctor(settings).await,
         Command::Backup { dir } => {
             let app = App::open(settings, false).await?;
-            let n = records::backup::backup(&app, &dir, |n| eprintln!("copied {n} bodies…"))
+            let n = records::backup::backup(&app.vault, &dir, |n| eprintln!("copied {n} bodies…"))
                 .await
                 .map_err(cli_error)?;
             println!(
@@ -288,20 +291,20 @@ async fn keys(settings: Settings, command: KeysCommand) -> Result<ExitCode, Stri
     match command {
         KeysCommand::Rotate => unreachable!("handled above"),
         KeysCommand::Rewrap => {
-            let done = records::keys::rewrap(&app, |n| eprintln!("rewrapped {n} data keys…"))
+            let done = records::keys::rewrap(&app.vault, |n| eprintln!("rewrapped {n} data keys…"))
                 .await
                 .map_err(cli_error)?;
             println!(
                 "{done} data keys rewrapped under version {}",
-                app.keys().current_kek().version
+                app.vault.keys().current_kek().version
             );
         }
         KeysCommand::Status => {
-            let keys = app.keys();
-            let counts = crate::db::documents::count_by_kek(&app.db.pool)
+            let keys = app.vault.keys();
+            let counts = crate::db::documents::count_by_kek(&app.vault.db.pool)
                 .await
                 .map_err(cli_error)?;
-            let usage = crate::db::keys::usage(&app.db.pool)
+            let usage = crate::db::keys::usage(&app.vault.db.pool)
                 .await
                 .map_err(cli_error)?;
             println!("version  current  in use  wrapped ever  state");
@@ -331,7 +334,7 @@ async fn keys(settings: Settings, command: KeysCommand) -> Result<ExitCode, Stri
             }
         }
         KeysCommand::Retire { version } => {
-            records::keys::retire(&app, version)
+            records::keys::retire(&app.vault, version)
                 .await
                 .map_err(cli_error)?;
             println!("master key version {version} retired and deleted");
@@ -342,7 +345,7 @@ async fn keys(settings: Settings, command: KeysCommand) -> Result<ExitCode, Stri
 
 async fn doctor(settings: Settings) -> Result<ExitCode, String> {
     let app = App::open(settings, false).await?;
-    let report = records::maintenance::doctor(&app, |done, total| {
+    let report = records::maintenance::doctor(&app.vault, |done, total| {
         eprintln!("checked {done} of {total} documents…");
     })
     .await
@@ -377,7 +380,7 @@ async fn sweep(settings: Settings, delete: bool) -> Result<ExitCode, String> {
     let grace_ms =
         i64::try_from(settings.sweep_grace_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
     let app = App::open(settings, false).await?;
-    let report = records::maintenance::sweep(&app, grace_ms, delete)
+    let report = records::maintenance::sweep(&app.vault, grace_ms, delete)
         .await
         .map_err(cli_error)?;
     let verb = if delete { "removed" } else { "would remove" };
@@ -438,7 +441,7 @@ fn verify_copy(
                 .flatten()
         })
         .collect();
-    let claims = match records::check_attestation(&jws, &keys) {
+    let claims = match crate::crypto::attestation::check(&jws, &keys) {
         Ok(c) => c,
         Err(reason) => {
             println!("NOT VERIFIED: {reason}");
@@ -478,7 +481,9 @@ async fn serve(settings: Settings) -> Result<ExitCode, String> {
     let sweeper = state.clone();
     tokio::spawn(async move {
         loop {
-            if let Err(e) = records::maintenance::sweep_abandoned(&sweeper, grace_ms, true).await {
+            if let Err(e) =
+                records::maintenance::sweep_abandoned(&sweeper.vault, grace_ms, true).await
+            {
                 tracing::warn!(error = ?e, "sweep failed; will retry");
             }
             tokio::time::sleep(Duration::from_secs(600)).await;
@@ -489,7 +494,7 @@ async fn serve(settings: Settings) -> Result<ExitCode, String> {
         "get an admin token with: cargo run --release -- token issue --role admin --sub YOUR-STAFF-ID \
          (or a clerk token with --role clerk --office YOUR-OFFICE)"
     );
-    axum::serve(listener, app::router(state))
+    axum::serve(listener, crate::http::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))?;

@@ -107,6 +107,26 @@ pub struct Settings {
     pub test_fault: Option<FaultPoint>,
 }
 
+impl Settings {
+    /// The embedded default (SQLite + a local directory + key files) rooted at `dir`, listening
+    /// on a free loopback port, with every other setting at its default. The one constructor
+    /// tests, benchmarks and fuzz targets share; change a field of the result for anything else.
+    pub fn embedded_in(dir: &std::path::Path) -> Self {
+        Self {
+            database_url: SecretString(format!("sqlite://{}", dir.join("hoso.db").display())),
+            storage_url: format!("file://{}", dir.join("storage").display()),
+            keys_dir: dir.join("keys"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_upload_bytes: 50 * MIB,
+            token_issuer: "hoso".into(),
+            token_audience: "hoso".into(),
+            sweep_grace_seconds: 3600,
+            upload_stall_seconds: 30,
+            test_fault: None,
+        }
+    }
+}
+
 /// Points in an intake where a test can make it stop as if the process died.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FaultPoint {

@@ -7,7 +7,19 @@ use serde::{Deserialize, Serialize};
 use time::Date;
 use time::macros::format_description;
 
-use crate::error::ApiError;
+/// Input that is not a valid domain value. Each kind becomes its own stable code at the HTTP
+/// edge ([`crate::error`]); the message says in plain words what a valid value looks like.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DomainError {
+    #[error("the national ID must be exactly 12 digits")]
+    InvalidNationalId,
+    /// A malformed identifier in the request itself (a code, a staff id).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A field of a document's metadata.
+    #[error("{0}")]
+    InvalidMetadata(String),
+}
 
 /// The 12-digit personal identification number printed on the CCCD.
 ///
@@ -17,11 +29,11 @@ use crate::error::ApiError;
 pub struct NationalId(String);
 
 impl NationalId {
-    pub fn parse(input: &str) -> Result<Self, ApiError> {
+    pub fn parse(input: &str) -> Result<Self, DomainError> {
         if input.len() == 12 && input.bytes().all(|b| b.is_ascii_digit()) {
             Ok(Self(input.to_owned()))
         } else {
-            Err(ApiError::InvalidNationalId)
+            Err(DomainError::InvalidNationalId)
         }
     }
 
@@ -166,7 +178,7 @@ impl MediaType {
 pub struct Code(String);
 
 impl Code {
-    pub fn parse(input: &str, what: &str) -> Result<Self, ApiError> {
+    pub fn parse(input: &str, what: &str) -> Result<Self, DomainError> {
         let ok = (1..=64).contains(&input.len())
             && input
                 .bytes()
@@ -174,7 +186,7 @@ impl Code {
         if ok {
             Ok(Self(input.to_owned()))
         } else {
-            Err(ApiError::InvalidRequest(format!(
+            Err(DomainError::InvalidInput(format!(
                 "{what} must be 1-64 characters of letters, digits and .-_/:@"
             )))
         }
@@ -194,20 +206,20 @@ impl fmt::Display for Code {
 /// Free text typed by people (names, issuing authorities, purposes): any Unicode, kept exactly as
 /// given (Vietnamese diacritics must round-trip byte for byte, so nothing is normalised), with no
 /// control characters and a bounded length.
-pub fn parse_text(input: &str, what: &str, max_chars: usize) -> Result<String, ApiError> {
+pub fn parse_text(input: &str, what: &str, max_chars: usize) -> Result<String, DomainError> {
     let count = input.chars().count();
     if count == 0 || input.trim().is_empty() {
-        return Err(ApiError::InvalidMetadata(format!(
+        return Err(DomainError::InvalidMetadata(format!(
             "{what} must not be empty"
         )));
     }
     if count > max_chars {
-        return Err(ApiError::InvalidMetadata(format!(
+        return Err(DomainError::InvalidMetadata(format!(
             "{what} must be at most {max_chars} characters"
         )));
     }
     if input.chars().any(char::is_control) {
-        return Err(ApiError::InvalidMetadata(format!(
+        return Err(DomainError::InvalidMetadata(format!(
             "{what} must not contain control characters"
         )));
     }
@@ -217,8 +229,8 @@ pub fn parse_text(input: &str, what: &str, max_chars: usize) -> Result<String, A
 /// A calendar date written `YYYY-MM-DD`; 2023-02-30 is refused. The shape is checked first:
 /// the `time` parser alone also takes signed and five-digit years ("-2022-05-01", found by the
 /// metadata fuzz target), which no paper carries and which would not print back the same.
-pub fn parse_date(input: &str, what: &str) -> Result<Date, ApiError> {
-    let invalid = || ApiError::InvalidMetadata(format!("{what} must be a real date YYYY-MM-DD"));
+pub fn parse_date(input: &str, what: &str) -> Result<Date, DomainError> {
+    let invalid = || DomainError::InvalidMetadata(format!("{what} must be a real date YYYY-MM-DD"));
     let shaped = input.len() == 10
         && input.bytes().enumerate().all(|(i, b)| match i {
             4 | 7 => b == b'-',
@@ -274,15 +286,15 @@ pub struct IntakeMetadata {
 }
 
 impl IntakeMetadata {
-    pub fn parse(json: &[u8], today: Date) -> Result<Self, ApiError> {
+    pub fn parse(json: &[u8], today: Date) -> Result<Self, DomainError> {
         let input: IntakeMetadataInput = serde_json::from_slice(json)
-            .map_err(|e| ApiError::InvalidMetadata(format!("metadata is not valid: {e}")))?;
+            .map_err(|e| DomainError::InvalidMetadata(format!("metadata is not valid: {e}")))?;
         let doc_type = DocType::parse(&input.doc_type).ok_or_else(|| {
-            ApiError::InvalidMetadata(format!("unknown doc_type {:?}", input.doc_type))
+            DomainError::InvalidMetadata(format!("unknown doc_type {:?}", input.doc_type))
         })?;
         let issued_on = parse_date(&input.issued_on, "issued_on")?;
         if issued_on > today {
-            return Err(ApiError::InvalidMetadata(
+            return Err(DomainError::InvalidMetadata(
                 "issued_on is in the future".into(),
             ));
         }
@@ -290,7 +302,7 @@ impl IntakeMetadata {
             Some(text) => {
                 let date = parse_date(text, "expires_on")?;
                 if date < issued_on {
-                    return Err(ApiError::InvalidMetadata(
+                    return Err(DomainError::InvalidMetadata(
                         "expires_on is before issued_on".into(),
                     ));
                 }
@@ -300,7 +312,7 @@ impl IntakeMetadata {
         };
         let supersedes = match &input.supersedes {
             Some(text) => Some(uuid::Uuid::parse_str(text).map_err(|_| {
-                ApiError::InvalidMetadata("supersedes must be a document id".into())
+                DomainError::InvalidMetadata("supersedes must be a document id".into())
             })?),
             None => None,
         };

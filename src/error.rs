@@ -2,6 +2,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::blob::BlobError;
+use crate::db::DbError;
+use crate::domain::DomainError;
+
 /// The one error type. Every variant maps to a status and a stable code that clients may match
 /// on; messages are for humans and may change. There is deliberately no blanket `From<E: Error>`:
 /// each infrastructure failure is turned into [`ApiError::Internal`] (or `Unavailable`) at the
@@ -41,6 +45,9 @@ pub enum ApiError {
     /// Stored bytes failed authentication. No plaintext is ever sent with this.
     #[error("the stored document failed its integrity check")]
     Integrity(String),
+    /// The disk under the database or the object store is full. Nothing was stored.
+    #[error("the vault's storage is full; nothing was stored")]
+    InsufficientStorage(String),
     /// A dependency (database, object store, audit log) is not available.
     #[error("the service is temporarily unavailable")]
     Unavailable(String),
@@ -66,6 +73,7 @@ impl ApiError {
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Integrity(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -89,6 +97,7 @@ impl ApiError {
             Self::RequestTimeout(_) => "request_timeout",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Integrity(_) => "integrity_error",
+            Self::InsufficientStorage(_) => "insufficient_storage",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -108,7 +117,10 @@ impl IntoResponse for ApiError {
         let status = self.status();
         // Causes of server-side failures go to the log only; the client gets the generic text.
         match &self {
-            Self::Internal(cause) | Self::Integrity(cause) | Self::Unavailable(cause) => {
+            Self::Internal(cause)
+            | Self::Integrity(cause)
+            | Self::Unavailable(cause)
+            | Self::InsufficientStorage(cause) => {
                 tracing::error!(code = self.code(), cause = %cause, "request failed");
             }
             _ => {}
@@ -132,3 +144,36 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Each layer below HTTP has its own error; these are the only places they become statuses.
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::Unavailable { .. } => Self::Unavailable(err.to_string()),
+            DbError::DiskFull { .. } => Self::InsufficientStorage(err.to_string()),
+            DbError::Constraint { .. } | DbError::Failed { .. } | DbError::Corrupt(_) => {
+                Self::Internal(err.to_string())
+            }
+        }
+    }
+}
+
+impl From<BlobError> for ApiError {
+    fn from(err: BlobError) -> Self {
+        match err {
+            BlobError::Missing(_) => Self::Integrity(err.to_string()),
+            BlobError::DiskFull { .. } => Self::InsufficientStorage(err.to_string()),
+            BlobError::Unavailable { .. } => Self::Unavailable(err.to_string()),
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(err: DomainError) -> Self {
+        match err {
+            DomainError::InvalidNationalId => Self::InvalidNationalId,
+            DomainError::InvalidInput(message) => Self::InvalidRequest(message),
+            DomainError::InvalidMetadata(message) => Self::InvalidMetadata(message),
+        }
+    }
+}

@@ -1,10 +1,10 @@
 //! hoso: a once-only records vault for public services.
 //!
 //! A request flows one way: [`http`] → [`auth`] → [`records`] → [`db`] / [`blob`] / [`crypto`],
-//! with [`audit`] beside it. [`app`] wires them together; [`cli`] is the command line.
+//! with [`audit`] beside it. [`app`] opens them, [`http::app`] serves them; [`cli`] is the command line.
 #![forbid(unsafe_code)]
 
-/// Shared state and the router, apart from serving.
+/// Shared state: the settings and the records service they open.
 pub mod app;
 /// Append-only, hash-chained, signed audit log.
 pub mod audit;
@@ -24,7 +24,9 @@ pub mod db;
 pub mod domain;
 /// The one error type and its stable codes.
 pub mod error;
-/// HTTP handlers, one file per resource.
+/// The router, the caller extractor and the handlers, one file per resource.
 pub mod http;
+/// Counters for `/metrics`.
+pub mod metrics;
 /// The records service: the only place that combines db, blob, crypto and audit.
 pub mod records;

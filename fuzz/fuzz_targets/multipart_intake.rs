@@ -6,9 +6,10 @@ use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::http::{Request, header};
-use hoso::app::{App, AppState, router};
+use hoso::app::{App, AppState};
+use hoso::http::app as router;
 use hoso::auth::{TokenRequest, issue};
-use hoso::config::{SecretString, Settings};
+use hoso::config::Settings;
 use hoso::domain::Role;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
@@ -23,25 +24,13 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        let settings = Settings {
-            database_url: format!("sqlite://{}", dir.join("hoso.db").display())
-                .parse::<SecretString>()
-                .unwrap(),
-            storage_url: format!("file://{}", dir.join("storage").display()),
-            keys_dir: dir.join("keys"),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            max_upload_bytes: 64 * 1024,
-            token_issuer: "hoso".into(),
-            token_audience: "hoso".into(),
-            sweep_grace_seconds: 3600,
-            upload_stall_seconds: 30,
-            test_fault: None,
-        };
+        let mut settings = Settings::embedded_in(&dir);
+        settings.max_upload_bytes = 64 * 1024;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let app = runtime.block_on(App::open(settings, true)).unwrap();
         let state = AppState(Arc::new(app));
         let request = TokenRequest { role: Role::Clerk, sub: "fuzz", office: Some("FUZZ"), ttl_seconds: 86_400, grant: None };
-        let token = issue(&state.keys(), &state.token_policy, request).unwrap().0;
+        let token = issue(&state.vault.keys(), &state.vault.token_policy, request).unwrap().0;
         Fixture { router: router(state), runtime, token }
     })
 }

@@ -28,8 +28,9 @@ use serde::Serialize;
 use crate::crypto::keyring::Keyring;
 use crate::crypto::{hmac_sha256, signing};
 use crate::db::audit::{self as store, EntryRow, Head};
-use crate::db::{Db, Tx, now_ms};
+use crate::db::{Db, DbError, Tx, now_ms};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 pub const CHECKPOINT_EVERY: i64 = 256;
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -110,17 +111,60 @@ fn head_message(seq: i64, hash: &str) -> Vec<u8> {
 }
 
 /// Begins a transaction that will append to the log, taking the chain's lock first.
-pub async fn begin(db: &Db) -> Result<Tx, ApiError> {
-    let mut tx = db
-        .begin()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("audit log unavailable: {e}")))?;
-    store::lock_head(&mut tx).await?;
-    Ok(tx)
+///
+/// Every way of writing to the log (this, [`append`], [`commit`], [`record`]) counts its own
+/// failures in `metrics`, so `hoso_audit_failures_total` sees every request that failed closed.
+pub async fn begin(db: &Db, metrics: &Metrics) -> Result<Tx, ApiError> {
+    counted(metrics, async {
+        let mut tx = db.begin().await.map_err(DbError::into_unavailable)?;
+        store::lock_head(&mut tx).await?;
+        Ok(tx)
+    })
+    .await
 }
 
 /// Appends an entry inside a transaction from [`begin`]. Returns its `seq`.
-pub async fn append(tx: &mut Tx, keys: &Keyring, entry: Entry) -> Result<i64, ApiError> {
+pub async fn append(
+    tx: &mut Tx,
+    keys: &Keyring,
+    metrics: &Metrics,
+    entry: Entry,
+) -> Result<i64, ApiError> {
+    counted(metrics, append_row(tx, keys, entry)).await
+}
+
+/// Commits a transaction from [`begin`]: the change and its entry become durable together, or
+/// neither does.
+pub async fn commit(tx: Tx, metrics: &Metrics) -> Result<(), ApiError> {
+    counted(metrics, async {
+        tx.commit("audit log (commit)")
+            .await
+            .map_err(|e| ApiError::from(e.into_unavailable()))
+    })
+    .await
+}
+
+/// Appends one entry in a transaction of its own and commits it.
+pub async fn record(
+    db: &Db,
+    keys: &Keyring,
+    metrics: &Metrics,
+    entry: Entry,
+) -> Result<(), ApiError> {
+    let mut tx = begin(db, metrics).await?;
+    append(&mut tx, keys, metrics, entry).await?;
+    commit(tx, metrics).await
+}
+
+async fn counted<T>(
+    metrics: &Metrics,
+    work: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    work.await
+        .inspect_err(|_| Metrics::inc(&metrics.audit_failures))
+}
+
+async fn append_row(tx: &mut Tx, keys: &Keyring, entry: Entry) -> Result<i64, ApiError> {
     let head = store::head(&mut **tx).await?;
     let mut row = EntryRow {
         seq: head.seq + 1,
@@ -156,15 +200,6 @@ pub async fn append(tx: &mut Tx, keys: &Keyring, entry: Entry) -> Result<i64, Ap
         store::insert_checkpoint(tx, &new_head, row.at).await?;
     }
     Ok(new_head.seq)
-}
-
-/// Appends one entry in a transaction of its own and commits it.
-pub async fn record(db: &Db, keys: &Keyring, entry: Entry) -> Result<(), ApiError> {
-    let mut tx = begin(db).await?;
-    append(&mut tx, keys, entry).await?;
-    tx.commit()
-        .await
-        .map_err(|e| ApiError::unavailable("audit log unavailable (commit)", e))
 }
 
 #[derive(Debug, Serialize)]

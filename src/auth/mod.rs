@@ -5,15 +5,12 @@
 //! `aud`, `exp`, `nbf` and `sub` are required and checked; claims of the wrong JSON type fail
 //! deserialisation; a revoked `jti` is refused until the token expires.
 
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::crypto::keyring::Keyring;
+use crate::db::Db;
 use crate::domain::{Code, NationalId, Role};
 use crate::error::ApiError;
 
@@ -170,36 +167,18 @@ impl Caller {
     }
 }
 
-fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    let value = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-        ApiError::Unauthenticated("an Authorization: Bearer token is required".into())
-    })?;
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::Unauthenticated("the Authorization header is not valid".into()))?;
-    value
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::Unauthenticated("an Authorization: Bearer token is required".into())
-        })
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?;
-        let claims = decode(&state.keys(), &state.token_policy, token)?;
-        if crate::db::keys::is_token_revoked(&state.db.pool, &claims.jti).await? {
-            return Err(ApiError::Unauthenticated(
-                "the token has been revoked".into(),
-            ));
-        }
-        Caller::from_claims(claims)
+/// Checks a bearer token completely: signature and claims, then the revocation list.
+pub async fn authenticate(
+    keys: &Keyring,
+    policy: &TokenPolicy,
+    db: &Db,
+    token: &str,
+) -> Result<Caller, ApiError> {
+    let claims = decode(keys, policy, token)?;
+    if crate::db::keys::is_token_revoked(&db.pool, &claims.jti).await? {
+        return Err(ApiError::Unauthenticated(
+            "the token has been revoked".into(),
+        ));
     }
+    Caller::from_claims(claims)
 }

@@ -229,6 +229,52 @@ fn sync_dir(dir: &Path) -> Result<(), KeyError> {
         .map_err(io_err(dir))
 }
 
+/// The key ring a running vault uses, re-read from the key files when it meets a KEK version it
+/// has not loaded: a rotation made by another process (`hoso keys rotate` on any machine).
+pub struct KeyCache {
+    dir: PathBuf,
+    current: std::sync::RwLock<std::sync::Arc<Keyring>>,
+}
+
+impl KeyCache {
+    pub fn new(dir: &Path, keys: Keyring) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            current: std::sync::RwLock::new(std::sync::Arc::new(keys)),
+        }
+    }
+
+    /// The keys as last loaded.
+    pub fn get(&self) -> std::sync::Arc<Keyring> {
+        self.current.read().expect("keyring lock").clone()
+    }
+
+    /// Re-reads the key files and makes them current.
+    pub fn reload(&self) -> Result<std::sync::Arc<Keyring>, KeyError> {
+        let fresh = std::sync::Arc::new(Keyring::open(&self.dir, false)?);
+        *self.current.write().expect("keyring lock") = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// Keys that hold KEK `version`, reloading once if this process has not seen it yet.
+    pub fn with_kek(&self, version: u32) -> Result<std::sync::Arc<Keyring>, KeyError> {
+        let keys = self.get();
+        if keys.kek(version).is_some() {
+            return Ok(keys);
+        }
+        self.reload()
+    }
+
+    /// Keys whose current KEK is at least `newest` (the newest version any process registered).
+    pub fn at_least(&self, newest: u32) -> Result<std::sync::Arc<Keyring>, KeyError> {
+        let keys = self.get();
+        if keys.current_kek().version >= newest {
+            return Ok(keys);
+        }
+        self.reload()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! Cryptography, split as DESIGN.md says: aes-gcm seals bodies, fields and data keys; ring does
 //! SHA-256, HMAC, Ed25519 and randomness.
 
+pub mod attestation;
 pub mod envelope;
 pub mod keyring;
 pub mod signing;

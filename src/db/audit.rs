@@ -3,8 +3,7 @@
 
 use sqlx::any::AnyRow;
 
-use super::{Tx, col, db_err};
-use crate::error::ApiError;
+use super::{DbError, Tx, col, db_err};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryRow {
@@ -27,7 +26,7 @@ pub struct EntryRow {
 const COLUMNS: &str = "seq, at, actor, role, office, action, outcome, document_id, citizen_idx, \
     grant_id, case_ref, reason, prev_hash, hash";
 
-fn from_row(row: &AnyRow) -> Result<EntryRow, ApiError> {
+fn from_row(row: &AnyRow) -> Result<EntryRow, DbError> {
     Ok(EntryRow {
         seq: col(row, "seq")?,
         at: col(row, "at")?,
@@ -55,22 +54,22 @@ pub struct Head {
 /// Takes the chain's lock: a no-op write on the head row. It must be the first statement of the
 /// transaction (SQLite then takes its write lock without a stale read snapshot; PostgreSQL locks
 /// the row), so appenders in every process queue up here and the chain never forks.
-pub async fn lock_head(tx: &mut Tx) -> Result<(), ApiError> {
+pub async fn lock_head(tx: &mut Tx) -> Result<(), DbError> {
     sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
         .execute(&mut **tx)
         .await
-        .map_err(|e| ApiError::unavailable("audit log unavailable (lock)", e))?;
+        .map_err(|e| DbError::unavailable("audit log unavailable (lock)")(e))?;
     Ok(())
 }
 
-pub async fn head<'e, E>(executor: E) -> Result<Head, ApiError>
+pub async fn head<'e, E>(executor: E) -> Result<Head, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let row = sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
         .fetch_one(executor)
         .await
-        .map_err(|e| ApiError::unavailable("audit log unavailable (head)", e))?;
+        .map_err(|e| DbError::unavailable("audit log unavailable (head)")(e))?;
     Ok(Head {
         seq: col(&row, "seq")?,
         hash: col(&row, "hash")?,
@@ -78,7 +77,7 @@ where
     })
 }
 
-pub async fn insert(tx: &mut Tx, e: &EntryRow) -> Result<(), ApiError> {
+pub async fn insert(tx: &mut Tx, e: &EntryRow) -> Result<(), DbError> {
     sqlx::query(&format!(
         "INSERT INTO audit_entries ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
@@ -98,22 +97,22 @@ pub async fn insert(tx: &mut Tx, e: &EntryRow) -> Result<(), ApiError> {
     .bind(&e.hash)
     .execute(&mut **tx)
     .await
-    .map_err(|e| ApiError::unavailable("audit log unavailable (append)", e))?;
+    .map_err(|e| DbError::unavailable("audit log unavailable (append)")(e))?;
     Ok(())
 }
 
-pub async fn set_head(tx: &mut Tx, head: &Head) -> Result<(), ApiError> {
+pub async fn set_head(tx: &mut Tx, head: &Head) -> Result<(), DbError> {
     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2, signature = $3 WHERE id = 1")
         .bind(head.seq)
         .bind(&head.hash)
         .bind(&head.signature)
         .execute(&mut **tx)
         .await
-        .map_err(|e| ApiError::unavailable("audit log unavailable (head)", e))?;
+        .map_err(|e| DbError::unavailable("audit log unavailable (head)")(e))?;
     Ok(())
 }
 
-pub async fn insert_checkpoint(tx: &mut Tx, head: &Head, at: i64) -> Result<(), ApiError> {
+pub async fn insert_checkpoint(tx: &mut Tx, head: &Head, at: i64) -> Result<(), DbError> {
     sqlx::query("INSERT INTO audit_checkpoints (seq, hash, signature, at) VALUES ($1, $2, $3, $4)")
         .bind(head.seq)
         .bind(&head.hash)
@@ -121,11 +120,11 @@ pub async fn insert_checkpoint(tx: &mut Tx, head: &Head, at: i64) -> Result<(), 
         .bind(at)
         .execute(&mut **tx)
         .await
-        .map_err(|e| ApiError::unavailable("audit log unavailable (checkpoint)", e))?;
+        .map_err(|e| DbError::unavailable("audit log unavailable (checkpoint)")(e))?;
     Ok(())
 }
 
-pub async fn checkpoints<'e, E>(executor: E) -> Result<Vec<Head>, ApiError>
+pub async fn checkpoints<'e, E>(executor: E) -> Result<Vec<Head>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -145,7 +144,7 @@ where
 }
 
 /// Entries in `seq` order after `after_seq`, a page at a time (for verification).
-pub async fn page<'e, E>(executor: E, after_seq: i64, limit: i64) -> Result<Vec<EntryRow>, ApiError>
+pub async fn page<'e, E>(executor: E, after_seq: i64, limit: i64) -> Result<Vec<EntryRow>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -174,7 +173,7 @@ pub struct Filter {
     pub reads_by_others: bool,
 }
 
-pub async fn query<'e, E>(executor: E, f: &Filter) -> Result<Vec<EntryRow>, ApiError>
+pub async fn query<'e, E>(executor: E, f: &Filter) -> Result<Vec<EntryRow>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {

@@ -3,9 +3,8 @@
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use super::{Tx, col, db_err, parse_col};
+use super::{DbError, Tx, col, db_err, parse_col};
 use crate::domain::{DocStatus, DocType};
-use crate::error::ApiError;
 
 /// One stored document, as the database holds it (personal fields still sealed).
 #[derive(Clone, Debug)]
@@ -40,11 +39,11 @@ const COLUMNS: &str = "id, citizen_idx, doc_type, status, content_type, size_byt
     verified_against_original, intake_by, intake_office, intake_at, verified_by, \
     verified_office, verified_at, attestation, supersedes, status_changed_by, status_changed_at";
 
-fn parse_uuid(text: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(text).map_err(|e| ApiError::internal("stored document id", e))
+fn parse_uuid(text: &str) -> Result<Uuid, DbError> {
+    Uuid::parse_str(text).map_err(|e| DbError::Corrupt(format!("stored document id: {e}")))
 }
 
-fn from_row(row: &AnyRow) -> Result<DocumentRow, ApiError> {
+fn from_row(row: &AnyRow) -> Result<DocumentRow, DbError> {
     Ok(DocumentRow {
         id: parse_uuid(&col::<String>(row, "id")?)?,
         citizen_idx: col(row, "citizen_idx")?,
@@ -74,9 +73,9 @@ fn from_row(row: &AnyRow) -> Result<DocumentRow, ApiError> {
     })
 }
 
-/// Inserts a new document. A unique violation means the same scan is already current for this
-/// citizen and type (`documents_one_current_scan`); the caller answers with that one.
-pub async fn insert(tx: &mut Tx, d: &DocumentRow) -> Result<(), sqlx::Error> {
+/// Inserts a new document. [`Constraint::DocumentsOneCurrentScan`](super::Constraint) means the
+/// same scan is already current for this citizen and type; the caller answers with that one.
+pub async fn insert(tx: &mut Tx, d: &DocumentRow) -> Result<(), DbError> {
     sqlx::query(&format!(
         "INSERT INTO documents ({COLUMNS}) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
@@ -106,11 +105,12 @@ pub async fn insert(tx: &mut Tx, d: &DocumentRow) -> Result<(), sqlx::Error> {
     .bind(d.status_changed_by.clone())
     .bind(d.status_changed_at)
     .execute(&mut **tx)
-    .await?;
+    .await
+    .map_err(db_err("insert document"))?;
     Ok(())
 }
 
-pub async fn get<'e, E>(executor: E, id: Uuid) -> Result<Option<DocumentRow>, ApiError>
+pub async fn get<'e, E>(executor: E, id: Uuid) -> Result<Option<DocumentRow>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -128,7 +128,7 @@ pub async fn find_current_scan<'e, E>(
     citizen_idx: &str,
     doc_type: DocType,
     sha256: &str,
-) -> Result<Option<DocumentRow>, ApiError>
+) -> Result<Option<DocumentRow>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -149,7 +149,7 @@ pub async fn list_for_citizen<'e, E>(
     executor: E,
     citizen_idx: &str,
     include_all: bool,
-) -> Result<Vec<DocumentRow>, ApiError>
+) -> Result<Vec<DocumentRow>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -177,7 +177,7 @@ pub async fn change_status(
     to: DocStatus,
     by: &str,
     at: i64,
-) -> Result<bool, ApiError> {
+) -> Result<bool, DbError> {
     let allowed: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
     let result = sqlx::query(&format!(
         "UPDATE documents SET status = $1, status_changed_by = $2, status_changed_at = $3 \
@@ -201,7 +201,7 @@ pub async fn mark_verified(
     office: &str,
     at: i64,
     attestation: &str,
-) -> Result<bool, ApiError> {
+) -> Result<bool, DbError> {
     let result = sqlx::query(
         "UPDATE documents SET status = 'verified', verified_by = $1, verified_office = $2, \
          verified_at = $3, attestation = $4 WHERE id = $5 AND status = 'pending'",
@@ -222,7 +222,7 @@ pub async fn page_not_wrapped_by<'e, E>(
     executor: E,
     current: i64,
     limit: i64,
-) -> Result<Vec<DocumentRow>, ApiError>
+) -> Result<Vec<DocumentRow>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -244,7 +244,7 @@ pub async fn replace_wrapped_key(
     old_version: i64,
     new_version: i64,
     wrapped: &[u8],
-) -> Result<bool, ApiError> {
+) -> Result<bool, DbError> {
     let result = sqlx::query(
         "UPDATE documents SET wrapped_key = $1, kek_version = $2 WHERE id = $3 AND kek_version = $4",
     )
@@ -259,7 +259,7 @@ pub async fn replace_wrapped_key(
 }
 
 /// How many data keys each KEK version wraps: stored documents plus intakes still in flight.
-pub async fn count_by_kek<'e, E>(executor: E) -> Result<Vec<(i64, i64)>, ApiError>
+pub async fn count_by_kek<'e, E>(executor: E) -> Result<Vec<(i64, i64)>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -280,7 +280,7 @@ pub async fn insert_intent(
     object_key: &str,
     kek_version: i64,
     at: i64,
-) -> Result<(), ApiError> {
+) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO intake_intents (object_key, kek_version, created_at) VALUES ($1, $2, $3)",
     )
@@ -293,7 +293,7 @@ pub async fn insert_intent(
     Ok(())
 }
 
-pub async fn delete_intent<'e, E>(executor: E, object_key: &str) -> Result<(), ApiError>
+pub async fn delete_intent<'e, E>(executor: E, object_key: &str) -> Result<(), DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -307,7 +307,7 @@ where
 
 /// Intents older than `before` whose object no document references: leftovers of intakes that
 /// died between writing the object and committing the row.
-pub async fn stale_intents<'e, E>(executor: E, before: i64) -> Result<Vec<String>, ApiError>
+pub async fn stale_intents<'e, E>(executor: E, before: i64) -> Result<Vec<String>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -327,7 +327,7 @@ pub async fn page_after<'e, E>(
     executor: E,
     after: &str,
     limit: i64,
-) -> Result<Vec<DocumentRow>, ApiError>
+) -> Result<Vec<DocumentRow>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -342,7 +342,7 @@ where
     rows.iter().map(from_row).collect()
 }
 
-pub async fn count<'e, E>(executor: E) -> Result<i64, ApiError>
+pub async fn count<'e, E>(executor: E) -> Result<i64, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -354,7 +354,7 @@ where
 }
 
 /// Whether a row or an intake in flight claims this object key.
-pub async fn object_claimed<'e, E>(executor: E, object_key: &str) -> Result<bool, ApiError>
+pub async fn object_claimed<'e, E>(executor: E, object_key: &str) -> Result<bool, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {

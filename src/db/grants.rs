@@ -3,9 +3,8 @@
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use super::{Tx, col, db_err};
+use super::{DbError, Tx, col, db_err};
 use crate::domain::DocType;
-use crate::error::ApiError;
 
 #[derive(Clone, Debug)]
 pub struct GrantRow {
@@ -27,11 +26,11 @@ pub struct GrantRow {
 const COLUMNS: &str = "id, citizen_idx, doc_types, case_ref, purpose, grantee, created_by, \
     office, created_at, expires_at, max_uses, uses, revoked_at";
 
-fn from_row(row: &AnyRow) -> Result<GrantRow, ApiError> {
+fn from_row(row: &AnyRow) -> Result<GrantRow, DbError> {
     let types: String = col(row, "doc_types")?;
     Ok(GrantRow {
         id: Uuid::parse_str(&col::<String>(row, "id")?)
-            .map_err(|e| ApiError::internal("stored grant id", e))?,
+            .map_err(|e| DbError::Corrupt(format!("stored grant id: {e}")))?,
         citizen_idx: col(row, "citizen_idx")?,
         doc_types: types
             .split(',')
@@ -50,7 +49,7 @@ fn from_row(row: &AnyRow) -> Result<GrantRow, ApiError> {
     })
 }
 
-pub async fn insert(tx: &mut Tx, g: &GrantRow) -> Result<(), ApiError> {
+pub async fn insert(tx: &mut Tx, g: &GrantRow) -> Result<(), DbError> {
     let types: Vec<&str> = g.doc_types.iter().map(|t| t.as_str()).collect();
     sqlx::query(&format!(
         "INSERT INTO grants ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
@@ -74,7 +73,7 @@ pub async fn insert(tx: &mut Tx, g: &GrantRow) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn get<'e, E>(executor: E, id: Uuid) -> Result<Option<GrantRow>, ApiError>
+pub async fn get<'e, E>(executor: E, id: Uuid) -> Result<Option<GrantRow>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -89,7 +88,7 @@ where
 /// Consumes one use if, at this instant, the grant is unrevoked, unexpired and has uses left.
 /// The check and the increment are one statement, so concurrent readers (in one process or many)
 /// can never spend more uses than the grant allows.
-pub async fn consume_use(tx: &mut Tx, id: Uuid, now: i64) -> Result<bool, ApiError> {
+pub async fn consume_use(tx: &mut Tx, id: Uuid, now: i64) -> Result<bool, DbError> {
     let result = sqlx::query(
         "UPDATE grants SET uses = uses + 1 WHERE id = $1 AND revoked_at IS NULL \
          AND expires_at > $2 AND uses < max_uses",
@@ -102,7 +101,7 @@ pub async fn consume_use(tx: &mut Tx, id: Uuid, now: i64) -> Result<bool, ApiErr
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn revoke(tx: &mut Tx, id: Uuid, by: &str, now: i64) -> Result<bool, ApiError> {
+pub async fn revoke(tx: &mut Tx, id: Uuid, by: &str, now: i64) -> Result<bool, DbError> {
     let result = sqlx::query(
         "UPDATE grants SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at IS NULL",
     )

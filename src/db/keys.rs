@@ -1,7 +1,6 @@
 //! The `kek_usage` and `revoked_tokens` tables.
 
-use super::{Tx, col, db_err};
-use crate::error::ApiError;
+use super::{DbError, Tx, col, db_err};
 
 /// NIST SP 800-38D: a key used with random 96-bit nonces must wrap fewer than 2^32 messages.
 pub const MAX_WRAPS_PER_KEK: i64 = (1 << 32) - 1;
@@ -13,7 +12,7 @@ pub struct KekUsage {
 }
 
 /// Makes sure a KEK version has its counter row (idempotent).
-pub async fn register_kek<'e, E>(executor: E, version: i64) -> Result<(), ApiError>
+pub async fn register_kek<'e, E>(executor: E, version: i64) -> Result<(), DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -29,7 +28,7 @@ where
 
 /// Counts one wrap under `version` before it happens. False when the version is retired, unknown
 /// to the database, or has reached its nonce budget.
-pub async fn count_wrap(tx: &mut Tx, version: i64) -> Result<bool, ApiError> {
+pub async fn count_wrap(tx: &mut Tx, version: i64) -> Result<bool, DbError> {
     let result = sqlx::query(
         "UPDATE kek_usage SET wraps = wraps + 1 WHERE version = $1 AND retired_at IS NULL \
          AND wraps < $2",
@@ -44,7 +43,7 @@ pub async fn count_wrap(tx: &mut Tx, version: i64) -> Result<bool, ApiError> {
 
 /// The newest KEK version any process has registered: a process that knows only older ones
 /// reloads its key files (rotation done through one process is seen by all).
-pub async fn newest_version<'e, E>(executor: E) -> Result<i64, ApiError>
+pub async fn newest_version<'e, E>(executor: E) -> Result<i64, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -57,7 +56,7 @@ where
     col(&row, "v")
 }
 
-pub async fn mark_retired(tx: &mut Tx, version: i64, at: i64) -> Result<(), ApiError> {
+pub async fn mark_retired(tx: &mut Tx, version: i64, at: i64) -> Result<(), DbError> {
     sqlx::query("UPDATE kek_usage SET retired_at = $1 WHERE version = $2")
         .bind(at)
         .bind(version)
@@ -67,7 +66,7 @@ pub async fn mark_retired(tx: &mut Tx, version: i64, at: i64) -> Result<(), ApiE
     Ok(())
 }
 
-pub async fn usage<'e, E>(executor: E) -> Result<Vec<KekUsage>, ApiError>
+pub async fn usage<'e, E>(executor: E) -> Result<Vec<KekUsage>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -86,7 +85,7 @@ where
         .collect()
 }
 
-pub async fn is_token_revoked<'e, E>(executor: E, jti: &str) -> Result<bool, ApiError>
+pub async fn is_token_revoked<'e, E>(executor: E, jti: &str) -> Result<bool, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -98,7 +97,7 @@ where
     Ok(row.is_some())
 }
 
-pub async fn revoke_token<'e, E>(executor: E, jti: &str, expires_at: i64) -> Result<(), ApiError>
+pub async fn revoke_token<'e, E>(executor: E, jti: &str, expires_at: i64) -> Result<(), DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -114,10 +113,7 @@ where
 }
 
 /// A revoked token past its `exp` is refused anyway; its row can go.
-pub async fn forget_expired_revocations<'e, E>(
-    executor: E,
-    now_seconds: i64,
-) -> Result<(), ApiError>
+pub async fn forget_expired_revocations<'e, E>(executor: E, now_seconds: i64) -> Result<(), DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {

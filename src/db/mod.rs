@@ -15,8 +15,6 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection, Executor};
 
-use crate::error::ApiError;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -33,33 +31,65 @@ pub struct Db {
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
-/// A write transaction. It derefs to the connection, so queries run on `&mut **tx`; on SQLite
-/// it also holds this process's writer gate until it commits, rolls back or is dropped.
+/// A write transaction on a connection of its own. It derefs to the connection, so queries run
+/// on `&mut **tx`; on SQLite it also holds this process's writer gate until it ends.
+///
+/// `BEGIN`/`COMMIT` are issued here rather than by sqlx's transaction tracking, because after a
+/// failed `COMMIT` (a full disk) SQLite may or may not have rolled back, and a tracker that
+/// guesses wrong hands the next request a connection still inside the old transaction, where
+/// its "commit" is only a savepoint release. So a transaction that did not commit never returns
+/// its connection to the pool: the connection is closed, which rolls back whatever is left.
 pub struct Tx {
-    inner: sqlx::Transaction<'static, sqlx::Any>,
+    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+    open: bool,
     _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl std::ops::Deref for Tx {
     type Target = sqlx::AnyConnection;
     fn deref(&self) -> &sqlx::AnyConnection {
-        &self.inner
+        &self.conn
     }
 }
 
 impl std::ops::DerefMut for Tx {
     fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.inner
+        &mut self.conn
     }
 }
 
 impl Tx {
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.inner.commit().await
+    /// Commits. On failure the connection is discarded (see the type's doc) and nothing of the
+    /// transaction is kept.
+    pub async fn commit(mut self, context: &'static str) -> Result<(), DbError> {
+        match self.conn.execute("COMMIT").await {
+            Ok(_) => {
+                self.open = false;
+                Ok(())
+            }
+            Err(e) => {
+                // Best effort; the connection is closed on drop either way (`open` stays set).
+                let _ = self.conn.execute("ROLLBACK").await;
+                Err(DbError::classify(context, e))
+            }
+        }
     }
 
-    pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.inner.rollback().await
+    pub async fn rollback(mut self) -> Result<(), DbError> {
+        self.conn
+            .execute("ROLLBACK")
+            .await
+            .map_err(db_err("rollback"))?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
     }
 }
 
@@ -172,18 +202,31 @@ impl Db {
         result.map_err(fail)
     }
 
-    /// Begins a write transaction (every transaction here writes).
-    pub async fn begin(&self) -> Result<Tx, ApiError> {
+    /// Begins a write transaction (every transaction here writes). On SQLite `BEGIN IMMEDIATE`
+    /// takes the write lock at once, so a transaction never has to upgrade a stale read.
+    pub async fn begin(&self) -> Result<Tx, DbError> {
         let gate = match &self.write_gate {
             Some(gate) => Some(gate.clone().lock_owned().await),
             None => None,
         };
-        let inner = self
+        let mut conn = self
             .pool
-            .begin()
+            .acquire()
             .await
             .map_err(db_err("begin transaction"))?;
-        Ok(Tx { inner, _gate: gate })
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        if let Err(e) = conn.execute(begin).await {
+            conn.close_on_drop();
+            return Err(DbError::classify("begin transaction", e));
+        }
+        Ok(Tx {
+            conn,
+            open: true,
+            _gate: gate,
+        })
     }
 
     pub async fn ping(&self) -> bool {
@@ -191,20 +234,150 @@ impl Db {
     }
 }
 
-/// Maps a database failure to the error the client sees: unreachable means 503, anything else a
-/// 500. Both keep the cause for the log only.
-pub fn db_err(context: &'static str) -> impl Fn(sqlx::Error) -> ApiError {
-    move |e| match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            ApiError::unavailable(context, e)
-        }
-        other => ApiError::internal(context, other),
+/// What went wrong in the database, in the terms the layers above decide on. The cause stays
+/// inside for the log; [`crate::error`] turns each kind into a status.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database cannot be reached, or dropped the connection (a restart): try again later.
+    #[error("{context}: the database is unavailable: {source}")]
+    Unavailable {
+        context: &'static str,
+        source: sqlx::Error,
+    },
+    /// The disk under the database is full: nothing more can be written until space is freed.
+    #[error("{context}: the disk is full: {source}")]
+    DiskFull {
+        context: &'static str,
+        source: sqlx::Error,
+    },
+    /// A named constraint of the schema refused the write.
+    #[error("{context}: constraint {constraint} refused the write")]
+    Constraint {
+        context: &'static str,
+        constraint: Constraint,
+    },
+    /// Anything else the database said.
+    #[error("{context}: {source}")]
+    Failed {
+        context: &'static str,
+        source: sqlx::Error,
+    },
+    /// A stored value no version of hoso writes: the row was altered or is corrupt.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+/// The constraints the records service expects to meet and handles by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Constraint {
+    /// `documents_one_current_scan`: the same scan is current once per citizen and type.
+    DocumentsOneCurrentScan,
+    /// Any other constraint (a programming error or a tampered schema).
+    Other,
+}
+
+impl std::fmt::Display for Constraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::DocumentsOneCurrentScan => "documents_one_current_scan",
+            Self::Other => "(other)",
+        })
     }
 }
 
-pub fn is_unique_violation(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .is_some_and(|e| e.is_unique_violation())
+impl Constraint {
+    /// PostgreSQL names the violated index; SQLite names its columns instead.
+    fn of(err: &dyn sqlx::error::DatabaseError) -> Self {
+        let by_name = err.constraint() == Some("documents_one_current_scan");
+        let by_columns = err.message().contains(
+            "UNIQUE constraint failed: documents.citizen_idx, documents.doc_type, documents.sha256",
+        );
+        if by_name || by_columns {
+            Self::DocumentsOneCurrentScan
+        } else {
+            Self::Other
+        }
+    }
+}
+
+impl DbError {
+    /// Sorts a failure by what the caller can do about it.
+    pub fn classify(context: &'static str, source: sqlx::Error) -> Self {
+        match &source {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+                if !is_disk_full(&source) =>
+            {
+                Self::Unavailable { context, source }
+            }
+            _ if is_disk_full(&source) => Self::DiskFull { context, source },
+            sqlx::Error::Database(db) if is_connection_lost(db.code().as_deref()) => {
+                Self::Unavailable { context, source }
+            }
+            sqlx::Error::Database(db)
+                if db.is_unique_violation()
+                    || db.is_foreign_key_violation()
+                    || db.is_check_violation() =>
+            {
+                Self::Constraint {
+                    context,
+                    constraint: Constraint::of(db.as_ref()),
+                }
+            }
+            _ => Self::Failed { context, source },
+        }
+    }
+
+    /// For writes whose failure means the dependency is down whatever the cause (the audit
+    /// log): everything but a full disk becomes `Unavailable`.
+    pub fn unavailable(context: &'static str) -> impl Fn(sqlx::Error) -> Self {
+        move |source| {
+            if is_disk_full(&source) {
+                Self::DiskFull { context, source }
+            } else {
+                Self::Unavailable { context, source }
+            }
+        }
+    }
+
+    /// The same, for an error already classified.
+    pub fn into_unavailable(self) -> Self {
+        match self {
+            Self::Failed { context, source } => Self::Unavailable { context, source },
+            other => other,
+        }
+    }
+
+    pub fn is_constraint(&self, which: Constraint) -> bool {
+        matches!(self, Self::Constraint { constraint, .. } if *constraint == which)
+    }
+}
+
+/// SQLite says `SQLITE_FULL` (13); PostgreSQL `53100 disk_full`; a file write `ENOSPC` (28).
+fn is_disk_full(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("13" | "53100"))
+                || db.message().contains("database or disk is full")
+        }
+        sqlx::Error::Io(io) => io.raw_os_error() == Some(28),
+        _ => false,
+    }
+}
+
+/// PostgreSQL's classes 08 (connection exception) and 57P (operator intervention: shutdown,
+/// crash, restart) mean this connection is gone, not that the query was wrong.
+fn is_connection_lost(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P"))
+}
+
+/// Maps a failure of `context` to a [`DbError`] by what it means.
+pub fn db_err(context: &'static str) -> impl Fn(sqlx::Error) -> DbError {
+    move |e| DbError::classify(context, e)
 }
 
 pub fn now_ms() -> i64 {
@@ -216,17 +389,17 @@ pub fn now_ms() -> i64 {
 
 /// Reads a column in the one way every query module needs: a missing or mistyped column is a
 /// programming error surfaced as a 500, not a panic.
-pub fn col<T>(row: &sqlx::any::AnyRow, name: &str) -> Result<T, ApiError>
+pub fn col<T>(row: &sqlx::any::AnyRow, name: &str) -> Result<T, DbError>
 where
     T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {
     use sqlx::Row;
     row.try_get::<T, _>(name)
-        .map_err(|e| ApiError::internal("decode column", e))
+        .map_err(|e| DbError::Corrupt(format!("column {name}: {e}")))
 }
 
 /// Parses a stored enum, treating an unknown value as corruption.
-pub fn parse_col<T: FromStr>(text: &str) -> Result<T, ApiError> {
+pub fn parse_col<T: FromStr>(text: &str) -> Result<T, DbError> {
     text.parse()
-        .map_err(|_| ApiError::Internal(format!("unknown stored value {text:?}")))
+        .map_err(|_| DbError::Corrupt(format!("unknown stored value {text:?}")))
 }

@@ -26,11 +26,11 @@ async fn query(
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Json<Page>> {
     let Query(q) = q.map_err(query_rejection)?;
-    Ok(Json(auditing::query(&state, &caller, q).await?))
+    Ok(Json(auditing::query(&state.vault, &caller, q).await?))
 }
 
 async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Report>> {
-    Ok(Json(auditing::verify(&state, &caller).await?))
+    Ok(Json(auditing::verify(&state.vault, &caller).await?))
 }
 
 async fn access_log(
@@ -42,6 +42,6 @@ async fn access_log(
     let national_id = NationalId::parse(&national_id)?;
     let Query(q) = q.map_err(query_rejection)?;
     Ok(Json(
-        auditing::access_log(&state, &caller, &national_id, q).await?,
+        auditing::access_log(&state.vault, &caller, &national_id, q).await?,
     ))
 }

@@ -20,7 +20,7 @@ use crate::auth::Caller;
 use crate::domain::{IntakeMetadata, NationalId};
 use crate::error::{ApiError, ApiResult};
 use crate::records::intake::{Intake, IntakeResult};
-use crate::records::read;
+use crate::records::{read, status};
 
 /// Room for the multipart framing and the metadata part on top of the file itself.
 const ENVELOPE_ALLOWANCE: u64 = 128 * 1024;
@@ -81,7 +81,7 @@ async fn intake(
     }
     let mut multipart = multipart.map_err(|r| ApiError::InvalidRequest(r.body_text()))?;
 
-    let mut intake = Intake::start(&state, caller, &national_id).await?;
+    let mut intake = Intake::start(&state.vault, caller, &national_id).await?;
     let mut metadata = None;
     let limits = Limits {
         stall: Duration::from_secs(state.settings.upload_stall_seconds),
@@ -194,7 +194,7 @@ async fn list(
         Some("all") => true,
         Some(_) => return Err(ApiError::InvalidRequest("include may only be `all`".into())),
     };
-    let documents = read::list(&state, &caller, &national_id, include_all).await?;
+    let documents = read::list(&state.vault, &caller, &national_id, include_all).await?;
     Ok(Json(json!({ "documents": documents })))
 }
 
@@ -203,7 +203,9 @@ async fn metadata(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(read::metadata(&state, &caller, parse_id(&id)?).await?))
+    Ok(Json(
+        read::metadata(&state.vault, &caller, parse_id(&id)?).await?,
+    ))
 }
 
 async fn content(
@@ -211,7 +213,7 @@ async fn content(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let content = read::content(&state, &caller, parse_id(&id)?).await?;
+    let content = read::content(&state.vault, &caller, parse_id(&id)?).await?;
     let doc = &content.document;
     let digest = hex::decode(&doc.sha256).map_err(|e| ApiError::internal("stored digest", e))?;
     let repr_digest = format!(
@@ -244,7 +246,9 @@ async fn verify(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(read::verify(&state, &caller, parse_id(&id)?).await?))
+    Ok(Json(
+        status::verify(&state.vault, &caller, parse_id(&id)?).await?,
+    ))
 }
 
 async fn revoke(
@@ -252,5 +256,7 @@ async fn revoke(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(read::revoke(&state, &caller, parse_id(&id)?).await?))
+    Ok(Json(
+        status::revoke(&state.vault, &caller, parse_id(&id)?).await?,
+    ))
 }

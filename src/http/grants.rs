@@ -25,7 +25,7 @@ async fn create(
     body: Result<Json<GrantRequest>, JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let Json(request) = body.map_err(json_rejection)?;
-    let created = grants::create(&state, &caller, request).await?;
+    let created = grants::create(&state.vault, &caller, request).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -34,6 +34,6 @@ async fn revoke(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    grants::revoke(&state, &caller, parse_id(&id)?).await?;
+    grants::revoke(&state.vault, &caller, parse_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

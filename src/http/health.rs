@@ -18,8 +18,8 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let db = state.db.ping().await;
-    let store = state.blobs.ready().await;
+    let db = state.vault.db.ping().await;
+    let store = state.vault.blobs.ready().await;
     // Keys are loaded at start-up and kept in memory: present if we are running.
     let ok = db && store;
     let status = if ok {
@@ -36,10 +36,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.vault.metrics.render(),
     )
 }
 
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
-    Json(state.keys().jwks())
+    Json(state.vault.keys().jwks())
 }

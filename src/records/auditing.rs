@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Vault;
 use super::{entry, refuse, require_role, rfc3339};
-use crate::app::App;
 use crate::audit::{self, Report};
 use crate::auth::Caller;
 use crate::db::audit::{self as store, EntryRow, Filter};
@@ -95,10 +95,10 @@ fn parse_cursor(cursor: Option<&str>) -> Result<i64, ApiError> {
     }
 }
 
-pub async fn query(app: &App, caller: &Caller, q: AuditQuery) -> Result<Page, ApiError> {
-    let keys = app.keys();
+pub async fn query(vault: &Vault, caller: &Caller, q: AuditQuery) -> Result<Page, ApiError> {
+    let keys = vault.keys();
     let mut e = entry(&keys, caller, "audit.query");
-    require_role(app, &e, caller, &[Role::Auditor]).await?;
+    require_role(vault, &e, caller, &[Role::Auditor]).await?;
     let citizen_idx = match &q.national_id {
         Some(id) => Some(keys.citizen_index(&NationalId::parse(id)?).to_hex()),
         None => None,
@@ -123,18 +123,18 @@ pub async fn query(app: &App, caller: &Caller, q: AuditQuery) -> Result<Page, Ap
     };
     e.citizen_idx = citizen_idx;
     // Log the query before answering it, like any other read.
-    audit::record(&app.db, &keys, e).await?;
-    let rows = store::query(&app.db.pool, &filter).await?;
+    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+    let rows = store::query(&vault.db.pool, &filter).await?;
     Ok(page(rows, filter.limit))
 }
 
-pub async fn verify(app: &App, caller: &Caller) -> Result<Report, ApiError> {
-    let keys = app.keys();
+pub async fn verify(vault: &Vault, caller: &Caller) -> Result<Report, ApiError> {
+    let keys = vault.keys();
     let e = entry(&keys, caller, "audit.verify");
-    require_role(app, &e, caller, &[Role::Auditor]).await?;
+    require_role(vault, &e, caller, &[Role::Auditor]).await?;
     // Verify first, then log: the report describes the log as it was when asked.
-    let report = audit::verify(&app.db, &keys).await?;
-    audit::record(&app.db, &keys, e).await?;
+    let report = audit::verify(&vault.db, &keys).await?;
+    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
     Ok(report)
 }
 
@@ -148,19 +148,19 @@ pub struct AccessLogQuery {
 /// Who read this citizen's records: every allowed list, metadata or content read by someone
 /// other than the citizen, with office and case.
 pub async fn access_log(
-    app: &App,
+    vault: &Vault,
     caller: &Caller,
     national_id: &NationalId,
     q: AccessLogQuery,
 ) -> Result<Page, ApiError> {
-    let keys = app.keys();
+    let keys = vault.keys();
     let citizen = keys.citizen_index(national_id).to_hex();
     let mut e = entry(&keys, caller, "access_log.read");
     e.citizen_idx = Some(citizen.clone());
-    require_role(app, &e, caller, &[Role::Citizen, Role::Auditor]).await?;
+    require_role(vault, &e, caller, &[Role::Citizen, Role::Auditor]).await?;
     if caller.role == Role::Citizen && caller.citizen().as_ref() != Some(national_id) {
         return Err(refuse(
-            app,
+            vault,
             e,
             ApiError::Forbidden("citizens see only their own access log".into()),
         )
@@ -173,7 +173,7 @@ pub async fn access_log(
         reads_by_others: true,
         ..Filter::default()
     };
-    audit::record(&app.db, &keys, e).await?;
-    let rows = store::query(&app.db.pool, &filter).await?;
+    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+    let rows = store::query(&vault.db.pool, &filter).await?;
     Ok(page(rows, filter.limit))
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
 
-use crate::app::App;
+use super::Vault;
 use crate::blob::BlobStore;
 use crate::db::{Backend, Db, documents};
 use crate::error::ApiError;
@@ -22,7 +22,7 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(rest.split('?').next().unwrap_or(rest)))
 }
 
-fn embedded_only(app: &App) -> Result<PathBuf, ApiError> {
+fn embedded_only(vault: &Vault) -> Result<PathBuf, ApiError> {
     let not_embedded = || {
         ApiError::InvalidRequest(
             "backup and restore cover the embedded default (sqlite:// and file://); at scale, back up \
@@ -30,10 +30,11 @@ fn embedded_only(app: &App) -> Result<PathBuf, ApiError> {
                 .into(),
         )
     };
-    if app.db.backend != Backend::Sqlite || app.blobs.local_root().is_none() {
+    if vault.db.backend != Backend::Sqlite || vault.blobs.local_root().is_none() {
         return Err(not_embedded());
     }
-    app.blobs
+    vault
+        .blobs
         .local_root()
         .map(Path::to_owned)
         .ok_or_else(not_embedded)
@@ -45,8 +46,12 @@ fn empty_or_absent(dir: &Path) -> bool {
 
 /// Snapshots the database into `dir/hoso.db` and copies every body it references into
 /// `dir/storage`. Returns how many bodies were copied; `progress(done)` is called as it goes.
-pub async fn backup(app: &App, dir: &Path, mut progress: impl FnMut(u64)) -> Result<u64, ApiError> {
-    embedded_only(app)?;
+pub async fn backup(
+    vault: &Vault,
+    dir: &Path,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, ApiError> {
+    embedded_only(vault)?;
     if !empty_or_absent(dir) {
         return Err(ApiError::Conflict(format!(
             "{} is not empty",
@@ -61,7 +66,7 @@ pub async fn backup(app: &App, dir: &Path, mut progress: impl FnMut(u64)) -> Res
         .ok_or_else(|| ApiError::InvalidRequest("the backup path must be UTF-8".into()))?
         .replace('\'', "''");
     sqlx::query(&format!("VACUUM INTO '{target}'"))
-        .execute(&app.db.pool)
+        .execute(&vault.db.pool)
         .await
         .map_err(crate::db::db_err("snapshot database"))?;
 
@@ -77,7 +82,7 @@ pub async fn backup(app: &App, dir: &Path, mut progress: impl FnMut(u64)) -> Res
         let Some(tail) = page.last() else { break };
         last = tail.id.to_string();
         for doc in page {
-            let mut source = app.blobs.get(&doc.object_key).await?;
+            let mut source = vault.blobs.get(&doc.object_key).await?;
             let mut writer = store.writer(&doc.object_key);
             while let Some(chunk) = source.next().await {
                 writer.write(&chunk?).await?;

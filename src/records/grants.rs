@@ -4,12 +4,12 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::Vault;
 use super::{entry, refuse, require_role, rfc3339};
-use crate::app::App;
 use crate::audit;
 use crate::auth::{self, Caller, TokenRequest};
 use crate::db::grants::{self as store, GrantRow};
-use crate::db::{self, now_ms};
+use crate::db::now_ms;
 use crate::domain::{Code, DocType, NationalId, Role, parse_text};
 use crate::error::ApiError;
 
@@ -84,13 +84,13 @@ fn validate(req: GrantRequest) -> Result<ValidGrant, ApiError> {
 }
 
 pub async fn create(
-    app: &App,
+    vault: &Vault,
     caller: &Caller,
     req: GrantRequest,
 ) -> Result<GrantCreated, ApiError> {
-    let keys = app.keys();
+    let keys = vault.keys();
     let mut e = entry(&keys, caller, "grant.create");
-    require_role(app, &e, caller, &[Role::Clerk]).await?;
+    require_role(vault, &e, caller, &[Role::Clerk]).await?;
     let req = validate(req)?;
     let citizen = keys.citizen_index(&req.national_id).to_hex();
     let now = now_ms();
@@ -111,7 +111,7 @@ pub async fn create(
     };
     let (token, _) = auth::issue(
         &keys,
-        &app.token_policy,
+        &vault.token_policy,
         TokenRequest {
             role: Role::Officer,
             sub: grant.grantee.as_str(),
@@ -123,10 +123,10 @@ pub async fn create(
     e.citizen_idx = Some(citizen);
     e.grant_id = Some(grant.id.to_string());
     e.case_ref = Some(grant.case_ref.clone());
-    let mut tx = audit::begin(&app.db).await?;
+    let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
     store::insert(&mut tx, &grant).await?;
-    audit::append(&mut tx, &keys, e).await?;
-    tx.commit().await.map_err(db::db_err("commit grant"))?;
+    audit::append(&mut tx, &keys, &vault.metrics, e).await?;
+    audit::commit(tx, &vault.metrics).await?;
     Ok(GrantCreated {
         grant_id: grant.id,
         token,
@@ -134,21 +134,19 @@ pub async fn create(
     })
 }
 
-pub async fn revoke(app: &App, caller: &Caller, id: Uuid) -> Result<(), ApiError> {
-    let keys = app.keys();
+pub async fn revoke(vault: &Vault, caller: &Caller, id: Uuid) -> Result<(), ApiError> {
+    let keys = vault.keys();
     let mut e = entry(&keys, caller, "grant.revoke");
     e.grant_id = Some(id.to_string());
-    require_role(app, &e, caller, &[Role::Clerk, Role::Admin]).await?;
-    let Some(grant) = store::get(&app.db.pool, id).await? else {
-        return Err(refuse(app, e, ApiError::NotFound).await);
+    require_role(vault, &e, caller, &[Role::Clerk, Role::Admin]).await?;
+    let Some(grant) = store::get(&vault.db.pool, id).await? else {
+        return Err(refuse(vault, e, ApiError::NotFound).await);
     };
     e.citizen_idx = Some(grant.citizen_idx.clone());
     e.case_ref = Some(grant.case_ref.clone());
-    let mut tx = audit::begin(&app.db).await?;
+    let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
     store::revoke(&mut tx, id, caller.staff_id().unwrap_or("-"), now_ms()).await?;
-    audit::append(&mut tx, &keys, e).await?;
-    tx.commit()
-        .await
-        .map_err(db::db_err("commit grant revoke"))?;
+    audit::append(&mut tx, &keys, &vault.metrics, e).await?;
+    audit::commit(tx, &vault.metrics).await?;
     Ok(())
 }

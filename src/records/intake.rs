@@ -9,8 +9,8 @@
 
 use uuid::Uuid;
 
-use super::{DocumentView, entry, refuse, require_role, sign_attestation, view};
-use crate::app::{App, Metrics};
+use super::Vault;
+use super::{DocumentView, attest, entry, refuse, require_role, view};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::blob::{BlobStore, BlobWriter};
@@ -19,14 +19,15 @@ use crate::crypto::envelope::{self, Binding, BodySealer, DataKey};
 use crate::crypto::keyring::Keyring;
 use crate::crypto::{CitizenIndex, Sha256};
 use crate::db::documents::{self, DocumentRow};
-use crate::db::{self, now_ms};
+use crate::db::{self, Constraint, now_ms};
 use crate::domain::{DocStatus, IntakeMetadata, MediaType, NationalId, Role};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 /// An intake in progress. Create with [`Intake::start`], feed the file with [`Intake::push`],
 /// end with [`Intake::finish`] or [`Intake::abort`].
 pub struct Intake<'a> {
-    app: &'a App,
+    vault: &'a Vault,
     caller: Caller,
     keys: std::sync::Arc<Keyring>,
     citizen: CitizenIndex,
@@ -52,34 +53,37 @@ pub enum IntakeResult {
 
 impl<'a> Intake<'a> {
     pub async fn start(
-        app: &'a App,
+        vault: &'a Vault,
         caller: Caller,
         national_id: &NationalId,
     ) -> Result<Self, ApiError> {
-        let mut keys = app.keys();
+        let mut keys = vault.keys();
         let citizen = keys.citizen_index(national_id);
         let mut e = entry(&keys, &caller, "document.intake");
         e.citizen_idx = Some(citizen.to_hex());
-        require_role(app, &e, &caller, &[Role::Clerk]).await?;
+        require_role(vault, &e, &caller, &[Role::Clerk]).await?;
 
         // Another process may have rotated the master key: pick up the new version.
-        let newest = db::keys::newest_version(&app.db.pool).await?;
+        let newest = db::keys::newest_version(&vault.db.pool).await?;
         if newest > i64::from(keys.current_kek().version) {
-            keys = app
-                .reload_keys()
+            let newest = u32::try_from(newest)
+                .map_err(|_| ApiError::Internal("stored KEK version out of range".into()))?;
+            keys = vault
+                .keys
+                .at_least(newest)
                 .map_err(|e| ApiError::internal("reload keys", e))?;
         }
         let kek_version = keys.current_kek().version;
         let document_id = Uuid::now_v7();
         let object_key = BlobStore::key_for(document_id);
-        let mut tx = app.db.begin().await?;
+        let mut tx = vault.db.begin().await?;
         if !db::keys::count_wrap(&mut tx, i64::from(kek_version)).await? {
             return Err(ApiError::Unavailable(format!(
                 "master key version {kek_version} may wrap no more data keys; run `hoso keys rotate`"
             )));
         }
         documents::insert_intent(&mut tx, &object_key, i64::from(kek_version), now_ms()).await?;
-        tx.commit().await.map_err(db::db_err("commit intent"))?;
+        tx.commit("commit intent").await?;
 
         let data_key = DataKey::generate();
         let binding = Binding {
@@ -88,8 +92,8 @@ impl<'a> Intake<'a> {
         };
         Ok(Self {
             sealer: BodySealer::new(&data_key, &binding),
-            writer: app.blobs.writer(&object_key),
-            app,
+            writer: vault.blobs.writer(&object_key),
+            vault,
             caller,
             keys,
             citizen,
@@ -109,9 +113,9 @@ impl<'a> Intake<'a> {
     /// Takes the next piece of the file.
     pub async fn push(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
         self.size += chunk.len() as u64;
-        if self.size > self.app.settings.max_upload_bytes {
+        if self.size > self.vault.limits.max_upload_bytes {
             return Err(ApiError::PayloadTooLarge(
-                self.app.settings.max_upload_bytes,
+                self.vault.limits.max_upload_bytes,
             ));
         }
         if self.media.is_none() {
@@ -134,7 +138,7 @@ impl<'a> Intake<'a> {
 
     /// A test fault here also makes [`Intake::abort`] do nothing, as a dead process would.
     fn fault(&mut self, point: FaultPoint) -> Result<(), ApiError> {
-        let result = super::fault(self.app, point);
+        let result = self.vault.fault(point);
         self.crashed = result.is_err();
         result
     }
@@ -151,9 +155,9 @@ impl<'a> Intake<'a> {
         self.sealer.finish(&mut self.sealed);
         self.writer.write(&self.sealed).await?;
         self.writer.finish().await?;
-        super::fault(self.app, FaultPoint::AfterObject)?;
+        self.vault.fault(FaultPoint::AfterObject)?;
 
-        let app = self.app;
+        let vault = self.vault;
         let keys = self.keys;
         let sha256 = hex::encode(self.sha.finish());
         let citizen_hex = self.citizen.to_hex();
@@ -161,10 +165,10 @@ impl<'a> Intake<'a> {
         audit_entry.citizen_idx = Some(citizen_hex.clone());
 
         if let Some(existing) =
-            documents::find_current_scan(&app.db.pool, &citizen_hex, metadata.doc_type, &sha256)
+            documents::find_current_scan(&vault.db.pool, &citizen_hex, metadata.doc_type, &sha256)
                 .await?
         {
-            return answer_duplicate(app, &keys, &self.object_key, existing, audit_entry).await;
+            return answer_duplicate(vault, &keys, &self.object_key, existing, audit_entry).await;
         }
 
         let now = now_ms();
@@ -206,9 +210,9 @@ impl<'a> Intake<'a> {
         // A clerk who checked the scan against the original at the desk verifies it at once.
         if metadata.verified_against_original {
             row.status = DocStatus::Verified;
-            row.attestation = Some(sign_attestation(
+            row.attestation = Some(attest(
                 &keys,
-                &app.settings.token_issuer,
+                &vault.token_policy.issuer,
                 &row,
                 &clerk,
                 &self.caller.office,
@@ -219,15 +223,15 @@ impl<'a> Intake<'a> {
             row.verified_at = Some(now);
         }
 
-        let mut tx = audit::begin(&app.db).await?;
+        let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
         if let Some(old_id) = metadata.supersedes {
             let old = documents::get(&mut *tx, old_id).await?;
             let same_record = old.as_ref().is_some_and(|o| o.citizen_idx == citizen_hex);
             if !same_record {
                 drop(tx);
-                discard(app, &self.object_key).await;
+                discard(vault, &self.object_key).await;
                 audit_entry.document_id = Some(old_id.to_string());
-                return Err(refuse(app, audit_entry, ApiError::NotFound).await);
+                return Err(refuse(vault, audit_entry, ApiError::NotFound).await);
             }
             let superseded = documents::change_status(
                 &mut tx,
@@ -240,7 +244,7 @@ impl<'a> Intake<'a> {
             .await?;
             if !superseded {
                 drop(tx);
-                discard(app, &self.object_key).await;
+                discard(vault, &self.object_key).await;
                 return Err(ApiError::Conflict(
                     "the document to supersede is not current (already superseded or revoked)"
                         .into(),
@@ -249,11 +253,11 @@ impl<'a> Intake<'a> {
         }
         match documents::insert(&mut tx, &row).await {
             Ok(()) => {}
-            Err(e) if db::is_unique_violation(&e) => {
+            Err(e) if e.is_constraint(Constraint::DocumentsOneCurrentScan) => {
                 // Another intake of the same scan committed between our check and our insert.
                 drop(tx);
                 let existing = documents::find_current_scan(
-                    &app.db.pool,
+                    &vault.db.pool,
                     &citizen_hex,
                     row.doc_type,
                     &row.sha256,
@@ -262,18 +266,19 @@ impl<'a> Intake<'a> {
                 .ok_or_else(|| {
                     ApiError::Conflict("a concurrent intake changed this record; retry".into())
                 })?;
-                return answer_duplicate(app, &keys, &self.object_key, existing, audit_entry).await;
+                return answer_duplicate(vault, &keys, &self.object_key, existing, audit_entry)
+                    .await;
             }
-            Err(e) => return Err(db::db_err("insert document")(e)),
+            Err(e) => return Err(e.into()),
         }
         documents::delete_intent(&mut *tx, &self.object_key).await?;
         audit_entry.document_id = Some(row.id.to_string());
-        audit::append(&mut tx, &keys, audit_entry).await?;
-        super::fault(app, FaultPoint::BeforeCommit)?;
-        tx.commit().await.map_err(db::db_err("commit intake"))?;
-        super::fault(app, FaultPoint::AfterCommit)?;
-        Metrics::inc(&app.metrics.documents_taken_in);
-        Ok(IntakeResult::Created(view(app, &row)?))
+        audit::append(&mut tx, &keys, &vault.metrics, audit_entry).await?;
+        vault.fault(FaultPoint::BeforeCommit)?;
+        audit::commit(tx, &vault.metrics).await?;
+        vault.fault(FaultPoint::AfterCommit)?;
+        Metrics::inc(&vault.metrics.documents_taken_in);
+        Ok(IntakeResult::Created(view(vault, &row)?))
     }
 
     /// Gives up on the intake: the object (if any) and its intent are removed.
@@ -281,35 +286,35 @@ impl<'a> Intake<'a> {
         if self.crashed {
             return;
         }
-        let app = self.app;
+        let vault = self.vault;
         let key = self.object_key.clone();
         self.writer.abort().await;
-        discard(app, &key).await;
+        discard(vault, &key).await;
     }
 }
 
 /// The same scan is already current for this citizen and type: drop ours, answer with theirs.
 async fn answer_duplicate(
-    app: &App,
+    vault: &Vault,
     keys: &Keyring,
     object_key: &str,
     existing: DocumentRow,
     mut audit_entry: Entry,
 ) -> Result<IntakeResult, ApiError> {
-    discard(app, object_key).await;
+    discard(vault, object_key).await;
     audit_entry.document_id = Some(existing.id.to_string());
     audit_entry.reason = Some("duplicate".into());
-    audit::record(&app.db, keys, audit_entry).await?;
-    Ok(IntakeResult::Existing(view(app, &existing)?))
+    audit::record(&vault.db, keys, &vault.metrics, audit_entry).await?;
+    Ok(IntakeResult::Existing(view(vault, &existing)?))
 }
 
 /// Deletes an uncommitted object and its intent. A failure here is left for the sweeper.
-async fn discard(app: &App, object_key: &str) {
-    if let Err(e) = app.blobs.delete(object_key).await {
+async fn discard(vault: &Vault, object_key: &str) {
+    if let Err(e) = vault.blobs.delete(object_key).await {
         tracing::warn!(error = ?e, "could not delete an uncommitted object; the sweeper will");
         return;
     }
-    if let Err(e) = documents::delete_intent(&app.db.pool, object_key).await {
+    if let Err(e) = documents::delete_intent(&vault.db.pool, object_key).await {
         tracing::warn!(error = ?e, "could not clear an intake intent; the sweeper will");
     }
 }

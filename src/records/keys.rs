@@ -1,7 +1,7 @@
 //! Master-key maintenance: rewrap every data key under the current KEK (bodies untouched), and
 //! retire a KEK version once nothing uses it.
 
-use crate::app::App;
+use super::Vault;
 use crate::audit::{self, Entry};
 use crate::crypto::keyring::Keyring;
 use crate::db::{self, documents, now_ms};
@@ -19,20 +19,20 @@ fn cli_entry(action: &'static str) -> Entry {
 
 /// Rewraps, a page at a time, every data key not under the current KEK. Calls `progress` with
 /// (done so far) after each page. Returns how many keys were rewrapped.
-pub async fn rewrap(app: &App, mut progress: impl FnMut(u64)) -> Result<u64, ApiError> {
-    let keys = app.keys();
+pub async fn rewrap(vault: &Vault, mut progress: impl FnMut(u64)) -> Result<u64, ApiError> {
+    let keys = vault.keys();
     let current = keys.current_kek();
     let mut done = 0u64;
     loop {
         let page =
-            documents::page_not_wrapped_by(&app.db.pool, i64::from(current.version), 200).await?;
+            documents::page_not_wrapped_by(&vault.db.pool, i64::from(current.version), 200).await?;
         if page.is_empty() {
             break;
         }
         for doc in page {
-            let data_key = super::data_key(app, &doc)?;
+            let data_key = super::data_key(vault, &doc)?;
             let binding = super::binding(&doc)?;
-            let mut tx = app.db.begin().await?;
+            let mut tx = vault.db.begin().await?;
             if !db::keys::count_wrap(&mut tx, i64::from(current.version)).await? {
                 return Err(ApiError::Unavailable(format!(
                     "master key version {} may wrap no more data keys; rotate again",
@@ -49,9 +49,9 @@ pub async fn rewrap(app: &App, mut progress: impl FnMut(u64)) -> Result<u64, Api
                 &wrapped,
             )
             .await?;
-            tx.commit().await.map_err(db::db_err("commit rewrap"))?;
+            tx.commit("commit rewrap").await?;
             done += 1;
-            super::fault(app, crate::config::FaultPoint::RewrapMidway)?;
+            vault.fault(crate::config::FaultPoint::RewrapMidway)?;
         }
         progress(done);
     }
@@ -60,13 +60,13 @@ pub async fn rewrap(app: &App, mut progress: impl FnMut(u64)) -> Result<u64, Api
         "{done} data keys now under version {}",
         current.version
     ));
-    audit::record(&app.db, &keys, e).await?;
+    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
     Ok(done)
 }
 
 /// Deletes KEK `version` after proving no data key and no pending intake uses it.
-pub async fn retire(app: &App, version: u32) -> Result<(), ApiError> {
-    let keys: std::sync::Arc<Keyring> = app.keys();
+pub async fn retire(vault: &Vault, version: u32) -> Result<(), ApiError> {
+    let keys: std::sync::Arc<Keyring> = vault.keys();
     if keys.kek(version).is_none() {
         return Err(ApiError::NotFound);
     }
@@ -75,7 +75,7 @@ pub async fn retire(app: &App, version: u32) -> Result<(), ApiError> {
             "version {version} is current; rotate first"
         )));
     }
-    let mut tx = app.db.begin().await?;
+    let mut tx = vault.db.begin().await?;
     // Mark it retired first (a write, so this transaction holds the lock), then count users:
     // an intake that counted a wrap under it before this point shows up in the count below.
     db::keys::mark_retired(&mut tx, i64::from(version), now_ms()).await?;
@@ -86,15 +86,15 @@ pub async fn retire(app: &App, version: u32) -> Result<(), ApiError> {
         .map_or(0, |(_, n)| n);
     if in_use > 0 {
         // Roll back now: the retired mark must not linger while the connection idles.
-        tx.rollback().await.map_err(db::db_err("rollback retire"))?;
+        tx.rollback().await?;
         return Err(ApiError::Conflict(format!(
             "version {version} still wraps {in_use} data keys; run `hoso keys rewrap` first"
         )));
     }
-    tx.commit().await.map_err(db::db_err("commit retire"))?;
+    tx.commit("commit retire").await?;
     keys.retire(version)
         .map_err(|e| ApiError::internal("delete key file", e))?;
     let mut e = cli_entry("keys.retire");
     e.reason = Some(format!("version {version} retired"));
-    audit::record(&app.db, &keys, e).await
+    audit::record(&vault.db, &keys, &vault.metrics, e).await
 }

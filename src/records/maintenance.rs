@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::app::App;
+use super::Vault;
 use crate::audit;
 use crate::crypto::Sha256;
 use crate::db::{documents, now_ms};
@@ -35,21 +35,21 @@ impl DoctorReport {
 /// recorded size and SHA-256; then verifies the audit chain. `progress(done, total)` is called
 /// at most every two seconds.
 pub async fn doctor(
-    app: &App,
+    vault: &Vault,
     mut progress: impl FnMut(u64, i64),
 ) -> Result<DoctorReport, ApiError> {
-    let total = documents::count(&app.db.pool).await?;
+    let total = documents::count(&vault.db.pool).await?;
     let mut report = DoctorReport::default();
     let mut last = String::new();
     let mut shown = Instant::now();
     loop {
-        let page = documents::page_after(&app.db.pool, &last, 200).await?;
+        let page = documents::page_after(&vault.db.pool, &last, 200).await?;
         let Some(tail) = page.last() else { break };
         last = tail.id.to_string();
         for doc in page {
             let mut sha = Sha256::default();
             let checked =
-                super::read::authenticate_body(app, &doc, |piece| sha.update(piece)).await;
+                super::read::authenticate_body(vault, &doc, |piece| sha.update(piece)).await;
             let what = match checked {
                 Ok(()) if hex::encode(sha.finish()) == doc.sha256 => None,
                 Ok(()) => Some("content does not match the recorded SHA-256".to_owned()),
@@ -70,7 +70,7 @@ pub async fn doctor(
             }
         }
     }
-    let chain = audit::verify(&app.db, &app.keys()).await?;
+    let chain = audit::verify(&vault.db, &vault.keys()).await?;
     report.audit_ok = chain.ok;
     report.audit_entries = chain.entries;
     report.audit_problem = chain
@@ -91,21 +91,21 @@ pub struct SweepReport {
 
 /// Finds (and with `delete`, removes) what no document will ever point to. Anything younger
 /// than `grace_ms` is left alone: it may belong to an intake still running in some process.
-pub async fn sweep(app: &App, grace_ms: i64, delete: bool) -> Result<SweepReport, ApiError> {
+pub async fn sweep(vault: &Vault, grace_ms: i64, delete: bool) -> Result<SweepReport, ApiError> {
     let mut report = SweepReport {
-        abandoned_intakes: sweep_abandoned(app, grace_ms, delete).await?,
+        abandoned_intakes: sweep_abandoned(vault, grace_ms, delete).await?,
         ..SweepReport::default()
     };
     let cutoff = now_ms() - grace_ms;
-    for (key, modified) in app.blobs.list().await? {
-        if modified < cutoff && !documents::object_claimed(&app.db.pool, &key).await? {
+    for (key, modified) in vault.blobs.list().await? {
+        if modified < cutoff && !documents::object_claimed(&vault.db.pool, &key).await? {
             if delete {
-                app.blobs.delete(&key).await?;
+                vault.blobs.delete(&key).await?;
             }
             report.orphans.push(key);
         }
     }
-    for (path, age) in app.blobs.local_staging_files() {
+    for (path, age) in vault.blobs.local_staging_files() {
         if age > grace_ms {
             if delete {
                 std::fs::remove_file(&path)
@@ -121,15 +121,15 @@ pub async fn sweep(app: &App, grace_ms: i64, delete: bool) -> Result<SweepReport
 /// through their intents (cheap: no listing), and deleted with `delete`. `serve` runs this every
 /// ten minutes; it also forgets token revocations that have expired.
 pub async fn sweep_abandoned(
-    app: &App,
+    vault: &Vault,
     grace_ms: i64,
     delete: bool,
 ) -> Result<Vec<String>, ApiError> {
-    let stale = documents::stale_intents(&app.db.pool, now_ms() - grace_ms).await?;
+    let stale = documents::stale_intents(&vault.db.pool, now_ms() - grace_ms).await?;
     if delete {
         for key in &stale {
-            app.blobs.delete(key).await?;
-            documents::delete_intent(&app.db.pool, key).await?;
+            vault.blobs.delete(key).await?;
+            documents::delete_intent(&vault.db.pool, key).await?;
         }
         if !stale.is_empty() {
             tracing::info!(
@@ -137,7 +137,7 @@ pub async fn sweep_abandoned(
                 "swept objects of intakes that never committed"
             );
         }
-        crate::db::keys::forget_expired_revocations(&app.db.pool, now_ms() / 1000).await?;
+        crate::db::keys::forget_expired_revocations(&vault.db.pool, now_ms() / 1000).await?;
     }
     Ok(stale)
 }

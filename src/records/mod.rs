@@ -9,30 +9,25 @@ pub mod intake;
 pub mod keys;
 pub mod maintenance;
 pub mod read;
+pub mod status;
+pub mod vault;
+
+pub use vault::{Limits, Vault};
 
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::app::App;
 use crate::audit::{self, Entry, Outcome};
 use crate::auth::Caller;
 use crate::crypto::CitizenIndex;
+use crate::crypto::attestation::{self, AttestationClaims};
 use crate::crypto::envelope::{self, Binding, DataKey};
 use crate::crypto::keyring::Keyring;
 use crate::db::documents::DocumentRow;
 use crate::domain::{PersonalFields, Role};
 use crate::error::ApiError;
-
-/// Test-only crash simulation (`HOSO_TEST_FAULT`): stops the operation dead at `point`, with
-/// an error that skips every clean-up a normal failure would do.
-pub(crate) fn fault(app: &App, point: crate::config::FaultPoint) -> Result<(), ApiError> {
-    if app.settings.test_fault == Some(point) {
-        return Err(ApiError::Internal(format!("test fault {point:?}")));
-    }
-    Ok(())
-}
 
 pub fn rfc3339(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
@@ -74,28 +69,25 @@ pub fn entry(keys: &Keyring, caller: &Caller, action: &'static str) -> Entry {
 
 /// Records a refusal and returns the error to send. If even the refusal cannot be recorded, the
 /// request fails as unavailable: the log fails closed for refusals too.
-pub async fn refuse(app: &App, mut entry: Entry, err: ApiError) -> ApiError {
+pub async fn refuse(vault: &Vault, mut entry: Entry, err: ApiError) -> ApiError {
     entry.outcome = Some(Outcome::Denied);
     entry.reason = Some(err.code().to_owned());
-    match audit::record(&app.db, &app.keys(), entry).await {
+    match audit::record(&vault.db, &vault.keys(), &vault.metrics, entry).await {
         Ok(()) => err,
-        Err(audit_err) => {
-            crate::app::Metrics::inc(&app.metrics.audit_failures);
-            audit_err
-        }
+        Err(audit_err) => audit_err,
     }
 }
 
 /// Requires one of `roles`, recording the refusal otherwise.
 pub async fn require_role(
-    app: &App,
+    vault: &Vault,
     entry: &Entry,
     caller: &Caller,
     roles: &[Role],
 ) -> Result<(), ApiError> {
     match caller.require(roles) {
         Ok(()) => Ok(()),
-        Err(err) => Err(refuse(app, entry.clone(), err).await),
+        Err(err) => Err(refuse(vault, entry.clone(), err).await),
     }
 }
 
@@ -109,15 +101,13 @@ pub fn binding(row: &DocumentRow) -> Result<Binding, ApiError> {
 
 /// Unwraps a document's data key with the KEK version that wrapped it. A version this process
 /// has not loaded yet was made by a rotation elsewhere: the key files are read again once.
-pub fn data_key(app: &App, row: &DocumentRow) -> Result<DataKey, ApiError> {
+pub fn data_key(vault: &Vault, row: &DocumentRow) -> Result<DataKey, ApiError> {
     let version = u32::try_from(row.kek_version)
         .map_err(|_| ApiError::Internal("stored KEK version out of range".into()))?;
-    let mut keys = app.keys();
-    if keys.kek(version).is_none() {
-        keys = app
-            .reload_keys()
-            .map_err(|e| ApiError::internal("reload keys", e))?;
-    }
+    let keys = vault
+        .keys
+        .with_kek(version)
+        .map_err(|e| ApiError::internal("reload keys", e))?;
     let kek = keys.kek(version).ok_or_else(|| {
         ApiError::Internal(format!("KEK version {version} is not in the key directory"))
     })?;
@@ -150,8 +140,8 @@ pub struct Stamp {
     pub at: String,
 }
 
-pub fn view(app: &App, row: &DocumentRow) -> Result<DocumentView, ApiError> {
-    let key = data_key(app, row)?;
+pub fn view(vault: &Vault, row: &DocumentRow) -> Result<DocumentView, ApiError> {
+    let key = data_key(vault, row)?;
     let json = envelope::open_fields(&key, &binding(row)?, &row.sealed_fields)
         .map_err(|e| ApiError::Integrity(format!("document {}: {e}", row.id)))?;
     let fields: PersonalFields = serde_json::from_slice(&json)
@@ -183,23 +173,8 @@ pub fn view(app: &App, row: &DocumentRow) -> Result<DocumentView, ApiError> {
     })
 }
 
-/// The claims of a verified-copy attestation (a compact JWS, EdDSA).
-#[derive(Debug, Serialize, serde::Deserialize)]
-pub struct AttestationClaims {
-    pub iss: String,
-    pub document_id: String,
-    pub doc_type: String,
-    pub sha256: String,
-    pub size: i64,
-    pub verified_by: String,
-    pub office: String,
-    pub verified_at: String,
-    pub iat: i64,
-}
-
-pub const ATTESTATION_TYPE: &str = "hoso-attestation+jwt";
-
-pub fn sign_attestation(
+/// Signs the attestation of `row` as verified by `by` at `office`, at `at` (ms).
+pub fn attest(
     keys: &Keyring,
     issuer: &str,
     row: &DocumentRow,
@@ -218,32 +193,6 @@ pub fn sign_attestation(
         verified_at: rfc3339(at),
         iat: at / 1000,
     };
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-    header.kid = Some(keys.attestation.kid().to_owned());
-    header.typ = Some(ATTESTATION_TYPE.to_owned());
-    jsonwebtoken::encode(&header, &claims, &keys.attestation.encoding_key())
+    attestation::sign(&keys.attestation, &claims)
         .map_err(|e| ApiError::internal("sign attestation", e))
-}
-
-/// Checks an attestation against a set of Ed25519 public keys (a JWKS's `x` values by `kid`).
-pub fn check_attestation(
-    jws: &str,
-    keys: &[(String, jsonwebtoken::DecodingKey)],
-) -> Result<AttestationClaims, String> {
-    let header = jsonwebtoken::decode_header(jws).map_err(|e| format!("not a JWS: {e}"))?;
-    if header.alg != jsonwebtoken::Algorithm::EdDSA {
-        return Err("attestations are signed with EdDSA only".into());
-    }
-    let kid = header.kid.ok_or("the attestation names no key (kid)")?;
-    let (_, key) = keys
-        .iter()
-        .find(|(k, _)| *k == kid)
-        .ok_or_else(|| format!("no public key with kid {kid}"))?;
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_aud = false;
-    jsonwebtoken::decode::<AttestationClaims>(jws, key, &validation)
-        .map(|d| d.claims)
-        .map_err(|e| format!("signature check failed: {e}"))
 }

@@ -1,20 +1,21 @@
-//! Reading documents (list, metadata, content) and changing their status (verify, revoke).
+//! Reading documents: list, metadata, content. Status changes are in [`super::status`].
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use uuid::Uuid;
 
-use super::{DocumentView, data_key, entry, refuse, require_role, sign_attestation, view};
-use crate::app::{App, Metrics};
+use super::Vault;
+use super::{DocumentView, data_key, entry, refuse, require_role, view};
 use crate::audit::{self, Entry, Outcome};
 use crate::auth::Caller;
 use crate::crypto::envelope::BodyOpener;
 use crate::db::documents::{self, DocumentRow};
 use crate::db::grants::{self as grant_store, GrantRow};
-use crate::db::{self, now_ms};
+use crate::db::now_ms;
 use crate::domain::{DocStatus, NationalId, Role};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 /// Bodies up to this size are decrypted once, into memory, and sent; larger ones are
 /// authenticated in a first pass and decrypted again while streaming, so memory stays flat.
@@ -22,11 +23,11 @@ use crate::error::ApiError;
 const IN_MEMORY_LIMIT: i64 = 8 * 1024 * 1024;
 
 /// The grant behind an officer's token, if it is still in force.
-async fn live_grant(app: &App, caller: &Caller) -> Result<GrantRow, ApiError> {
+async fn live_grant(vault: &Vault, caller: &Caller) -> Result<GrantRow, ApiError> {
     let grant_id = caller.grant.ok_or_else(|| {
         ApiError::Forbidden("officers read documents only through a grant".into())
     })?;
-    let grant = grant_store::get(&app.db.pool, grant_id)
+    let grant = grant_store::get(&vault.db.pool, grant_id)
         .await?
         .ok_or(ApiError::GrantRevoked)?;
     if Some(grant.grantee.as_str()) != caller.staff_id() {
@@ -58,25 +59,31 @@ fn grant_covers(grant: &GrantRow, doc: &DocumentRow) -> bool {
 /// Loads a document the caller may see, or refuses (404 for anything out of scope, so existence
 /// does not leak). Returns the document and, for officers, their grant.
 async fn scoped_document(
-    app: &App,
+    vault: &Vault,
     caller: &Caller,
     id: Uuid,
     e: &mut Entry,
 ) -> Result<(DocumentRow, Option<GrantRow>), ApiError> {
-    let keys = app.keys();
-    require_role(app, e, caller, &[Role::Clerk, Role::Officer, Role::Citizen]).await?;
+    let keys = vault.keys();
+    require_role(
+        vault,
+        e,
+        caller,
+        &[Role::Clerk, Role::Officer, Role::Citizen],
+    )
+    .await?;
     let grant = if caller.role == Role::Officer {
-        match live_grant(app, caller).await {
+        match live_grant(vault, caller).await {
             Ok(g) => {
                 e.case_ref = Some(g.case_ref.clone());
                 Some(g)
             }
-            Err(err) => return Err(refuse(app, e.clone(), err).await),
+            Err(err) => return Err(refuse(vault, e.clone(), err).await),
         }
     } else {
         None
     };
-    let doc = documents::get(&app.db.pool, id).await?;
+    let doc = documents::get(&vault.db.pool, id).await?;
     let visible = match (&doc, caller.role) {
         (None, _) => false,
         (Some(_), Role::Clerk) => true,
@@ -93,23 +100,23 @@ async fn scoped_document(
         Some(d) if visible => Ok((d, grant)),
         _ => {
             e.reason = Some("out of scope".into());
-            Err(refuse(app, e.clone(), ApiError::NotFound).await)
+            Err(refuse(vault, e.clone(), ApiError::NotFound).await)
         }
     }
 }
 
 pub async fn list(
-    app: &App,
+    vault: &Vault,
     caller: &Caller,
     national_id: &NationalId,
     include_all: bool,
 ) -> Result<Vec<DocumentView>, ApiError> {
-    let keys = app.keys();
+    let keys = vault.keys();
     let citizen = keys.citizen_index(national_id).to_hex();
     let mut e = entry(&keys, caller, "document.list");
     e.citizen_idx = Some(citizen.clone());
     require_role(
-        app,
+        vault,
         &e,
         caller,
         &[Role::Clerk, Role::Officer, Role::Citizen],
@@ -117,17 +124,17 @@ pub async fn list(
     .await?;
     let allowed_types = match caller.role {
         Role::Officer => {
-            let grant = match live_grant(app, caller).await {
+            let grant = match live_grant(vault, caller).await {
                 Ok(g) if g.citizen_idx == citizen => g,
-                Ok(_) => return Err(refuse(app, e, ApiError::ScopeDenied).await),
-                Err(err) => return Err(refuse(app, e, err).await),
+                Ok(_) => return Err(refuse(vault, e, ApiError::ScopeDenied).await),
+                Err(err) => return Err(refuse(vault, e, err).await),
             };
             e.case_ref = Some(grant.case_ref.clone());
             Some(grant.doc_types)
         }
         Role::Citizen if caller.citizen().as_ref() != Some(national_id) => {
             return Err(refuse(
-                app,
+                vault,
                 e,
                 ApiError::Forbidden("citizens see only their own records".into()),
             )
@@ -137,25 +144,25 @@ pub async fn list(
     };
     // Officers see current documents of granted types only, whatever they ask for.
     let include_all = include_all && caller.role != Role::Officer;
-    let rows = documents::list_for_citizen(&app.db.pool, &citizen, include_all).await?;
-    audit::record(&app.db, &keys, e).await?;
+    let rows = documents::list_for_citizen(&vault.db.pool, &citizen, include_all).await?;
+    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
     rows.iter()
         .filter(|r| {
             allowed_types
                 .as_ref()
                 .is_none_or(|t| t.contains(&r.doc_type))
         })
-        .map(|r| view(app, r))
+        .map(|r| view(vault, r))
         .collect()
 }
 
-pub async fn metadata(app: &App, caller: &Caller, id: Uuid) -> Result<DocumentView, ApiError> {
-    let keys = app.keys();
+pub async fn metadata(vault: &Vault, caller: &Caller, id: Uuid) -> Result<DocumentView, ApiError> {
+    let keys = vault.keys();
     let mut e = entry(&keys, caller, "document.read");
     e.document_id = Some(id.to_string());
-    let (doc, _) = scoped_document(app, caller, id, &mut e).await?;
-    audit::record(&app.db, &keys, e).await?;
-    view(app, &doc)
+    let (doc, _) = scoped_document(vault, caller, id, &mut e).await?;
+    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+    view(vault, &doc)
 }
 
 /// A verified copy on its way out: metadata for the headers and the plaintext stream.
@@ -164,22 +171,22 @@ pub struct Content {
     pub body: BoxStream<'static, Result<Bytes, ApiError>>,
 }
 
-pub async fn content(app: &App, caller: &Caller, id: Uuid) -> Result<Content, ApiError> {
-    let keys = app.keys();
+pub async fn content(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Content, ApiError> {
+    let keys = vault.keys();
     let mut e = entry(&keys, caller, "document.content");
     e.document_id = Some(id.to_string());
     if caller.role == Role::Citizen {
         return Err(refuse(
-            app,
+            vault,
             e,
             ApiError::Forbidden("citizens see metadata, not content".into()),
         )
         .await);
     }
-    let (doc, grant) = scoped_document(app, caller, id, &mut e).await?;
+    let (doc, grant) = scoped_document(vault, caller, id, &mut e).await?;
     if doc.status == DocStatus::Revoked {
         return Err(refuse(
-            app,
+            vault,
             e,
             ApiError::Conflict("the document has been revoked".into()),
         )
@@ -188,9 +195,7 @@ pub async fn content(app: &App, caller: &Caller, id: Uuid) -> Result<Content, Ap
 
     // One transaction: take the audit lock, spend the grant use (checked and counted in one
     // statement), write the entry, commit. Only then is the object read.
-    let mut tx = audit::begin(&app.db)
-        .await
-        .inspect_err(|_| Metrics::inc(&app.metrics.audit_failures))?;
+    let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
     if let Some(grant) = &grant
         && !grant_store::consume_use(&mut tx, grant.id, now_ms()).await?
     {
@@ -203,21 +208,16 @@ pub async fn content(app: &App, caller: &Caller, id: Uuid) -> Result<Content, Ap
         };
         e.outcome = Some(Outcome::Denied);
         e.reason = Some(err.code().to_owned());
-        audit::append(&mut tx, &keys, e).await?;
-        tx.commit().await.map_err(db::db_err("commit refusal"))?;
+        audit::append(&mut tx, &keys, &vault.metrics, e).await?;
+        audit::commit(tx, &vault.metrics).await?;
         return Err(err);
     }
-    audit::append(&mut tx, &keys, e.clone())
-        .await
-        .inspect_err(|_| Metrics::inc(&app.metrics.audit_failures))?;
-    tx.commit().await.map_err(|err| {
-        Metrics::inc(&app.metrics.audit_failures);
-        ApiError::unavailable("audit log unavailable (commit)", err)
-    })?;
+    audit::append(&mut tx, &keys, &vault.metrics, e.clone()).await?;
+    audit::commit(tx, &vault.metrics).await?;
 
-    match open_body(app, &doc).await {
+    match open_body(vault, &doc).await {
         Ok(body) => {
-            Metrics::inc(&app.metrics.copies_served);
+            Metrics::inc(&vault.metrics.copies_served);
             Ok(Content {
                 document: doc,
                 body,
@@ -225,12 +225,12 @@ pub async fn content(app: &App, caller: &Caller, id: Uuid) -> Result<Content, Ap
         }
         Err(err) => {
             if matches!(err, ApiError::Integrity(_)) {
-                Metrics::inc(&app.metrics.integrity_errors);
+                Metrics::inc(&vault.metrics.integrity_errors);
             }
             e.outcome = Some(Outcome::Error);
             e.reason = Some(err.code().to_owned());
             // Best effort: the read was already logged as allowed; this adds why it failed.
-            if let Err(audit_err) = audit::record(&app.db, &keys, e).await {
+            if let Err(audit_err) = audit::record(&vault.db, &keys, &vault.metrics, e).await {
                 tracing::error!(error = ?audit_err, "could not log a failed read");
             }
             Err(err)
@@ -242,17 +242,17 @@ pub async fn content(app: &App, caller: &Caller, id: Uuid) -> Result<Content, Ap
 /// of plaintext to `sink`. Fails unless the whole body authenticates and its size matches the
 /// row (the row's size becomes `Content-Length`).
 pub async fn authenticate_body(
-    app: &App,
+    vault: &Vault,
     doc: &DocumentRow,
     mut sink: impl FnMut(&[u8]),
 ) -> Result<(), ApiError> {
     let integrity = |e: crate::crypto::envelope::IntegrityError| {
         ApiError::Integrity(format!("document {}: {e}", doc.id))
     };
-    let mut opener = BodyOpener::new(data_key(app, doc)?, super::binding(doc)?);
+    let mut opener = BodyOpener::new(data_key(vault, doc)?, super::binding(doc)?);
     let mut piece = Vec::new();
     let mut produced = 0usize;
-    let mut stored = app.blobs.get(&doc.object_key).await?;
+    let mut stored = vault.blobs.get(&doc.object_key).await?;
     while let Some(chunk) = stored.next().await {
         opener.push(&chunk?, &mut piece).map_err(integrity)?;
         produced += piece.len();
@@ -273,13 +273,13 @@ pub async fn authenticate_body(
 
 /// Authenticates the whole body before returning anything that could reach the client.
 async fn open_body(
-    app: &App,
+    vault: &Vault,
     doc: &DocumentRow,
 ) -> Result<BoxStream<'static, Result<Bytes, ApiError>>, ApiError> {
     // Pass 1: authenticate every segment (and keep the plaintext if it is small).
     let keep = doc.size_bytes <= IN_MEMORY_LIMIT;
     let mut plaintext = Vec::with_capacity(if keep { doc.size_bytes as usize } else { 0 });
-    authenticate_body(app, doc, |piece| {
+    authenticate_body(vault, doc, |piece| {
         if keep {
             plaintext.extend_from_slice(piece);
         }
@@ -291,8 +291,8 @@ async fn open_body(
 
     // Pass 2: decrypt again while sending. The object is write-once, so this pass sees the
     // bytes pass 1 authenticated; if it ever did not, the stream ends with an error.
-    let mut opener = Some(BodyOpener::new(data_key(app, doc)?, super::binding(doc)?));
-    let stored = app.blobs.get(&doc.object_key).await?;
+    let mut opener = Some(BodyOpener::new(data_key(vault, doc)?, super::binding(doc)?));
+    let stored = vault.blobs.get(&doc.object_key).await?;
     let id = doc.id;
     let body = stored
         .map(Some)
@@ -301,7 +301,7 @@ async fn open_body(
             let mut out = Vec::new();
             let result = match item {
                 Some(Ok(chunk)) => opener.as_mut().map(|o| o.push(&chunk, &mut out)),
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => return Err(ApiError::from(e)),
                 None => opener.take().map(|o| o.finish(&mut out)),
             };
             match result {
@@ -311,84 +311,4 @@ async fn open_body(
         })
         .boxed();
     Ok(body)
-}
-
-pub async fn verify(app: &App, caller: &Caller, id: Uuid) -> Result<DocumentView, ApiError> {
-    let keys = app.keys();
-    let mut e = entry(&keys, caller, "document.verify");
-    e.document_id = Some(id.to_string());
-    require_role(app, &e, caller, &[Role::Clerk]).await?;
-    let Some(mut doc) = documents::get(&app.db.pool, id).await? else {
-        return Err(refuse(app, e, ApiError::NotFound).await);
-    };
-    e.citizen_idx = Some(doc.citizen_idx.clone());
-    match doc.status {
-        DocStatus::Verified => return view(app, &doc),
-        DocStatus::Pending => {}
-        other => {
-            return Err(refuse(
-                app,
-                e,
-                ApiError::Conflict(format!("a {other} document cannot be verified")),
-            )
-            .await);
-        }
-    }
-    let clerk = caller.staff_id().unwrap_or("-").to_owned();
-    let now = now_ms();
-    let attestation = sign_attestation(
-        &keys,
-        &app.settings.token_issuer,
-        &doc,
-        &clerk,
-        &caller.office,
-        now,
-    )?;
-    let mut tx = audit::begin(&app.db).await?;
-    if !documents::mark_verified(&mut tx, id, &clerk, &caller.office, now, &attestation).await? {
-        return Err(ApiError::Conflict(
-            "the document changed meanwhile; retry".into(),
-        ));
-    }
-    audit::append(&mut tx, &keys, e).await?;
-    tx.commit().await.map_err(db::db_err("commit verify"))?;
-    doc.status = DocStatus::Verified;
-    doc.verified_by = Some(clerk);
-    doc.verified_office = Some(caller.office.clone());
-    doc.verified_at = Some(now);
-    doc.attestation = Some(attestation);
-    view(app, &doc)
-}
-
-pub async fn revoke(app: &App, caller: &Caller, id: Uuid) -> Result<DocumentView, ApiError> {
-    let keys = app.keys();
-    let mut e = entry(&keys, caller, "document.revoke");
-    e.document_id = Some(id.to_string());
-    require_role(app, &e, caller, &[Role::Clerk, Role::Admin]).await?;
-    let Some(mut doc) = documents::get(&app.db.pool, id).await? else {
-        return Err(refuse(app, e, ApiError::NotFound).await);
-    };
-    e.citizen_idx = Some(doc.citizen_idx.clone());
-    if doc.status == DocStatus::Revoked {
-        return view(app, &doc);
-    }
-    let by = caller.staff_id().unwrap_or("-").to_owned();
-    let now = now_ms();
-    let mut tx = audit::begin(&app.db).await?;
-    let from = [
-        DocStatus::Pending,
-        DocStatus::Verified,
-        DocStatus::Superseded,
-    ];
-    if !documents::change_status(&mut tx, id, &from, DocStatus::Revoked, &by, now).await? {
-        return Err(ApiError::Conflict(
-            "the document changed meanwhile; retry".into(),
-        ));
-    }
-    audit::append(&mut tx, &keys, e).await?;
-    tx.commit().await.map_err(db::db_err("commit revoke"))?;
-    doc.status = DocStatus::Revoked;
-    doc.status_changed_by = Some(by);
-    doc.status_changed_at = Some(now);
-    view(app, &doc)
 }

@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use hoso::app::{self, App, AppState};
+use hoso::app::{App, AppState};
 use hoso::auth::{self, TokenRequest};
 use hoso::config::{FaultPoint, SecretString, Settings};
 use hoso::domain::Role;
@@ -121,32 +121,14 @@ async fn fresh_postgres_database() -> String {
 }
 
 pub async fn settings(dir: &Path) -> Settings {
-    let (database_url, storage_url) = match backend() {
-        Backend::SqliteLocal => (
-            format!("sqlite://{}", dir.join("hoso.db").display()),
-            format!("file://{}", dir.join("storage").display()),
-        ),
-        Backend::PostgresS3 => {
-            let bucket = required("HOSO_TEST_S3_BUCKET");
-            let prefix = format!("t-{}", uuid::Uuid::now_v7().simple());
-            (
-                fresh_postgres_database().await,
-                format!("s3://{bucket}/{prefix}"),
-            )
-        }
-    };
-    Settings {
-        database_url: SecretString::from_str(&database_url).unwrap(),
-        storage_url,
-        keys_dir: dir.join("keys"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        max_upload_bytes: 50 * 1024 * 1024,
-        token_issuer: "hoso".into(),
-        token_audience: "hoso".into(),
-        sweep_grace_seconds: 3600,
-        upload_stall_seconds: 30,
-        test_fault: None,
+    let mut settings = Settings::embedded_in(dir);
+    if backend() == Backend::PostgresS3 {
+        let bucket = required("HOSO_TEST_S3_BUCKET");
+        let prefix = format!("t-{}", uuid::Uuid::now_v7().simple());
+        settings.database_url = SecretString::from_str(&fresh_postgres_database().await).unwrap();
+        settings.storage_url = format!("s3://{bucket}/{prefix}");
     }
+    settings
 }
 
 impl TestVault {
@@ -165,10 +147,10 @@ impl TestVault {
         let storage = settings.storage_url.clone();
         let state = AppState(Arc::new(App::open(settings, true).await.unwrap()));
         assert!(
-            state.blobs.ready().await,
+            state.vault.blobs.ready().await,
             "the object store at {storage} is unreachable"
         );
-        let router = app::router(state.clone());
+        let router = hoso::http::app(state.clone());
         Self { dir, state, router }
     }
 
@@ -179,7 +161,7 @@ impl TestVault {
         change(&mut s);
         let dir = self.dir;
         drop(self.router);
-        self.state.db.pool.close().await;
+        self.state.vault.db.pool.close().await;
         drop(self.state);
         Self::open(dir, s).await
     }
@@ -200,9 +182,13 @@ impl TestVault {
             ttl_seconds: 3600,
             grant: None,
         };
-        auth::issue(&self.state.keys(), &self.state.token_policy, request)
-            .unwrap()
-            .0
+        auth::issue(
+            &self.state.vault.keys(),
+            &self.state.vault.token_policy,
+            request,
+        )
+        .unwrap()
+        .0
     }
 
     pub fn clerk(&self) -> String {
@@ -329,7 +315,7 @@ impl TestVault {
     /// Runs SQL straight against the database file, as an intruder with file access would.
     pub async fn sql(&self, statement: &str) {
         sqlx::raw_sql(statement)
-            .execute(&self.state.db.pool)
+            .execute(&self.state.vault.db.pool)
             .await
             .unwrap();
     }
@@ -338,7 +324,7 @@ impl TestVault {
         sqlx::query(statement)
             .bind(blob)
             .bind(id.to_owned())
-            .execute(&self.state.db.pool)
+            .execute(&self.state.vault.db.pool)
             .await
             .unwrap();
     }
@@ -347,7 +333,7 @@ impl TestVault {
         use sqlx::Row;
         let row = sqlx::query(statement)
             .bind(id.to_owned())
-            .fetch_one(&self.state.db.pool)
+            .fetch_one(&self.state.vault.db.pool)
             .await
             .unwrap();
         row.try_get::<Vec<u8>, _>(0).unwrap()
@@ -356,7 +342,7 @@ impl TestVault {
     pub async fn count(&self, statement: &str) -> i64 {
         use sqlx::Row;
         let row = sqlx::query(statement)
-            .fetch_one(&self.state.db.pool)
+            .fetch_one(&self.state.vault.db.pool)
             .await
             .unwrap();
         row.try_get::<i64, _>(0).unwrap()
@@ -365,18 +351,29 @@ impl TestVault {
     /// A document's sealed body, as stored.
     pub async fn object(&self, id: &str) -> Vec<u8> {
         let key = hoso::blob::BlobStore::key_for(uuid::Uuid::parse_str(id).unwrap());
-        self.state.blobs.read_raw(&key).await.unwrap().to_vec()
+        self.state
+            .vault
+            .blobs
+            .read_raw(&key)
+            .await
+            .unwrap()
+            .to_vec()
     }
 
     /// Replaces a document's sealed body, as an intruder with storage access would.
     pub async fn set_object(&self, id: &str, bytes: Vec<u8>) {
         let key = hoso::blob::BlobStore::key_for(uuid::Uuid::parse_str(id).unwrap());
-        self.state.blobs.overwrite_raw(&key, bytes).await.unwrap();
+        self.state
+            .vault
+            .blobs
+            .overwrite_raw(&key, bytes)
+            .await
+            .unwrap();
     }
 
     /// Every object in this vault's store.
     pub async fn stored_keys(&self) -> Vec<String> {
-        self.state.blobs.list_keys().await.unwrap()
+        self.state.vault.blobs.list_keys().await.unwrap()
     }
 
     /// Every byte the database holds, in a form a needle can be searched for in: the SQLite

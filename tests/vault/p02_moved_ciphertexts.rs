@@ -68,7 +68,7 @@ async fn a_wrapped_key_or_sealed_fields_copied_onto_another_document_do_not_decr
         use sqlx::Row;
         sqlx::query("SELECT citizen_idx FROM documents WHERE id = $1")
             .bind(b.clone())
-            .fetch_one(&vault.state.db.pool)
+            .fetch_one(&vault.state.vault.db.pool)
             .await
             .unwrap()
             .get(0)

@@ -175,8 +175,8 @@ async fn roles_without_the_right_are_refused_and_logged() {
     let path = format!("/v1/documents/{a_cccd}/content");
     // An officer's own staff token, with no grant behind it, reads nothing.
     let bare_officer = auth::issue(
-        &vault.state.keys(),
-        &vault.state.token_policy,
+        &vault.state.vault.keys(),
+        &vault.state.vault.token_policy,
         TokenRequest {
             role: Role::Officer,
             sub: "officer.binh",

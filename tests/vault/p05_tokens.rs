@@ -24,7 +24,7 @@ fn good_claims() -> Value {
 }
 
 fn sign(vault: &TestVault, claims: &Value) -> String {
-    let keys = vault.state.keys();
+    let keys = vault.state.vault.keys();
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(keys.token.kid().to_owned());
     jsonwebtoken::encode(&header, claims, &keys.token.encoding_key()).unwrap()
@@ -66,7 +66,7 @@ async fn forged_malformed_and_out_of_date_tokens_are_refused() {
     let hs256 = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &good_claims(),
-        &EncodingKey::from_secret(vault.state.keys().token.public_key()),
+        &EncodingKey::from_secret(vault.state.vault.keys().token.public_key()),
     )
     .unwrap();
     let tampered = {

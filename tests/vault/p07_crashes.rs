@@ -10,7 +10,7 @@ use crate::common::*;
 async fn every_row_reads(vault: &TestVault) -> usize {
     use sqlx::Row;
     let rows = sqlx::query("SELECT id, sha256 FROM documents")
-        .fetch_all(&vault.state.db.pool)
+        .fetch_all(&vault.state.vault.db.pool)
         .await
         .unwrap();
     for row in &rows {
@@ -71,7 +71,7 @@ async fn a_crash_at_any_point_of_an_intake_leaves_no_dangling_row_and_a_retry_st
                 s.sweep_grace_seconds = 0;
             })
             .await;
-        let swept = hoso::records::maintenance::sweep_abandoned(&vault.state, 0, true)
+        let swept = hoso::records::maintenance::sweep_abandoned(&vault.state.vault, 0, true)
             .await
             .unwrap()
             .len();
@@ -106,7 +106,7 @@ async fn the_sweeper_leaves_young_intakes_and_committed_documents_alone() {
     let id = vault.take_in(CITIZEN_A, "passport", &pdf(73, 1000)).await;
     // Within the grace period an intent may belong to an intake still running elsewhere.
     assert_eq!(
-        hoso::records::maintenance::sweep_abandoned(&vault.state, 3_600_000, true)
+        hoso::records::maintenance::sweep_abandoned(&vault.state.vault, 3_600_000, true)
             .await
             .unwrap()
             .len(),
@@ -114,7 +114,7 @@ async fn the_sweeper_leaves_young_intakes_and_committed_documents_alone() {
     );
     assert_eq!(vault.stored_keys().await.len(), 2);
     assert_eq!(
-        hoso::records::maintenance::sweep_abandoned(&vault.state, 0, true)
+        hoso::records::maintenance::sweep_abandoned(&vault.state.vault, 0, true)
             .await
             .unwrap()
             .len(),
@@ -166,7 +166,7 @@ async fn a_rewrap_that_dies_midway_leaves_every_document_readable_and_finishes_w
         .restart(|s| s.test_fault = Some(FaultPoint::RewrapMidway))
         .await;
     assert!(
-        hoso::records::keys::rewrap(&vault.state, |_| {})
+        hoso::records::keys::rewrap(&vault.state.vault, |_| {})
             .await
             .is_err()
     );
@@ -179,7 +179,7 @@ async fn a_rewrap_that_dies_midway_leaves_every_document_readable_and_finishes_w
     assert_eq!(every_row_reads(&vault).await, 4);
     let vault = vault.restart(|_| {}).await;
     assert_eq!(
-        hoso::records::keys::rewrap(&vault.state, |_| {})
+        hoso::records::keys::rewrap(&vault.state.vault, |_| {})
             .await
             .unwrap(),
         3

@@ -32,7 +32,7 @@ async fn doctor_names_every_missing_altered_or_mismatched_document_and_a_broken_
     );
 
     let key = |id: &str| hoso::blob::BlobStore::key_for(uuid::Uuid::parse_str(id).unwrap());
-    vault.state.blobs.delete(&key(&ids[0])).await.unwrap();
+    vault.state.vault.blobs.delete(&key(&ids[0])).await.unwrap();
     let mut body = vault.object(&ids[1]).await;
     body[70_000] ^= 1;
     vault.set_object(&ids[1], body).await;
@@ -88,6 +88,7 @@ async fn sweep_reports_first_and_removes_only_what_no_document_will_use() {
     let orphan = format!("bodies/ffff/{}", uuid::Uuid::now_v7());
     vault
         .state
+        .vault
         .blobs
         .overwrite_raw(&orphan, b"left by a restore gone wrong".to_vec())
         .await
@@ -100,7 +101,7 @@ async fn sweep_reports_first_and_removes_only_what_no_document_will_use() {
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
 
     // Within the grace period nothing is touched, not even reported.
-    let young = maintenance::sweep(&vault.state, 3_600_000, true)
+    let young = maintenance::sweep(&vault.state.vault, 3_600_000, true)
         .await
         .unwrap();
     assert!(
@@ -109,7 +110,9 @@ async fn sweep_reports_first_and_removes_only_what_no_document_will_use() {
             && young.staging_files.is_empty()
     );
 
-    let dry = maintenance::sweep(&vault.state, 0, false).await.unwrap();
+    let dry = maintenance::sweep(&vault.state.vault, 0, false)
+        .await
+        .unwrap();
     assert_eq!(dry.abandoned_intakes.len(), 1);
     assert_eq!(dry.orphans, vec![orphan.clone()]);
     let staging = usize::from(backend() == Backend::SqliteLocal);
@@ -120,7 +123,9 @@ async fn sweep_reports_first_and_removes_only_what_no_document_will_use() {
         "a dry run deletes nothing"
     );
 
-    let done = maintenance::sweep(&vault.state, 0, true).await.unwrap();
+    let done = maintenance::sweep(&vault.state.vault, 0, true)
+        .await
+        .unwrap();
     assert_eq!(
         done.abandoned_intakes.len() + done.orphans.len() + done.staging_files.len(),
         2 + staging
@@ -205,7 +210,7 @@ async fn a_backup_taken_under_load_restores_every_document_acknowledged_before_i
     let backup_dir = vault.path().join("backup");
     if backend() == Backend::PostgresS3 {
         // At scale the database and bucket have their own backup tools; the command says so.
-        let refused = hoso::records::backup::backup(&vault.state, &backup_dir, |_| {})
+        let refused = hoso::records::backup::backup(&vault.state.vault, &backup_dir, |_| {})
             .await
             .unwrap_err();
         assert!(refused.to_string().contains("pg_dump"), "{refused}");
@@ -253,13 +258,13 @@ async fn a_backup_taken_under_load_restores_every_document_acknowledged_before_i
             n
         })
     };
-    let copied = hoso::records::backup::backup(&vault.state, &backup_dir, |_| {})
+    let copied = hoso::records::backup::backup(&vault.state.vault, &backup_dir, |_| {})
         .await
         .unwrap();
     assert!(busy.await.unwrap() > 0);
     assert!(copied >= 40, "copied {copied}");
     assert!(
-        hoso::records::backup::backup(&vault.state, &backup_dir, |_| {})
+        hoso::records::backup::backup(&vault.state.vault, &backup_dir, |_| {})
             .await
             .is_err(),
         "never into a non-empty directory"
@@ -299,7 +304,7 @@ async fn a_backup_taken_under_load_restores_every_document_acknowledged_before_i
         copy.expect(StatusCode::OK);
         assert!(copy.body.as_ref() == scan.as_slice(), "{id}");
     }
-    let report = maintenance::doctor(&restored.state, |_, _| {})
+    let report = maintenance::doctor(&restored.state.vault, |_, _| {})
         .await
         .unwrap();
     assert!(

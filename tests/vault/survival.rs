@@ -60,7 +60,7 @@ async fn every_acknowledged_document_survives_sigkill_at_random_moments() {
     );
 
     // After the last kill: sweep what the crashes left, then prove everything.
-    hoso::records::maintenance::sweep_abandoned(&vault.state, 0, true)
+    hoso::records::maintenance::sweep_abandoned(&vault.state.vault, 0, true)
         .await
         .unwrap();
     for (id, scan) in &acknowledged {
@@ -73,7 +73,7 @@ async fn every_acknowledged_document_survives_sigkill_at_random_moments() {
             "document {id} reads back byte-identical"
         );
     }
-    let report = hoso::records::maintenance::doctor(&vault.state, |_, _| {})
+    let report = hoso::records::maintenance::doctor(&vault.state.vault, |_, _| {})
         .await
         .unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);

@@ -98,8 +98,8 @@ async fn a_clerk_verifies_a_scan_and_anyone_can_check_the_copy_offline() {
         "an altered copy does not"
     );
     let other = TestVault::new().await;
-    let forged = hoso::records::sign_attestation(
-        &other.state.keys(),
+    let forged = hoso::records::attest(
+        &other.state.vault.keys(),
         "hoso",
         &fake_row(&scan),
         "mallory",

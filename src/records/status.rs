@@ -1,0 +1,105 @@
+//! Changing a document's status: verify (signing its attestation) and revoke. Both go through
+//! [`audited_change`], so each change and its audit entry commit together or not at all.
+
+use uuid::Uuid;
+
+use super::{DocumentView, Vault, attest, entry, refuse, require_role, view};
+use crate::audit::{self, Entry};
+use crate::auth::Caller;
+use crate::db::documents::{self, DocumentRow};
+use crate::db::{Tx, now_ms};
+use crate::domain::{DocStatus, Role};
+use crate::error::ApiError;
+
+/// Loads the document a status change is about, refusing (and logging) an unknown id.
+async fn target(vault: &Vault, e: &mut Entry, id: Uuid) -> Result<DocumentRow, ApiError> {
+    let Some(doc) = documents::get(&vault.db.pool, id).await? else {
+        return Err(refuse(vault, e.clone(), ApiError::NotFound).await);
+    };
+    e.citizen_idx = Some(doc.citizen_idx.clone());
+    Ok(doc)
+}
+
+/// Runs `change` (a conditional update that says whether it applied) with the entry `e` in one
+/// audited transaction. A change that no longer applies means another request won the race.
+async fn audited_change(
+    vault: &Vault,
+    e: Entry,
+    change: impl AsyncFnOnce(&mut Tx) -> Result<bool, ApiError>,
+) -> Result<(), ApiError> {
+    let keys = vault.keys();
+    let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
+    if !change(&mut tx).await? {
+        return Err(ApiError::Conflict(
+            "the document changed meanwhile; retry".into(),
+        ));
+    }
+    audit::append(&mut tx, &keys, &vault.metrics, e).await?;
+    audit::commit(tx, &vault.metrics).await
+}
+
+pub async fn verify(vault: &Vault, caller: &Caller, id: Uuid) -> Result<DocumentView, ApiError> {
+    let keys = vault.keys();
+    let mut e = entry(&keys, caller, "document.verify");
+    e.document_id = Some(id.to_string());
+    require_role(vault, &e, caller, &[Role::Clerk]).await?;
+    let mut doc = target(vault, &mut e, id).await?;
+    match doc.status {
+        DocStatus::Verified => return view(vault, &doc),
+        DocStatus::Pending => {}
+        other => {
+            return Err(refuse(
+                vault,
+                e,
+                ApiError::Conflict(format!("a {other} document cannot be verified")),
+            )
+            .await);
+        }
+    }
+    let clerk = caller.staff_id().unwrap_or("-").to_owned();
+    let now = now_ms();
+    let attestation = attest(
+        &keys,
+        &vault.token_policy.issuer,
+        &doc,
+        &clerk,
+        &caller.office,
+        now,
+    )?;
+    audited_change(vault, e, async |tx| {
+        Ok(documents::mark_verified(tx, id, &clerk, &caller.office, now, &attestation).await?)
+    })
+    .await?;
+    doc.status = DocStatus::Verified;
+    doc.verified_by = Some(clerk);
+    doc.verified_office = Some(caller.office.clone());
+    doc.verified_at = Some(now);
+    doc.attestation = Some(attestation);
+    view(vault, &doc)
+}
+
+pub async fn revoke(vault: &Vault, caller: &Caller, id: Uuid) -> Result<DocumentView, ApiError> {
+    let keys = vault.keys();
+    let mut e = entry(&keys, caller, "document.revoke");
+    e.document_id = Some(id.to_string());
+    require_role(vault, &e, caller, &[Role::Clerk, Role::Admin]).await?;
+    let mut doc = target(vault, &mut e, id).await?;
+    if doc.status == DocStatus::Revoked {
+        return view(vault, &doc);
+    }
+    let by = caller.staff_id().unwrap_or("-").to_owned();
+    let now = now_ms();
+    let from = [
+        DocStatus::Pending,
+        DocStatus::Verified,
+        DocStatus::Superseded,
+    ];
+    audited_change(vault, e, async |tx| {
+        Ok(documents::change_status(tx, id, &from, DocStatus::Revoked, &by, now).await?)
+    })
+    .await?;
+    doc.status = DocStatus::Revoked;
+    doc.status_changed_by = Some(by);
+    doc.status_changed_at = Some(now);
+    view(vault, &doc)
+}

@@ -1,0 +1,52 @@
+//! What the records service works with, and nothing more: the database, the blob store, the
+//! keys, the token issuer, the limits it enforces and the counters it keeps. Built by
+//! [`crate::app`]; the service never sees HTTP state or the raw settings.
+
+use std::sync::Arc;
+
+use crate::auth::TokenPolicy;
+use crate::blob::BlobStore;
+use crate::config::FaultPoint;
+use crate::crypto::keyring::{KeyCache, Keyring};
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+pub struct Vault {
+    /// Metadata: documents, grants, audit log.
+    pub db: Db,
+    /// Sealed bodies.
+    pub blobs: BlobStore,
+    /// The key files, reloaded when another process rotates the master key.
+    pub keys: KeyCache,
+    /// `iss`/`aud` of the tokens this vault issues (grants) and accepts; `iss` also names the
+    /// vault in attestations.
+    pub token_policy: TokenPolicy,
+    pub limits: Limits,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Test-only crash simulation (`HOSO_TEST_FAULT`); refused outside debug builds.
+    pub test_fault: Option<FaultPoint>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest accepted scan, in bytes.
+    pub max_upload_bytes: u64,
+}
+
+impl Vault {
+    /// The keys as last loaded (see [`KeyCache`]).
+    pub fn keys(&self) -> Arc<Keyring> {
+        self.keys.get()
+    }
+
+    /// Test-only crash simulation: stops the operation dead at `point`, with an error that
+    /// skips every clean-up a normal failure would do.
+    pub(crate) fn fault(&self, point: FaultPoint) -> Result<(), ApiError> {
+        if self.test_fault == Some(point) {
+            return Err(ApiError::Internal(format!("test fault {point:?}")));
+        }
+        Ok(())
+    }
+}
