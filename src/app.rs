@@ -39,7 +39,7 @@ impl App {
         let keys = Keyring::open(&settings.keys_dir, create).map_err(|e| e.to_string())?;
         let db = Db::connect(settings.database_url.expose()).await?;
         for version in keys.kek_versions() {
-            crate::db::keys::register_kek(&db.pool, i64::from(version))
+            crate::db::kek_usage::register_kek(&db.pool, i64::from(version))
                 .await
                 .map_err(|e| format!("registering key versions: {e}"))?;
         }

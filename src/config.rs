@@ -108,6 +108,11 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The sweep's grace period in milliseconds (saturating: a huge setting means "never").
+    pub fn sweep_grace_ms(&self) -> i64 {
+        i64::try_from(self.sweep_grace_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
     /// The embedded default (SQLite + a local directory + key files) rooted at `dir`, listening
     /// on a free loopback port, with every other setting at its default. The one constructor
     /// tests, benchmarks and fuzz targets share; change a field of the result for anything else.

@@ -215,7 +215,7 @@ pub struct Report {
 
 /// Walks the whole chain and checks the signed head and every checkpoint. Reports the first
 /// entry at which the log stops being the one the vault wrote.
-pub async fn verify(db: &Db, keys: &Keyring) -> Result<Report, ApiError> {
+pub async fn verify_log(db: &Db, keys: &Keyring) -> Result<Report, ApiError> {
     let chain_key = keys.audit_chain_key();
     let public = keys.audit.public_key();
     let checkpoints = store::checkpoints(&db.pool).await?;
@@ -269,7 +269,7 @@ pub async fn verify(db: &Db, keys: &Keyring) -> Result<Report, ApiError> {
     }
     let entries = expected_seq - 1;
     for cp in &checkpoints {
-        if !signing::verify(
+        if !signing::signature_is_valid(
             public,
             &head_message(cp.seq, &cp.hash),
             &hex::decode(&cp.signature).unwrap_or_default(),
@@ -305,7 +305,7 @@ pub async fn verify(db: &Db, keys: &Keyring) -> Result<Report, ApiError> {
         }
     }
     let head_signed = head.seq == 0
-        || signing::verify(
+        || signing::signature_is_valid(
             public,
             &head_message(head.seq, &head.hash),
             &hex::decode(&head.signature).unwrap_or_default(),

@@ -175,7 +175,7 @@ pub async fn authenticate(
     token: &str,
 ) -> Result<Caller, ApiError> {
     let claims = decode(keys, policy, token)?;
-    if crate::db::keys::is_token_revoked(&db.pool, &claims.jti).await? {
+    if crate::db::revoked_tokens::is_token_revoked(&db.pool, &claims.jti).await? {
         return Err(ApiError::Unauthenticated(
             "the token has been revoked".into(),
         ));

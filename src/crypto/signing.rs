@@ -68,7 +68,7 @@ impl SigningKey {
 }
 
 /// Checks an Ed25519 signature against a raw 32-byte public key.
-pub fn verify(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+pub fn signature_is_valid(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
     UnparsedPublicKey::new(&ED25519, public_key)
         .verify(message, signature)
         .is_ok()
@@ -83,9 +83,9 @@ mod tests {
         let key = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8(), "t").unwrap();
         let other = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8(), "t").unwrap();
         let sig = key.sign(b"checkpoint");
-        assert!(verify(key.public_key(), b"checkpoint", &sig));
-        assert!(!verify(key.public_key(), b"checkpoinT", &sig));
-        assert!(!verify(other.public_key(), b"checkpoint", &sig));
+        assert!(signature_is_valid(key.public_key(), b"checkpoint", &sig));
+        assert!(!signature_is_valid(key.public_key(), b"checkpoinT", &sig));
+        assert!(!signature_is_valid(other.public_key(), b"checkpoint", &sig));
         assert_ne!(key.kid(), other.kid());
     }
 }

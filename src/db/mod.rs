@@ -6,7 +6,8 @@
 pub mod audit;
 pub mod documents;
 pub mod grants;
-pub mod keys;
+pub mod kek_usage;
+pub mod revoked_tokens;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -16,7 +16,7 @@ use crate::records::auditing::{self, AccessLogQuery, AuditQuery, Page};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/audit", get(query))
-        .route("/v1/audit/verify", get(verify))
+        .route("/v1/audit/verify", get(verify_log))
         .route("/v1/citizens/{national_id}/access-log", get(access_log))
 }
 
@@ -29,8 +29,8 @@ async fn query(
     Ok(Json(auditing::query(&state.vault, &caller, q).await?))
 }
 
-async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Report>> {
-    Ok(Json(auditing::verify(&state.vault, &caller).await?))
+async fn verify_log(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Report>> {
+    Ok(Json(auditing::verify_log(&state.vault, &caller).await?))
 }
 
 async fn access_log(

@@ -40,7 +40,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/v1/documents/{id}", get(metadata))
         .route("/v1/documents/{id}/content", get(content))
-        .route("/v1/documents/{id}/verify", post(verify))
+        .route("/v1/documents/{id}/verify", post(verify_document))
         .route("/v1/documents/{id}/revoke", post(revoke))
 }
 
@@ -241,13 +241,13 @@ async fn content(
     Ok(response)
 }
 
-async fn verify(
+async fn verify_document(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     Ok(Json(
-        status::verify(&state.vault, &caller, parse_id(&id)?).await?,
+        status::verify_document(&state.vault, &caller, parse_id(&id)?).await?,
     ))
 }
 

@@ -128,12 +128,12 @@ pub async fn query(vault: &Vault, caller: &Caller, q: AuditQuery) -> Result<Page
     Ok(page(rows, filter.limit))
 }
 
-pub async fn verify(vault: &Vault, caller: &Caller) -> Result<Report, ApiError> {
+pub async fn verify_log(vault: &Vault, caller: &Caller) -> Result<Report, ApiError> {
     let keys = vault.keys();
     let e = entry(&keys, caller, "audit.verify");
     require_role(vault, &e, caller, &[Role::Auditor]).await?;
     // Verify first, then log: the report describes the log as it was when asked.
-    let report = audit::verify(&vault.db, &keys).await?;
+    let report = audit::verify_log(&vault.db, &keys).await?;
     audit::record(&vault.db, &keys, &vault.metrics, e).await?;
     Ok(report)
 }

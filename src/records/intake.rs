@@ -64,7 +64,7 @@ impl<'a> Intake<'a> {
         require_role(vault, &e, &caller, &[Role::Clerk]).await?;
 
         // Another process may have rotated the master key: pick up the new version.
-        let newest = db::keys::newest_version(&vault.db.pool).await?;
+        let newest = db::kek_usage::newest_version(&vault.db.pool).await?;
         if newest > i64::from(keys.current_kek().version) {
             let newest = u32::try_from(newest)
                 .map_err(|_| ApiError::Internal("stored KEK version out of range".into()))?;
@@ -77,7 +77,7 @@ impl<'a> Intake<'a> {
         let document_id = Uuid::now_v7();
         let object_key = BlobStore::key_for(document_id);
         let mut tx = vault.db.begin().await?;
-        if !db::keys::count_wrap(&mut tx, i64::from(kek_version)).await? {
+        if !db::kek_usage::count_wrap(&mut tx, i64::from(kek_version)).await? {
             return Err(ApiError::Unavailable(format!(
                 "master key version {kek_version} may wrap no more data keys; run `hoso keys rotate`"
             )));

@@ -70,7 +70,7 @@ pub async fn doctor(
             }
         }
     }
-    let chain = audit::verify(&vault.db, &vault.keys()).await?;
+    let chain = audit::verify_log(&vault.db, &vault.keys()).await?;
     report.audit_ok = chain.ok;
     report.audit_entries = chain.entries;
     report.audit_problem = chain
@@ -137,7 +137,8 @@ pub async fn sweep_abandoned(
                 "swept objects of intakes that never committed"
             );
         }
-        crate::db::keys::forget_expired_revocations(&vault.db.pool, now_ms() / 1000).await?;
+        crate::db::revoked_tokens::forget_expired_revocations(&vault.db.pool, now_ms() / 1000)
+            .await?;
     }
     Ok(stale)
 }

@@ -6,10 +6,11 @@ pub mod auditing;
 pub mod backup;
 pub mod grants;
 pub mod intake;
-pub mod keys;
 pub mod maintenance;
+pub mod master_keys;
 pub mod read;
 pub mod status;
+pub mod tokens;
 pub mod vault;
 
 pub use vault::{Limits, Vault};

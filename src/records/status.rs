@@ -38,7 +38,11 @@ async fn audited_change(
     audit::commit(tx, &vault.metrics).await
 }
 
-pub async fn verify(vault: &Vault, caller: &Caller, id: Uuid) -> Result<DocumentView, ApiError> {
+pub async fn verify_document(
+    vault: &Vault,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<DocumentView, ApiError> {
     let keys = vault.keys();
     let mut e = entry(&keys, caller, "document.verify");
     e.document_id = Some(id.to_string());

@@ -166,7 +166,7 @@ async fn a_rewrap_that_dies_midway_leaves_every_document_readable_and_finishes_w
         .restart(|s| s.test_fault = Some(FaultPoint::RewrapMidway))
         .await;
     assert!(
-        hoso::records::keys::rewrap(&vault.state.vault, |_| {})
+        hoso::records::master_keys::rewrap(&vault.state.vault, |_| {})
             .await
             .is_err()
     );
@@ -179,7 +179,7 @@ async fn a_rewrap_that_dies_midway_leaves_every_document_readable_and_finishes_w
     assert_eq!(every_row_reads(&vault).await, 4);
     let vault = vault.restart(|_| {}).await;
     assert_eq!(
-        hoso::records::keys::rewrap(&vault.state.vault, |_| {})
+        hoso::records::master_keys::rewrap(&vault.state.vault, |_| {})
             .await
             .unwrap(),
         3

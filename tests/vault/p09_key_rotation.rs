@@ -55,7 +55,7 @@ async fn after_rotate_and_rewrap_every_document_reads_and_a_used_key_cannot_be_r
     all_read(&vault, &docs).await;
 
     // Version 1 still wraps three data keys: retiring it is refused, through the API and the CLI.
-    let refused = hoso::records::keys::retire(&vault.state.vault, 1)
+    let refused = hoso::records::master_keys::retire(&vault.state.vault, 1)
         .await
         .unwrap_err();
     assert_eq!(refused.code(), "conflict", "{refused:?}");

@@ -33,7 +33,7 @@ pub async fn rewrap(vault: &Vault, mut progress: impl FnMut(u64)) -> Result<u64,
             let data_key = super::data_key(vault, &doc)?;
             let binding = super::binding(&doc)?;
             let mut tx = vault.db.begin().await?;
-            if !db::keys::count_wrap(&mut tx, i64::from(current.version)).await? {
+            if !db::kek_usage::count_wrap(&mut tx, i64::from(current.version)).await? {
                 return Err(ApiError::Unavailable(format!(
                     "master key version {} may wrap no more data keys; rotate again",
                     current.version
@@ -78,7 +78,7 @@ pub async fn retire(vault: &Vault, version: u32) -> Result<(), ApiError> {
     let mut tx = vault.db.begin().await?;
     // Mark it retired first (a write, so this transaction holds the lock), then count users:
     // an intake that counted a wrap under it before this point shows up in the count below.
-    db::keys::mark_retired(&mut tx, i64::from(version), now_ms()).await?;
+    db::kek_usage::mark_retired(&mut tx, i64::from(version), now_ms()).await?;
     let in_use = documents::count_by_kek(&mut *tx)
         .await?
         .into_iter()
@@ -97,4 +97,54 @@ pub async fn retire(vault: &Vault, version: u32) -> Result<(), ApiError> {
     let mut e = cli_entry("keys.retire");
     e.reason = Some(format!("version {version} retired"));
     audit::record(&vault.db, &keys, &vault.metrics, e).await
+}
+
+/// One master-key version as `hoso keys status` shows it.
+#[derive(Debug)]
+pub struct KekStatus {
+    pub version: i64,
+    pub current: bool,
+    /// Data keys it wraps now.
+    pub in_use: i64,
+    /// Data keys it has ever wrapped (its nonce budget spent).
+    pub wraps: i64,
+    pub state: KekState,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum KekState {
+    Available,
+    Retired,
+    /// Registered in the database but its key file is not in the keys directory.
+    MissingFile,
+}
+
+/// Every version any process has registered, with its use.
+pub async fn status(vault: &Vault) -> Result<Vec<KekStatus>, ApiError> {
+    let keys = vault.keys();
+    let counts = documents::count_by_kek(&vault.db.pool).await?;
+    let usage = db::kek_usage::usage(&vault.db.pool).await?;
+    Ok(usage
+        .into_iter()
+        .map(|u| {
+            let on_disk = u32::try_from(u.version)
+                .ok()
+                .and_then(|v| keys.kek(v))
+                .is_some();
+            KekStatus {
+                version: u.version,
+                current: i64::from(keys.current_kek().version) == u.version,
+                in_use: counts
+                    .iter()
+                    .find(|(v, _)| *v == u.version)
+                    .map_or(0, |(_, n)| *n),
+                wraps: u.wraps,
+                state: match (u.retired_at, on_disk) {
+                    (Some(_), _) => KekState::Retired,
+                    (None, true) => KekState::Available,
+                    (None, false) => KekState::MissingFile,
+                },
+            }
+        })
+        .collect())
 }

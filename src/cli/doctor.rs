@@ -1,0 +1,40 @@
+//! `hoso doctor`: every document against its object, and the audit chain.
+
+use std::process::ExitCode;
+
+use super::{cli_error, open};
+use crate::config::Settings;
+use crate::records;
+
+pub async fn run(settings: Settings) -> Result<ExitCode, String> {
+    let app = open(settings).await?;
+    let report = records::maintenance::doctor(&app.vault, |done, total| {
+        eprintln!("checked {done} of {total} documents…");
+    })
+    .await
+    .map_err(cli_error)?;
+    for p in &report.problems {
+        println!("document {}: {}", p.document_id, p.what);
+    }
+    println!(
+        "{} documents checked, {} with problems; audit log {} ({} entries{})",
+        report.documents,
+        report.problems.len(),
+        if report.audit_ok {
+            "intact"
+        } else {
+            "NOT intact"
+        },
+        report.audit_entries,
+        report
+            .audit_problem
+            .as_deref()
+            .map(|p| format!(", first bad {p}"))
+            .unwrap_or_default()
+    );
+    Ok(if report.healthy() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

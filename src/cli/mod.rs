@@ -1,0 +1,137 @@
+//! The `hoso` command line: one module per subcommand, each turning settings and flags into one
+//! call of the records service (or the key ring) and its answer into words for the operator.
+//! Every subcommand reads the same `HOSO_*` settings.
+
+mod audit;
+mod backup;
+mod doctor;
+mod keys;
+mod serve;
+mod sweep;
+mod token;
+mod verify_copy;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::App;
+use crate::config::Settings;
+
+pub use token::parse_ttl;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hoso",
+    version,
+    about = "hoso: a once-only records vault for public services",
+    long_about = "hoso keeps citizens' identity papers, scanned once at a one-stop desk, encrypted in \
+                  object storage, and serves verified copies to officers through scoped grants. \
+                  With no settings it runs on ./hoso.db (SQLite), ./storage and ./keys."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the vault's HTTP API (makes keys, database and storage on first run).
+    Serve,
+    /// Make the keys, the database and the storage directory, then exit.
+    Init,
+    /// Issue or revoke staff and citizen tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Master-key (KEK) rotation, rewrapping and retirement.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Check every document against its stored object (present, authenticates, size and
+    /// SHA-256 match) and the audit chain; exit 1 naming every problem.
+    Doctor,
+    /// List objects no document will ever point to (intakes that died midway, orphans, cut-off
+    /// local writes) older than the grace period; remove them only with --delete.
+    Sweep {
+        /// Actually delete; without it, only report.
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Snapshot the embedded default (SQLite + storage/) into DIR while the vault serves.
+    /// Keys are not included: back up the keys directory separately.
+    Backup {
+        /// An empty or new directory.
+        dir: PathBuf,
+    },
+    /// Put a backup made by `hoso backup` in place for HOSO_DATABASE_URL / HOSO_STORAGE_URL,
+    /// which must be empty or absent. Then run `hoso doctor`.
+    Restore {
+        /// The backup directory.
+        dir: PathBuf,
+    },
+    /// Check a copy of a document against its attestation, offline.
+    VerifyCopy {
+        /// The copy to check (as served by GET /v1/documents/{id}/content).
+        #[arg(long)]
+        file: PathBuf,
+        /// The attestation: the compact JWS itself, or a file holding it.
+        #[arg(long)]
+        attestation: String,
+        /// A JWKS file (as served at /.well-known/jwks.json). Default: this vault's own keys.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+    },
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode, String> {
+    let settings = cli.settings;
+    match cli.command {
+        Command::Serve => serve::run(settings).await,
+        Command::Init => serve::init(settings).await,
+        Command::Token(command) => token::run(settings, command).await,
+        Command::Keys(command) => keys::run(settings, command).await,
+        Command::Audit(command) => audit::run(settings, command).await,
+        Command::Doctor => doctor::run(settings).await,
+        Command::Sweep { delete } => sweep::run(settings, delete).await,
+        Command::Backup { dir } => backup::backup(settings, &dir).await,
+        Command::Restore { dir } => backup::restore(&settings, &dir),
+        Command::VerifyCopy {
+            file,
+            attestation,
+            jwks,
+        } => verify_copy::run(&settings, &file, &attestation, jwks.as_deref()),
+    }
+}
+
+/// Opens the vault an operator's command works on (never creating keys: only `serve` and
+/// `init` do).
+async fn open(settings: Settings) -> Result<App, String> {
+    App::open(settings, false).await
+}
+
+/// An error as an operator should read it: the message, and for server-side failures the cause
+/// (the CLI is the operator's own terminal, not a client).
+pub(crate) fn cli_error(e: impl Into<crate::error::ApiError>) -> String {
+    use crate::error::ApiError::{InsufficientStorage, Integrity, Internal, Unavailable};
+    match e.into() {
+        Internal(cause) | Integrity(cause) | Unavailable(cause) | InsufficientStorage(cause) => {
+            cause
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,131 @@
+//! `hoso token issue|revoke`.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::{cli_error, open};
+use crate::auth::{self, TokenPolicy, TokenRequest};
+use crate::config::Settings;
+use crate::crypto::keyring::Keyring;
+use crate::domain::{Code, NationalId, Role};
+use crate::records;
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Print a signed token, and nothing else, on standard output.
+    Issue {
+        /// admin, clerk, auditor or citizen (officers get tokens through grants).
+        #[arg(long)]
+        role: Role,
+        /// Staff id; for `citizen`, the 12-digit national ID.
+        #[arg(long)]
+        sub: String,
+        /// Office code, e.g. UBND-HAICHAU.
+        #[arg(long)]
+        office: Option<String>,
+        /// Lifetime: 90s, 30m, 8h, 2d.
+        #[arg(long, default_value = "8h")]
+        ttl: String,
+    },
+    /// Refuse a token from now until it expires.
+    Revoke {
+        /// The token to revoke.
+        token: String,
+    },
+}
+
+pub async fn run(settings: Settings, command: TokenCommand) -> Result<ExitCode, String> {
+    match command {
+        TokenCommand::Issue {
+            role,
+            sub,
+            office,
+            ttl,
+        } => issue(&settings, role, &sub, office.as_deref(), &ttl),
+        TokenCommand::Revoke { token } => revoke(settings, &token).await,
+    }
+}
+
+/// Needs only the key files, not the database: a token can be issued on a machine that holds
+/// the token key alone.
+fn issue(
+    settings: &Settings,
+    role: Role,
+    sub: &str,
+    office: Option<&str>,
+    ttl: &str,
+) -> Result<ExitCode, String> {
+    if role == Role::Officer {
+        return Err("officers get tokens through grants (POST /v1/grants)".into());
+    }
+    if role == Role::Citizen {
+        NationalId::parse(sub).map_err(|_| "a citizen's --sub is their 12-digit national ID")?;
+    } else {
+        Code::parse(sub, "--sub").map_err(|e| e.to_string())?;
+    }
+    if let Some(office) = office {
+        Code::parse(office, "--office").map_err(|e| e.to_string())?;
+    }
+    let keys = Keyring::open(&settings.keys_dir, false).map_err(|e| e.to_string())?;
+    let policy = TokenPolicy {
+        issuer: settings.token_issuer.clone(),
+        audience: settings.token_audience.clone(),
+    };
+    let request = TokenRequest {
+        role,
+        sub,
+        office,
+        ttl_seconds: parse_ttl(ttl)?,
+        grant: None,
+    };
+    let (token, _) = auth::issue(&keys, &policy, request).map_err(|e| e.to_string())?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn revoke(settings: Settings, token: &str) -> Result<ExitCode, String> {
+    let app = open(settings).await?;
+    let jti = records::tokens::revoke(&app.vault, token)
+        .await
+        .map_err(cli_error)?;
+    eprintln!("token {jti} refused from now on");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses `90s`, `30m`, `8h`, `2d` or a plain number of seconds.
+pub fn parse_ttl(text: &str) -> Result<i64, String> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("cannot read the duration {text:?}"))?;
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(format!("unknown unit in {text:?}; use s, m, h or d")),
+    };
+    match n.checked_mul(scale) {
+        Some(s) if s > 0 && s <= 30 * 86_400 => Ok(s),
+        _ => Err("a token lives between 1 second and 30 days".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ttl;
+
+    #[test]
+    fn ttl_accepts_units_and_refuses_nonsense() {
+        assert_eq!(parse_ttl("8h"), Ok(8 * 3600));
+        assert_eq!(parse_ttl("90"), Ok(90));
+        assert_eq!(parse_ttl("2d"), Ok(2 * 86_400));
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("8x").is_err());
+        assert!(parse_ttl("365d").is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! `hoso verify-copy`: a copy checked against its attestation, offline.
+
+use std::process::ExitCode;
+
+use crate::config::Settings;
+use crate::crypto::keyring::Keyring;
+
+pub fn run(
+    settings: &Settings,
+    file: &std::path::Path,
+    attestation: &str,
+    jwks: Option<&std::path::Path>,
+) -> Result<ExitCode, String> {
+    let jws = match std::fs::read_to_string(attestation) {
+        Ok(text) => text.trim().to_owned(),
+        Err(_) => attestation.trim().to_owned(),
+    };
+    let jwks: serde_json::Value = match jwks {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?
+        }
+        None => Keyring::open(&settings.keys_dir, false)
+            .map_err(|e| e.to_string())?
+            .jwks(),
+    };
+    let keys: Vec<(String, jsonwebtoken::DecodingKey)> = jwks["keys"]
+        .as_array()
+        .ok_or("the JWKS has no `keys` array")?
+        .iter()
+        .filter_map(|k| {
+            let kid = k["kid"].as_str()?;
+            let x = k["x"].as_str()?;
+            (k["kty"] == "OKP" && k["crv"] == "Ed25519")
+                .then(|| {
+                    jsonwebtoken::DecodingKey::from_ed_components(x)
+                        .ok()
+                        .map(|d| (kid.to_owned(), d))
+                })
+                .flatten()
+        })
+        .collect();
+    let claims = match crate::crypto::attestation::check(&jws, &keys) {
+        Ok(c) => c,
+        Err(reason) => {
+            println!("NOT VERIFIED: {reason}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let digest = hex::encode(crate::crypto::sha256(&bytes));
+    if digest != claims.sha256 || bytes.len() as i64 != claims.size {
+        println!(
+            "NOT VERIFIED: {} is not the attested document {} (digest or size differs)",
+            file.display(),
+            claims.document_id
+        );
+        return Ok(ExitCode::from(1));
+    }
+    println!(
+        "VERIFIED: {} is document {} ({}), verified by {} at {} on {}",
+        file.display(),
+        claims.document_id,
+        claims.doc_type,
+        claims.verified_by,
+        claims.office,
+        claims.verified_at
+    );
+    Ok(ExitCode::SUCCESS)
+}
