@@ -4,8 +4,9 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use time::Date;
+use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
+use time::{Date, OffsetDateTime};
 
 /// Input that is not a valid domain value. Each kind becomes its own stable code at the HTTP
 /// edge ([`crate::error`]); the message says in plain words what a valid value looks like.
@@ -329,6 +330,25 @@ impl IntakeMetadata {
             verified_against_original: input.verified_against_original,
         })
     }
+}
+
+/// A time in milliseconds since the epoch, written as RFC 3339 (UTC).
+pub fn format_rfc3339(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// An RFC 3339 time from a request, in milliseconds since the epoch.
+pub fn parse_rfc3339(text: &str, what: &str) -> Result<i64, DomainError> {
+    let t = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+        DomainError::InvalidInput(format!(
+            "{what} must be an RFC 3339 time such as 2026-11-24T08:00:00Z"
+        ))
+    })?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| DomainError::InvalidInput(format!("{what} is out of range")))
 }
 
 #[cfg(test)]

@@ -216,125 +216,167 @@ pub struct Report {
 /// Walks the whole chain and checks the signed head and every checkpoint. Reports the first
 /// entry at which the log stops being the one the vault wrote.
 pub async fn verify_log(db: &Db, keys: &Keyring) -> Result<Report, ApiError> {
-    let chain_key = keys.audit_chain_key();
     let public = keys.audit.public_key();
     let checkpoints = store::checkpoints(&db.pool).await?;
     let head = store::head(&db.pool).await?;
-    let mut expected_seq = 1;
-    let mut prev = ZERO_HASH.to_owned();
-    let mut hashes_at_checkpoints = std::collections::HashMap::new();
-    let bad = |seq: i64, entries: i64, head: &str, problem: String| Report {
-        ok: false,
-        entries,
-        head: head.to_owned(),
-        first_bad_seq: Some(seq),
-        problem: Some(problem),
+    let walk = match walk_chain(db, keys.audit_chain_key()).await? {
+        Ok(walk) => walk,
+        Err(bad) => return Ok(bad),
+    };
+    if let Err(bad) = check_checkpoints(public, &checkpoints, &walk) {
+        return Ok(bad);
+    }
+    if let Err(bad) = check_head(public, &head, &walk) {
+        return Ok(bad);
+    }
+    Ok(Report {
+        ok: true,
+        entries: walk.entries,
+        head: walk.last_hash,
+        first_bad_seq: None,
+        problem: None,
+    })
+}
+
+/// What a walk of an unbroken chain found.
+struct Walk {
+    entries: i64,
+    last_hash: String,
+    /// The hash at every seq a checkpoint is due at.
+    at_checkpoints: std::collections::HashMap<i64, String>,
+}
+
+impl Walk {
+    fn bad(&self, seq: i64, problem: String) -> Report {
+        Report {
+            ok: false,
+            entries: self.entries,
+            head: self.last_hash.clone(),
+            first_bad_seq: Some(seq),
+            problem: Some(problem),
+        }
+    }
+}
+
+/// Reads the entries a page at a time in `seq` order, checking that each follows the previous
+/// one and hashes to what it says.
+async fn walk_chain(db: &Db, chain_key: &[u8]) -> Result<Result<Walk, Report>, ApiError> {
+    let mut walk = Walk {
+        entries: 0,
+        last_hash: ZERO_HASH.to_owned(),
+        at_checkpoints: std::collections::HashMap::new(),
     };
     loop {
-        let page = store::page(&db.pool, expected_seq - 1, 1000).await?;
+        let page = store::page(&db.pool, walk.entries, 1000).await?;
         if page.is_empty() {
-            break;
+            return Ok(Ok(walk));
         }
         for e in page {
-            let count = expected_seq - 1;
-            if e.seq != expected_seq {
-                return Ok(bad(
+            let expected_seq = walk.entries + 1;
+            let problem = if e.seq != expected_seq {
+                Some((
                     expected_seq,
-                    count,
-                    &prev,
                     format!(
                         "entry {expected_seq} is missing (next present is {})",
                         e.seq
                     ),
-                ));
-            }
-            if e.prev_hash != prev {
-                return Ok(bad(
-                    e.seq,
-                    count,
-                    &prev,
-                    "does not follow the previous entry".into(),
-                ));
-            }
-            match entry_hash(chain_key, &e) {
-                Ok(hash) if hash == e.hash => {}
-                _ => return Ok(bad(e.seq, count, &prev, "content was altered".into())),
+                ))
+            } else if e.prev_hash != walk.last_hash {
+                Some((e.seq, "does not follow the previous entry".to_owned()))
+            } else if entry_hash(chain_key, &e).ok().as_deref() != Some(e.hash.as_str()) {
+                Some((e.seq, "content was altered".to_owned()))
+            } else {
+                None
+            };
+            if let Some((seq, problem)) = problem {
+                return Ok(Err(walk.bad(seq, problem)));
             }
             if e.seq % CHECKPOINT_EVERY == 0 {
-                hashes_at_checkpoints.insert(e.seq, e.hash.clone());
+                walk.at_checkpoints.insert(e.seq, e.hash.clone());
             }
-            prev = e.hash;
-            expected_seq += 1;
+            walk.last_hash = e.hash;
+            walk.entries = e.seq;
         }
     }
-    let entries = expected_seq - 1;
-    for cp in &checkpoints {
-        if !signing::signature_is_valid(
-            public,
-            &head_message(cp.seq, &cp.hash),
-            &hex::decode(&cp.signature).unwrap_or_default(),
-        ) {
-            return Ok(bad(
-                cp.seq,
-                entries,
-                &prev,
-                "checkpoint signature is invalid".into(),
-            ));
+}
+
+/// Every stored checkpoint must be signed and match the chain at its seq.
+fn check_checkpoints(public: &[u8], checkpoints: &[Head], walk: &Walk) -> Result<(), Report> {
+    for cp in checkpoints {
+        if !head_signature_valid(public, cp) {
+            return Err(walk.bad(cp.seq, "checkpoint signature is invalid".into()));
         }
-        match hashes_at_checkpoints.get(&cp.seq) {
+        match walk.at_checkpoints.get(&cp.seq) {
             Some(hash) if *hash == cp.hash => {}
             Some(_) => {
-                return Ok(bad(
-                    cp.seq,
-                    entries,
-                    &prev,
-                    "differs from its signed checkpoint".into(),
-                ));
+                return Err(walk.bad(cp.seq, "differs from its signed checkpoint".into()));
             }
             None => {
-                return Ok(bad(
-                    entries + 1,
-                    entries,
-                    &prev,
+                return Err(walk.bad(
+                    walk.entries + 1,
                     format!(
-                        "the log ends at {entries} but a signed checkpoint covers {}",
-                        cp.seq
+                        "the log ends at {} but a signed checkpoint covers {}",
+                        walk.entries, cp.seq
                     ),
                 ));
             }
         }
     }
-    let head_signed = head.seq == 0
-        || signing::signature_is_valid(
-            public,
-            &head_message(head.seq, &head.hash),
-            &hex::decode(&head.signature).unwrap_or_default(),
-        );
-    if !head_signed {
-        return Ok(bad(
-            head.seq,
-            entries,
-            &prev,
-            "head signature is invalid".into(),
-        ));
+    Ok(())
+}
+
+/// The signed head must be signed and name the chain's last entry.
+fn check_head(public: &[u8], head: &Head, walk: &Walk) -> Result<(), Report> {
+    if head.seq != 0 && !head_signature_valid(public, head) {
+        return Err(walk.bad(head.seq, "head signature is invalid".into()));
     }
-    if head.seq != entries || head.hash != prev {
-        let first = (head.seq.min(entries) + 1).max(1);
-        return Ok(bad(
+    if head.seq != walk.entries || head.hash != walk.last_hash {
+        let first = (head.seq.min(walk.entries) + 1).max(1);
+        return Err(walk.bad(
             first,
-            entries,
-            &prev,
             format!(
-                "the signed head says {} entries, the log has {entries}",
-                head.seq
+                "the signed head says {} entries, the log has {}",
+                head.seq, walk.entries
             ),
         ));
     }
-    Ok(Report {
-        ok: true,
-        entries,
-        head: prev,
-        first_bad_seq: None,
-        problem: None,
-    })
+    Ok(())
+}
+
+fn head_signature_valid(public: &[u8], head: &Head) -> bool {
+    signing::signature_is_valid(
+        public,
+        &head_message(head.seq, &head.hash),
+        &hex::decode(&head.signature).unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/known_answers.py` computes this from the layout documented above.
+    #[test]
+    fn known_answer_an_entry_hash_has_the_documented_bytes() {
+        let entry = EntryRow {
+            seq: 5,
+            at: 1_764_547_200_000,
+            actor: "lan.nguyen".into(),
+            role: "clerk".into(),
+            office: "UBND-HAICHAU".into(),
+            action: "document.read".into(),
+            outcome: "allowed".into(),
+            document_id: Some("0190a4b2-0000-7000-8000-000000000001".into()),
+            citizen_idx: Some("42".repeat(32)),
+            grant_id: None,
+            case_ref: Some("000.00.31.H40-261124-0042".into()),
+            reason: None,
+            prev_hash: "11".repeat(32),
+            hash: String::new(),
+        };
+        assert_eq!(
+            entry_hash(&[0x77; 32], &entry).unwrap(),
+            "27bb82ad4a6f23cd69ce02cea377f94468ab005244a51d3e728ed48ffd170c5f"
+        );
+    }
 }

@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 use super::envelope::Kek;
 use super::signing::SigningKey;
-use super::{CitizenIndex, hmac_sha256, random_bytes};
+use super::{CitizenIndex, random_bytes};
 use crate::domain::NationalId;
 
 pub struct Keyring {
@@ -99,10 +99,7 @@ impl Keyring {
     }
 
     pub fn citizen_index(&self, id: &NationalId) -> CitizenIndex {
-        CitizenIndex(hmac_sha256(
-            self.blind_index.as_ref(),
-            &[b"hoso/citizen/v1", id.expose().as_bytes()],
-        ))
+        super::blind_index(&self.blind_index, id)
     }
 
     pub fn audit_chain_key(&self) -> &[u8] {

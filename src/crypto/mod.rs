@@ -32,6 +32,15 @@ impl std::fmt::Debug for CitizenIndex {
 }
 
 /// Fills `out` from the operating system's CSPRNG.
+/// The blind index of a national ID:
+/// `HMAC-SHA-256(blind-index key, "hoso/citizen/v1" | the 12 ASCII digits)`.
+pub fn blind_index(key: &[u8; 32], id: &crate::domain::NationalId) -> CitizenIndex {
+    CitizenIndex(hmac_sha256(
+        key,
+        &[b"hoso/citizen/v1", id.expose().as_bytes()],
+    ))
+}
+
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     // SystemRandom only fails when the OS has no entropy source at all; nothing safe can run then.
@@ -79,5 +88,19 @@ impl Sha256 {
             .as_ref()
             .try_into()
             .expect("SHA-256 is 32 bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::NationalId;
+
+    #[test]
+    fn known_answer_the_blind_index_has_the_documented_bytes() {
+        let id = NationalId::parse("001099012345").unwrap();
+        assert_eq!(
+            super::blind_index(&[0x33; 32], &id).to_hex(),
+            "2babed082cbaaebc4e06683fcbb3e281dc0eb7d02a93765e6bccc552b5b116d4"
+        );
     }
 }

@@ -3,10 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
-use super::{entry, refuse, require_role, rfc3339};
+use super::{entry, refuse, require_role};
 use crate::audit::{self, Report};
 use crate::auth::Caller;
 use crate::db::audit::{self as store, EntryRow, Filter};
+use crate::domain::format_rfc3339 as rfc3339;
 use crate::domain::{NationalId, Role};
 use crate::error::ApiError;
 
@@ -110,12 +111,12 @@ pub async fn query(vault: &Vault, caller: &Caller, q: AuditQuery) -> Result<Page
         since: q
             .since
             .as_deref()
-            .map(|s| super::parse_rfc3339(s, "since"))
+            .map(|s| crate::domain::parse_rfc3339(s, "since"))
             .transpose()?,
         until: q
             .until
             .as_deref()
-            .map(|s| super::parse_rfc3339(s, "until"))
+            .map(|s| crate::domain::parse_rfc3339(s, "until"))
             .transpose()?,
         after_seq: parse_cursor(q.cursor.as_deref())?,
         limit: parse_limit(q.limit)?,

@@ -5,11 +5,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Vault;
-use super::{entry, refuse, require_role, rfc3339};
+use super::{entry, refuse, require_role};
 use crate::audit;
 use crate::auth::{self, Caller, TokenRequest};
 use crate::db::grants::{self as store, GrantRow};
 use crate::db::now_ms;
+use crate::domain::format_rfc3339 as rfc3339;
 use crate::domain::{Code, DocType, NationalId, Role, parse_text};
 use crate::error::ApiError;
 

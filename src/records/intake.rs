@@ -19,7 +19,7 @@ use crate::crypto::envelope::{self, Binding, BodySealer, DataKey};
 use crate::crypto::keyring::Keyring;
 use crate::crypto::{CitizenIndex, Sha256};
 use crate::db::documents::{self, DocumentRow};
-use crate::db::{self, Constraint, now_ms};
+use crate::db::{self, Constraint, Tx, now_ms};
 use crate::domain::{DocStatus, IntakeMetadata, MediaType, NationalId, Role};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -44,6 +44,12 @@ pub struct Intake<'a> {
     sealed: Vec<u8>,
     /// Set by a test fault: a dead process cleans nothing up.
     crashed: bool,
+}
+
+/// Why a supersede refused: either to be logged as a refusal, or an error as it is.
+enum Refusal {
+    Logged(Box<Entry>, ApiError),
+    Plain(ApiError),
 }
 
 pub enum IntakeResult {
@@ -144,7 +150,12 @@ impl<'a> Intake<'a> {
     }
 
     /// Ends the intake: makes the object durable, then commits row, audit entry and supersede.
-    pub async fn finish(mut self, metadata: IntakeMetadata) -> Result<IntakeResult, ApiError> {
+    pub async fn finish(self, metadata: IntakeMetadata) -> Result<IntakeResult, ApiError> {
+        self.store_object().await?.commit(metadata).await
+    }
+
+    /// Seals the last segment and makes the object durable.
+    async fn store_object(mut self) -> Result<Stored<'a>, ApiError> {
         let media = match self.media {
             Some(m) => m,
             // Shorter than any magic number we know: sniff what there is.
@@ -156,21 +167,103 @@ impl<'a> Intake<'a> {
         self.writer.write(&self.sealed).await?;
         self.writer.finish().await?;
         self.vault.fault(FaultPoint::AfterObject)?;
+        Ok(Stored {
+            vault: self.vault,
+            caller: self.caller,
+            keys: self.keys,
+            citizen: self.citizen,
+            document_id: self.document_id,
+            object_key: self.object_key,
+            data_key: self.data_key,
+            kek_version: self.kek_version,
+            size: self.size,
+            media,
+            sha256: hex::encode(self.sha.finish()),
+        })
+    }
 
+    /// Gives up on the intake: the object (if any) and its intent are removed.
+    pub async fn abort(self) {
+        if self.crashed {
+            return;
+        }
         let vault = self.vault;
-        let keys = self.keys;
-        let sha256 = hex::encode(self.sha.finish());
+        let key = self.object_key.clone();
+        self.writer.abort().await;
+        discard(vault, &key).await;
+    }
+}
+
+/// An intake whose object is durable; what is left is its row.
+struct Stored<'a> {
+    vault: &'a Vault,
+    caller: Caller,
+    keys: std::sync::Arc<Keyring>,
+    citizen: CitizenIndex,
+    document_id: Uuid,
+    object_key: String,
+    data_key: DataKey,
+    kek_version: u32,
+    size: u64,
+    media: MediaType,
+    sha256: String,
+}
+
+impl Stored<'_> {
+    /// Commits row, supersede and audit entry together, or answers with the existing document
+    /// when the same scan is already current.
+    async fn commit(self, metadata: IntakeMetadata) -> Result<IntakeResult, ApiError> {
+        let vault = self.vault;
+        let keys = self.keys.clone();
         let citizen_hex = self.citizen.to_hex();
         let mut audit_entry = entry(&keys, &self.caller, "document.intake");
         audit_entry.citizen_idx = Some(citizen_hex.clone());
 
-        if let Some(existing) =
-            documents::find_current_scan(&vault.db.pool, &citizen_hex, metadata.doc_type, &sha256)
-                .await?
+        if let Some(existing) = documents::find_current_scan(
+            &vault.db.pool,
+            &citizen_hex,
+            metadata.doc_type,
+            &self.sha256,
+        )
+        .await?
         {
             return answer_duplicate(vault, &keys, &self.object_key, existing, audit_entry).await;
         }
+        let row = self.new_row(&metadata)?;
 
+        let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
+        if let Some(old_id) = metadata.supersedes
+            && let Err(err) = self.supersede(&mut tx, old_id, &mut audit_entry).await
+        {
+            drop(tx);
+            discard(vault, &self.object_key).await;
+            return Err(match err {
+                Refusal::Logged(entry, err) => refuse(vault, *entry, err).await,
+                Refusal::Plain(err) => err,
+            });
+        }
+        match documents::insert(&mut tx, &row).await {
+            Ok(()) => {}
+            Err(e) if e.is_constraint(Constraint::DocumentsOneCurrentScan) => {
+                // Another intake of the same scan committed between our check and our insert.
+                drop(tx);
+                return self.lost_race(&row, audit_entry).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        documents::delete_intent(&mut *tx, &self.object_key).await?;
+        audit_entry.document_id = Some(row.id.to_string());
+        audit::append(&mut tx, &keys, &vault.metrics, audit_entry).await?;
+        vault.fault(FaultPoint::BeforeCommit)?;
+        audit::commit(tx, &vault.metrics).await?;
+        vault.fault(FaultPoint::AfterCommit)?;
+        Metrics::inc(&vault.metrics.documents_taken_in);
+        Ok(IntakeResult::Created(view(vault, &row)?))
+    }
+
+    /// The document row: data key wrapped, personal fields sealed, and, when the clerk checked
+    /// the scan against the original at the desk, verified and attested at once.
+    fn new_row(&self, metadata: &IntakeMetadata) -> Result<DocumentRow, ApiError> {
         let now = now_ms();
         let clerk = self.caller.staff_id().unwrap_or("-").to_owned();
         let binding = Binding {
@@ -179,17 +272,18 @@ impl<'a> Intake<'a> {
         };
         let fields_json = serde_json::to_vec(&metadata.fields)
             .map_err(|e| ApiError::internal("encode fields", e))?;
-        let kek = keys
+        let kek = self
+            .keys
             .kek(self.kek_version)
             .ok_or_else(|| ApiError::Internal("current KEK vanished".into()))?;
         let mut row = DocumentRow {
             id: self.document_id,
-            citizen_idx: citizen_hex.clone(),
+            citizen_idx: self.citizen.to_hex(),
             doc_type: metadata.doc_type,
             status: DocStatus::Pending,
-            content_type: media.as_mime().to_owned(),
+            content_type: self.media.as_mime().to_owned(),
             size_bytes: i64::try_from(self.size).map_err(|e| ApiError::internal("size", e))?,
-            sha256,
+            sha256: self.sha256.clone(),
             object_key: self.object_key.clone(),
             format_version: i64::from(envelope::FORMAT_VERSION),
             wrapped_key: kek.wrap(&self.data_key, &binding),
@@ -207,89 +301,85 @@ impl<'a> Intake<'a> {
             status_changed_by: None,
             status_changed_at: None,
         };
-        // A clerk who checked the scan against the original at the desk verifies it at once.
         if metadata.verified_against_original {
             row.status = DocStatus::Verified;
             row.attestation = Some(attest(
-                &keys,
-                &vault.token_policy.issuer,
+                &self.keys,
+                &self.vault.token_policy.issuer,
                 &row,
                 &clerk,
                 &self.caller.office,
                 now,
             )?);
-            row.verified_by = Some(clerk.clone());
+            row.verified_by = Some(clerk);
             row.verified_office = Some(self.caller.office.clone());
             row.verified_at = Some(now);
         }
-
-        let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
-        if let Some(old_id) = metadata.supersedes {
-            let old = documents::get(&mut *tx, old_id).await?;
-            let same_record = old.as_ref().is_some_and(|o| o.citizen_idx == citizen_hex);
-            if !same_record {
-                drop(tx);
-                discard(vault, &self.object_key).await;
-                audit_entry.document_id = Some(old_id.to_string());
-                return Err(refuse(vault, audit_entry, ApiError::NotFound).await);
-            }
-            let superseded = documents::change_status(
-                &mut tx,
-                old_id,
-                &[DocStatus::Pending, DocStatus::Verified],
-                DocStatus::Superseded,
-                &clerk,
-                now,
-            )
-            .await?;
-            if !superseded {
-                drop(tx);
-                discard(vault, &self.object_key).await;
-                return Err(ApiError::Conflict(
-                    "the document to supersede is not current (already superseded or revoked)"
-                        .into(),
-                ));
-            }
-        }
-        match documents::insert(&mut tx, &row).await {
-            Ok(()) => {}
-            Err(e) if e.is_constraint(Constraint::DocumentsOneCurrentScan) => {
-                // Another intake of the same scan committed between our check and our insert.
-                drop(tx);
-                let existing = documents::find_current_scan(
-                    &vault.db.pool,
-                    &citizen_hex,
-                    row.doc_type,
-                    &row.sha256,
-                )
-                .await?
-                .ok_or_else(|| {
-                    ApiError::Conflict("a concurrent intake changed this record; retry".into())
-                })?;
-                return answer_duplicate(vault, &keys, &self.object_key, existing, audit_entry)
-                    .await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-        documents::delete_intent(&mut *tx, &self.object_key).await?;
-        audit_entry.document_id = Some(row.id.to_string());
-        audit::append(&mut tx, &keys, &vault.metrics, audit_entry).await?;
-        vault.fault(FaultPoint::BeforeCommit)?;
-        audit::commit(tx, &vault.metrics).await?;
-        vault.fault(FaultPoint::AfterCommit)?;
-        Metrics::inc(&vault.metrics.documents_taken_in);
-        Ok(IntakeResult::Created(view(vault, &row)?))
+        Ok(row)
     }
 
-    /// Gives up on the intake: the object (if any) and its intent are removed.
-    pub async fn abort(self) {
-        if self.crashed {
-            return;
+    /// Marks `old_id` superseded inside the intake's transaction, if it is a current document
+    /// of the same citizen.
+    async fn supersede(
+        &self,
+        tx: &mut Tx,
+        old_id: Uuid,
+        audit_entry: &mut Entry,
+    ) -> Result<(), Refusal> {
+        let old = documents::get(&mut **tx, old_id)
+            .await
+            .map_err(|e| Refusal::Plain(e.into()))?;
+        if old
+            .as_ref()
+            .is_none_or(|o| o.citizen_idx != self.citizen.to_hex())
+        {
+            let mut entry = audit_entry.clone();
+            entry.document_id = Some(old_id.to_string());
+            return Err(Refusal::Logged(Box::new(entry), ApiError::NotFound));
         }
-        let vault = self.vault;
-        let key = self.object_key.clone();
-        self.writer.abort().await;
-        discard(vault, &key).await;
+        let clerk = self.caller.staff_id().unwrap_or("-");
+        let superseded = documents::change_status(
+            tx,
+            old_id,
+            &[DocStatus::Pending, DocStatus::Verified],
+            DocStatus::Superseded,
+            clerk,
+            now_ms(),
+        )
+        .await
+        .map_err(|e| Refusal::Plain(e.into()))?;
+        if !superseded {
+            return Err(Refusal::Plain(ApiError::Conflict(
+                "the document to supersede is not current (already superseded or revoked)".into(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// A concurrent intake of the same scan committed first: answer with its document.
+    async fn lost_race(
+        &self,
+        row: &DocumentRow,
+        audit_entry: Entry,
+    ) -> Result<IntakeResult, ApiError> {
+        let existing = documents::find_current_scan(
+            &self.vault.db.pool,
+            &row.citizen_idx,
+            row.doc_type,
+            &row.sha256,
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::Conflict("a concurrent intake changed this record; retry".into())
+        })?;
+        answer_duplicate(
+            self.vault,
+            &self.keys,
+            &self.object_key,
+            existing,
+            audit_entry,
+        )
+        .await
     }
 }
 

@@ -1,0 +1,120 @@
+//! A stored document opened for its reader: the binding its ciphertexts are sealed to, its data
+//! key unwrapped, its personal fields opened into the view clients see, its attestation signed.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::Vault;
+use crate::crypto::CitizenIndex;
+use crate::crypto::attestation::{self, AttestationClaims};
+use crate::crypto::envelope::{self, Binding, DataKey};
+use crate::crypto::keyring::Keyring;
+use crate::db::documents::DocumentRow;
+use crate::domain::{PersonalFields, format_rfc3339 as rfc3339};
+use crate::error::ApiError;
+
+pub fn binding(row: &DocumentRow) -> Result<Binding, ApiError> {
+    Ok(Binding {
+        document_id: row.id,
+        citizen: CitizenIndex::from_hex(&row.citizen_idx)
+            .ok_or_else(|| ApiError::Internal("stored citizen index is not hex".into()))?,
+    })
+}
+
+/// Unwraps a document's data key with the KEK version that wrapped it. A version this process
+/// has not loaded yet was made by a rotation elsewhere: the key files are read again once.
+pub fn data_key(vault: &Vault, row: &DocumentRow) -> Result<DataKey, ApiError> {
+    let version = u32::try_from(row.kek_version)
+        .map_err(|_| ApiError::Internal("stored KEK version out of range".into()))?;
+    let keys = vault
+        .keys
+        .with_kek(version)
+        .map_err(|e| ApiError::internal("reload keys", e))?;
+    let kek = keys.kek(version).ok_or_else(|| {
+        ApiError::Internal(format!("KEK version {version} is not in the key directory"))
+    })?;
+    kek.unwrap(&row.wrapped_key, &binding(row)?)
+        .map_err(|e| ApiError::Integrity(format!("document {}: {e}", row.id)))
+}
+
+/// A document as clients see it: metadata with the personal fields opened.
+#[derive(Debug, Serialize)]
+pub struct DocumentView {
+    pub id: Uuid,
+    pub doc_type: &'static str,
+    pub status: &'static str,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    #[serde(flatten)]
+    pub fields: PersonalFields,
+    pub verified_against_original: bool,
+    pub taken_in: Stamp,
+    pub verified: Option<Stamp>,
+    pub supersedes: Option<Uuid>,
+    pub attestation: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Stamp {
+    pub by: String,
+    pub office: String,
+    pub at: String,
+}
+
+pub fn view(vault: &Vault, row: &DocumentRow) -> Result<DocumentView, ApiError> {
+    let key = data_key(vault, row)?;
+    let json = envelope::open_fields(&key, &binding(row)?, &row.sealed_fields)
+        .map_err(|e| ApiError::Integrity(format!("document {}: {e}", row.id)))?;
+    let fields: PersonalFields = serde_json::from_slice(&json)
+        .map_err(|e| ApiError::internal("sealed fields are not valid JSON", e))?;
+    Ok(DocumentView {
+        id: row.id,
+        doc_type: row.doc_type.as_str(),
+        status: row.status.as_str(),
+        content_type: row.content_type.clone(),
+        size: row.size_bytes,
+        sha256: row.sha256.clone(),
+        fields,
+        verified_against_original: row.verified_against_original,
+        taken_in: Stamp {
+            by: row.intake_by.clone(),
+            office: row.intake_office.clone(),
+            at: rfc3339(row.intake_at),
+        },
+        verified: match (&row.verified_by, &row.verified_office, row.verified_at) {
+            (Some(by), Some(office), Some(at)) => Some(Stamp {
+                by: by.clone(),
+                office: office.clone(),
+                at: rfc3339(at),
+            }),
+            _ => None,
+        },
+        supersedes: row.supersedes,
+        attestation: row.attestation.clone(),
+    })
+}
+
+/// Signs the attestation of `row` as verified by `by` at `office`, at `at` (ms).
+pub fn attest(
+    keys: &Keyring,
+    issuer: &str,
+    row: &DocumentRow,
+    by: &str,
+    office: &str,
+    at: i64,
+) -> Result<String, ApiError> {
+    let claims = AttestationClaims {
+        iss: issuer.to_owned(),
+        document_id: row.id.to_string(),
+        doc_type: row.doc_type.as_str().to_owned(),
+        sha256: row.sha256.clone(),
+        size: row.size_bytes,
+        verified_by: by.to_owned(),
+        office: office.to_owned(),
+        verified_at: rfc3339(at),
+        iat: at / 1000,
+    };
+    attestation::sign(&keys.attestation, &claims)
+        .map_err(|e| ApiError::internal("sign attestation", e))
+}
