@@ -20,6 +20,8 @@ use object_store::{
 };
 use uuid::Uuid;
 
+use crate::config::StorageUrl;
+
 /// What went wrong in the object store, in the terms the layers above decide on.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -82,58 +84,56 @@ impl BlobStore {
     /// credentials from the usual `AWS_*` variables, each overridable by `HOSO_S3_*`
     /// (`ENDPOINT`, `REGION`, `ACCESS_KEY_ID`, `SECRET_ACCESS_KEY`, `ALLOW_HTTP`).
     pub fn from_url(url: &str) -> Result<Self, String> {
-        if let Some(dir) = url.strip_prefix("file://") {
-            let root = PathBuf::from(dir);
-            std::fs::create_dir_all(&root)
-                .map_err(|e| format!("cannot create storage directory {}: {e}", root.display()))?;
-            let root = root
-                .canonicalize()
-                .map_err(|e| format!("storage directory {}: {e}", root.display()))?;
-            let store = LocalFileSystem::new_with_prefix(&root)
-                .map_err(|e| format!("storage directory {}: {e}", root.display()))?;
-            Ok(Self {
-                store: Arc::new(store),
-                local_root: Some(root),
-            })
-        } else if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err("HOSO_STORAGE_URL s3://BUCKET[/PREFIX] needs a bucket".into());
-            }
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            let var = |name: &str| std::env::var(format!("HOSO_S3_{name}")).ok();
-            if let Some(v) = var("ENDPOINT") {
-                builder = builder.with_endpoint(v);
-            }
-            if let Some(v) = var("REGION") {
-                builder = builder.with_region(v);
-            }
-            if let Some(v) = var("ACCESS_KEY_ID") {
-                builder = builder.with_access_key_id(v);
-            }
-            if let Some(v) = var("SECRET_ACCESS_KEY") {
-                builder = builder.with_secret_access_key(v);
-            }
-            if let Some(v) = var("ALLOW_HTTP") {
-                builder = builder.with_allow_http(v == "true" || v == "1");
-            }
-            let store = builder
-                .build()
-                .map_err(|e| format!("S3 storage {url}: {e}"))?;
-            let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
-                Arc::new(store)
-            } else {
-                Arc::new(PrefixStore::new(store, prefix))
-            };
-            Ok(Self {
-                store,
-                local_root: None,
-            })
-        } else {
-            Err(format!(
-                "HOSO_STORAGE_URL {url:?} is not supported; use file://DIR or s3://BUCKET[/PREFIX]"
-            ))
+        match StorageUrl::parse(url)? {
+            StorageUrl::Local(root) => Self::local(root),
+            StorageUrl::S3 { bucket, prefix } => Self::s3(url, &bucket, &prefix),
         }
+    }
+
+    fn local(root: PathBuf) -> Result<Self, String> {
+        std::fs::create_dir_all(&root)
+            .map_err(|e| format!("cannot create storage directory {}: {e}", root.display()))?;
+        let root = root
+            .canonicalize()
+            .map_err(|e| format!("storage directory {}: {e}", root.display()))?;
+        let store = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| format!("storage directory {}: {e}", root.display()))?;
+        Ok(Self {
+            store: Arc::new(store),
+            local_root: Some(root),
+        })
+    }
+
+    fn s3(url: &str, bucket: &str, prefix: &str) -> Result<Self, String> {
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let var = |name: &str| std::env::var(format!("HOSO_S3_{name}")).ok();
+        if let Some(v) = var("ENDPOINT") {
+            builder = builder.with_endpoint(v);
+        }
+        if let Some(v) = var("REGION") {
+            builder = builder.with_region(v);
+        }
+        if let Some(v) = var("ACCESS_KEY_ID") {
+            builder = builder.with_access_key_id(v);
+        }
+        if let Some(v) = var("SECRET_ACCESS_KEY") {
+            builder = builder.with_secret_access_key(v);
+        }
+        if let Some(v) = var("ALLOW_HTTP") {
+            builder = builder.with_allow_http(v == "true" || v == "1");
+        }
+        let store = builder
+            .build()
+            .map_err(|e| format!("S3 storage {url}: {e}"))?;
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(store)
+        } else {
+            Arc::new(PrefixStore::new(store, prefix))
+        };
+        Ok(Self {
+            store,
+            local_root: None,
+        })
     }
 
     pub fn local_root(&self) -> Option<&FsPath> {
@@ -184,11 +184,6 @@ impl BlobStore {
         }
     }
 
-    /// Every object key in the store (maintenance and tests; bodies are found via rows).
-    pub async fn list_keys(&self) -> Result<Vec<String>, BlobError> {
-        Ok(self.list().await?.into_iter().map(|(key, _)| key).collect())
-    }
-
     /// Every object with its last-modified time (ms since the epoch).
     pub async fn list(&self) -> Result<Vec<(String, i64)>, BlobError> {
         self.store
@@ -210,47 +205,29 @@ impl BlobStore {
         let Some(root) = &self.local_root else {
             return Vec::new();
         };
-        let mut found = Vec::new();
-        let mut stack = vec![root.clone()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if entry.file_name().to_string_lossy().contains('#') {
-                    let age = entry
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| t.elapsed().ok())
-                        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-                    found.push((path, age));
-                }
-            }
-        }
-        found
+        // An unreadable directory hides no staging file we could delete anyway.
+        let files = files_under(root).unwrap_or_default();
+        files
+            .into_iter()
+            .filter(|path| {
+                path.file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains('#'))
+            })
+            .map(|path| {
+                let age = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                (path, age)
+            })
+            .collect()
     }
 
-    /// The stored bytes of an object, as they are (sealed).
-    pub async fn read_raw(&self, key: &str) -> Result<Bytes, BlobError> {
-        let result = self
-            .store
-            .get(&Path::from(key))
-            .await
-            .map_err(|e| BlobError::failed("object store read", e))?;
-        result
-            .bytes()
-            .await
-            .map_err(|e| BlobError::failed("object store read", e))
-    }
-
-    /// Replaces an object's bytes. Only for tests that tamper with storage and for repairs.
-    pub async fn overwrite_raw(&self, key: &str, bytes: Vec<u8>) -> Result<(), BlobError> {
-        self.store
-            .put(&Path::from(key), PutPayload::from(bytes))
-            .await
-            .map_err(|e| BlobError::failed("object store put", e))?;
-        Ok(())
+    /// The store underneath, for tests that tamper with stored objects as an intruder would.
+    /// The vault itself only goes through the methods above.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
     }
 
     pub async fn ready(&self) -> bool {
@@ -282,6 +259,24 @@ impl BlobStore {
         .map_err(|e| BlobError::failed("fsync task", e))?
         .map_err(|e| BlobError::failed("object store fsync", e))
     }
+}
+
+/// Every file under `root`, at any depth (directories themselves are not listed). The one
+/// directory walk: the sweep looks for cut-off local writes with it, a restore copies with it.
+pub fn files_under(root: &FsPath) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Writes one object: buffered up to [`PART_SIZE`], then streamed as a multipart upload. Nothing

@@ -31,6 +31,64 @@ impl FromStr for SecretString {
 
 pub const MIB: u64 = 1024 * 1024;
 
+/// `HOSO_DATABASE_URL`, by scheme. The one place a database URL is taken apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `sqlite://PATH[?options]`; `url` is what sqlx opens (creating the file unless the URL
+    /// says otherwise), `file` the database file.
+    Sqlite { url: String, file: PathBuf },
+    /// `postgres://…` or `postgresql://…`, passed to sqlx as it is.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(rest) = url.strip_prefix("sqlite://") {
+            let file = PathBuf::from(rest.split('?').next().unwrap_or(rest));
+            let url = if rest.contains('?') {
+                url.to_owned()
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            Ok(Self::Sqlite { url, file })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(url.to_owned()))
+        } else {
+            Err("HOSO_DATABASE_URL must start with sqlite:// or postgres://".into())
+        }
+    }
+}
+
+/// `HOSO_STORAGE_URL`, by scheme. The one place a storage URL is taken apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageUrl {
+    /// `file://DIR`, relative or absolute.
+    Local(PathBuf),
+    /// `s3://BUCKET[/PREFIX]`.
+    S3 { bucket: String, prefix: String },
+}
+
+impl StorageUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(dir) = url.strip_prefix("file://") {
+            Ok(Self::Local(PathBuf::from(dir)))
+        } else if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err("HOSO_STORAGE_URL s3://BUCKET[/PREFIX] needs a bucket".into());
+            }
+            Ok(Self::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.to_owned(),
+            })
+        } else {
+            Err(format!(
+                "HOSO_STORAGE_URL {url:?} is not supported; use file://DIR or s3://BUCKET[/PREFIX]"
+            ))
+        }
+    }
+}
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct Settings {
     /// Metadata database: `sqlite://PATH` (created if missing) or `postgres://…`.
@@ -129,6 +187,40 @@ impl Settings {
             upload_stall_seconds: 30,
             test_fault: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_taken_apart_by_scheme() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/hoso.db"),
+            Ok(DatabaseUrl::Sqlite {
+                url: "sqlite://data/hoso.db?mode=rwc".into(),
+                file: "data/hoso.db".into()
+            })
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgresql://db/hoso"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert!(DatabaseUrl::parse("mysql://db").is_err());
+        assert_eq!(
+            StorageUrl::parse("s3://bodies/ward-1"),
+            Ok(StorageUrl::S3 {
+                bucket: "bodies".into(),
+                prefix: "ward-1".into()
+            })
+        );
+        assert_eq!(
+            StorageUrl::parse("file:///srv/hoso"),
+            Ok(StorageUrl::Local("/srv/hoso".into()))
+        );
+        assert!(StorageUrl::parse("s3:///x").is_err());
+        assert!(StorageUrl::parse("/srv/hoso").is_err());
     }
 }
 

@@ -57,8 +57,6 @@ macro_rules! string_enum {
         pub enum $name { $($variant),+ }
 
         impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
@@ -163,12 +161,6 @@ impl MediaType {
             Self::Tiff => "image/tiff",
         }
     }
-
-    pub fn from_mime(mime: &str) -> Option<Self> {
-        [Self::Pdf, Self::Jpeg, Self::Png, Self::Tiff]
-            .into_iter()
-            .find(|m| m.as_mime() == mime)
-    }
 }
 
 /// A short identifier: staff ids, office codes, case references (dossier codes such as
@@ -191,10 +183,6 @@ impl Code {
                 "{what} must be 1-64 characters of letters, digits and .-_/:@"
             )))
         }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 

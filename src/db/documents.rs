@@ -322,24 +322,40 @@ where
     rows.iter().map(|r| col(r, "object_key")).collect()
 }
 
-/// Documents in id order after `after` (keyset paging for whole-store checks).
-pub async fn page_after<'e, E>(
-    executor: E,
-    after: &str,
-    limit: i64,
-) -> Result<Vec<DocumentRow>, DbError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM documents WHERE id > $1 ORDER BY id LIMIT $2"
-    ))
-    .bind(after)
-    .bind(limit)
-    .fetch_all(executor)
-    .await
-    .map_err(db_err("page documents"))?;
-    rows.iter().map(from_row).collect()
+/// Every document in id order, a page at a time: keyset paging, so memory stays flat and a
+/// document taken in meanwhile is either seen once or not at all. The one paging loop for
+/// whole-vault passes (`doctor`, `backup`).
+pub struct AllDocuments<'p> {
+    pool: &'p sqlx::AnyPool,
+    after: String,
+}
+
+impl<'p> AllDocuments<'p> {
+    pub fn new(pool: &'p sqlx::AnyPool) -> Self {
+        Self {
+            pool,
+            after: String::new(),
+        }
+    }
+
+    /// The next page, or `None` when every document has been seen.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<DocumentRow>>, DbError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM documents WHERE id > $1 ORDER BY id LIMIT 200"
+        ))
+        .bind(&self.after)
+        .fetch_all(self.pool)
+        .await
+        .map_err(db_err("page documents"))?;
+        let page = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        match page.last() {
+            Some(last) => {
+                self.after = last.id.to_string();
+                Ok(Some(page))
+            }
+            None => Ok(None),
+        }
+    }
 }
 
 pub async fn count<'e, E>(executor: E) -> Result<i64, DbError>

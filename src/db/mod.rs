@@ -16,6 +16,8 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection, Executor};
 
+use crate::config::DatabaseUrl;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -111,17 +113,9 @@ impl Db {
     /// Connects by URL (`sqlite://PATH` creates the file; `postgres://…`) and migrates.
     pub async fn connect(url: &str) -> Result<Self, String> {
         install_default_drivers();
-        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
-            let url = if rest.contains('?') {
-                url.to_owned()
-            } else {
-                format!("sqlite:{rest}?mode=rwc")
-            };
-            (Backend::Sqlite, url)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_owned())
-        } else {
-            return Err("HOSO_DATABASE_URL must start with sqlite:// or postgres://".into());
+        let (backend, url) = match DatabaseUrl::parse(url)? {
+            DatabaseUrl::Sqlite { url, .. } => (Backend::Sqlite, url),
+            DatabaseUrl::Postgres(url) => (Backend::Postgres, url),
         };
         let options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })

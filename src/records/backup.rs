@@ -13,14 +13,9 @@ use futures_util::StreamExt;
 
 use super::Vault;
 use crate::blob::BlobStore;
+use crate::config::{DatabaseUrl, StorageUrl};
 use crate::db::{Backend, Db, documents};
 use crate::error::ApiError;
-
-/// The file of a `sqlite://` database URL.
-pub fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://")?;
-    Some(PathBuf::from(rest.split('?').next().unwrap_or(rest)))
-}
 
 fn embedded_only(vault: &Vault) -> Result<PathBuf, ApiError> {
     let not_embedded = || {
@@ -76,11 +71,8 @@ pub async fn backup(
     let store = BlobStore::from_url(&format!("file://{}", dir.join("storage").display()))
         .map_err(ApiError::Internal)?;
     let mut done = 0u64;
-    let mut last = String::new();
-    loop {
-        let page = documents::page_after(&copy.pool, &last, 200).await?;
-        let Some(tail) = page.last() else { break };
-        last = tail.id.to_string();
+    let mut pages = documents::AllDocuments::new(&copy.pool);
+    while let Some(page) = pages.next_page().await? {
         for doc in page {
             let mut source = vault.blobs.get(&doc.object_key).await?;
             let mut writer = store.writer(&doc.object_key);
@@ -99,12 +91,14 @@ pub async fn backup(
 /// Puts a backup in place for the settings' database file and storage directory, both of which
 /// must be empty or absent: a restore never overwrites a vault.
 pub fn restore(dir: &Path, database_url: &str, storage_url: &str) -> Result<u64, String> {
-    let database = sqlite_file(database_url)
-        .ok_or("restore covers the embedded default: HOSO_DATABASE_URL must be sqlite://")?;
-    let storage = storage_url
-        .strip_prefix("file://")
-        .map(PathBuf::from)
-        .ok_or("restore covers the embedded default: HOSO_STORAGE_URL must be file://")?;
+    let DatabaseUrl::Sqlite { file: database, .. } = DatabaseUrl::parse(database_url)? else {
+        return Err(
+            "restore covers the embedded default: HOSO_DATABASE_URL must be sqlite://".into(),
+        );
+    };
+    let StorageUrl::Local(storage) = StorageUrl::parse(storage_url)? else {
+        return Err("restore covers the embedded default: HOSO_STORAGE_URL must be file://".into());
+    };
     let snapshot = dir.join("hoso.db");
     if !snapshot.exists() {
         return Err(format!("{} holds no hoso.db: not a backup", dir.display()));
@@ -129,27 +123,28 @@ pub fn restore(dir: &Path, database_url: &str, storage_url: &str) -> Result<u64,
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
     copy_synced(&snapshot, &database).map_err(io(&database))?;
-    let mut copied = 0;
-    let mut stack = vec![dir.join("storage")];
-    while let Some(from_dir) = stack.pop() {
-        let rel = from_dir
-            .strip_prefix(dir.join("storage"))
-            .unwrap_or(Path::new(""));
-        let to_dir = storage.join(rel);
+    let from = dir.join("storage");
+    let files = crate::blob::files_under(&from).map_err(io(&from))?;
+    let mut synced_dirs = std::collections::BTreeSet::new();
+    for path in &files {
+        let rel = path.strip_prefix(&from).unwrap_or(path);
+        let to = storage.join(rel);
+        let to_dir = to.parent().unwrap_or(&storage).to_owned();
         std::fs::create_dir_all(&to_dir).map_err(io(&to_dir))?;
-        for entry in std::fs::read_dir(&from_dir).map_err(io(&from_dir))? {
-            let path = entry.map_err(io(&from_dir))?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Some(name) = path.file_name() {
-                copy_synced(&path, &to_dir.join(name)).map_err(io(&path))?;
-                copied += 1;
-            }
+        copy_synced(path, &to).map_err(io(path))?;
+        // The new directory entries, up to the storage root, must reach the disk too.
+        let mut d = Some(to_dir.as_path());
+        while let Some(dir) = d.filter(|d| d.starts_with(&storage)) {
+            synced_dirs.insert(dir.to_owned());
+            d = dir.parent();
         }
-        std::fs::File::open(&to_dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&to_dir))?;
     }
+    for d in synced_dirs.iter().rev() {
+        std::fs::File::open(d)
+            .and_then(|d| d.sync_all())
+            .map_err(io(d))?;
+    }
+    let copied = files.len() as u64;
     Ok(copied)
 }
 

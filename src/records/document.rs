@@ -13,7 +13,15 @@ use crate::db::documents::DocumentRow;
 use crate::domain::{PersonalFields, format_rfc3339 as rfc3339};
 use crate::error::ApiError;
 
+/// What the row's ciphertexts are bound to. Refuses a row of a format this version does not
+/// write: its bytes would be read with the wrong layout.
 pub fn binding(row: &DocumentRow) -> Result<Binding, ApiError> {
+    if row.format_version != i64::from(envelope::FORMAT_VERSION) {
+        return Err(ApiError::Integrity(format!(
+            "document {}: unknown format version {}",
+            row.id, row.format_version
+        )));
+    }
     Ok(Binding {
         document_id: row.id,
         citizen: CitizenIndex::from_hex(&row.citizen_idx)

@@ -40,12 +40,9 @@ pub async fn doctor(
 ) -> Result<DoctorReport, ApiError> {
     let total = documents::count(&vault.db.pool).await?;
     let mut report = DoctorReport::default();
-    let mut last = String::new();
     let mut shown = Instant::now();
-    loop {
-        let page = documents::page_after(&vault.db.pool, &last, 200).await?;
-        let Some(tail) = page.last() else { break };
-        last = tail.id.to_string();
+    let mut pages = documents::AllDocuments::new(&vault.db.pool);
+    while let Some(page) = pages.next_page().await? {
         for doc in page {
             let mut sha = Sha256::default();
             let checked =

@@ -351,29 +351,38 @@ impl TestVault {
     /// A document's sealed body, as stored.
     pub async fn object(&self, id: &str) -> Vec<u8> {
         let key = hoso::blob::BlobStore::key_for(uuid::Uuid::parse_str(id).unwrap());
-        self.state
-            .vault
-            .blobs
-            .read_raw(&key)
-            .await
-            .unwrap()
-            .to_vec()
+        self.raw_object(&key).await
     }
 
     /// Replaces a document's sealed body, as an intruder with storage access would.
     pub async fn set_object(&self, id: &str, bytes: Vec<u8>) {
         let key = hoso::blob::BlobStore::key_for(uuid::Uuid::parse_str(id).unwrap());
-        self.state
-            .vault
-            .blobs
-            .overwrite_raw(&key, bytes)
+        self.put_raw_object(&key, bytes).await;
+    }
+
+    /// The bytes stored under `key`, as they are.
+    pub async fn raw_object(&self, key: &str) -> Vec<u8> {
+        let store = self.state.vault.blobs.object_store();
+        let got = store
+            .get(&object_store::path::Path::from(key))
+            .await
+            .unwrap();
+        got.bytes().await.unwrap().to_vec()
+    }
+
+    /// Writes `bytes` under `key` behind the vault's back.
+    pub async fn put_raw_object(&self, key: &str, bytes: Vec<u8>) {
+        let store = self.state.vault.blobs.object_store();
+        store
+            .put(&object_store::path::Path::from(key), bytes.into())
             .await
             .unwrap();
     }
 
     /// Every object in this vault's store.
     pub async fn stored_keys(&self) -> Vec<String> {
-        self.state.vault.blobs.list_keys().await.unwrap()
+        let listed = self.state.vault.blobs.list().await.unwrap();
+        listed.into_iter().map(|(key, _)| key).collect()
     }
 
     /// Every byte the database holds, in a form a needle can be searched for in: the SQLite

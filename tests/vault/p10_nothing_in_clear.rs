@@ -94,7 +94,7 @@ async fn the_database_files_hold_no_national_id_name_or_document_number() {
         );
     }
     for key in vault.stored_keys().await {
-        let stored = vault.state.vault.blobs.read_raw(&key).await.unwrap();
+        let stored = vault.raw_object(&key).await;
         assert!(
             !contains(&stored, &scan[9..41]),
             "the object store holds the scan in clear"

@@ -87,12 +87,8 @@ async fn sweep_reports_first_and_removes_only_what_no_document_will_use() {
     let kept = vault.take_in(CITIZEN_A, "passport", &pdf(311, 5000)).await;
     let orphan = format!("bodies/ffff/{}", uuid::Uuid::now_v7());
     vault
-        .state
-        .vault
-        .blobs
-        .overwrite_raw(&orphan, b"left by a restore gone wrong".to_vec())
-        .await
-        .unwrap();
+        .put_raw_object(&orphan, b"left by a restore gone wrong".to_vec())
+        .await;
     if backend() == Backend::SqliteLocal {
         let dir = vault.storage().join("bodies/eeee");
         std::fs::create_dir_all(&dir).unwrap();
