@@ -1,4 +1,4 @@
-//! Cryptography, split as DESIGN.md says: aes-gcm seals bodies, fields and data keys; ring does
+//! Cryptography, split as `docs/design.md` says: aes-gcm seals bodies, fields and data keys; ring does
 //! SHA-256, HMAC, Ed25519 and randomness.
 
 pub mod attestation;

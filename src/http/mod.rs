@@ -7,6 +7,7 @@ mod caller;
 mod documents;
 mod grants;
 mod health;
+mod openapi;
 
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -26,6 +27,7 @@ pub fn app(state: AppState) -> Router {
         .merge(grants::router())
         .merge(audit::router())
         .merge(health::router())
+        .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -1,7 +1,9 @@
-//! The integration suite: every promise of DESIGN.md, through the real router, on a real SQLite
+//! The integration suite: every promise of `docs/design.md`, through the real router, on a real SQLite
 //! file and a real local object store.
 
 mod common;
+
+mod contract;
 
 mod p01_tampered_bodies;
 mod p02_moved_ciphertexts;
