@@ -230,6 +230,11 @@ impl BlobStore {
         &self.store
     }
 
+    /// Bytes free to this process under a local store (`None` for S3).
+    pub fn free_bytes(&self) -> Option<u64> {
+        free_bytes(self.local_root.as_deref()?)
+    }
+
     pub async fn ready(&self) -> bool {
         match self.store.head(&Path::from("readyz-probe")).await {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => true,
@@ -259,6 +264,12 @@ impl BlobStore {
         .map_err(|e| BlobError::failed("fsync task", e))?
         .map_err(|e| BlobError::failed("object store fsync", e))
     }
+}
+
+/// Bytes an unprivileged writer can still use on the filesystem holding `dir`.
+pub fn free_bytes(dir: &FsPath) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// Every file under `root`, at any depth (directories themselves are not listed). The one

@@ -159,6 +159,17 @@ pub struct Settings {
     )]
     pub upload_stall_seconds: u64,
 
+    /// `/readyz` says not ready (`disk_full`) when less than this many bytes are free under
+    /// the SQLite file or the local storage directory: a vault that cannot write its audit
+    /// log cannot serve, so the balancer should stop sending it traffic before writes fail.
+    #[arg(
+        long,
+        env = "HOSO_MIN_FREE_BYTES",
+        default_value_t = 64 * MIB,
+        global = true
+    )]
+    pub min_free_bytes: u64,
+
     /// Test-only: make intakes stop dead at this point, leaving storage and database exactly as
     /// a crash there would. Never set in production.
     #[arg(long, env = "HOSO_TEST_FAULT", hide = true, global = true)]
@@ -185,6 +196,7 @@ impl Settings {
             token_audience: "hoso".into(),
             sweep_grace_seconds: 3600,
             upload_stall_seconds: 30,
+            min_free_bytes: 64 * MIB,
             test_fault: None,
         }
     }

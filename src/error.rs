@@ -46,7 +46,9 @@ pub enum ApiError {
     #[error("the stored document failed its integrity check")]
     Integrity(String),
     /// The disk under the database or the object store is full. Nothing was stored.
-    #[error("the vault's storage is full; nothing was stored")]
+    #[error(
+        "the vault's disk is full, so this request could not be recorded; try again once space is freed"
+    )]
     InsufficientStorage(String),
     /// A dependency (database, object store, audit log) is not available.
     #[error("the service is temporarily unavailable")]

@@ -28,6 +28,8 @@ pub enum Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// The SQLite database file (none for PostgreSQL, whose disk is the server's).
+    file: Option<std::path::PathBuf>,
     /// SQLite has one writer at a time and makes the others sleep-poll for its lock (waits of
     /// over a second were measured under 8 clients). Queuing writers here instead, in process,
     /// hands the lock over at once. PostgreSQL queues on row locks itself: no gate.
@@ -113,9 +115,9 @@ impl Db {
     /// Connects by URL (`sqlite://PATH` creates the file; `postgres://…`) and migrates.
     pub async fn connect(url: &str) -> Result<Self, String> {
         install_default_drivers();
-        let (backend, url) = match DatabaseUrl::parse(url)? {
-            DatabaseUrl::Sqlite { url, .. } => (Backend::Sqlite, url),
-            DatabaseUrl::Postgres(url) => (Backend::Postgres, url),
+        let (backend, url, file) = match DatabaseUrl::parse(url)? {
+            DatabaseUrl::Sqlite { url, file } => (Backend::Sqlite, url, Some(file)),
+            DatabaseUrl::Postgres(url) => (Backend::Postgres, url, None),
         };
         let options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
@@ -144,6 +146,7 @@ impl Db {
         let db = Self {
             pool,
             backend,
+            file,
             write_gate,
         };
         db.migrate().await?;
@@ -222,6 +225,17 @@ impl Db {
             open: true,
             _gate: gate,
         })
+    }
+
+    /// Bytes free to this process on the filesystem holding the SQLite file (`None` for
+    /// PostgreSQL, or when it cannot be told).
+    pub fn free_bytes(&self) -> Option<u64> {
+        let file = self.file.as_ref()?;
+        let dir = match file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        crate::blob::free_bytes(dir)
     }
 
     pub async fn ping(&self) -> bool {

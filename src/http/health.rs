@@ -18,10 +18,20 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let db = state.vault.db.ping().await;
-    let store = state.vault.blobs.ready().await;
+    let vault = &state.vault;
+    let db = vault.db.ping().await;
+    let store = vault.blobs.ready().await;
+    // A full disk under the database or the store: every write, audit entries included, is
+    // about to fail, so stop taking traffic before that.
+    let min_free = state.settings.min_free_bytes;
+    let database_free = vault.db.free_bytes();
+    let storage_free = vault.blobs.free_bytes();
+    let disk_full = [database_free, storage_free]
+        .into_iter()
+        .flatten()
+        .any(|free| free < min_free);
     // Keys are loaded at start-up and kept in memory: present if we are running.
-    let ok = db && store;
+    let ok = db && store && !disk_full;
     let status = if ok {
         StatusCode::OK
     } else {
@@ -29,7 +39,15 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     (
         status,
-        Json(json!({"ready": ok, "database": db, "storage": store, "keys": true})),
+        Json(json!({
+            "ready": ok,
+            "database": db,
+            "storage": store,
+            "keys": true,
+            "disk_full": disk_full,
+            "database_free_bytes": database_free,
+            "storage_free_bytes": storage_free,
+        })),
     )
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 mod contract;
+mod faults;
 
 mod p01_tampered_bodies;
 mod p02_moved_ciphertexts;

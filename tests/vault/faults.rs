@@ -1,0 +1,306 @@
+//! What hoso stands on gives way under a real `hoso serve`: the disk fills. Whatever happens, no
+//! read answers 200 without its audit entry committed, and the vault recovers by itself.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+use crate::processes::{call, start_fleet_with, try_intake};
+
+/// A small tmpfs of its own, so a test can fill a disk without touching the machine's.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(mib: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "the full-disk test mounts a {mib} MiB tmpfs at {} and could not: it needs root \
+             (or CAP_SYS_ADMIN), as CI and the test machines have",
+            dir.path().display()
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the filesystem refuses another byte.
+    fn fill(&self) -> PathBuf {
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        for chunk in [1 << 20, 4096, 512, 1] {
+            let block = vec![0u8; chunk];
+            while file.write_all(&block).is_ok() {}
+        }
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// What the clients saw while the disk was full.
+#[derive(Default)]
+struct Seen {
+    /// Responses by (what, status).
+    statuses: BTreeMap<(&'static str, u16), u64>,
+    longest: Duration,
+}
+
+impl Seen {
+    fn note(&mut self, what: &'static str, status: u16, took: Duration) {
+        *self.statuses.entry((what, status)).or_default() += 1;
+        self.longest = self.longest.max(took);
+    }
+
+    fn ok(&self, what: &'static str) -> u64 {
+        self.statuses.get(&(what, 200)).copied().unwrap_or(0)
+    }
+}
+
+async fn create_grant(addr: SocketAddr, clerk: &str, doc_types: &[&str]) -> String {
+    let body = json!({
+        "national_id": CITIZEN_A, "doc_types": doc_types,
+        "case_ref": "000.00.31.H40-261201-0001", "purpose": "Đăng ký kết hôn",
+        "grantee": "binh.tran", "ttl_seconds": 3600, "max_uses": 1000,
+    });
+    let (status, reply) = call(
+        addr,
+        "POST",
+        "/v1/grants",
+        Some(clerk),
+        Some(("application/json", body.to_string().into_bytes())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&reply));
+    let reply: Value = serde_json::from_slice(&reply).unwrap();
+    reply["token"].as_str().unwrap().to_owned()
+}
+
+/// Reads and intakes, mixed, until `until`.
+async fn drive(
+    addr: SocketAddr,
+    clerk: &str,
+    officer: &str,
+    ids: &[String],
+    until: Instant,
+    seed: u64,
+) -> Seen {
+    let mut seen = Seen::default();
+    let mut n = 0u64;
+    while Instant::now() < until {
+        n += 1;
+        let id = &ids[n as usize % ids.len()];
+        let content = format!("/v1/documents/{id}/content");
+        let metadata = format!("/v1/documents/{id}");
+        let list = format!("/v1/citizens/{CITIZEN_A}/documents");
+        let reads: [(&'static str, &str, &str); 3] = [
+            ("content", &content, officer),
+            ("metadata", &metadata, clerk),
+            ("list", &list, clerk),
+        ];
+        for (what, path, token) in reads {
+            let start = Instant::now();
+            let status = match call(addr, "GET", path, Some(token), None).await {
+                Ok((status, _)) => status,
+                Err(_) => 0,
+            };
+            seen.note(what, status, start.elapsed());
+        }
+        let start = Instant::now();
+        let scan = pdf(seed * 1_000_000 + n, 96 * 1024);
+        let status = match try_intake(addr, clerk, CITIZEN_A, "other", scan).await {
+            Ok((status, reply)) => {
+                if status == 507 {
+                    assert_eq!(reply["error"]["code"], "insufficient_storage");
+                }
+                status
+            }
+            Err(_) => 0,
+        };
+        seen.note("intake", status, start.elapsed());
+    }
+    seen
+}
+
+async fn readyz(addr: SocketAddr) -> (u16, Value) {
+    let (status, body) = call(addr, "GET", "/readyz", None, None).await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_never_serves_an_unlogged_read_and_recovers_without_a_restart() {
+    // The embedded default with database and store on one small filesystem (the default
+    // layout), keys elsewhere.
+    let disk = Tmpfs::mount(48);
+    let keys = tempfile::tempdir().unwrap();
+    let mut settings = hoso::config::Settings::embedded_in(disk.path());
+    settings.keys_dir = keys.path().join("keys");
+    let vault = TestVault::open(keys, settings).await;
+    let min_free = (1 << 20).to_string();
+    // Every refused write logs its cause; hundreds of them would drown the test output.
+    let env = [
+        ("HOSO_MIN_FREE_BYTES", min_free.as_str()),
+        ("HOSO_LOG", "off"),
+    ];
+    let fleet = start_fleet_with(&vault, 1, &env).await;
+    let addr = fleet.0[0].1;
+    let clerk = vault.clerk();
+
+    let mut ids = Vec::new();
+    for (i, doc_type) in ["cccd", "passport", "birth_certificate"].iter().enumerate() {
+        let (status, doc) = try_intake(addr, &clerk, CITIZEN_A, doc_type, pdf(i as u64, 200_000))
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{doc}");
+        ids.push(doc["id"].as_str().unwrap().to_owned());
+    }
+    let officer = create_grant(addr, &clerk, &["cccd", "passport", "birth_certificate"]).await;
+    assert_eq!(readyz(addr).await.0, 200);
+
+    // The disk fills.
+    let filler = disk.fill();
+    let (status, ready) = readyz(addr).await;
+    assert_eq!(status, 503, "/readyz while the disk is full: {ready}");
+    assert_eq!(ready["disk_full"], true, "{ready}");
+    let during = drive(
+        addr,
+        &clerk,
+        &officer,
+        &ids,
+        Instant::now() + Duration::from_secs(4),
+        1,
+    )
+    .await;
+    assert!(
+        during
+            .statuses
+            .keys()
+            .any(|(w, s)| *w == "intake" && *s == 507),
+        "intakes on a full disk answer 507: {:?}",
+        during.statuses
+    );
+    assert!(
+        !during
+            .statuses
+            .keys()
+            .any(|(w, s)| *w == "intake" && (200..300).contains(s)),
+        "no intake is acknowledged on a full disk: {:?}",
+        during.statuses
+    );
+    for (what, status) in during.statuses.keys() {
+        assert!(
+            *status == 200 || *status == 503 || *status == 507,
+            "{what} answered {status} on a full disk: {:?}",
+            during.statuses
+        );
+    }
+
+    // Space comes back: writes work again within seconds, without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    let recovered = loop {
+        let (status, _) = try_intake(addr, &clerk, CITIZEN_A, "diploma", pdf(77, 50_000))
+            .await
+            .unwrap();
+        if status == 201 {
+            break freed.elapsed();
+        }
+        assert!(
+            freed.elapsed() < Duration::from_secs(10),
+            "intake still answers {status} 10 s after space was freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(readyz(addr).await.0, 200, "/readyz after space was freed");
+    let after = drive(
+        addr,
+        &clerk,
+        &officer,
+        &ids,
+        Instant::now() + Duration::from_secs(1),
+        2,
+    )
+    .await;
+    for what in ["content", "metadata", "list", "intake"] {
+        let expected = if what == "intake" { 201 } else { 200 };
+        let all: u64 = after
+            .statuses
+            .iter()
+            .filter(|((w, _), _)| *w == what)
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(
+            after.statuses.get(&(what, expected)).copied().unwrap_or(0),
+            all,
+            "after recovery every {what} succeeds: {:?}",
+            after.statuses
+        );
+    }
+    drop(fleet);
+
+    // Every 200 read has its committed entry; grant uses match the logged reads exactly.
+    let logged = |action: &str| {
+        format!(
+            "SELECT COUNT(*) FROM audit_entries WHERE action = '{action}' AND outcome = 'allowed'"
+        )
+    };
+    let content_logged = vault.count(&logged("document.content")).await;
+    let served = during.ok("content") + after.ok("content");
+    assert!(
+        content_logged >= served as i64,
+        "{served} copies served, {content_logged} logged"
+    );
+    assert!(
+        vault.count(&logged("document.read")).await
+            >= (during.ok("metadata") + after.ok("metadata")) as i64
+    );
+    assert!(
+        vault.count(&logged("document.list")).await
+            >= (during.ok("list") + after.ok("list")) as i64
+    );
+    assert_eq!(
+        vault.count("SELECT uses FROM grants").await,
+        content_logged,
+        "grant uses counted exactly"
+    );
+    let verify = hoso_cli(&vault, &["audit", "verify"]).await;
+    assert!(
+        verify.status.success(),
+        "audit verify: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let doctor = hoso_cli(&vault, &["doctor"]).await;
+    assert!(
+        doctor.status.success(),
+        "doctor: {}{}",
+        String::from_utf8_lossy(&doctor.stdout),
+        String::from_utf8_lossy(&doctor.stderr)
+    );
+    println!(
+        "full disk: during {:?}, longest request {:?}; writes back {recovered:?} after space was \
+         freed; {served} copies served, {content_logged} logged",
+        during.statuses, during.longest
+    );
+}
