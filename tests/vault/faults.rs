@@ -304,3 +304,43 @@ async fn a_full_disk_never_serves_an_unlogged_read_and_recovers_without_a_restar
         during.statuses, during.longest
     );
 }
+
+#[tokio::test]
+async fn a_full_store_alone_refuses_intakes_as_insufficient_storage_and_keeps_serving_reads() {
+    let disk = Tmpfs::mount(8);
+    let vault = TestVault::with(|s| {
+        s.storage_url = format!("file://{}", disk.path().join("storage").display());
+    })
+    .await;
+    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(1, 100_000)).await;
+    let filler = disk.fill();
+
+    let reply = vault
+        .intake(
+            &vault.clerk(),
+            CITIZEN_A,
+            &metadata("passport"),
+            &pdf(2, 100_000),
+        )
+        .await;
+    reply.expect_error(
+        axum::http::StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+    );
+    // The database has room: reads are logged and served.
+    vault
+        .get(&format!("/v1/documents/{id}/content"), &vault.clerk())
+        .await
+        .expect(axum::http::StatusCode::OK);
+
+    std::fs::remove_file(filler).unwrap();
+    let reply = vault
+        .intake(
+            &vault.clerk(),
+            CITIZEN_A,
+            &metadata("passport"),
+            &pdf(2, 100_000),
+        )
+        .await;
+    reply.expect(axum::http::StatusCode::CREATED);
+}
