@@ -3,6 +3,7 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::auth::TokenPolicy;
 use crate::blob::BlobStore;
@@ -17,6 +18,46 @@ pub struct App {
     pub settings: Settings,
     /// The records service and everything it works with.
     pub vault: Vault,
+    /// Serving or draining for shutdown, and how many requests are in flight.
+    pub lifecycle: Lifecycle,
+}
+
+/// A process's life as its balancer sees it. On SIGTERM it starts draining: `/readyz` answers
+/// 503 at once, new requests are refused with 503, requests in flight are given the grace
+/// period to finish.
+#[derive(Default)]
+pub struct Lifecycle {
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+impl Lifecycle {
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Counts one request as in flight until the guard is dropped.
+    pub fn enter(state: &AppState) -> InFlight {
+        state.lifecycle.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(state.clone())
+    }
+}
+
+/// One request in flight (see [`Lifecycle::enter`]).
+pub struct InFlight(AppState);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.lifecycle.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Clone)]
@@ -58,6 +99,10 @@ impl App {
             metrics: Metrics::default(),
             test_fault: settings.test_fault,
         };
-        Ok(Self { settings, vault })
+        Ok(Self {
+            settings,
+            vault,
+            lifecycle: Lifecycle::default(),
+        })
     }
 }

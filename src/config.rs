@@ -170,6 +170,16 @@ pub struct Settings {
     )]
     pub min_free_bytes: u64,
 
+    /// After SIGTERM, requests in flight get this many seconds to finish (new ones are refused
+    /// with 503 and `/readyz` says not ready); then they are cut and the process exits.
+    #[arg(
+        long,
+        env = "HOSO_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub shutdown_grace_seconds: u64,
+
     /// Test-only: make intakes stop dead at this point, leaving storage and database exactly as
     /// a crash there would. Never set in production.
     #[arg(long, env = "HOSO_TEST_FAULT", hide = true, global = true)]
@@ -197,6 +207,7 @@ impl Settings {
             sweep_grace_seconds: 3600,
             upload_stall_seconds: 30,
             min_free_bytes: 64 * MIB,
+            shutdown_grace_seconds: 10,
             test_fault: None,
         }
     }

@@ -46,11 +46,40 @@ pub async fn run(settings: Settings) -> Result<ExitCode, String> {
         "get an admin token with: cargo run --release -- token issue --role admin --sub YOUR-STAFF-ID \
          (or a clerk token with --role clerk --office YOUR-OFFICE)"
     );
-    axum::serve(listener, crate::http::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    let grace = Duration::from_secs(state.settings.shutdown_grace_seconds);
+    let server = tokio::spawn(axum::serve(listener, crate::http::app(state.clone())).into_future());
+    tokio::select! {
+        ended = server => {
+            ended
+                .map_err(|e| format!("server task: {e}"))?
+                .map_err(|e| format!("server error: {e}"))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        () = shutdown_signal() => {}
+    }
+    drain(&state, grace).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses new work (`/readyz` 503) and waits for requests in flight, at most `grace`. What is
+/// still running then is cut when the process exits: an intake cut midway commits nothing, and
+/// its object, if any, is left to the sweeper.
+async fn drain(state: &AppState, grace: Duration) {
+    state.lifecycle.start_draining();
+    let deadline = tokio::time::Instant::now() + grace;
+    tracing::info!(
+        in_flight = state.lifecycle.in_flight(),
+        grace_seconds = grace.as_secs(),
+        "draining: new requests are refused"
+    );
+    while state.lifecycle.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cut = state.lifecycle.in_flight();
+    if cut > 0 {
+        tracing::warn!(cut, "grace period over: cutting requests still in flight");
+    }
+    tracing::info!("shut down");
 }
 
 async fn shutdown_signal() {
@@ -69,5 +98,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutting down");
 }

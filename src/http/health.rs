@@ -31,7 +31,8 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         .flatten()
         .any(|free| free < min_free);
     // Keys are loaded at start-up and kept in memory: present if we are running.
-    let ok = db && store && !disk_full;
+    let draining = state.lifecycle.is_draining();
+    let ok = db && store && !disk_full && !draining;
     let status = if ok {
         StatusCode::OK
     } else {
@@ -45,6 +46,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "storage": store,
             "keys": true,
             "disk_full": disk_full,
+            "draining": draining,
             "database_free_bytes": database_free,
             "storage_free_bytes": storage_free,
         })),

@@ -10,13 +10,16 @@ mod health;
 mod openapi;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::app::AppState;
+use crate::app::{AppState, InFlight, Lifecycle};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -33,7 +36,57 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             count_responses,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), in_flight))
         .with_state(state)
+}
+
+/// While draining, refuses new requests (but `/readyz`, which says why, and `/healthz`: the
+/// process is alive); otherwise counts the
+/// request as in flight until its response's last byte has gone.
+async fn in_flight(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let probe = matches!(request.uri().path(), "/readyz" | "/healthz");
+    if state.lifecycle.is_draining() && !probe {
+        let mut response = ApiError::Unavailable("draining for shutdown".into()).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    let guard = Lifecycle::enter(&state);
+    let response = next.run(request).await;
+    response.map(|body| {
+        Body::new(Counted {
+            body,
+            _guard: guard,
+        })
+    })
+}
+
+/// A response body that keeps its request counted as in flight until it is fully sent (or
+/// dropped). Size hints pass through, so `Content-Length` is kept.
+struct Counted {
+    body: Body,
+    _guard: InFlight,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 async fn count_responses(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -344,3 +344,110 @@ async fn a_full_store_alone_refuses_intakes_as_insufficient_storage_and_keeps_se
         .await;
     reply.expect(axum::http::StatusCode::CREATED);
 }
+
+/// Sends the head and the first `first` bytes of an intake's body now; the rest when told.
+async fn upload_in_two_goes(
+    addr: SocketAddr,
+    token: &str,
+    scan: &[u8],
+    first: usize,
+) -> (tokio::net::TcpStream, Vec<u8>) {
+    use tokio::io::AsyncWriteExt;
+    let meta = metadata("other").to_string();
+    let (content_type, body) = multipart(&[
+        ("metadata", meta.as_bytes(), "application/json"),
+        ("file", scan, "application/pdf"),
+    ]);
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/citizens/{CITIZEN_A}/documents HTTP/1.1\r\nHost: hoso\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..first]).await.unwrap();
+    (stream, body[first..].to_vec())
+}
+
+async fn status_of(mut stream: tokio::net::TcpStream) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply).await;
+    String::from_utf8_lossy(&reply)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_then_cuts_what_is_left_at_the_deadline() {
+    let vault = TestVault::new().await;
+    let env = [("HOSO_SHUTDOWN_GRACE_SECONDS", "2")];
+    let mut fleet = start_fleet_with(&vault, 1, &env).await;
+    let addr = fleet.0[0].1;
+    let clerk = vault.clerk();
+
+    // Two intakes in flight: one will finish during the grace period, one never will.
+    let (finishing, rest) = upload_in_two_goes(addr, &clerk, &pdf(5, 300_000), 1000).await;
+    let (stalled, _) = upload_in_two_goes(addr, &clerk, &pdf(6, 300_000), 1000).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = fleet.0[0].0.id().to_string();
+    let signalled = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, ready) = readyz(addr).await;
+    assert_eq!(status, 503, "/readyz while draining: {ready}");
+    assert_eq!(ready["draining"], true);
+    let (status, body) = call(addr, "GET", "/v1/audit", Some(&vault.auditor()), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+
+    // The finishing intake completes within the grace period.
+    let finished = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = finishing;
+        stream.write_all(&rest).await.unwrap();
+        status_of(stream).await
+    });
+    assert_eq!(
+        finished.await.unwrap(),
+        Some(201),
+        "in-flight intake finished"
+    );
+
+    // The stalled one holds the process until the deadline, and not a second longer.
+    let child = &mut fleet.0[0].0;
+    let exited = loop {
+        if child.try_wait().unwrap().is_some() {
+            break signalled.elapsed();
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        exited >= Duration::from_millis(1900) && exited <= Duration::from_secs(3),
+        "exited {exited:?} after SIGTERM with a 2 s grace period"
+    );
+    assert_eq!(status_of(stalled).await, None, "the stalled intake was cut");
+
+    // Nothing half-done: one document, its object present and sound.
+    assert_eq!(vault.count("SELECT COUNT(*) FROM documents").await, 1);
+    let doctor = hoso_cli(&vault, &["doctor"]).await;
+    assert!(
+        doctor.status.success(),
+        "{}",
+        String::from_utf8_lossy(&doctor.stdout)
+    );
+    println!("SIGTERM: exited {exited:?} after the signal (grace 2 s)");
+}
