@@ -78,7 +78,11 @@ impl App {
             return Err("HOSO_TEST_FAULT is for tests only; unset it".into());
         }
         let keys = Keyring::open(&settings.keys_dir, create).map_err(|e| e.to_string())?;
-        let db = Db::connect(settings.database_url.expose()).await?;
+        let db = Db::connect(
+            settings.database_url.expose(),
+            std::time::Duration::from_secs(settings.db_acquire_timeout_seconds),
+        )
+        .await?;
         for version in keys.kek_versions() {
             crate::db::kek_usage::register_kek(&db.pool, i64::from(version))
                 .await

@@ -180,6 +180,16 @@ pub struct Settings {
     )]
     pub shutdown_grace_seconds: u64,
 
+    /// A request waits at most this many seconds for a database connection before it fails
+    /// with 503 (the database is down or overloaded); also bounds reconnecting after a restart.
+    #[arg(
+        long,
+        env = "HOSO_DB_ACQUIRE_TIMEOUT_SECONDS",
+        default_value_t = 2,
+        global = true
+    )]
+    pub db_acquire_timeout_seconds: u64,
+
     /// Test-only: make intakes stop dead at this point, leaving storage and database exactly as
     /// a crash there would. Never set in production.
     #[arg(long, env = "HOSO_TEST_FAULT", hide = true, global = true)]
@@ -208,6 +218,7 @@ impl Settings {
             upload_stall_seconds: 30,
             min_free_bytes: 64 * MIB,
             shutdown_grace_seconds: 10,
+            db_acquire_timeout_seconds: 2,
             test_fault: None,
         }
     }

@@ -113,7 +113,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
 
 impl Db {
     /// Connects by URL (`sqlite://PATH` creates the file; `postgres://…`) and migrates.
-    pub async fn connect(url: &str) -> Result<Self, String> {
+    pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, String> {
         install_default_drivers();
         let (backend, url, file) = match DatabaseUrl::parse(url)? {
             DatabaseUrl::Sqlite { url, file } => (Backend::Sqlite, url, Some(file)),
@@ -121,7 +121,7 @@ impl Db {
         };
         let options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(acquire_timeout);
         let options = if backend == Backend::Sqlite {
             options.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -238,8 +238,14 @@ impl Db {
         crate::blob::free_bytes(dir)
     }
 
+    /// Whether the database answers within a second (`/readyz` must answer fast even when the
+    /// database does not).
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        let query = sqlx::query("SELECT 1").execute(&self.pool);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), query).await,
+            Ok(Ok(_))
+        )
     }
 }
 

@@ -65,9 +65,12 @@ pub async fn backup(
         .await
         .map_err(crate::db::db_err("snapshot database"))?;
 
-    let copy = Db::connect(&format!("sqlite://{}", snapshot.display()))
-        .await
-        .map_err(|e| ApiError::Internal(format!("open snapshot: {e}")))?;
+    let copy = Db::connect(
+        &format!("sqlite://{}", snapshot.display()),
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .map_err(|e| ApiError::Internal(format!("open snapshot: {e}")))?;
     let store = BlobStore::from_url(&format!("file://{}", dir.join("storage").display()))
         .map_err(ApiError::Internal)?;
     let mut done = 0u64;

@@ -451,3 +451,291 @@ async fn sigterm_drains_then_cuts_what_is_left_at_the_deadline() {
     );
     println!("SIGTERM: exited {exited:?} after the signal (grace 2 s)");
 }
+
+/// A PostgreSQL cluster of the test's own (initdb + pg_ctl) on a spare loopback port, so it can
+/// be stopped and restarted without touching the shared server.
+struct PgCluster {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let versions = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("the PostgreSQL fault test needs PostgreSQL's server binaries under /usr/lib/postgresql (Debian's postgresql package)");
+    let mut found: Vec<PathBuf> = versions
+        .flatten()
+        .map(|v| v.path().join("bin").join(name))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("no {name} under /usr/lib/postgresql/*/bin"))
+}
+
+impl PgCluster {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        let port = crate::processes::free_port().port();
+        let cluster = Self { dir, port };
+        let data = cluster.data();
+        cluster.as_postgres(
+            &pg_bin("initdb"),
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        );
+        cluster.pg_ctl(&["start", "-w", "-t", "30"]);
+        cluster
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn as_postgres(&self, program: &Path, args: &[&str]) {
+        let out = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(program)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {}{}",
+            program.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {}",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        let data = self.data();
+        let mut all = vec!["-D", &data, "-l", &log, "-o", &options];
+        all.extend_from_slice(args);
+        self.as_postgres(&pg_bin("pg_ctl"), &all);
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pg_bin("pg_ctl"))
+            .args(["-D", &self.data(), "stop", "-m", "immediate"])
+            .output();
+    }
+}
+
+/// One response seen by a load driver.
+struct Sample {
+    at: Instant,
+    what: &'static str,
+    status: u16,
+    took: Duration,
+}
+
+/// Reads and intakes until `stop`, recording every response and the ids of taken-in documents.
+async fn load(
+    addr: SocketAddr,
+    clerk: String,
+    officer: String,
+    ids: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seed: u64,
+) -> (Vec<Sample>, Vec<String>) {
+    let mut samples = Vec::new();
+    let mut taken_in = Vec::new();
+    let mut n = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        n += 1;
+        let id = &ids[n as usize % ids.len()];
+        let start = Instant::now();
+        let path = format!("/v1/documents/{id}/content");
+        let status = call(addr, "GET", &path, Some(&officer), None)
+            .await
+            .map_or(0, |(s, _)| s);
+        samples.push(Sample {
+            at: start,
+            what: "content",
+            status,
+            took: start.elapsed(),
+        });
+        let start = Instant::now();
+        let scan = pdf(seed * 1_000_000 + n, 30_000);
+        let (status, reply) = try_intake(addr, &clerk, CITIZEN_A, "other", scan)
+            .await
+            .unwrap_or((0, Value::Null));
+        if status == 201 {
+            taken_in.push(reply["id"].as_str().unwrap().to_owned());
+        }
+        samples.push(Sample {
+            at: start,
+            what: "intake",
+            status,
+            took: start.elapsed(),
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (samples, taken_in)
+}
+
+fn summary(samples: &[&Sample]) -> String {
+    let mut by_status: BTreeMap<(&str, u16), u64> = BTreeMap::new();
+    for s in samples {
+        *by_status.entry((s.what, s.status)).or_default() += 1;
+    }
+    let longest = samples.iter().map(|s| s.took).max().unwrap_or_default();
+    format!("{by_status:?}, longest {longest:?}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_restarts_and_stops_give_fast_503s_never_500s_and_lose_nothing() {
+    let pg = PgCluster::start();
+    let url = pg.url();
+    let vault = TestVault::with(|s| {
+        s.database_url = url.parse().unwrap();
+        s.storage_url = format!("file://{}", s.keys_dir.with_file_name("storage").display());
+    })
+    .await;
+    let fleet = start_fleet_with(&vault, 1, &[("HOSO_LOG", "off")]).await;
+    let addr = fleet.0[0].1;
+    let clerk = vault.clerk();
+    let mut ids = Vec::new();
+    for (i, doc_type) in ["cccd", "passport"].iter().enumerate() {
+        let (status, doc) = try_intake(addr, &clerk, CITIZEN_A, doc_type, pdf(i as u64, 50_000))
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{doc}");
+        ids.push(doc["id"].as_str().unwrap().to_owned());
+    }
+    let officer = create_grant(addr, &clerk, &["cccd", "passport"]).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let drivers: Vec<_> = (0..2)
+        .map(|seed| {
+            tokio::spawn(load(
+                addr,
+                clerk.clone(),
+                officer.clone(),
+                ids.clone(),
+                stop.clone(),
+                seed + 1,
+            ))
+        })
+        .collect();
+
+    let mut phases = Vec::new();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for mode in ["fast", "immediate"] {
+        let start = Instant::now();
+        pg.pg_ctl(&["restart", "-m", mode, "-w", "-t", "30"]);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        phases.push((format!("restart -m {mode}"), start, Instant::now()));
+    }
+    let start = Instant::now();
+    pg.pg_ctl(&["stop", "-m", "fast", "-w"]);
+    let mut probes = Vec::new();
+    while start.elapsed() < Duration::from_secs(15) {
+        let probe = Instant::now();
+        let (status, _) = readyz(addr).await;
+        probes.push((status, probe.elapsed()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    pg.pg_ctl(&["start", "-w", "-t", "30"]);
+    let back = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    phases.push(("stopped 15 s".into(), start, Instant::now()));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut samples = Vec::new();
+    let mut taken_in = Vec::new();
+    for d in drivers {
+        let (s, t) = d.await.unwrap();
+        samples.extend(s);
+        taken_in.extend(t);
+    }
+
+    for (name, from, to) in &phases {
+        let during: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.at >= *from && s.at < *to)
+            .collect();
+        println!("PostgreSQL {name}: {}", summary(&during));
+    }
+    for s in &samples {
+        assert!(
+            [200, 201, 503].contains(&s.status),
+            "{} answered {} ({:?} into the test)",
+            s.what,
+            s.status,
+            s.took
+        );
+        assert!(
+            s.took < Duration::from_secs(4),
+            "{} took {:?}",
+            s.what,
+            s.took
+        );
+    }
+    assert!(
+        probes
+            .iter()
+            .all(|(status, took)| *status == 503 && *took < Duration::from_millis(1500)),
+        "/readyz while PostgreSQL is down answers 503 within a second: {probes:?}"
+    );
+    let recovered = samples
+        .iter()
+        .filter(|s| s.at >= back && s.what == "intake" && s.status == 201)
+        .map(|s| s.at + s.took - back)
+        .min()
+        .expect("intakes succeed again after PostgreSQL is back");
+    println!("PostgreSQL back: first intake acknowledged {recovered:?} after the restart");
+    assert!(recovered < Duration::from_secs(3));
+
+    // Nothing lost: every acknowledged intake reads; every served copy was logged.
+    for id in &taken_in {
+        let (status, _) = call(
+            addr,
+            "GET",
+            &format!("/v1/documents/{id}"),
+            Some(&clerk),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "acknowledged document {id} is there");
+    }
+    drop(fleet);
+    let served = samples
+        .iter()
+        .filter(|s| s.what == "content" && s.status == 200)
+        .count() as i64;
+    let logged = vault
+        .count("SELECT COUNT(*) FROM audit_entries WHERE action = 'document.content' AND outcome = 'allowed'")
+        .await;
+    assert!(logged >= served, "{served} copies served, {logged} logged");
+    assert_eq!(vault.count("SELECT uses FROM grants").await, logged);
+    let verify = hoso_cli(&vault, &["audit", "verify"]).await;
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    println!(
+        "PostgreSQL faults: {} intakes acknowledged, all present; {served} copies served, {logged} logged",
+        taken_in.len()
+    );
+}
