@@ -88,7 +88,7 @@ impl App {
                 .await
                 .map_err(|e| format!("registering key versions: {e}"))?;
         }
-        let blobs = BlobStore::from_url(&settings.storage_url)?;
+        let blobs = BlobStore::from_url(&settings.storage_url, &settings.s3_limits())?;
         let vault = Vault {
             db,
             blobs,

@@ -73,6 +73,17 @@ fn is_disk_full(err: &(dyn std::error::Error + 'static)) -> bool {
 /// memory stays bounded whatever the size.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// How long S3 requests may take and how often they are retried (the `HOSO_S3_*` settings).
+/// Retries stop once `retry_timeout` has passed since the first try, so a request costs at most
+/// about `timeout` plus `retry_timeout`.
+#[derive(Clone, Copy, Debug)]
+pub struct S3Limits {
+    pub timeout: std::time::Duration,
+    pub connect_timeout: std::time::Duration,
+    pub retries: usize,
+    pub retry_timeout: std::time::Duration,
+}
+
 #[derive(Clone)]
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
@@ -83,14 +94,15 @@ impl BlobStore {
     /// `file://DIR` (relative or absolute), or `s3://BUCKET[/PREFIX]` with endpoint, region and
     /// credentials from the usual `AWS_*` variables, each overridable by `HOSO_S3_*`
     /// (`ENDPOINT`, `REGION`, `ACCESS_KEY_ID`, `SECRET_ACCESS_KEY`, `ALLOW_HTTP`).
-    pub fn from_url(url: &str) -> Result<Self, String> {
+    pub fn from_url(url: &str, limits: &S3Limits) -> Result<Self, String> {
         match StorageUrl::parse(url)? {
             StorageUrl::Local(root) => Self::local(root),
-            StorageUrl::S3 { bucket, prefix } => Self::s3(url, &bucket, &prefix),
+            StorageUrl::S3 { bucket, prefix } => Self::s3(url, &bucket, &prefix, limits),
         }
     }
 
-    fn local(root: PathBuf) -> Result<Self, String> {
+    /// A local directory (created if missing).
+    pub fn local(root: PathBuf) -> Result<Self, String> {
         std::fs::create_dir_all(&root)
             .map_err(|e| format!("cannot create storage directory {}: {e}", root.display()))?;
         let root = root
@@ -104,8 +116,24 @@ impl BlobStore {
         })
     }
 
-    fn s3(url: &str, bucket: &str, prefix: &str) -> Result<Self, String> {
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    fn s3(url: &str, bucket: &str, prefix: &str, limits: &S3Limits) -> Result<Self, String> {
+        use object_store::ClientConfigKey::{ConnectTimeout, Timeout};
+        use object_store::aws::AmazonS3ConfigKey::Client;
+        let retry = object_store::RetryConfig {
+            max_retries: limits.retries,
+            retry_timeout: limits.retry_timeout,
+            ..Default::default()
+        };
+        // Set one key at a time: replacing the client options would drop what `from_env` read
+        // (AWS_ALLOW_HTTP, proxies).
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_config(Client(Timeout), format!("{}ms", limits.timeout.as_millis()))
+            .with_config(
+                Client(ConnectTimeout),
+                format!("{}ms", limits.connect_timeout.as_millis()),
+            )
+            .with_retry(retry);
         let var = |name: &str| std::env::var(format!("HOSO_S3_{name}")).ok();
         if let Some(v) = var("ENDPOINT") {
             builder = builder.with_endpoint(v);
@@ -174,6 +202,15 @@ impl BlobStore {
             GetResultPayload::Stream(stream) => Ok(stream
                 .map_err(|e| BlobError::failed("object store read", e))
                 .boxed()),
+        }
+    }
+
+    /// Whether an object is stored under `key`.
+    pub async fn exists(&self, key: &str) -> Result<bool, BlobError> {
+        match self.store.head(&Path::from(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(BlobError::failed("object store head", e)),
         }
     }
 

@@ -190,6 +190,38 @@ pub struct Settings {
     )]
     pub db_acquire_timeout_seconds: u64,
 
+    /// An S3 request (connect, send, read the whole answer) that takes longer than this many
+    /// seconds is abandoned: a stalled store fails the request with 503 instead of holding it.
+    #[arg(
+        long,
+        env = "HOSO_S3_TIMEOUT_SECONDS",
+        default_value_t = 4,
+        global = true
+    )]
+    pub s3_timeout_seconds: u64,
+
+    /// Connecting to the S3 endpoint gives up after this many seconds.
+    #[arg(
+        long,
+        env = "HOSO_S3_CONNECT_TIMEOUT_SECONDS",
+        default_value_t = 1,
+        global = true
+    )]
+    pub s3_connect_timeout_seconds: u64,
+
+    /// How many times a failed S3 request is retried (connection reset, 5xx)…
+    #[arg(long, env = "HOSO_S3_RETRIES", default_value_t = 2, global = true)]
+    pub s3_retries: usize,
+
+    /// …as long as this many seconds have not passed since the first try.
+    #[arg(
+        long,
+        env = "HOSO_S3_RETRY_TIMEOUT_SECONDS",
+        default_value_t = 2,
+        global = true
+    )]
+    pub s3_retry_timeout_seconds: u64,
+
     /// Test-only: make intakes stop dead at this point, leaving storage and database exactly as
     /// a crash there would. Never set in production.
     #[arg(long, env = "HOSO_TEST_FAULT", hide = true, global = true)]
@@ -200,6 +232,16 @@ impl Settings {
     /// The sweep's grace period in milliseconds (saturating: a huge setting means "never").
     pub fn sweep_grace_ms(&self) -> i64 {
         i64::try_from(self.sweep_grace_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    pub fn s3_limits(&self) -> crate::blob::S3Limits {
+        use std::time::Duration;
+        crate::blob::S3Limits {
+            timeout: Duration::from_secs(self.s3_timeout_seconds),
+            connect_timeout: Duration::from_secs(self.s3_connect_timeout_seconds),
+            retries: self.s3_retries,
+            retry_timeout: Duration::from_secs(self.s3_retry_timeout_seconds),
+        }
     }
 
     /// The embedded default (SQLite + a local directory + key files) rooted at `dir`, listening
@@ -219,6 +261,10 @@ impl Settings {
             min_free_bytes: 64 * MIB,
             shutdown_grace_seconds: 10,
             db_acquire_timeout_seconds: 2,
+            s3_timeout_seconds: 4,
+            s3_connect_timeout_seconds: 1,
+            s3_retries: 2,
+            s3_retry_timeout_seconds: 2,
             test_fault: None,
         }
     }

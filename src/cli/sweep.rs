@@ -13,7 +13,7 @@ pub async fn run(settings: Settings, delete: bool) -> Result<ExitCode, String> {
         .await
         .map_err(cli_error)?;
     let verb = if delete { "removed" } else { "would remove" };
-    for key in &report.abandoned_intakes {
+    for key in &report.abandoned.objects {
         println!("{verb} {key} (an intake that never committed)");
     }
     for key in &report.orphans {
@@ -22,7 +22,12 @@ pub async fn run(settings: Settings, delete: bool) -> Result<ExitCode, String> {
     for path in &report.staging_files {
         println!("{verb} {path} (a local write that was cut off)");
     }
-    let n = report.abandoned_intakes.len() + report.orphans.len() + report.staging_files.len();
+    let empty = report.abandoned.intents_without_object;
+    if empty > 0 {
+        let verb = if delete { "cleared" } else { "would clear" };
+        println!("{verb} {empty} records of intakes that never wrote an object");
+    }
+    let n = report.abandoned.objects.len() + report.orphans.len() + report.staging_files.len();
     println!(
         "{n} objects {verb}{}",
         if delete || n == 0 {

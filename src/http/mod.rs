@@ -46,7 +46,13 @@ pub fn app(state: AppState) -> Router {
 async fn in_flight(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let probe = matches!(request.uri().path(), "/readyz" | "/healthz");
     if state.lifecycle.is_draining() && !probe {
-        let mut response = ApiError::Unavailable("draining for shutdown".into()).into_response();
+        // Not a failure worth an error line: a normal part of every deployment.
+        let body = serde_json::json!({"error": {
+            "code": "unavailable",
+            "message": "this vault process is shutting down; try again",
+        }});
+        let mut response =
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -71,8 +71,7 @@ pub async fn backup(
     )
     .await
     .map_err(|e| ApiError::Internal(format!("open snapshot: {e}")))?;
-    let store = BlobStore::from_url(&format!("file://{}", dir.join("storage").display()))
-        .map_err(ApiError::Internal)?;
+    let store = BlobStore::local(dir.join("storage")).map_err(ApiError::Internal)?;
     let mut done = 0u64;
     let mut pages = documents::AllDocuments::new(&copy.pool);
     while let Some(page) = pages.next_page().await? {

@@ -78,8 +78,9 @@ pub async fn doctor(
 
 #[derive(Debug, Default)]
 pub struct SweepReport {
-    /// Objects of intakes that never committed (their intent is older than the grace period).
-    pub abandoned_intakes: Vec<String>,
+    /// Objects of intakes that never committed (their intent is older than the grace period),
+    /// and how many such intents had no object at all.
+    pub abandoned: Abandoned,
     /// Objects that no row and no intake claims, older than the grace period.
     pub orphans: Vec<String>,
     /// Local staging files of writes that were cut off, older than the grace period.
@@ -90,7 +91,7 @@ pub struct SweepReport {
 /// than `grace_ms` is left alone: it may belong to an intake still running in some process.
 pub async fn sweep(vault: &Vault, grace_ms: i64, delete: bool) -> Result<SweepReport, ApiError> {
     let mut report = SweepReport {
-        abandoned_intakes: sweep_abandoned(vault, grace_ms, delete).await?,
+        abandoned: sweep_abandoned(vault, grace_ms, delete).await?,
         ..SweepReport::default()
     };
     let cutoff = now_ms() - grace_ms;
@@ -114,28 +115,50 @@ pub async fn sweep(vault: &Vault, grace_ms: i64, delete: bool) -> Result<SweepRe
     Ok(report)
 }
 
+/// What the intents of intakes that never committed left behind.
+#[derive(Debug, Default)]
+pub struct Abandoned {
+    /// Objects that exist under such an intent's key.
+    pub objects: Vec<String>,
+    /// Intents whose object was never written (the intake died, or the store failed, first).
+    pub intents_without_object: usize,
+}
+
 /// The objects of intakes that died between writing the object and committing the row, found
-/// through their intents (cheap: no listing), and deleted with `delete`. `serve` runs this every
-/// ten minutes; it also forgets token revocations that have expired.
+/// through their intents (cheap: no listing), and deleted with `delete`. Only objects that exist
+/// are reported; an intent whose object was never written is just cleared. `serve` runs this
+/// every ten minutes; it also forgets token revocations that have expired.
 pub async fn sweep_abandoned(
     vault: &Vault,
     grace_ms: i64,
     delete: bool,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Abandoned, ApiError> {
     let stale = documents::stale_intents(&vault.db.pool, now_ms() - grace_ms).await?;
-    if delete {
-        for key in &stale {
-            vault.blobs.delete(key).await?;
-            documents::delete_intent(&vault.db.pool, key).await?;
+    let mut found = Abandoned::default();
+    for key in stale {
+        let exists = vault.blobs.exists(&key).await?;
+        if delete {
+            if exists {
+                vault.blobs.delete(&key).await?;
+            }
+            documents::delete_intent(&vault.db.pool, &key).await?;
         }
-        if !stale.is_empty() {
+        if exists {
+            found.objects.push(key);
+        } else {
+            found.intents_without_object += 1;
+        }
+    }
+    if delete {
+        if !found.objects.is_empty() || found.intents_without_object > 0 {
             tracing::info!(
-                objects = stale.len(),
-                "swept objects of intakes that never committed"
+                objects = found.objects.len(),
+                intents_without_object = found.intents_without_object,
+                "swept what intakes that never committed left"
             );
         }
         crate::db::revoked_tokens::forget_expired_revocations(&vault.db.pool, now_ms() / 1000)
             .await?;
     }
-    Ok(stale)
+    Ok(found)
 }

@@ -739,3 +739,260 @@ async fn postgresql_restarts_and_stops_give_fast_503s_never_500s_and_lose_nothin
         taken_in.len()
     );
 }
+
+/// What the proxy between hoso and the object store does to the traffic it carries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+enum Weather {
+    Clear = 0,
+    /// Every connection is dropped, as if the store were down.
+    Down = 1,
+    /// Each burst of traffic is held 200 ms (latency, not a trickle).
+    Slow = 2,
+    /// Answers stop after their first kilobyte, uploads after 8 KiB, and never resume.
+    Stalled = 3,
+}
+
+/// A fault-injecting TCP proxy on loopback in front of `upstream`.
+struct Proxy {
+    addr: SocketAddr,
+    weather: std::sync::Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let weather = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let w = weather.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let w = w.clone();
+                tokio::spawn(async move {
+                    if w.load(std::sync::atomic::Ordering::SeqCst) == Weather::Down as u8 {
+                        return;
+                    }
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    let up = tokio::spawn(pump(cr, sw, w.clone(), false));
+                    pump(sr, cw, w, true).await;
+                    up.abort();
+                });
+            }
+        });
+        Self { addr, weather }
+    }
+
+    fn set(&self, weather: Weather) {
+        self.weather
+            .store(weather as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    weather: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    answers: bool,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut sent_while_stalled = 0usize;
+    let mut last = Instant::now();
+    loop {
+        let Ok(n) = from.read(&mut buf).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        let now = weather.load(std::sync::atomic::Ordering::SeqCst);
+        let mut piece = &buf[..n];
+        if now == Weather::Down as u8 {
+            return;
+        } else if now == Weather::Slow as u8 {
+            if last.elapsed() > Duration::from_millis(50) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        } else if now == Weather::Stalled as u8 {
+            let limit: usize = if answers { 1024 } else { 8 * 1024 };
+            let room = limit.saturating_sub(sent_while_stalled);
+            piece = &piece[..piece.len().min(room)];
+            sent_while_stalled += piece.len();
+            if piece.is_empty() {
+                // Hold the connection open and silent until the other side gives up.
+                std::future::pending::<()>().await;
+            }
+        }
+        if to.write_all(piece).await.is_err() {
+            return;
+        }
+        last = Instant::now();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_slow_or_stalling_object_store_gives_prompt_503s_and_never_unauthenticated_bytes() {
+    if backend() != Backend::PostgresS3 {
+        println!(
+            "the object-store fault test runs on the postgres-s3 pair (it needs the S3 server)"
+        );
+        return;
+    }
+    let endpoint = std::env::var("AWS_ENDPOINT").expect("AWS_ENDPOINT names the S3 server");
+    let upstream: SocketAddr = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("AWS_ENDPOINT is http://IP:PORT");
+    let proxy = Proxy::start(upstream).await;
+    let vault = TestVault::new().await;
+    let through_proxy = format!("http://{}", proxy.addr);
+    let env = [
+        ("HOSO_S3_ENDPOINT", through_proxy.as_str()),
+        ("HOSO_S3_ALLOW_HTTP", "true"),
+        ("HOSO_LOG", "off"),
+    ];
+    let fleet = start_fleet_with(&vault, 1, &env).await;
+    let addr = fleet.0[0].1;
+    let clerk = vault.clerk();
+    let mut ids = Vec::new();
+    for (i, doc_type) in ["cccd", "passport"].iter().enumerate() {
+        let (status, doc) = try_intake(addr, &clerk, CITIZEN_A, doc_type, pdf(i as u64, 200_000))
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{doc}");
+        ids.push(doc["id"].as_str().unwrap().to_owned());
+    }
+    let officer = create_grant(addr, &clerk, &["cccd", "passport"]).await;
+
+    let mut all = Vec::new();
+    let mut taken_in = Vec::new();
+    for weather in [
+        Weather::Down,
+        Weather::Slow,
+        Weather::Stalled,
+        Weather::Clear,
+    ] {
+        proxy.set(weather);
+        let probe = Instant::now();
+        let (ready, _) = readyz(addr).await;
+        let probe = probe.elapsed();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let drivers: Vec<_> = (0..2)
+            .map(|seed| {
+                let seed = 10 * (weather as u64 + 1) + seed;
+                tokio::spawn(load(
+                    addr,
+                    clerk.clone(),
+                    officer.clone(),
+                    ids.clone(),
+                    stop.clone(),
+                    seed,
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut samples = Vec::new();
+        for d in drivers {
+            let (s, t) = d.await.unwrap();
+            samples.extend(s);
+            taken_in.extend(t);
+        }
+        let refs: Vec<&Sample> = samples.iter().collect();
+        println!(
+            "object store {weather:?}: /readyz {ready} in {probe:?}; {}",
+            summary(&refs)
+        );
+        assert!(
+            probe < Duration::from_millis(1500),
+            "/readyz took {probe:?}"
+        );
+        match weather {
+            // A stalled store still answers the probe's small HEAD: only bodies stall.
+            Weather::Down => assert_eq!(ready, 503),
+            Weather::Clear => {
+                assert_eq!(ready, 200);
+                assert!(
+                    samples.iter().all(|s| s.status == 200 || s.status == 201),
+                    "all well again once the store is: {}",
+                    summary(&refs)
+                );
+            }
+            Weather::Slow => assert!(
+                samples.iter().all(|s| s.status == 200 || s.status == 201),
+                "a slow store is slow, not failing: {}",
+                summary(&refs)
+            ),
+            Weather::Stalled => assert!(
+                samples.iter().all(|s| s.status == 503),
+                "stalled bodies fail, each within the S3 timeout: {}",
+                summary(&refs)
+            ),
+        }
+        all.extend(samples);
+    }
+    for s in &all {
+        // 500 would be integrity_error or internal_error: a store fault is neither.
+        assert!(
+            [200, 201, 503].contains(&s.status),
+            "{} answered {}",
+            s.what,
+            s.status
+        );
+        assert!(
+            s.took < Duration::from_secs(7),
+            "{} took {:?}",
+            s.what,
+            s.took
+        );
+    }
+
+    // Each acknowledged intake is there once; the sweep names only objects that exist.
+    for id in &taken_in {
+        let (status, _) = call(
+            addr,
+            "GET",
+            &format!("/v1/documents/{id}"),
+            Some(&clerk),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "acknowledged document {id} is there");
+    }
+    assert_eq!(
+        vault.count("SELECT COUNT(*) FROM documents").await,
+        (ids.len() + taken_in.len()) as i64
+    );
+    drop(fleet);
+    let report = hoso::records::maintenance::sweep(&vault.state.vault, 0, false)
+        .await
+        .unwrap();
+    for key in report.abandoned.objects.iter().chain(&report.orphans) {
+        assert!(
+            vault.state.vault.blobs.exists(key).await.unwrap(),
+            "the sweep names {key}, which does not exist"
+        );
+    }
+    let served = all
+        .iter()
+        .filter(|s| s.what == "content" && s.status == 200)
+        .count() as i64;
+    let logged = vault
+        .count("SELECT COUNT(*) FROM audit_entries WHERE action = 'document.content' AND outcome = 'allowed'")
+        .await;
+    assert!(logged >= served, "{served} copies served, {logged} logged");
+    println!(
+        "object store faults: {} intakes acknowledged, all present once; sweep: {} objects of \
+         unfinished intakes, {} intents without object, {} orphans",
+        taken_in.len(),
+        report.abandoned.objects.len(),
+        report.abandoned.intents_without_object,
+        report.orphans.len()
+    );
+}

@@ -101,7 +101,7 @@ async fn sweep_reports_first_and_removes_only_what_no_document_will_use() {
         .await
         .unwrap();
     assert!(
-        young.abandoned_intakes.is_empty()
+        young.abandoned.objects.is_empty()
             && young.orphans.is_empty()
             && young.staging_files.is_empty()
     );
@@ -109,7 +109,7 @@ async fn sweep_reports_first_and_removes_only_what_no_document_will_use() {
     let dry = maintenance::sweep(&vault.state.vault, 0, false)
         .await
         .unwrap();
-    assert_eq!(dry.abandoned_intakes.len(), 1);
+    assert_eq!(dry.abandoned.objects.len(), 1);
     assert_eq!(dry.orphans, vec![orphan.clone()]);
     let staging = usize::from(backend() == Backend::SqliteLocal);
     assert_eq!(dry.staging_files.len(), staging);
@@ -123,7 +123,7 @@ async fn sweep_reports_first_and_removes_only_what_no_document_will_use() {
         .await
         .unwrap();
     assert_eq!(
-        done.abandoned_intakes.len() + done.orphans.len() + done.staging_files.len(),
+        done.abandoned.objects.len() + done.orphans.len() + done.staging_files.len(),
         2 + staging
     );
     let left = vault.stored_keys().await;
