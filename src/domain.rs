@@ -212,7 +212,22 @@ pub fn parse_text(input: &str, what: &str, max_chars: usize) -> Result<String, D
             "{what} must not contain control characters"
         )));
     }
+    if input.chars().any(is_invisible_formatting) {
+        return Err(DomainError::InvalidMetadata(format!(
+            "{what} must not contain invisible formatting characters (bidirectional overrides, \
+             zero-width characters)"
+        )));
+    }
     Ok(input.to_owned())
+}
+
+/// Characters that change how text displays without being seen: bidirectional embeddings,
+/// overrides and isolates (which can make "Nguyễn" read as another name on a screen or a
+/// printed receipt), zero-width spaces and joiners, and the byte-order mark.
+fn is_invisible_formatting(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}')
 }
 
 /// A calendar date written `YYYY-MM-DD`; 2023-02-30 is refused. The shape is checked first:
@@ -361,6 +376,22 @@ mod tests {
     fn national_id_debug_never_shows_the_digits() {
         let id = NationalId::parse("001099012345").unwrap();
         assert!(!format!("{id:?}").contains("0123"));
+    }
+
+    #[test]
+    fn text_fields_refuse_bidi_overrides_and_zero_width_characters() {
+        assert!(parse_text("Nguyễn Thị Hồng", "holder_name", 200).is_ok());
+        for sneaky in [
+            "Nguy\u{202E}nêyug",
+            "Lan\u{200B}",
+            "\u{2066}Lan\u{2069}",
+            "\u{FEFF}Lan",
+        ] {
+            assert!(
+                parse_text(sneaky, "holder_name", 200).is_err(),
+                "{sneaky:?} is refused"
+            );
+        }
     }
 
     #[test]

@@ -123,7 +123,8 @@ impl IntoResponse for ApiError {
             | Self::Integrity(cause)
             | Self::Unavailable(cause)
             | Self::InsufficientStorage(cause) => {
-                tracing::error!(code = self.code(), cause = %cause, "request failed");
+                // Escaped: a cause may quote what a client sent.
+                tracing::error!(code = self.code(), cause = %cause.escape_debug(), "request failed");
             }
             _ => {}
         }

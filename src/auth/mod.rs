@@ -90,7 +90,9 @@ pub fn decode(keys: &Keyring, policy: &TokenPolicy, token: &str) -> Result<Claim
         Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(ApiError::TokenExpired),
         Err(e) => {
             // The reason helps an operator; the token itself never goes to the log.
-            tracing::info!(reason = %e, "token refused");
+            // Escaped: the reason can quote the client's own header (an `alg` with a newline
+            // and an escape sequence must not forge a log line or drive the terminal).
+            tracing::info!(reason = %e.to_string().escape_debug(), "token refused");
             Err(ApiError::Unauthenticated("the token is not valid".into()))
         }
     }

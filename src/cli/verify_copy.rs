@@ -25,22 +25,11 @@ pub fn run(
             .map_err(|e| e.to_string())?
             .jwks(),
     };
-    let keys: Vec<(String, jsonwebtoken::DecodingKey)> = jwks["keys"]
-        .as_array()
-        .ok_or("the JWKS has no `keys` array")?
-        .iter()
-        .filter_map(|k| {
-            let kid = k["kid"].as_str()?;
-            let x = k["x"].as_str()?;
-            (k["kty"] == "OKP" && k["crv"] == "Ed25519")
-                .then(|| {
-                    jsonwebtoken::DecodingKey::from_ed_components(x)
-                        .ok()
-                        .map(|d| (kid.to_owned(), d))
-                })
-                .flatten()
-        })
-        .collect();
+    if jwks["keys"].as_array().is_none() {
+        return Err("the JWKS has no `keys` array".into());
+    }
+    // Attestation keys only: a JWS signed with the token key is not an attestation.
+    let keys = crate::crypto::attestation::keys_from_jwks(&jwks);
     let claims = match crate::crypto::attestation::check(&jws, &keys) {
         Ok(c) => c,
         Err(reason) => {

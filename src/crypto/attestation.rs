@@ -32,7 +32,41 @@ pub fn sign(key: &SigningKey, claims: &AttestationClaims) -> Result<String, Stri
     jsonwebtoken::encode(&header, claims, &key.encoding_key()).map_err(|e| e.to_string())
 }
 
-/// Checks an attestation against a set of Ed25519 public keys (a JWKS's `x` values by `kid`).
+/// The attestation keys of a JWKS, and only those: `OKP`/`Ed25519`, `alg` `EdDSA`, `use`
+/// `sig`, and a `kid` that names the attestation purpose and this very key
+/// (`attestation-` + the first 16 hex digits of SHA-256 of the public key, as
+/// [`SigningKey`](super::signing::SigningKey) derives it). The token key sits in the same JWKS;
+/// whoever holds it must not be able to sign a "verified copy".
+pub fn keys_from_jwks(jwks: &serde_json::Value) -> Vec<(String, jsonwebtoken::DecodingKey)> {
+    use base64::Engine;
+    let Some(keys) = jwks["keys"].as_array() else {
+        return Vec::new();
+    };
+    keys.iter()
+        .filter_map(|k| {
+            let kid = k["kid"].as_str()?;
+            let x = k["x"].as_str()?;
+            let suitable = k["kty"] == "OKP"
+                && k["crv"] == "Ed25519"
+                && k["alg"] == "EdDSA"
+                && k["use"] == "sig";
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(x)
+                .ok()?;
+            let expected = format!("{PURPOSE}-{}", &hex::encode(super::sha256(&raw))[..16]);
+            (suitable && kid == expected)
+                .then(|| jsonwebtoken::DecodingKey::from_ed_components(x).ok())
+                .flatten()
+                .map(|key| (kid.to_owned(), key))
+        })
+        .collect()
+}
+
+/// The purpose label of the attestation key (the prefix of its `kid`).
+pub const PURPOSE: &str = "attestation";
+
+/// Checks an attestation against attestation keys (from [`keys_from_jwks`]): algorithm, type,
+/// key and signature.
 pub fn check(
     jws: &str,
     keys: &[(String, jsonwebtoken::DecodingKey)],
@@ -41,11 +75,16 @@ pub fn check(
     if header.alg != jsonwebtoken::Algorithm::EdDSA {
         return Err("attestations are signed with EdDSA only".into());
     }
+    if header.typ.as_deref() != Some(ATTESTATION_TYPE) {
+        return Err(format!(
+            "not an attestation (typ must be {ATTESTATION_TYPE})"
+        ));
+    }
     let kid = header.kid.ok_or("the attestation names no key (kid)")?;
     let (_, key) = keys
         .iter()
         .find(|(k, _)| *k == kid)
-        .ok_or_else(|| format!("no public key with kid {kid}"))?;
+        .ok_or_else(|| format!("no attestation key with kid {kid}"))?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
     validation.required_spec_claims.clear();
     validation.validate_exp = false;

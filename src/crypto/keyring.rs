@@ -93,7 +93,7 @@ impl Keyring {
             audit_chain: read_key32(&dir.join("audit-chain.key"))?,
             keks,
             token: read_signing(dir, "token-signing.p8", "token")?,
-            attestation: read_signing(dir, "attestation-signing.p8", "attestation")?,
+            attestation: read_signing(dir, "attestation-signing.p8", super::attestation::PURPOSE)?,
             audit: read_signing(dir, "audit-signing.p8", "audit")?,
         })
     }

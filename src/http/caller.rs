@@ -16,9 +16,11 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let value = value
         .to_str()
         .map_err(|_| ApiError::Unauthenticated("the Authorization header is not valid".into()))?;
+    // The scheme name is case-insensitive (RFC 9110 §11.1).
     value
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
             ApiError::Unauthenticated("an Authorization: Bearer token is required".into())

@@ -51,8 +51,11 @@ async fn in_flight(State(state): State<AppState>, request: Request, next: Next) 
             "code": "unavailable",
             "message": "this vault process is shutting down; try again",
         }});
-        let mut response =
-            (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+        let mut response = (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(body),
+        )
+            .into_response();
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -20,7 +20,7 @@ use crate::crypto::keyring::Keyring;
 use crate::crypto::{CitizenIndex, Sha256};
 use crate::db::documents::{self, DocumentRow};
 use crate::db::{self, Constraint, Tx, now_ms};
-use crate::domain::{DocStatus, IntakeMetadata, MediaType, NationalId, Role};
+use crate::domain::{DocStatus, DocType, IntakeMetadata, MediaType, NationalId, Role};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -233,7 +233,9 @@ impl Stored<'_> {
 
         let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
         if let Some(old_id) = metadata.supersedes
-            && let Err(err) = self.supersede(&mut tx, old_id, &mut audit_entry).await
+            && let Err(err) = self
+                .supersede(&mut tx, old_id, metadata.doc_type, &mut audit_entry)
+                .await
         {
             drop(tx);
             discard(vault, &self.object_key).await;
@@ -324,6 +326,7 @@ impl Stored<'_> {
         &self,
         tx: &mut Tx,
         old_id: Uuid,
+        doc_type: DocType,
         audit_entry: &mut Entry,
     ) -> Result<(), Refusal> {
         let old = documents::get(&mut **tx, old_id)
@@ -336,6 +339,13 @@ impl Stored<'_> {
             let mut entry = audit_entry.clone();
             entry.document_id = Some(old_id.to_string());
             return Err(Refusal::Logged(Box::new(entry), ApiError::NotFound));
+        }
+        // A diploma does not replace a CCCD: grants are scoped by type, and a cross-type
+        // supersede would silently take the old document out of every grant for its type.
+        if old.as_ref().is_some_and(|o| o.doc_type != doc_type) {
+            return Err(Refusal::Plain(ApiError::Conflict(
+                "a document can only be superseded by one of the same type".into(),
+            )));
         }
         let clerk = self.caller.staff_id().unwrap_or("-");
         let superseded = documents::change_status(

@@ -157,7 +157,9 @@ pub async fn sweep_abandoned(
                 "swept what intakes that never committed left"
             );
         }
-        crate::db::revoked_tokens::forget_expired_revocations(&vault.db.pool, now_ms() / 1000)
+        // Tokens are accepted up to the clock-skew leeway past `exp`; so is their revocation kept.
+        let forget_before = now_ms() / 1000 - crate::auth::LEEWAY_SECONDS as i64;
+        crate::db::revoked_tokens::forget_expired_revocations(&vault.db.pool, forget_before)
             .await?;
     }
     Ok(found)

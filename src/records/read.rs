@@ -40,11 +40,15 @@ async fn live_grant(vault: &Vault, caller: &Caller) -> Result<GrantRow, ApiError
 }
 
 /// Why a grant refuses, checked in the order a person would ask: revoked, expired, used up.
+/// A used-up grant reads nothing more, metadata and listings included: the officer has had
+/// the copies the citizen agreed to, and the refusal itself tells their screen why.
 fn grant_state(grant: &GrantRow, now: i64) -> Result<(), ApiError> {
     if grant.revoked_at.is_some() {
         Err(ApiError::GrantRevoked)
     } else if grant.expires_at <= now {
         Err(ApiError::GrantExpired)
+    } else if grant.uses >= grant.max_uses {
+        Err(ApiError::GrantExhausted)
     } else {
         Ok(())
     }

@@ -1,5 +1,7 @@
 //! Changing a document's status: verify (signing its attestation) and revoke. Both go through
-//! [`audited_change`], so each change and its audit entry commit together or not at all.
+//! [`audited_change`], so each change and its audit entry commit together or not at all. A
+//! request that changes nothing (verify a verified document, revoke a revoked one) is logged
+//! too, before it is answered: every answer is in the log, and fails closed with it.
 
 use uuid::Uuid;
 
@@ -49,7 +51,11 @@ pub async fn verify_document(
     require_role(vault, &e, caller, &[Role::Clerk]).await?;
     let mut doc = target(vault, &mut e, id).await?;
     match doc.status {
-        DocStatus::Verified => return view(vault, &doc),
+        DocStatus::Verified => {
+            e.reason = Some("already verified".into());
+            audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+            return view(vault, &doc);
+        }
         DocStatus::Pending => {}
         other => {
             return Err(refuse(
@@ -82,14 +88,28 @@ pub async fn verify_document(
     view(vault, &doc)
 }
 
-pub async fn revoke(vault: &Vault, caller: &Caller, id: Uuid) -> Result<DocumentView, ApiError> {
+/// What a revoke answers: the document's id and new status, nothing personal (an admin may
+/// revoke but not read a citizen's fields).
+#[derive(Debug, serde::Serialize)]
+pub struct Revoked {
+    pub id: Uuid,
+    pub status: &'static str,
+}
+
+pub async fn revoke(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Revoked, ApiError> {
     let keys = vault.keys();
     let mut e = entry(&keys, caller, "document.revoke");
     e.document_id = Some(id.to_string());
     require_role(vault, &e, caller, &[Role::Clerk, Role::Admin]).await?;
-    let mut doc = target(vault, &mut e, id).await?;
+    let doc = target(vault, &mut e, id).await?;
+    let answer = Revoked {
+        id,
+        status: DocStatus::Revoked.as_str(),
+    };
     if doc.status == DocStatus::Revoked {
-        return view(vault, &doc);
+        e.reason = Some("already revoked".into());
+        audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+        return Ok(answer);
     }
     let by = caller.staff_id().unwrap_or("-").to_owned();
     let now = now_ms();
@@ -102,8 +122,5 @@ pub async fn revoke(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Document
         Ok(documents::change_status(tx, id, &from, DocStatus::Revoked, &by, now).await?)
     })
     .await?;
-    doc.status = DocStatus::Revoked;
-    doc.status_changed_by = Some(by);
-    doc.status_changed_at = Some(now);
-    view(vault, &doc)
+    Ok(answer)
 }

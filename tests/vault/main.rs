@@ -5,6 +5,7 @@ mod common;
 
 mod contract;
 mod faults;
+mod hardening;
 
 mod p01_tampered_bodies;
 mod p02_moved_ciphertexts;

@@ -98,18 +98,20 @@ async fn a_used_up_grant_is_refused_after_exactly_its_uses() {
     let Setup { vault, a_cccd, .. } = setup().await;
     let (_, officer) = vault.grant(CITIZEN_A, &["cccd"], "officer.binh", 2).await;
     let path = format!("/v1/documents/{a_cccd}/content");
-    vault.get(&path, &officer).await.expect(StatusCode::OK);
-    vault.get(&path, &officer).await.expect(StatusCode::OK);
-    vault
-        .get(&path, &officer)
-        .await
-        .expect_error(StatusCode::FORBIDDEN, "grant_exhausted");
+    let metadata = format!("/v1/documents/{a_cccd}");
+    let list = format!("/v1/citizens/{CITIZEN_A}/documents");
     // Metadata reads do not spend uses.
-    vault
-        .get(&format!("/v1/documents/{a_cccd}"), &officer)
-        .await
-        .expect(StatusCode::OK);
-    assert_eq!(denials(&vault, "grant_exhausted").await, 1);
+    vault.get(&metadata, &officer).await.expect(StatusCode::OK);
+    vault.get(&path, &officer).await.expect(StatusCode::OK);
+    vault.get(&path, &officer).await.expect(StatusCode::OK);
+    // Used up, the grant reads nothing more: no copy, and no number or name either.
+    for path in [&path, &metadata, &list] {
+        vault
+            .get(path, &officer)
+            .await
+            .expect_error(StatusCode::FORBIDDEN, "grant_exhausted");
+    }
+    assert_eq!(denials(&vault, "grant_exhausted").await, 3);
     assert_eq!(vault.count("SELECT uses FROM grants").await, 2);
 }
 

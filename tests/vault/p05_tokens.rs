@@ -208,3 +208,93 @@ async fn a_revoked_token_is_refused_until_it_expires() {
         .await
         .expect_error(StatusCode::UNAUTHORIZED, "unauthenticated");
 }
+
+#[tokio::test]
+async fn tokens_signed_with_the_attestation_or_audit_key_are_refused() {
+    let vault = TestVault::new().await;
+    let keys = vault.state.vault.keys();
+    let path = format!("/v1/citizens/{CITIZEN_A}/documents");
+    for key in [&keys.attestation, &keys.audit] {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(keys.token.kid().to_owned());
+        let token = jsonwebtoken::encode(&header, &good_claims(), &key.encoding_key()).unwrap();
+        vault
+            .get(&path, &token)
+            .await
+            .expect_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+    }
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let vault = TestVault::new().await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let request = axum::http::Request::get(format!("/v1/citizens/{CITIZEN_A}/documents"))
+            .header("authorization", format!("{scheme} {}", vault.clerk()))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        vault.send(request).await.expect(StatusCode::OK);
+    }
+}
+
+/// A token whose header carries a newline and an escape sequence cannot forge a log line or
+/// drive an operator's terminal: the server's log, captured from a real `hoso serve`, holds the
+/// refusal escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_client_sends_reaches_the_log_escaped() {
+    use base64::Engine;
+    let vault = TestVault::new().await;
+    let s = &vault.state.settings;
+    let addr = crate::processes::free_port();
+    let log = vault.path().join("serve.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"))
+        .arg("serve")
+        .env("HOSO_DATABASE_URL", s.database_url.expose())
+        .env("HOSO_STORAGE_URL", &s.storage_url)
+        .env("HOSO_KEYS_DIR", &s.keys_dir)
+        .env("HOSO_LISTEN", addr.to_string())
+        .env("HOSO_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !matches!(
+        crate::processes::call(addr, "GET", "/readyz", None, None).await,
+        Ok((200, _))
+    ) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hoso serve did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let header = b64(
+        &json!({"alg": "HS256\n2026-12-01T00:00:00Z  INFO hoso: FORGED admin signed in\u{1b}[2J"})
+            .to_string(),
+    );
+    let token = format!("{header}.{}.c2ln", b64("{}"));
+    let path = format!("/v1/citizens/{CITIZEN_A}/documents");
+    let (status, _) = crate::processes::call(addr, "GET", &path, Some(&token), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read(&log).unwrap();
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains("token refused"),
+        "the refusal is logged: {text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "no raw escape byte in the log: {text:?}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("2026-12-01T00:00:00Z")),
+        "no forged line: {text}"
+    );
+}

@@ -109,6 +109,35 @@ async fn a_clerk_verifies_a_scan_and_anyone_can_check_the_copy_offline() {
     .unwrap();
     let out_ok = check(copy.body.to_vec(), forged).await;
     assert!(!out_ok, "an attestation signed by another key is refused");
+
+    // Whoever holds this vault's token key (present wherever tokens are issued) cannot sign a
+    // "verified copy": neither under the token key's own kid nor under the attestation kid.
+    let keys = vault.state.vault.keys();
+    let claims = hoso::crypto::attestation::AttestationClaims {
+        iss: "hoso".into(),
+        document_id: uuid::Uuid::now_v7().to_string(),
+        doc_type: "cccd".into(),
+        sha256: hex::encode(hoso::crypto::sha256(&copy.body)),
+        size: copy.body.len() as i64,
+        verified_by: "mallory".into(),
+        office: "X".into(),
+        verified_at: "2026-12-01T00:00:00Z".into(),
+        iat: 0,
+    };
+    let with_token_kid = hoso::crypto::attestation::sign(&keys.token, &claims).unwrap();
+    assert!(
+        !check(copy.body.to_vec(), with_token_kid).await,
+        "an attestation signed with the token key is refused"
+    );
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(keys.attestation.kid().to_owned());
+    header.typ = Some(hoso::crypto::attestation::ATTESTATION_TYPE.to_owned());
+    let under_attestation_kid =
+        jsonwebtoken::encode(&header, &claims, &keys.token.encoding_key()).unwrap();
+    assert!(
+        !check(copy.body.to_vec(), under_attestation_kid).await,
+        "the token key signing under the attestation kid is refused"
+    );
 }
 
 fn fake_row(scan: &[u8]) -> hoso::db::documents::DocumentRow {
