@@ -66,10 +66,6 @@ async fn only_a_document_of_the_same_type_supersedes() {
     let doc = vault
         .get(&format!("/v1/documents/{cccd}"), &vault.clerk())
         .await;
-    assert_eq!(
-        doc.json()["status"],
-        "pending",
-        "the CCCD is still current"
-    );
+    assert_eq!(doc.json()["status"], "pending", "the CCCD is still current");
     assert_eq!(vault.count("SELECT COUNT(*) FROM documents").await, 1);
 }
