@@ -77,6 +77,7 @@ impl App {
         if settings.test_fault.is_some() && !cfg!(debug_assertions) {
             return Err("HOSO_TEST_FAULT is for tests only; unset it".into());
         }
+        check_modes(&settings)?;
         let keys = Keyring::open(&settings.keys_dir, create).map_err(|e| e.to_string())?;
         let db = Db::connect(
             settings.database_url.expose(),
@@ -101,6 +102,9 @@ impl App {
                 max_upload_bytes: settings.max_upload_bytes,
             },
             metrics: Metrics::default(),
+            read_memory: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(settings.read_memory_bytes).unwrap_or(usize::MAX >> 4),
+            )),
             test_fault: settings.test_fault,
         };
         Ok(Self {
@@ -109,4 +113,55 @@ impl App {
             lifecycle: Lifecycle::default(),
         })
     }
+}
+
+/// Refuses key files others can read (as ssh does), and tightens what hoso made too loosely
+/// before (an older version, a hand-made `keys/`, a restore): the keys directory, the SQLite
+/// file and the local storage directory become owner-only, with a warning naming each.
+fn check_modes(settings: &Settings) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o777)
+    };
+    if let Ok(entries) = std::fs::read_dir(&settings.keys_dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_file() && mode(&path).is_some_and(|m| m & 0o077 != 0) {
+                return Err(format!(
+                    "{} can be read by other users (mode {:o}); a key file must be 0600: \
+                     run `chmod 600 {}` and consider the key exposed",
+                    path.display(),
+                    mode(&path).unwrap_or_default(),
+                    path.display()
+                ));
+            }
+        }
+    }
+    let mut loose = vec![(settings.keys_dir.clone(), 0o700)];
+    if let Ok(crate::config::DatabaseUrl::Sqlite { file, .. }) =
+        crate::config::DatabaseUrl::parse(settings.database_url.expose())
+    {
+        loose.push((file, 0o600));
+    }
+    if let Ok(crate::config::StorageUrl::Local(dir)) =
+        crate::config::StorageUrl::parse(&settings.storage_url)
+    {
+        loose.push((dir, 0o700));
+    }
+    for (path, wanted) in loose {
+        if let Some(m) = mode(&path).filter(|m| m & 0o077 != 0) {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(wanted)).map_err(
+                |e| {
+                    format!(
+                        "{} has mode {m:o} and cannot be tightened: {e}",
+                        path.display()
+                    )
+                },
+            )?;
+            tracing::warn!(path = %path.display(), was = format!("{m:o}"), now = format!("{wanted:o}"), "tightened a mode others could read through");
+        }
+    }
+    Ok(())
 }

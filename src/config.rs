@@ -222,6 +222,46 @@ pub struct Settings {
     )]
     pub s3_retry_timeout_seconds: u64,
 
+    /// Decrypted copies (each up to 8 MiB) held in memory at once, in bytes; beyond it a copy
+    /// streams in flat memory (it is then read twice from storage). Bounds the server's memory
+    /// under many concurrent reads.
+    #[arg(
+        long,
+        env = "HOSO_READ_MEMORY_BYTES",
+        default_value_t = 64 * MIB,
+        global = true
+    )]
+    pub read_memory_bytes: u64,
+
+    /// A client must send its request's headers within this many seconds, or the connection
+    /// is closed (half-open connections cannot pile up).
+    #[arg(
+        long,
+        env = "HOSO_HEADER_READ_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub header_read_timeout_seconds: u64,
+
+    /// A connection with no traffic either way for this many seconds is closed.
+    #[arg(
+        long,
+        env = "HOSO_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub idle_timeout_seconds: u64,
+
+    /// Connections served at once; more wait to be accepted. Keep it below the process's
+    /// open-file limit (`ulimit -n`), leaving room for the database and stored files.
+    #[arg(
+        long,
+        env = "HOSO_MAX_CONNECTIONS",
+        default_value_t = 512,
+        global = true
+    )]
+    pub max_connections: usize,
+
     /// Test-only: make intakes stop dead at this point, leaving storage and database exactly as
     /// a crash there would. Never set in production.
     #[arg(long, env = "HOSO_TEST_FAULT", hide = true, global = true)]
@@ -265,6 +305,10 @@ impl Settings {
             s3_connect_timeout_seconds: 1,
             s3_retries: 2,
             s3_retry_timeout_seconds: 2,
+            read_memory_bytes: 64 * MIB,
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 60,
+            max_connections: 512,
             test_fault: None,
         }
     }

@@ -8,6 +8,9 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Everything hoso creates — database and its WAL, backups, stored bodies, keys — is for its
+    // own user only: files 0600, directories 0700.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let filter =
         EnvFilter::try_from_env("HOSO_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     // Logs go to stderr so that `hoso token issue` prints only the token on stdout.

@@ -47,12 +47,16 @@ pub async fn run(settings: Settings) -> Result<ExitCode, String> {
          (or a clerk token with --role clerk --office YOUR-OFFICE)"
     );
     let grace = Duration::from_secs(state.settings.shutdown_grace_seconds);
-    let server = tokio::spawn(axum::serve(listener, crate::http::app(state.clone())).into_future());
+    let limits = crate::http::server::ConnectionLimits {
+        header_read_timeout: Duration::from_secs(state.settings.header_read_timeout_seconds),
+        idle_timeout: Duration::from_secs(state.settings.idle_timeout_seconds),
+        max_connections: state.settings.max_connections,
+    };
+    let app = crate::http::app(state.clone());
+    let server = tokio::spawn(crate::http::server::serve(listener, app, limits));
     tokio::select! {
         ended = server => {
-            ended
-                .map_err(|e| format!("server task: {e}"))?
-                .map_err(|e| format!("server error: {e}"))?;
+            ended.map_err(|e| format!("server task: {e}"))?;
             return Ok(ExitCode::SUCCESS);
         }
         () = shutdown_signal() => {}

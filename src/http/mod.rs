@@ -8,6 +8,7 @@ mod documents;
 mod grants;
 mod health;
 mod openapi;
+pub mod server;
 
 use axum::Router;
 use axum::body::Body;
@@ -116,7 +117,14 @@ pub fn parse_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| ApiError::NotFound)
 }
 
+/// axum's default limit on a JSON body (2 MiB).
+const JSON_LIMIT: u64 = 2 * 1024 * 1024;
+
 pub fn json_rejection(rejection: JsonRejection) -> ApiError {
+    // A body over the limit is too large, not malformed.
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::PayloadTooLarge(JSON_LIMIT);
+    }
     ApiError::InvalidRequest(rejection.body_text())
 }
 

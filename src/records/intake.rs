@@ -156,10 +156,12 @@ impl<'a> Intake<'a> {
 
     /// Seals the last segment and makes the object durable.
     async fn store_object(mut self) -> Result<Stored<'a>, ApiError> {
-        let media = match self.media {
-            Some(m) => m,
-            // Shorter than any magic number we know: sniff what there is.
-            None => MediaType::sniff(&self.head).ok_or(ApiError::UnsupportedMediaType)?,
+        // Shorter than any magic number we know: sniff what there is.
+        let media = self.media.or_else(|| MediaType::sniff(&self.head));
+        let Some(media) = media else {
+            // Not a scan at all: end the intake now rather than leave its intent to the sweeper.
+            self.abort().await;
+            return Err(ApiError::UnsupportedMediaType);
         };
         self.fault(FaultPoint::BeforeObject)?;
         self.sealed.clear();

@@ -17,9 +17,10 @@ use crate::domain::{DocStatus, NationalId, Role};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
-/// Bodies up to this size are decrypted once, into memory, and sent; larger ones are
-/// authenticated in a first pass and decrypted again while streaming, so memory stays flat.
-/// Either way not one byte is sent before every segment has authenticated.
+/// Bodies up to this size are decrypted once, into memory, and sent, while the vault's budget
+/// for copies in memory ([`Vault::read_memory`]) has room; larger ones, and any beyond the
+/// budget, are authenticated in a first pass and decrypted again while streaming, so memory
+/// stays flat. Either way not one byte is sent before every segment has authenticated.
 const IN_MEMORY_LIMIT: i64 = 8 * 1024 * 1024;
 
 /// The grant behind an officer's token, if it is still in force.
@@ -275,13 +276,36 @@ pub async fn authenticate_body(
     Ok(())
 }
 
+/// A decrypted copy held in memory, counted against [`Vault::read_memory`] while it lives.
+struct Budgeted {
+    plaintext: Vec<u8>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Budgeted {
+    fn as_ref(&self) -> &[u8] {
+        &self.plaintext
+    }
+}
+
 /// Authenticates the whole body before returning anything that could reach the client.
 async fn open_body(
     vault: &Vault,
     doc: &DocumentRow,
 ) -> Result<BoxStream<'static, Result<Bytes, ApiError>>, ApiError> {
-    // Pass 1: authenticate every segment (and keep the plaintext if it is small).
-    let keep = doc.size_bytes <= IN_MEMORY_LIMIT;
+    // Pass 1: authenticate every segment, and keep the plaintext if it is small and the
+    // memory budget for copies in flight has room for it (else it streams, in flat memory).
+    let permit = u32::try_from(doc.size_bytes)
+        .ok()
+        .filter(|_| doc.size_bytes <= IN_MEMORY_LIMIT)
+        .and_then(|n| {
+            vault
+                .read_memory
+                .clone()
+                .try_acquire_many_owned(n.max(1))
+                .ok()
+        });
+    let keep = permit.is_some();
     let mut plaintext = Vec::with_capacity(if keep { doc.size_bytes as usize } else { 0 });
     authenticate_body(vault, doc, |piece| {
         if keep {
@@ -289,8 +313,13 @@ async fn open_body(
         }
     })
     .await?;
-    if keep {
-        return Ok(futures_util::stream::once(async move { Ok(Bytes::from(plaintext)) }).boxed());
+    if let Some(permit) = permit {
+        // The budget is given back when the bytes are freed, after they have been sent.
+        let body = Bytes::from_owner(Budgeted {
+            plaintext,
+            _permit: permit,
+        });
+        return Ok(futures_util::stream::once(async move { Ok(body) }).boxed());
     }
 
     // Pass 2: decrypt again while sending. The object is write-once, so this pass sees the

@@ -25,6 +25,9 @@ pub struct Vault {
     pub limits: Limits,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Bytes of decrypted copies that may be held in memory at once (`HOSO_READ_MEMORY_BYTES`);
+    /// a copy that does not fit streams instead.
+    pub read_memory: Arc<tokio::sync::Semaphore>,
     /// Test-only crash simulation (`HOSO_TEST_FAULT`); refused outside debug builds.
     pub test_fault: Option<FaultPoint>,
 }

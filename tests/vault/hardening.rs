@@ -69,3 +69,193 @@ async fn only_a_document_of_the_same_type_supersedes() {
     assert_eq!(doc.json()["status"], "pending", "the CCCD is still current");
     assert_eq!(vault.count("SELECT COUNT(*) FROM documents").await, 1);
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn hoso_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hoso"))
+        .args(args)
+        .env(
+            "HOSO_DATABASE_URL",
+            format!("sqlite://{}", dir.join("hoso.db").display()),
+        )
+        .env(
+            "HOSO_STORAGE_URL",
+            format!("file://{}", dir.join("storage").display()),
+        )
+        .env("HOSO_KEYS_DIR", dir.join("keys"))
+        .env("HOSO_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn what_hoso_creates_is_for_its_own_user_only_and_loose_key_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = hoso_in(dir.path(), &["init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&dir.path().join("hoso.db")), 0o600);
+    assert_eq!(mode(&dir.path().join("storage")), 0o700);
+    assert_eq!(mode(&dir.path().join("keys")), 0o700);
+    for entry in std::fs::read_dir(dir.path().join("keys")).unwrap() {
+        assert_eq!(mode(&entry.unwrap().path()), 0o600);
+    }
+    for wal in ["hoso.db-wal", "hoso.db-shm"] {
+        let path = dir.path().join(wal);
+        if path.exists() {
+            assert_eq!(mode(&path), 0o600, "{wal}");
+        }
+    }
+
+    // A keys directory opened up by hand is tightened; a key file others can read is refused.
+    use std::os::unix::fs::PermissionsExt;
+    let set = |p: &std::path::Path, m| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    set(&dir.path().join("keys"), 0o755);
+    set(&dir.path().join("hoso.db"), 0o644);
+    let out = hoso_in(dir.path(), &["init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&dir.path().join("keys")), 0o700);
+    assert_eq!(mode(&dir.path().join("hoso.db")), 0o600);
+    let key = dir.path().join("keys").join("token-signing.p8");
+    set(&key, 0o644);
+    let out = hoso_in(dir.path(), &["init"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("token-signing.p8") && said.contains("0600"),
+        "{said}"
+    );
+}
+
+#[tokio::test]
+async fn copies_beyond_the_memory_budget_stream_and_arrive_whole() {
+    let vault = TestVault::with(|s| s.read_memory_bytes = 3 * 1024 * 1024).await;
+    let scan = pdf(9, 2 * 1024 * 1024 + 123);
+    let id = vault.take_in(CITIZEN_A, "cccd", &scan).await;
+    let path = format!("/v1/documents/{id}/content");
+    let clerk = vault.clerk();
+    // One fits the budget, the others stream; every copy is the scan, byte for byte.
+    let replies = futures_util::future::join_all((0..6).map(|_| vault.get(&path, &clerk))).await;
+    for reply in replies {
+        reply.expect(StatusCode::OK);
+        assert_eq!(reply.body.as_ref(), scan.as_slice());
+    }
+    assert_eq!(
+        vault.state.vault.read_memory.available_permits(),
+        3 * 1024 * 1024,
+        "the whole budget is back once the copies are gone"
+    );
+}
+
+/// 140 clients that open a connection, send half a request line and hang, against a vault
+/// allowed 128 open files: with a header-read timeout and a connection cap it keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_connections_cannot_starve_the_vault() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let vault = TestVault::new().await;
+    let s = &vault.state.settings;
+    let addr = crate::processes::free_port();
+    let hoso = env!("CARGO_BIN_EXE_hoso");
+    let child = std::process::Command::new("sh")
+        .args(["-c", &format!("ulimit -n 128 && exec {hoso} serve")])
+        .env("HOSO_DATABASE_URL", s.database_url.expose())
+        .env("HOSO_STORAGE_URL", &s.storage_url)
+        .env("HOSO_KEYS_DIR", &s.keys_dir)
+        .env("HOSO_LISTEN", addr.to_string())
+        .env("HOSO_LOG", "error")
+        .env("HOSO_HEADER_READ_TIMEOUT_SECONDS", "1")
+        .env("HOSO_IDLE_TIMEOUT_SECONDS", "2")
+        .env("HOSO_MAX_CONNECTIONS", "64")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _serving = crate::processes::Fleet(vec![(child, addr)]);
+    let healthz = || async {
+        crate::processes::call(addr, "GET", "/healthz", None, None)
+            .await
+            .map(|(status, _)| status)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !matches!(healthz().await, Ok(200)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hoso serve did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let mut hanging = Vec::new();
+    for _ in 0..140 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"GET /healthz HTT").await.unwrap();
+        hanging.push(stream);
+    }
+    let asked = std::time::Instant::now();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(15), healthz()).await;
+    let waited = asked.elapsed();
+    assert!(
+        matches!(answer, Ok(Ok(200))),
+        "/healthz answered {answer:?} with 140 clients hanging"
+    );
+    println!("/healthz answered in {waited:?} with 140 half-open connections held");
+
+    // The hanging clients were cut off; so is a keep-alive connection left idle (waiting for
+    // the next request's headers is a header read too).
+    let mut cut = 0;
+    for mut stream in hanging {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf));
+        if matches!(read.await, Ok(Ok(_) | Err(_))) {
+            cut += 1;
+        }
+    }
+    assert_eq!(
+        cut, 140,
+        "every half-open connection is closed by the server"
+    );
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: hoso\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = vec![0u8; 4096];
+    let n = idle.read(&mut reply).await.unwrap();
+    assert!(String::from_utf8_lossy(&reply[..n]).starts_with("HTTP/1.1 200"));
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), idle.read(&mut reply))
+        .await
+        .expect("the idle connection is closed by the server");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+}
+
+#[tokio::test]
+async fn a_json_body_over_its_limit_is_too_large_not_malformed() {
+    let vault = TestVault::new().await;
+    let purpose = "x".repeat(3 * 1024 * 1024);
+    let reply = vault
+        .post("/v1/grants", &vault.clerk(), json!({ "purpose": purpose }))
+        .await;
+    reply.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
+#[tokio::test]
+async fn a_file_too_short_to_be_a_scan_leaves_no_intent_behind() {
+    let vault = TestVault::new().await;
+    vault
+        .intake(&vault.clerk(), CITIZEN_A, &metadata("cccd"), b"%PD")
+        .await
+        .expect_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    assert_eq!(vault.count("SELECT COUNT(*) FROM intake_intents").await, 0);
+    assert!(vault.stored_keys().await.is_empty());
+}

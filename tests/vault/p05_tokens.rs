@@ -247,7 +247,7 @@ async fn what_a_client_sends_reaches_the_log_escaped() {
     let s = &vault.state.settings;
     let addr = crate::processes::free_port();
     let log = vault.path().join("serve.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"))
         .arg("serve")
         .env("HOSO_DATABASE_URL", s.database_url.expose())
         .env("HOSO_STORAGE_URL", &s.storage_url)
@@ -258,6 +258,7 @@ async fn what_a_client_sends_reaches_the_log_escaped() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    let mut serving = crate::processes::Fleet(vec![(child, addr)]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !matches!(
         crate::processes::call(addr, "GET", "/readyz", None, None).await,
@@ -281,8 +282,10 @@ async fn what_a_client_sends_reaches_the_log_escaped() {
         .unwrap();
     assert_eq!(status, 401);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    for (child, _) in &mut serving.0 {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     let text = std::fs::read(&log).unwrap();
     let text = String::from_utf8_lossy(&text);
     assert!(
@@ -297,4 +300,27 @@ async fn what_a_client_sends_reaches_the_log_escaped() {
         !text.lines().any(|l| l.starts_with("2026-12-01T00:00:00Z")),
         "no forged line: {text}"
     );
+}
+
+/// Tokens are accepted up to the clock-skew leeway past `exp`; a revoked one must stay revoked
+/// that long too, whatever the sweeper forgets meanwhile.
+#[tokio::test]
+async fn a_revoked_token_stays_refused_through_the_leeway_after_its_expiry() {
+    let vault = TestVault::new().await;
+    let token = sign(
+        &vault,
+        &with(&[("exp", json!(now() - 5)), ("jti", json!("in-the-leeway"))]),
+    );
+    let path = format!("/v1/citizens/{CITIZEN_A}/documents");
+    vault.get(&path, &token).await.expect(StatusCode::OK);
+    hoso::records::tokens::revoke(&vault.state.vault, &token)
+        .await
+        .unwrap();
+    hoso::records::maintenance::sweep_abandoned(&vault.state.vault, 0, true)
+        .await
+        .unwrap();
+    vault
+        .get(&path, &token)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthenticated");
 }
