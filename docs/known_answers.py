@@ -48,7 +48,15 @@ def fields(plaintext):
 
 
 def wrapped_key():
+    """Row format 1: the key bound to document and citizen."""
     aad = b"hoso/dek/v1" + struct.pack(">I", KEK_VERSION) + DOC_ID + CITIZEN
+    return WRAP_NONCE + AESGCM(KEK).encrypt(WRAP_NONCE, DK, aad)
+
+
+def wrapped_key_v2(doc_type):
+    """Row format 2: the document type is bound too."""
+    name = doc_type.encode()
+    aad = b"hoso/dek/v2" + struct.pack(">I", KEK_VERSION) + bytes([len(name)]) + name + DOC_ID + CITIZEN
     return WRAP_NONCE + AESGCM(KEK).encrypt(WRAP_NONCE, DK, aad)
 
 
@@ -80,5 +88,6 @@ print("body_2seg_sha256", hashlib.sha256(body(pattern(SEGMENT + 5))).hexdigest()
 print("body_full_sha256", hashlib.sha256(body(pattern(SEGMENT))).hexdigest())
 print("fields          ", fields(b'{"doc_number":"001099012345"}').hex())
 print("wrapped_key     ", wrapped_key().hex())
+print("wrapped_key_v2  ", wrapped_key_v2("passport").hex())
 print("blind_index     ", blind_index("001099012345").hex())
 print("audit_entry     ", audit_entry_hash().hex())

@@ -35,11 +35,19 @@
 //! nonce (12 random) | AES-256-GCM(fields_key, nonce, "hoso/fields/v1" | document id | citizen index, json) | tag (16)
 //! ```
 //!
-//! **Wrapped data key** (60 bytes; the KEK version is kept beside it in its own column):
+//! **Wrapped data key** (60 bytes; the KEK version is kept beside it in its own column). Rows of
+//! format 2 (every document taken in since) also bind the document type, so a row relabelled in
+//! the database (a passport made a `cccd`, to fall inside a CCCD grant) no longer unwraps:
 //!
 //! ```text
-//! nonce (12 random) | AES-256-GCM(KEK_v, nonce, "hoso/dek/v1" | v as u32 BE | document id | citizen index, DK) | tag (16)
+//! format 2: nonce (12 random) | AES-256-GCM(KEK_v, nonce, "hoso/dek/v2" | v as u32 BE
+//!           | len(doc_type) u8 | doc_type (ASCII) | document id | citizen index, DK) | tag (16)
+//! format 1: nonce (12 random) | AES-256-GCM(KEK_v, nonce, "hoso/dek/v1" | v as u32 BE
+//!           | document id | citizen index, DK) | tag (16)
 //! ```
+//!
+//! A row's format is its `format_version`; `hoso keys rewrap` brings format-1 rows to format 2.
+//! Bodies and fields are laid out the same in both (the body header's format byte stays 1).
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Tag};
@@ -49,8 +57,13 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::{CitizenIndex, hmac_sha256, random_bytes};
+use crate::domain::DocType;
 
-pub const FORMAT_VERSION: u8 = 1;
+/// The row format new documents are written in (see the module doc).
+pub const FORMAT_VERSION: u8 = 2;
+/// The format byte in a stored body's header; the body layout is the same for rows of format
+/// 1 and 2.
+pub const BODY_FORMAT: u8 = 1;
 pub const MAGIC: &[u8; 4] = b"HOSO";
 pub const HEADER_LEN: usize = 16;
 pub const SEGMENT_LEN: usize = 64 * 1024;
@@ -101,6 +114,26 @@ impl DataKey {
     }
 }
 
+/// What a wrapped data key is bound to besides its document and citizen: nothing (format 1, for
+/// rows taken in before the type was bound) or the document type (format 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WrapFormat {
+    V1,
+    V2 { doc_type: DocType },
+}
+
+impl WrapFormat {
+    /// The wrap format of a row of `format_version`, or `None` for a format this version of
+    /// hoso does not know.
+    pub fn of_row(format_version: i64, doc_type: DocType) -> Option<Self> {
+        match format_version {
+            1 => Some(Self::V1),
+            2 => Some(Self::V2 { doc_type }),
+            _ => None,
+        }
+    }
+}
+
 /// A master key (KEK) of one version.
 pub struct Kek {
     pub version: u32,
@@ -115,15 +148,33 @@ impl Kek {
         }
     }
 
-    fn aad(&self, binding: &Binding) -> Vec<u8> {
-        binding.aad(b"hoso/dek/v1", &self.version.to_be_bytes())
+    fn aad(&self, binding: &Binding, format: WrapFormat) -> Vec<u8> {
+        let version = self.version.to_be_bytes();
+        match format {
+            WrapFormat::V1 => binding.aad(b"hoso/dek/v1", &version),
+            WrapFormat::V2 { doc_type } => {
+                let name = doc_type.as_str().as_bytes();
+                let mut extra = version.to_vec();
+                extra.push(u8::try_from(name.len()).expect("type names are short"));
+                extra.extend_from_slice(name);
+                binding.aad(b"hoso/dek/v2", &extra)
+            }
+        }
     }
 
-    pub fn wrap(&self, key: &DataKey, binding: &Binding) -> Vec<u8> {
-        self.wrap_with_nonce(key, binding, random_bytes::<NONCE_LEN>())
+    /// Wraps a data key for a document of `doc_type`, in the current format (2).
+    pub fn wrap(&self, key: &DataKey, binding: &Binding, doc_type: DocType) -> Vec<u8> {
+        let format = WrapFormat::V2 { doc_type };
+        self.wrap_with_nonce(key, binding, format, random_bytes::<NONCE_LEN>())
     }
 
-    fn wrap_with_nonce(&self, key: &DataKey, binding: &Binding, nonce: [u8; NONCE_LEN]) -> Vec<u8> {
+    fn wrap_with_nonce(
+        &self,
+        key: &DataKey,
+        binding: &Binding,
+        format: WrapFormat,
+        nonce: [u8; NONCE_LEN],
+    ) -> Vec<u8> {
         let mut out = Vec::with_capacity(WRAPPED_KEY_LEN);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(key.0.as_ref());
@@ -131,7 +182,7 @@ impl Kek {
             .cipher
             .encrypt_inout_detached(
                 &Nonce::from(nonce),
-                &self.aad(binding),
+                &self.aad(binding, format),
                 (&mut out[NONCE_LEN..]).into(),
             )
             .expect("32 bytes are within AES-GCM limits");
@@ -139,7 +190,12 @@ impl Kek {
         out
     }
 
-    pub fn unwrap(&self, wrapped: &[u8], binding: &Binding) -> Result<DataKey, IntegrityError> {
+    pub fn unwrap(
+        &self,
+        wrapped: &[u8],
+        binding: &Binding,
+        format: WrapFormat,
+    ) -> Result<DataKey, IntegrityError> {
         if wrapped.len() != WRAPPED_KEY_LEN {
             return Err(IntegrityError("wrapped key has the wrong length"));
         }
@@ -148,7 +204,12 @@ impl Kek {
         let nonce = Nonce::try_from(&wrapped[..NONCE_LEN]).expect("12 bytes");
         let tag = Tag::try_from(&wrapped[NONCE_LEN + 32..]).expect("16 bytes");
         self.cipher
-            .decrypt_inout_detached(&nonce, &self.aad(binding), key.as_mut_slice().into(), &tag)
+            .decrypt_inout_detached(
+                &nonce,
+                &self.aad(binding, format),
+                key.as_mut_slice().into(),
+                &tag,
+            )
             .map_err(|_| IntegrityError("wrapped key failed authentication"))?;
         Ok(DataKey(key))
     }
@@ -249,7 +310,7 @@ impl BodySealer {
     fn with_nonce_prefix(key: &DataKey, binding: &Binding, prefix: [u8; 7]) -> Self {
         let mut header = [0u8; HEADER_LEN];
         header[..4].copy_from_slice(MAGIC);
-        header[4] = FORMAT_VERSION;
+        header[4] = BODY_FORMAT;
         header[5..9].copy_from_slice(&(SEGMENT_LEN as u32).to_be_bytes());
         header[9..16].copy_from_slice(&prefix);
         Self {
@@ -331,7 +392,7 @@ impl BodyOpener {
                 return Ok(());
             }
             let header: [u8; HEADER_LEN] = self.buffer[..HEADER_LEN].try_into().expect("16");
-            if &header[..4] != MAGIC || header[4] != FORMAT_VERSION {
+            if &header[..4] != MAGIC || header[4] != BODY_FORMAT {
                 return Err(IntegrityError("unknown object format"));
             }
             if header[5..9] != (SEGMENT_LEN as u32).to_be_bytes() {
@@ -472,15 +533,30 @@ mod tests {
     }
 
     #[test]
-    fn known_answer_a_wrapped_key_has_the_documented_bytes_and_unwraps() {
-        let expected = "606162636465666768696a6be295afa8f7d57d52f14d6db719477d766216891155184ede13bea37393ccad22883d52b86888f53e3b4e7437300a194e";
-        let nonce = std::array::from_fn(|i| 0x60 + i as u8);
-        let wrapped = known::kek().wrap_with_nonce(&known::dk(), &known::binding(), nonce);
-        assert_eq!(hex::encode(&wrapped), expected);
-        let key = known::kek()
-            .unwrap(&hex::decode(expected).unwrap(), &known::binding())
-            .unwrap();
-        assert_eq!(*key.0, *known::dk().0);
+    fn known_answer_wrapped_keys_have_the_documented_bytes_and_unwrap() {
+        let passport = WrapFormat::V2 {
+            doc_type: DocType::Passport,
+        };
+        let vectors = [
+            (
+                WrapFormat::V1,
+                "606162636465666768696a6be295afa8f7d57d52f14d6db719477d766216891155184ede13bea37393ccad22883d52b86888f53e3b4e7437300a194e",
+            ),
+            (
+                passport,
+                "606162636465666768696a6be295afa8f7d57d52f14d6db719477d766216891155184ede13bea37393ccad226e87ff83921b8907fd67b84b1fedc9c5",
+            ),
+        ];
+        for (format, expected) in vectors {
+            let nonce = std::array::from_fn(|i| 0x60 + i as u8);
+            let wrapped =
+                known::kek().wrap_with_nonce(&known::dk(), &known::binding(), format, nonce);
+            assert_eq!(hex::encode(&wrapped), expected, "{format:?}");
+            let key = known::kek()
+                .unwrap(&hex::decode(expected).unwrap(), &known::binding(), format)
+                .unwrap();
+            assert_eq!(*key.0, *known::dk().0);
+        }
     }
 
     fn binding(n: u8) -> Binding {
@@ -602,24 +678,48 @@ mod tests {
     }
 
     #[test]
-    fn wrapped_keys_are_bound_to_document_and_kek_version() {
+    fn rows_of_format_1_unwrap_as_before_and_unknown_formats_are_refused() {
+        assert_eq!(WrapFormat::of_row(1, DocType::Cccd), Some(WrapFormat::V1));
+        assert_eq!(
+            WrapFormat::of_row(2, DocType::Cccd),
+            Some(WrapFormat::V2 {
+                doc_type: DocType::Cccd
+            })
+        );
+        assert_eq!(WrapFormat::of_row(3, DocType::Cccd), None);
+        assert_eq!(WrapFormat::of_row(0, DocType::Cccd), None);
+    }
+
+    #[test]
+    fn wrapped_keys_are_bound_to_document_type_and_kek_version() {
         let kek1 = Kek::new(1, &[1u8; 32]);
         let kek1_as_v2 = Kek::new(2, &[1u8; 32]);
         let key = DataKey::generate();
-        let wrapped = kek1.wrap(&key, &binding(1));
+        let cccd = WrapFormat::V2 {
+            doc_type: DocType::Cccd,
+        };
+        let wrapped = kek1.wrap(&key, &binding(1), DocType::Cccd);
         assert_eq!(wrapped.len(), WRAPPED_KEY_LEN);
-        assert_eq!(*kek1.unwrap(&wrapped, &binding(1)).unwrap().0, *key.0);
-        assert!(kek1.unwrap(&wrapped, &binding(2)).is_err());
-        assert!(kek1_as_v2.unwrap(&wrapped, &binding(1)).is_err());
+        assert_eq!(*kek1.unwrap(&wrapped, &binding(1), cccd).unwrap().0, *key.0);
+        assert!(kek1.unwrap(&wrapped, &binding(2), cccd).is_err());
+        assert!(kek1_as_v2.unwrap(&wrapped, &binding(1), cccd).is_err());
+        let relabelled = WrapFormat::V2 {
+            doc_type: DocType::Passport,
+        };
+        assert!(kek1.unwrap(&wrapped, &binding(1), relabelled).is_err());
+        assert!(kek1.unwrap(&wrapped, &binding(1), WrapFormat::V1).is_err());
         assert!(
             Kek::new(1, &[2u8; 32])
-                .unwrap(&wrapped, &binding(1))
+                .unwrap(&wrapped, &binding(1), cccd)
                 .is_err()
         );
         for pos in 0..wrapped.len() {
             let mut bad = wrapped.clone();
             bad[pos] ^= 0x80;
-            assert!(kek1.unwrap(&bad, &binding(1)).is_err(), "flip at {pos}");
+            assert!(
+                kek1.unwrap(&bad, &binding(1), cccd).is_err(),
+                "flip at {pos}"
+            );
         }
     }
 

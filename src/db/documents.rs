@@ -218,7 +218,8 @@ pub async fn mark_verified(
 }
 
 /// Documents whose data key is wrapped by a KEK other than `current`, a page at a time.
-pub async fn page_not_wrapped_by<'e, E>(
+/// Documents whose key is not under KEK `current` or not in the current row format.
+pub async fn page_to_rewrap<'e, E>(
     executor: E,
     current: i64,
     limit: i64,
@@ -227,9 +228,11 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM documents WHERE kek_version <> $1 ORDER BY id LIMIT $2"
+        "SELECT {COLUMNS} FROM documents WHERE kek_version <> $1 OR format_version <> $2 \
+         ORDER BY id LIMIT $3"
     ))
     .bind(current)
+    .bind(i64::from(crate::crypto::envelope::FORMAT_VERSION))
     .bind(limit)
     .fetch_all(executor)
     .await
@@ -238,20 +241,23 @@ where
 }
 
 /// Replaces a wrapped key only if it is still the one that was read (no lost update).
+/// The rewrapped key is in the current row format, [`crate::crypto::envelope::FORMAT_VERSION`].
 pub async fn replace_wrapped_key(
     tx: &mut Tx,
-    id: Uuid,
-    old_version: i64,
+    old: &DocumentRow,
     new_version: i64,
     wrapped: &[u8],
 ) -> Result<bool, DbError> {
     let result = sqlx::query(
-        "UPDATE documents SET wrapped_key = $1, kek_version = $2 WHERE id = $3 AND kek_version = $4",
+        "UPDATE documents SET wrapped_key = $1, kek_version = $2, format_version = $3 \
+         WHERE id = $4 AND kek_version = $5 AND format_version = $6",
     )
     .bind(wrapped.to_vec())
     .bind(new_version)
-    .bind(id.to_string())
-    .bind(old_version)
+    .bind(i64::from(crate::crypto::envelope::FORMAT_VERSION))
+    .bind(old.id.to_string())
+    .bind(old.kek_version)
+    .bind(old.format_version)
     .execute(&mut **tx)
     .await
     .map_err(db_err("rewrap"))?;

@@ -7,21 +7,16 @@ use uuid::Uuid;
 use super::Vault;
 use crate::crypto::CitizenIndex;
 use crate::crypto::attestation::{self, AttestationClaims};
-use crate::crypto::envelope::{self, Binding, DataKey};
+use crate::crypto::envelope::{self, Binding, DataKey, WrapFormat};
 use crate::crypto::keyring::Keyring;
 use crate::db::documents::DocumentRow;
 use crate::domain::{PersonalFields, format_rfc3339 as rfc3339};
 use crate::error::ApiError;
 
 /// What the row's ciphertexts are bound to. Refuses a row of a format this version does not
-/// write: its bytes would be read with the wrong layout.
+/// know: its bytes would be read with the wrong layout.
 pub fn binding(row: &DocumentRow) -> Result<Binding, ApiError> {
-    if row.format_version != i64::from(envelope::FORMAT_VERSION) {
-        return Err(ApiError::Integrity(format!(
-            "document {}: unknown format version {}",
-            row.id, row.format_version
-        )));
-    }
+    wrap_format(row)?;
     Ok(Binding {
         document_id: row.id,
         citizen: CitizenIndex::from_hex(&row.citizen_idx)
@@ -41,8 +36,19 @@ pub fn data_key(vault: &Vault, row: &DocumentRow) -> Result<DataKey, ApiError> {
     let kek = keys.kek(version).ok_or_else(|| {
         ApiError::Internal(format!("KEK version {version} is not in the key directory"))
     })?;
-    kek.unwrap(&row.wrapped_key, &binding(row)?)
+    kek.unwrap(&row.wrapped_key, &binding(row)?, wrap_format(row)?)
         .map_err(|e| ApiError::Integrity(format!("document {}: {e}", row.id)))
+}
+
+/// How the row's data key is bound: for format 2, to the type the row says it has, so a
+/// relabelled row fails closed as an integrity error.
+fn wrap_format(row: &DocumentRow) -> Result<WrapFormat, ApiError> {
+    WrapFormat::of_row(row.format_version, row.doc_type).ok_or_else(|| {
+        ApiError::Integrity(format!(
+            "document {}: unknown format version {}",
+            row.id, row.format_version
+        ))
+    })
 }
 
 /// A document as clients see it: metadata with the personal fields opened.

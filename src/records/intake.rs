@@ -290,7 +290,7 @@ impl Stored<'_> {
             sha256: self.sha256.clone(),
             object_key: self.object_key.clone(),
             format_version: i64::from(envelope::FORMAT_VERSION),
-            wrapped_key: kek.wrap(&self.data_key, &binding),
+            wrapped_key: kek.wrap(&self.data_key, &binding, metadata.doc_type),
             kek_version: i64::from(self.kek_version),
             sealed_fields: envelope::seal_fields(&self.data_key, &binding, &fields_json),
             verified_against_original: metadata.verified_against_original,

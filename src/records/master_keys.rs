@@ -25,7 +25,7 @@ pub async fn rewrap(vault: &Vault, mut progress: impl FnMut(u64)) -> Result<u64,
     let mut done = 0u64;
     loop {
         let page =
-            documents::page_not_wrapped_by(&vault.db.pool, i64::from(current.version), 200).await?;
+            documents::page_to_rewrap(&vault.db.pool, i64::from(current.version), 200).await?;
         if page.is_empty() {
             break;
         }
@@ -39,16 +39,11 @@ pub async fn rewrap(vault: &Vault, mut progress: impl FnMut(u64)) -> Result<u64,
                     current.version
                 )));
             }
-            let wrapped = current.wrap(&data_key, &binding);
+            // Rewrapping also brings a format-1 row to format 2 (the type bound in).
+            let wrapped = current.wrap(&data_key, &binding, doc.doc_type);
             // If the row changed meanwhile (another rewrap), the next page picks it up again.
-            documents::replace_wrapped_key(
-                &mut tx,
-                doc.id,
-                doc.kek_version,
-                i64::from(current.version),
-                &wrapped,
-            )
-            .await?;
+            documents::replace_wrapped_key(&mut tx, &doc, i64::from(current.version), &wrapped)
+                .await?;
             tx.commit("commit rewrap").await?;
             done += 1;
             vault.fault(crate::config::FaultPoint::RewrapMidway)?;

@@ -259,3 +259,29 @@ async fn a_file_too_short_to_be_a_scan_leaves_no_intent_behind() {
     assert_eq!(vault.count("SELECT COUNT(*) FROM intake_intents").await, 0);
     assert!(vault.stored_keys().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_row_relabelled_in_the_database_fails_closed_instead_of_falling_into_a_grant() {
+    let vault = TestVault::new().await;
+    let passport = vault.take_in(CITIZEN_A, "passport", &pdf(11, 5000)).await;
+    let (_, officer) = vault.grant(CITIZEN_A, &["cccd"], "officer.binh", 5).await;
+    vault
+        .get(&format!("/v1/documents/{passport}/content"), &officer)
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+    // An insider relabels the passport as a CCCD.
+    vault
+        .sql(&format!(
+            "UPDATE documents SET doc_type = 'cccd' WHERE id = '{passport}'"
+        ))
+        .await;
+    let reply = vault
+        .get(&format!("/v1/documents/{passport}/content"), &officer)
+        .await;
+    reply.expect_error(StatusCode::INTERNAL_SERVER_ERROR, "integrity_error");
+    assert!(!contains(&reply.body, b"%PDF"), "not one byte of the scan");
+    vault
+        .get(&format!("/v1/documents/{passport}"), &officer)
+        .await
+        .expect_error(StatusCode::INTERNAL_SERVER_ERROR, "integrity_error");
+}
