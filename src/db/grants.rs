@@ -14,6 +14,8 @@ pub struct GrantRow {
     pub case_ref: String,
     pub purpose: String,
     pub grantee: String,
+    /// The officer's office, recorded with every read through the grant.
+    pub grantee_office: String,
     pub created_by: String,
     pub office: String,
     pub created_at: i64,
@@ -23,8 +25,8 @@ pub struct GrantRow {
     pub revoked_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, citizen_idx, doc_types, case_ref, purpose, grantee, created_by, \
-    office, created_at, expires_at, max_uses, uses, revoked_at";
+const COLUMNS: &str = "id, citizen_idx, doc_types, case_ref, purpose, grantee, grantee_office, \
+    created_by, office, created_at, expires_at, max_uses, uses, revoked_at";
 
 fn from_row(row: &AnyRow) -> Result<GrantRow, DbError> {
     let types: String = col(row, "doc_types")?;
@@ -39,6 +41,7 @@ fn from_row(row: &AnyRow) -> Result<GrantRow, DbError> {
         case_ref: col(row, "case_ref")?,
         purpose: col(row, "purpose")?,
         grantee: col(row, "grantee")?,
+        grantee_office: col(row, "grantee_office")?,
         created_by: col(row, "created_by")?,
         office: col(row, "office")?,
         created_at: col(row, "created_at")?,
@@ -52,7 +55,7 @@ fn from_row(row: &AnyRow) -> Result<GrantRow, DbError> {
 pub async fn insert(tx: &mut Tx, g: &GrantRow) -> Result<(), DbError> {
     let types: Vec<&str> = g.doc_types.iter().map(|t| t.as_str()).collect();
     sqlx::query(&format!(
-        "INSERT INTO grants ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        "INSERT INTO grants ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
     .bind(g.id.to_string())
     .bind(&g.citizen_idx)
@@ -60,6 +63,7 @@ pub async fn insert(tx: &mut Tx, g: &GrantRow) -> Result<(), DbError> {
     .bind(&g.case_ref)
     .bind(&g.purpose)
     .bind(&g.grantee)
+    .bind(&g.grantee_office)
     .bind(&g.created_by)
     .bind(&g.office)
     .bind(g.created_at)

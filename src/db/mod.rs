@@ -100,16 +100,30 @@ impl Drop for Tx {
 
 /// One dialect's migrations, embedded in the binary. Applied versions are never edited; a change
 /// is a new file in every dialect with the same number.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "grantee_office",
+        include_str!("../../migrations/sqlite/0002_grantee_office.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "grantee_office",
+        include_str!("../../migrations/postgres/0002_grantee_office.sql"),
+    ),
+];
 
 impl Db {
     /// Connects by URL (`sqlite://PATH` creates the file; `postgres://…`) and migrates.

@@ -26,6 +26,8 @@ pub struct GrantRequest {
     pub case_ref: String,
     pub purpose: String,
     pub grantee: String,
+    /// The officer's office code: every read through the grant is logged as from it.
+    pub grantee_office: String,
     pub ttl_seconds: i64,
     pub max_uses: i64,
 }
@@ -43,6 +45,7 @@ struct ValidGrant {
     case_ref: Code,
     purpose: String,
     grantee: Code,
+    grantee_office: Code,
     ttl_seconds: i64,
     max_uses: i64,
 }
@@ -79,6 +82,7 @@ fn validate(req: GrantRequest) -> Result<ValidGrant, ApiError> {
         purpose: parse_text(&req.purpose, "purpose", 500)
             .map_err(|e| ApiError::InvalidRequest(e.to_string()))?,
         grantee: Code::parse(&req.grantee, "grantee")?,
+        grantee_office: Code::parse(&req.grantee_office, "grantee_office")?,
         ttl_seconds: req.ttl_seconds,
         max_uses: req.max_uses,
     })
@@ -102,6 +106,7 @@ pub async fn create(
         case_ref: req.case_ref.to_string(),
         purpose: req.purpose,
         grantee: req.grantee.to_string(),
+        grantee_office: req.grantee_office.to_string(),
         created_by: caller.staff_id().unwrap_or("-").to_owned(),
         office: caller.office.clone(),
         created_at: now,
@@ -116,7 +121,7 @@ pub async fn create(
         TokenRequest {
             role: Role::Officer,
             sub: grant.grantee.as_str(),
-            office: None,
+            office: Some(grant.grantee_office.as_str()),
             ttl_seconds: req.ttl_seconds,
             grant: Some(grant.id),
         },

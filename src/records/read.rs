@@ -81,6 +81,7 @@ async fn scoped_document(
         match live_grant(vault, caller).await {
             Ok(g) => {
                 e.case_ref = Some(g.case_ref.clone());
+                e.office = g.grantee_office.clone();
                 Some(g)
             }
             Err(err) => return Err(refuse(vault, e.clone(), err).await),
@@ -135,6 +136,7 @@ pub async fn list(
                 Err(err) => return Err(refuse(vault, e, err).await),
             };
             e.case_ref = Some(grant.case_ref.clone());
+            e.office = grant.grantee_office.clone();
             Some(grant.doc_types)
         }
         Role::Citizen if caller.citizen().as_ref() != Some(national_id) => {

@@ -299,6 +299,7 @@ impl TestVault {
                     "case_ref": "000.00.31.H40-261124-0001",
                     "purpose": "Đăng ký kết hôn",
                     "grantee": grantee,
+                    "grantee_office": "STP-DANANG",
                     "ttl_seconds": 3600,
                     "max_uses": max_uses,
                 }),

@@ -82,7 +82,7 @@ async fn create_grant(addr: SocketAddr, clerk: &str, doc_types: &[&str]) -> Stri
     let body = json!({
         "national_id": CITIZEN_A, "doc_types": doc_types,
         "case_ref": "000.00.31.H40-261201-0001", "purpose": "Đăng ký kết hôn",
-        "grantee": "binh.tran", "ttl_seconds": 3600, "max_uses": 1000,
+        "grantee": "binh.tran", "grantee_office": "STP-DANANG", "ttl_seconds": 3600, "max_uses": 1000,
     });
     let (status, reply) = call(
         addr,

@@ -285,3 +285,52 @@ async fn a_row_relabelled_in_the_database_fails_closed_instead_of_falling_into_a
         .await
         .expect_error(StatusCode::INTERNAL_SERVER_ERROR, "integrity_error");
 }
+
+#[tokio::test]
+async fn the_citizens_access_log_names_the_officers_office() {
+    let vault = TestVault::new().await;
+    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(12, 5000)).await;
+    let (_, officer) = vault.grant(CITIZEN_A, &["cccd"], "officer.binh", 2).await;
+    vault
+        .get(&format!("/v1/documents/{id}/content"), &officer)
+        .await
+        .expect(StatusCode::OK);
+    vault
+        .get(&format!("/v1/citizens/{CITIZEN_A}/documents"), &officer)
+        .await
+        .expect(StatusCode::OK);
+    let log = vault
+        .get(
+            &format!("/v1/citizens/{CITIZEN_A}/access-log"),
+            &vault.citizen(CITIZEN_A),
+        )
+        .await;
+    log.expect(StatusCode::OK);
+    let reads: Vec<_> = log.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "officer.binh")
+        .cloned()
+        .collect();
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    for read in reads {
+        assert_eq!(read["office"], "STP-DANANG", "{read}");
+    }
+}
+
+#[tokio::test]
+async fn a_grant_names_the_officers_office() {
+    let vault = TestVault::new().await;
+    let reply = vault
+        .post(
+            "/v1/grants",
+            &vault.clerk(),
+            json!({
+                "national_id": CITIZEN_A, "doc_types": ["cccd"], "case_ref": "000.00.31.H40-261201-0002",
+                "purpose": "p", "grantee": "officer.binh", "ttl_seconds": 60, "max_uses": 1,
+            }),
+        )
+        .await;
+    reply.expect_error(StatusCode::BAD_REQUEST, "invalid_request");
+}

@@ -234,7 +234,7 @@ async fn roles_without_the_right_are_refused_and_logged() {
             &bare_officer,
             serde_json::json!({
                 "national_id": CITIZEN_A, "doc_types": ["cccd"], "case_ref": "X", "purpose": "p",
-                "grantee": "officer.binh", "ttl_seconds": 60, "max_uses": 1,
+                "grantee": "officer.binh", "grantee_office": "STP-DANANG", "ttl_seconds": 60, "max_uses": 1,
             }),
         )
         .await;
