@@ -313,18 +313,19 @@ pub fn free_bytes(dir: &FsPath) -> Option<u64> {
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
-/// Every file under `root`, at any depth (directories themselves are not listed). The one
-/// directory walk: the sweep looks for cut-off local writes with it, a restore copies with it.
+/// Every entry under `root` that is not a directory, at any depth. Symbolic links are listed,
+/// never followed, so a walk cannot leave `root`. The one directory walk: the sweep looks for
+/// cut-off local writes with it, a restore copies with it.
 pub fn files_under(root: &FsPath) -> std::io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                stack.push(path);
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
             } else {
-                found.push(path);
+                found.push(entry.path());
             }
         }
     }

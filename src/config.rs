@@ -262,6 +262,16 @@ pub struct Settings {
     )]
     pub max_connections: usize,
 
+    /// Serve `/metrics` to anyone (default: to loopback clients, others need an admin or
+    /// auditor token).
+    #[arg(
+        long,
+        env = "HOSO_METRICS_PUBLIC",
+        default_value_t = false,
+        global = true
+    )]
+    pub metrics_public: bool,
+
     /// Test-only: make intakes stop dead at this point, leaving storage and database exactly as
     /// a crash there would. Never set in production.
     #[arg(long, env = "HOSO_TEST_FAULT", hide = true, global = true)]
@@ -309,6 +319,7 @@ impl Settings {
             header_read_timeout_seconds: 10,
             idle_timeout_seconds: 60,
             max_connections: 512,
+            metrics_public: false,
             test_fault: None,
         }
     }

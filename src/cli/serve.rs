@@ -43,8 +43,8 @@ pub async fn run(settings: Settings) -> Result<ExitCode, String> {
     });
     tracing::info!(%listen, "hoso is listening");
     tracing::info!(
-        "get an admin token with: cargo run --release -- token issue --role admin --sub YOUR-STAFF-ID \
-         (or a clerk token with --role clerk --office YOUR-OFFICE)"
+        "get a token with: cargo run --release -- token issue --role clerk --sub YOUR-STAFF-ID \
+         --office YOUR-OFFICE (or --role admin, auditor; a citizen's --sub is their national ID)"
     );
     let grace = Duration::from_secs(state.settings.shutdown_grace_seconds);
     let limits = crate::http::server::ConnectionLimits {

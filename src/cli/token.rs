@@ -5,9 +5,8 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::{cli_error, open};
-use crate::auth::{self, TokenPolicy, TokenRequest};
+use crate::auth::TokenRequest;
 use crate::config::Settings;
-use crate::crypto::keyring::Keyring;
 use crate::domain::{Code, NationalId, Role};
 use crate::records;
 
@@ -21,7 +20,7 @@ pub enum TokenCommand {
         /// Staff id; for `citizen`, the 12-digit national ID.
         #[arg(long)]
         sub: String,
-        /// Office code, e.g. UBND-HAICHAU.
+        /// Office code, e.g. UBND-HAICHAU; required for staff roles.
         #[arg(long)]
         office: Option<String>,
         /// Lifetime: 90s, 30m, 8h, 2d.
@@ -42,23 +41,19 @@ pub async fn run(settings: Settings, command: TokenCommand) -> Result<ExitCode, 
             sub,
             office,
             ttl,
-        } => issue(&settings, role, &sub, office.as_deref(), &ttl),
+        } => issue(settings, role, &sub, office.as_deref(), &ttl).await,
         TokenCommand::Revoke { token } => revoke(settings, &token).await,
     }
 }
 
-/// Needs only the key files, not the database: a token can be issued on a machine that holds
-/// the token key alone.
-fn issue(
-    settings: &Settings,
+/// Checks the flags, then issues through the vault so the issue is logged.
+async fn issue(
+    settings: Settings,
     role: Role,
     sub: &str,
     office: Option<&str>,
     ttl: &str,
 ) -> Result<ExitCode, String> {
-    if role == Role::Officer {
-        return Err("officers get tokens through grants (POST /v1/grants)".into());
-    }
     if role == Role::Citizen {
         NationalId::parse(sub).map_err(|_| "a citizen's --sub is their 12-digit national ID")?;
     } else {
@@ -67,11 +62,6 @@ fn issue(
     if let Some(office) = office {
         Code::parse(office, "--office").map_err(|e| e.to_string())?;
     }
-    let keys = Keyring::open(&settings.keys_dir, false).map_err(|e| e.to_string())?;
-    let policy = TokenPolicy {
-        issuer: settings.token_issuer.clone(),
-        audience: settings.token_audience.clone(),
-    };
     let request = TokenRequest {
         role,
         sub,
@@ -79,7 +69,10 @@ fn issue(
         ttl_seconds: parse_ttl(ttl)?,
         grant: None,
     };
-    let (token, _) = auth::issue(&keys, &policy, request).map_err(|e| e.to_string())?;
+    let app = open(settings).await?;
+    let token = records::tokens::issue(&app.vault, request)
+        .await
+        .map_err(cli_error)?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,15 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::ConnectInfo;
+
 use crate::app::AppState;
+use crate::auth::Caller;
+use crate::domain::Role;
+use crate::error::ApiError;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -53,11 +61,21 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
+/// Open to a scraper on the same machine; from anywhere else it takes an admin or auditor
+/// token (or `HOSO_METRICS_PUBLIC=true`): counts of reads and refusals are not for the world.
+async fn metrics(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    caller: Result<Caller, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    let local = peer.is_some_and(|Extension(ConnectInfo(addr))| addr.ip().is_loopback());
+    if !(local || state.settings.metrics_public) {
+        caller?.require(&[Role::Admin, Role::Auditor])?;
+    }
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.vault.metrics.render(),
-    )
+    ))
 }
 
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {

@@ -30,8 +30,8 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits)
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors, or a connection reset before it was accepted: wait a
                 // little rather than spin.
@@ -41,7 +41,10 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits)
             }
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
+        // Handlers that care who connected (`/metrics`) read it as axum's `ConnectInfo`.
+        let app = app
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
         tokio::spawn(async move {
             connection(stream, app, limits).await;
             drop(slot);

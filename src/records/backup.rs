@@ -121,12 +121,34 @@ pub fn restore(dir: &Path, database_url: &str, storage_url: &str) -> Result<u64,
         let what = what.display().to_string();
         move |e: std::io::Error| format!("{what}: {e}")
     };
+    let from = dir.join("storage");
+    let files = crate::blob::files_under(&from).map_err(io(&from))?;
+    // A backup is data from elsewhere: it holds regular files only, and a restore never follows
+    // a link out of it (onto a key file, say, or over the live database).
+    for path in std::iter::once(&snapshot)
+        .chain(std::iter::once(&from))
+        .chain(&files)
+    {
+        let kind = std::fs::symlink_metadata(path)
+            .map_err(io(path))?
+            .file_type();
+        let expected = if *path == from {
+            kind.is_dir()
+        } else {
+            kind.is_file()
+        };
+        if !expected {
+            return Err(format!(
+                "{} is not a regular {} (a link, a device?): refusing to restore this backup",
+                path.display(),
+                if *path == from { "directory" } else { "file" }
+            ));
+        }
+    }
     if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
     copy_synced(&snapshot, &database).map_err(io(&database))?;
-    let from = dir.join("storage");
-    let files = crate::blob::files_under(&from).map_err(io(&from))?;
     let mut synced_dirs = std::collections::BTreeSet::new();
     for path in &files {
         let rel = path.strip_prefix(&from).unwrap_or(path);

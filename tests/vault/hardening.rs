@@ -197,6 +197,12 @@ async fn half_open_connections_cannot_starve_the_vault() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
+    // A scraper on the same machine reads /metrics without a token.
+    let (status, _) = crate::processes::call(addr, "GET", "/metrics", None, None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "/metrics from loopback");
+
     let mut hanging = Vec::new();
     for _ in 0..140 {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -333,4 +339,100 @@ async fn a_grant_names_the_officers_office() {
         )
         .await;
     reply.expect_error(StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+#[tokio::test]
+async fn issuing_a_token_is_logged_and_staff_tokens_name_an_office() {
+    let vault = TestVault::new().await;
+    let refused = hoso_cli(
+        &vault,
+        &["token", "issue", "--role", "clerk", "--sub", "lan"],
+    )
+    .await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--office"));
+    let out = hoso_cli(
+        &vault,
+        &[
+            "token",
+            "issue",
+            "--role",
+            "clerk",
+            "--sub",
+            "lan",
+            "--office",
+            "UBND-HAICHAU",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(token.trim().lines().count(), 1, "only the token on stdout");
+    vault
+        .get(&format!("/v1/citizens/{CITIZEN_A}/documents"), token.trim())
+        .await
+        .expect(StatusCode::OK);
+    let out = hoso_cli(
+        &vault,
+        &["token", "issue", "--role", "citizen", "--sub", CITIZEN_A],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(vault.count(&entries("token.issue")).await, 2);
+    assert_eq!(
+        vault
+            .count(&format!(
+                "SELECT COUNT(*) FROM audit_entries WHERE action = 'token.issue' \
+                 AND citizen_idx IS NOT NULL AND reason NOT LIKE '%{CITIZEN_A}%'"
+            ))
+            .await,
+        1,
+        "the citizen's token is logged by blind index, never by number"
+    );
+}
+
+#[tokio::test]
+async fn a_restore_refuses_a_backup_holding_links() {
+    if backend() != Backend::SqliteLocal {
+        // Backup and restore cover the embedded default; the PostgreSQL pair has its own tools.
+        println!("backup/restore cover the embedded default: nothing to test on this pair");
+        return;
+    }
+    let vault = TestVault::new().await;
+    vault.take_in(CITIZEN_A, "cccd", &pdf(13, 5000)).await;
+    let backup = vault.path().join("backup");
+    let out = hoso_cli(&vault, &["backup", backup.to_str().unwrap()]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = vault.state.settings.keys_dir.join("token-signing.p8");
+    std::os::unix::fs::symlink(&key, backup.join("storage").join("bodies-key")).unwrap();
+
+    let target = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"))
+        .args(["restore", backup.to_str().unwrap()])
+        .env(
+            "HOSO_DATABASE_URL",
+            format!("sqlite://{}", target.path().join("hoso.db").display()),
+        )
+        .env(
+            "HOSO_STORAGE_URL",
+            format!("file://{}", target.path().join("storage").display()),
+        )
+        .env("HOSO_KEYS_DIR", target.path().join("keys"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to restore"));
+    assert!(!target.path().join("hoso.db").exists(), "nothing restored");
 }

@@ -441,7 +441,16 @@ async fn health_readiness_metrics_and_keys_are_public() {
             .all(|k| k["kty"] == "OKP" && k["crv"] == "Ed25519" && k.get("d").is_none())
     );
     vault.take_in(CITIZEN_A, "cccd", &pdf(160, 900)).await;
-    let metrics = String::from_utf8(get("/metrics").await.body.to_vec()).unwrap();
+    // Without a peer on loopback (this in-process router has none), metrics need a token.
+    get("/metrics")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+    vault
+        .get("/metrics", &vault.clerk())
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    let metrics =
+        String::from_utf8(vault.get("/metrics", &vault.auditor()).await.body.to_vec()).unwrap();
     assert!(
         metrics.contains("hoso_documents_taken_in_total 1"),
         "{metrics}"
