@@ -183,26 +183,55 @@ impl BlobStore {
         }
     }
 
+    /// The stored bytes under `key`, as a stream. From a remote store they come in ranged
+    /// requests of at most [`PART_SIZE`] (the first also tells the size), so each request is
+    /// small enough for `HOSO_S3_TIMEOUT_SECONDS` to bound it, whatever the object's size.
     pub async fn get(
         &self,
         key: &str,
     ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
-        let result = self
-            .store
-            .get(&Path::from(key))
-            .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => BlobError::Missing(key.to_owned()),
-                other => BlobError::failed("object store read", other),
-            })?;
-        match result.payload {
-            // object_store reads local files 8 KiB per blocking task; 1 MiB reads take a
-            // hundredth of the hops and still keep memory flat.
-            GetResultPayload::File(file, _) => Ok(read_file_chunks(file)),
-            GetResultPayload::Stream(stream) => Ok(stream
-                .map_err(|e| BlobError::failed("object store read", e))
-                .boxed()),
+        let path = Path::from(key);
+        let missing = |e: object_store::Error| match e {
+            object_store::Error::NotFound { .. } => BlobError::Missing(key.to_owned()),
+            other => BlobError::failed("object store read", other),
+        };
+        if self.local_root.is_some() {
+            let result = self.store.get(&path).await.map_err(missing)?;
+            return match result.payload {
+                // object_store reads local files 8 KiB per blocking task; 1 MiB reads take a
+                // hundredth of the hops and still keep memory flat.
+                GetResultPayload::File(file, _) => Ok(read_file_chunks(file)),
+                GetResultPayload::Stream(stream) => Ok(stream
+                    .map_err(|e| BlobError::failed("object store read", e))
+                    .boxed()),
+            };
         }
+        let part = PART_SIZE as u64;
+        let options = object_store::GetOptions {
+            range: Some((0..part).into()),
+            ..Default::default()
+        };
+        let first = self.store.get_opts(&path, options).await.map_err(missing)?;
+        let size = first.meta.size;
+        let head = first
+            .into_stream()
+            .map_err(|e| BlobError::failed("object store read", e));
+        let store = self.store.clone();
+        let rest = futures_util::stream::try_unfold(part, move |offset| {
+            let (store, path) = (store.clone(), path.clone());
+            async move {
+                if offset >= size {
+                    return Ok(None);
+                }
+                let end = (offset + part).min(size);
+                let bytes = store
+                    .get_range(&path, offset..end)
+                    .await
+                    .map_err(|e| BlobError::failed("object store read", e))?;
+                Ok(Some((bytes, end)))
+            }
+        });
+        Ok(head.chain(rest).boxed())
     }
 
     /// Whether an object is stored under `key`.
