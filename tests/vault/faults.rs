@@ -745,7 +745,7 @@ async fn postgresql_restarts_and_stops_give_fast_503s_never_500s_and_lose_nothin
 #[repr(u8)]
 enum Weather {
     Clear = 0,
-    /// Every connection is dropped, as if the store were down.
+    /// Nothing listens: connections are refused, open ones are cut (the store is stopped).
     Down = 1,
     /// Each burst of traffic is held 200 ms (latency, not a trickle).
     Slow = 2,
@@ -753,10 +753,15 @@ enum Weather {
     Stalled = 3,
 }
 
-/// A fault-injecting TCP proxy on loopback in front of `upstream`.
+/// A fault-injecting TCP proxy on loopback in front of `upstream`. The suite's tests share one
+/// S3 server, so "the store is down" is played here: nothing listens on the endpoint any more
+/// (connections are refused, those open are cut), exactly what a stopped server looks like to
+/// hoso; "back" listens again on the same port.
 struct Proxy {
     addr: SocketAddr,
+    upstream: SocketAddr,
     weather: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    accepting: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Proxy {
@@ -764,32 +769,52 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let weather = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
-        let w = weather.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let w = w.clone();
-                tokio::spawn(async move {
-                    if w.load(std::sync::atomic::Ordering::SeqCst) == Weather::Down as u8 {
-                        return;
-                    }
-                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let (cr, cw) = client.into_split();
-                    let (sr, sw) = server.into_split();
-                    let up = tokio::spawn(pump(cr, sw, w.clone(), false));
-                    pump(sr, cw, w, true).await;
-                    up.abort();
-                });
-            }
-        });
-        Self { addr, weather }
+        let accepting = Some(accept(listener, upstream, weather.clone()));
+        Self {
+            addr,
+            upstream,
+            weather,
+            accepting: std::sync::Mutex::new(accepting),
+        }
     }
 
-    fn set(&self, weather: Weather) {
+    async fn set(&self, weather: Weather) {
         self.weather
             .store(weather as u8, std::sync::atomic::Ordering::SeqCst);
+        let running = self.accepting.lock().unwrap().take();
+        match (weather, running) {
+            (Weather::Down, Some(task)) => task.abort(),
+            (Weather::Down, None) => {}
+            (_, Some(task)) => *self.accepting.lock().unwrap() = Some(task),
+            (_, None) => {
+                let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+                let task = accept(listener, self.upstream, self.weather.clone());
+                *self.accepting.lock().unwrap() = Some(task);
+            }
+        }
     }
+}
+
+fn accept(
+    listener: tokio::net::TcpListener,
+    upstream: SocketAddr,
+    weather: std::sync::Arc<std::sync::atomic::AtomicU8>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let w = weather.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                let up = tokio::spawn(pump(cr, sw, w.clone(), false));
+                pump(sr, cw, w, true).await;
+                up.abort();
+            });
+        }
+    })
 }
 
 async fn pump(
@@ -877,7 +902,7 @@ async fn a_down_slow_or_stalling_object_store_gives_prompt_503s_and_never_unauth
         Weather::Stalled,
         Weather::Clear,
     ] {
-        proxy.set(weather);
+        proxy.set(weather).await;
         let probe = Instant::now();
         let (ready, _) = readyz(addr).await;
         let probe = probe.elapsed();
