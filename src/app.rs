@@ -105,6 +105,7 @@ impl App {
             read_memory: Arc::new(tokio::sync::Semaphore::new(
                 usize::try_from(settings.read_memory_bytes).unwrap_or(usize::MAX >> 4),
             )),
+            refusals: crate::records::RefusalLimiter::new(settings.refusals_per_minute),
             test_fault: settings.test_fault,
         };
         Ok(Self {

@@ -272,6 +272,16 @@ pub struct Settings {
     )]
     pub metrics_public: bool,
 
+    /// Refusals of one actor logged one by one each minute; beyond, one entry notes the limit
+    /// and further refused requests that minute answer 429 unlogged.
+    #[arg(
+        long,
+        env = "HOSO_REFUSALS_PER_MINUTE",
+        default_value_t = 120,
+        global = true
+    )]
+    pub refusals_per_minute: u32,
+
     /// Test-only: make intakes stop dead at this point, leaving storage and database exactly as
     /// a crash there would. Never set in production.
     #[arg(long, env = "HOSO_TEST_FAULT", hide = true, global = true)]
@@ -320,6 +330,7 @@ impl Settings {
             idle_timeout_seconds: 60,
             max_connections: 512,
             metrics_public: false,
+            refusals_per_minute: 120,
             test_fault: None,
         }
     }

@@ -38,6 +38,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("the upload exceeds the limit of {0} bytes")]
     PayloadTooLarge(u64),
+    #[error("too many refused requests; wait a minute")]
+    TooManyRequests,
     #[error("the upload stalled: nothing arrived for {0} seconds")]
     RequestTimeout(u64),
     #[error("the file is not a PDF, JPEG, PNG or TIFF")]
@@ -73,6 +75,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Integrity(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
@@ -97,6 +100,7 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::RequestTimeout(_) => "request_timeout",
+            Self::TooManyRequests => "too_many_requests",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Integrity(_) => "integrity_error",
             Self::InsufficientStorage(_) => "insufficient_storage",

@@ -31,12 +31,79 @@ pub fn entry(keys: &Keyring, caller: &Caller, action: &'static str) -> Entry {
 
 /// Records a refusal and returns the error to send. If even the refusal cannot be recorded, the
 /// request fails as unavailable: the log fails closed for refusals too.
+///
+/// One actor's refusals are logged one by one up to `HOSO_REFUSALS_PER_MINUTE` a minute; past
+/// that, one entry says the actor is being limited and further refused requests that minute
+/// answer 429 `too_many_requests` unlogged. A 429 carries nothing personal, and a flood of
+/// refusals cannot grow the log without bound (it grows at most by the limit plus one entry a
+/// minute per actor, in each process).
 pub async fn refuse(vault: &Vault, mut entry: Entry, err: ApiError) -> ApiError {
+    match vault.refusals.admit(&entry.actor) {
+        Admission::Log => {}
+        Admission::LogLimitStarts => {
+            let mut limited = entry.clone();
+            limited.action = "refusals.limited";
+            limited.outcome = Some(Outcome::Denied);
+            limited.reason = Some(format!(
+                "over {} refusals a minute; further ones this minute are answered 429 and not logged",
+                vault.refusals.per_minute
+            ));
+            if let Err(audit_err) =
+                audit::record(&vault.db, &vault.keys(), &vault.metrics, limited).await
+            {
+                return audit_err;
+            }
+            return ApiError::TooManyRequests;
+        }
+        Admission::Limited => return ApiError::TooManyRequests,
+    }
     entry.outcome = Some(Outcome::Denied);
     entry.reason = Some(err.code().to_owned());
     match audit::record(&vault.db, &vault.keys(), &vault.metrics, entry).await {
         Ok(()) => err,
         Err(audit_err) => audit_err,
+    }
+}
+
+/// Counts each actor's refusals in the current minute.
+pub struct RefusalLimiter {
+    pub per_minute: u32,
+    windows: std::sync::Mutex<std::collections::HashMap<String, (u64, u32)>>,
+}
+
+pub enum Admission {
+    /// Log this refusal as usual.
+    Log,
+    /// The limit is reached now: log that, and refuse with 429.
+    LogLimitStarts,
+    /// Over the limit this minute: 429, unlogged.
+    Limited,
+}
+
+impl RefusalLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            windows: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn admit(&self, actor: &str) -> Admission {
+        let minute = u64::try_from(crate::db::now_ms() / 60_000).unwrap_or(0);
+        let mut windows = self.windows.lock().expect("refusal counts");
+        if windows.len() > 10_000 {
+            windows.retain(|_, (m, _)| *m == minute);
+        }
+        let (m, n) = windows.entry(actor.to_owned()).or_insert((minute, 0));
+        if *m != minute {
+            (*m, *n) = (minute, 0);
+        }
+        *n = n.saturating_add(1);
+        match (*n).cmp(&self.per_minute) {
+            std::cmp::Ordering::Less | std::cmp::Ordering::Equal => Admission::Log,
+            _ if *n == self.per_minute + 1 => Admission::LogLimitStarts,
+            _ => Admission::Limited,
+        }
     }
 }
 

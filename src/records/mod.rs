@@ -27,6 +27,7 @@ pub mod tokens;
 /// What the service works with.
 pub mod vault;
 
+pub use access::RefusalLimiter;
 use access::{entry, refuse, require_role};
 pub use document::{DocumentView, Stamp, attest};
 use document::{binding, data_key, view};

@@ -28,6 +28,8 @@ pub struct Vault {
     /// Bytes of decrypted copies that may be held in memory at once (`HOSO_READ_MEMORY_BYTES`);
     /// a copy that does not fit streams instead.
     pub read_memory: Arc<tokio::sync::Semaphore>,
+    /// Each actor's refusals this minute (see [`super::access::refuse`]).
+    pub refusals: super::RefusalLimiter,
     /// Test-only crash simulation (`HOSO_TEST_FAULT`); refused outside debug builds.
     pub test_fault: Option<FaultPoint>,
 }

@@ -436,3 +436,37 @@ async fn a_restore_refuses_a_backup_holding_links() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to restore"));
     assert!(!target.path().join("hoso.db").exists(), "nothing restored");
 }
+
+#[tokio::test]
+async fn a_flood_of_refused_requests_cannot_grow_the_log_without_bound() {
+    let vault = TestVault::with(|s| s.refusals_per_minute = 5).await;
+    let auditor = vault.auditor();
+    let path = format!("/v1/citizens/{CITIZEN_A}/documents");
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(vault.get(&path, &auditor).await.status);
+    }
+    assert!(
+        statuses[..5].iter().all(|s| *s == StatusCode::FORBIDDEN),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[5..]
+            .iter()
+            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    let logged = vault
+        .count("SELECT COUNT(*) FROM audit_entries WHERE actor = 'auditor.minh'")
+        .await;
+    assert_eq!(
+        logged, 6,
+        "five refusals and one note that the actor is limited"
+    );
+    assert_eq!(vault.count(&entries("refusals.limited")).await, 1);
+    // Others are not limited by one actor's flood.
+    vault
+        .get(&path, &vault.clerk())
+        .await
+        .expect(StatusCode::OK);
+}
