@@ -162,9 +162,9 @@ impl Kek {
         }
     }
 
-    /// Wraps a data key for a document of `doc_type`, in the current format (2).
-    pub fn wrap(&self, key: &DataKey, binding: &Binding, doc_type: DocType) -> Vec<u8> {
-        let format = WrapFormat::V2 { doc_type };
+    /// Wraps a data key in `format`; the vault writes `WrapFormat::V2` (format 1 is only read,
+    /// and written by tests that stand in for rows made before format 2).
+    pub fn wrap(&self, key: &DataKey, binding: &Binding, format: WrapFormat) -> Vec<u8> {
         self.wrap_with_nonce(key, binding, format, random_bytes::<NONCE_LEN>())
     }
 
@@ -698,7 +698,7 @@ mod tests {
         let cccd = WrapFormat::V2 {
             doc_type: DocType::Cccd,
         };
-        let wrapped = kek1.wrap(&key, &binding(1), DocType::Cccd);
+        let wrapped = kek1.wrap(&key, &binding(1), cccd);
         assert_eq!(wrapped.len(), WRAPPED_KEY_LEN);
         assert_eq!(*kek1.unwrap(&wrapped, &binding(1), cccd).unwrap().0, *key.0);
         assert!(kek1.unwrap(&wrapped, &binding(2), cccd).is_err());

@@ -15,7 +15,7 @@ use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::blob::{BlobStore, BlobWriter};
 use crate::config::FaultPoint;
-use crate::crypto::envelope::{self, Binding, BodySealer, DataKey};
+use crate::crypto::envelope::{self, Binding, BodySealer, DataKey, WrapFormat};
 use crate::crypto::keyring::Keyring;
 use crate::crypto::{CitizenIndex, Sha256};
 use crate::db::documents::{self, DocumentRow};
@@ -290,7 +290,13 @@ impl Stored<'_> {
             sha256: self.sha256.clone(),
             object_key: self.object_key.clone(),
             format_version: i64::from(envelope::FORMAT_VERSION),
-            wrapped_key: kek.wrap(&self.data_key, &binding, metadata.doc_type),
+            wrapped_key: kek.wrap(
+                &self.data_key,
+                &binding,
+                WrapFormat::V2 {
+                    doc_type: metadata.doc_type,
+                },
+            ),
             kek_version: i64::from(self.kek_version),
             sealed_fields: envelope::seal_fields(&self.data_key, &binding, &fields_json),
             verified_against_original: metadata.verified_against_original,

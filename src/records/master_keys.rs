@@ -3,6 +3,7 @@
 
 use super::Vault;
 use crate::audit::{self, Entry};
+use crate::crypto::envelope::WrapFormat;
 use crate::crypto::keyring::Keyring;
 use crate::db::{self, documents, now_ms};
 use crate::error::ApiError;
@@ -40,7 +41,10 @@ pub async fn rewrap(vault: &Vault, mut progress: impl FnMut(u64)) -> Result<u64,
                 )));
             }
             // Rewrapping also brings a format-1 row to format 2 (the type bound in).
-            let wrapped = current.wrap(&data_key, &binding, doc.doc_type);
+            let format = WrapFormat::V2 {
+                doc_type: doc.doc_type,
+            };
+            let wrapped = current.wrap(&data_key, &binding, format);
             // If the row changed meanwhile (another rewrap), the next page picks it up again.
             documents::replace_wrapped_key(&mut tx, &doc, i64::from(current.version), &wrapped)
                 .await?;

@@ -124,3 +124,65 @@ async fn after_rotate_and_rewrap_every_document_reads_and_a_used_key_cannot_be_r
         true
     );
 }
+
+/// Documents taken in before row format 2 (their key bound to document and citizen only) still
+/// read, and `keys rewrap` brings them to format 2, after which a relabel fails closed.
+#[tokio::test]
+async fn rows_of_format_1_still_read_and_rewrap_binds_their_type() {
+    use hoso::crypto::envelope::{Binding, WrapFormat};
+    let vault = TestVault::new().await;
+    let scan = pdf(91, 30_000);
+    let id = vault.take_in(CITIZEN_A, "passport", &scan).await;
+
+    // Turn the row into one written before format 2: same data key, wrapped the old way.
+    let keys = vault.state.vault.keys();
+    let kek = keys.current_kek();
+    let binding = Binding {
+        document_id: uuid::Uuid::parse_str(&id).unwrap(),
+        citizen: keys.citizen_index(&hoso::domain::NationalId::parse(CITIZEN_A).unwrap()),
+    };
+    let wrapped = vault
+        .fetch_blob("SELECT wrapped_key FROM documents WHERE id = $1", &id)
+        .await;
+    let passport = WrapFormat::V2 {
+        doc_type: hoso::domain::DocType::Passport,
+    };
+    let data_key = kek.unwrap(&wrapped, &binding, passport).unwrap();
+    let old = kek.wrap(&data_key, &binding, WrapFormat::V1);
+    vault
+        .sql_blob(
+            "UPDATE documents SET wrapped_key = $1, format_version = 1 WHERE id = $2",
+            old,
+            &id,
+        )
+        .await;
+    let path = format!("/v1/documents/{id}/content");
+    let copy = vault.get(&path, &vault.clerk()).await;
+    copy.expect(StatusCode::OK);
+    assert_eq!(copy.body.as_ref(), scan.as_slice(), "a format-1 row reads");
+
+    let done = hoso::records::master_keys::rewrap(&vault.state.vault, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(done, 1, "rewrap brings the format-1 row to format 2");
+    assert_eq!(
+        vault
+            .count(&format!(
+                "SELECT format_version FROM documents WHERE id = '{id}'"
+            ))
+            .await,
+        2
+    );
+    let copy = vault.get(&path, &vault.clerk()).await;
+    copy.expect(StatusCode::OK);
+    assert_eq!(copy.body.as_ref(), scan.as_slice());
+    vault
+        .sql(&format!(
+            "UPDATE documents SET doc_type = 'cccd' WHERE id = '{id}'"
+        ))
+        .await;
+    vault
+        .get(&path, &vault.clerk())
+        .await
+        .expect_error(StatusCode::INTERNAL_SERVER_ERROR, "integrity_error");
+}
