@@ -332,18 +332,16 @@ impl Constraint {
 impl DbError {
     /// Sorts a failure by what the caller can do about it.
     pub fn classify(context: &'static str, source: sqlx::Error) -> Self {
+        if is_disk_full(&source) {
+            return Self::DiskFull { context, source };
+        }
         match &source {
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-                if !is_disk_full(&source) =>
-            {
-                Self::Unavailable { context, source }
-            }
-            _ if is_disk_full(&source) => Self::DiskFull { context, source },
+            | sqlx::Error::Protocol(_) => Self::Unavailable { context, source },
             sqlx::Error::Database(db) if is_connection_lost(db.code().as_deref()) => {
                 Self::Unavailable { context, source }
             }

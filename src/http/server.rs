@@ -4,6 +4,7 @@
 //! in the kernel's backlog, so a flood of half-open connections cannot use up the process's
 //! file descriptors and starve `/healthz`).
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,8 +12,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -41,18 +42,15 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits)
             }
         };
         let _ = stream.set_nodelay(true);
-        // Handlers that care who connected (`/metrics`) read it as axum's `ConnectInfo`.
-        let app = app
-            .clone()
-            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let app = app.clone();
         tokio::spawn(async move {
-            connection(stream, app, limits).await;
+            connection(stream, peer, app, limits).await;
             drop(slot);
         });
     }
 }
 
-async fn connection(stream: TcpStream, app: Router, limits: ConnectionLimits) {
+async fn connection(stream: TcpStream, peer: SocketAddr, app: Router, limits: ConnectionLimits) {
     let started = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
     let io = TokioIo::new(Watched {
@@ -64,7 +62,15 @@ async fn connection(stream: TcpStream, app: Router, limits: ConnectionLimits) {
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    let conn = builder.serve_connection(io, TowerToHyperService::new(app));
+    // Each request carries its peer as axum's `ConnectInfo` (`/metrics` asks who connected).
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        let mut app = app.clone();
+        async move { tower_service::Service::call(&mut app, request).await }
+    });
+    let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let mut closing = false;
     loop {
