@@ -59,6 +59,17 @@ async fn every_acknowledged_document_survives_sigkill_at_random_moments() {
         acknowledged.len()
     );
 
+    // A killed process's last COMMIT may still be on its way through PostgreSQL; a sweep with no
+    // grace period must not race it (in service the grace period is an hour). Wait until no
+    // other session of this database is inside a statement or a transaction.
+    if backend() == Backend::PostgresS3 {
+        let busy = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                    AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')";
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while vault.count(busy).await > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     // After the last kill: sweep what the crashes left, then prove everything.
     hoso::records::maintenance::sweep_abandoned(&vault.state.vault, 0, true)
         .await
