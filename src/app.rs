@@ -106,6 +106,7 @@ impl App {
                 usize::try_from(settings.read_memory_bytes).unwrap_or(usize::MAX >> 4),
             )),
             refusals: crate::records::RefusalLimiter::new(settings.refusals_per_minute),
+            console_url: settings.console_url(),
             test_fault: settings.test_fault,
         };
         Ok(Self {

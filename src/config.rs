@@ -282,13 +282,42 @@ pub struct Settings {
     )]
     pub refusals_per_minute: u32,
 
+    /// The address people open the console at, for sign-in links (`hoso token issue --link`,
+    /// a grant's officer link), e.g. `https://hoso.haichau.danang.gov.vn`. Default: `http://`
+    /// and the listen address.
+    #[arg(long, env = "HOSO_PUBLIC_URL", global = true, value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
     /// Test-only: make intakes stop dead at this point, leaving storage and database exactly as
     /// a crash there would. Never set in production.
     #[arg(long, env = "HOSO_TEST_FAULT", hide = true, global = true)]
     pub test_fault: Option<FaultPoint>,
 }
 
+/// A console address is `http://` or `https://` and a host, with no query or fragment (the
+/// sign-in link's fragment is appended to it).
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or("the public URL starts with https:// (or http:// on one machine)")?;
+    if rest.is_empty() || rest.starts_with('/') || rest.contains(['?', '#', ' ']) {
+        return Err(
+            "the public URL is a scheme and a host, e.g. https://hoso.example.gov.vn".into(),
+        );
+    }
+    Ok(text.to_owned())
+}
+
 impl Settings {
+    /// Where the console is, without a trailing slash.
+    pub fn console_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
     /// The sweep's grace period in milliseconds (saturating: a huge setting means "never").
     pub fn sweep_grace_ms(&self) -> i64 {
         i64::try_from(self.sweep_grace_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
@@ -331,6 +360,7 @@ impl Settings {
             max_connections: 512,
             metrics_public: false,
             refusals_per_minute: 120,
+            public_url: None,
             test_fault: None,
         }
     }

@@ -106,6 +106,8 @@ pub struct Caller {
     sub: String,
     pub office: String,
     pub grant: Option<Uuid>,
+    /// When the token expires, in seconds since the epoch (the console signs out then).
+    pub expires_at: i64,
 }
 
 impl Caller {
@@ -137,7 +139,14 @@ impl Caller {
             sub: claims.sub,
             office,
             grant,
+            expires_at: claims.exp,
         })
+    }
+
+    /// The subject as the token names it: a staff id, or for a citizen their own national ID.
+    /// Only for answering the caller about themself (`GET /v1/me`), never for a log.
+    pub fn subject(&self) -> &str {
+        &self.sub
     }
 
     /// The citizen behind a citizen token.

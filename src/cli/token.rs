@@ -12,7 +12,8 @@ use crate::records;
 
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
-    /// Print a signed token, and nothing else, on standard output.
+    /// Print a signed token, and nothing else, on standard output (or, with --link, a console
+    /// sign-in link that carries it).
     Issue {
         /// admin, clerk, auditor or citizen (officers get tokens through grants).
         #[arg(long)]
@@ -26,6 +27,10 @@ pub enum TokenCommand {
         /// Lifetime: 90s, 30m, 8h, 2d.
         #[arg(long, default_value = "8h")]
         ttl: String,
+        /// Print a link that opens the console signed in (HOSO_PUBLIC_URL, default
+        /// http://LISTEN); the token is in the link's #fragment, which is never sent to a server.
+        #[arg(long)]
+        link: bool,
     },
     /// Refuse a token from now until it expires.
     Revoke {
@@ -41,7 +46,8 @@ pub async fn run(settings: Settings, command: TokenCommand) -> Result<ExitCode, 
             sub,
             office,
             ttl,
-        } => issue(settings, role, &sub, office.as_deref(), &ttl).await,
+            link,
+        } => issue(settings, role, &sub, office.as_deref(), &ttl, link).await,
         TokenCommand::Revoke { token } => revoke(settings, &token).await,
     }
 }
@@ -53,6 +59,7 @@ async fn issue(
     sub: &str,
     office: Option<&str>,
     ttl: &str,
+    link: bool,
 ) -> Result<ExitCode, String> {
     if role == Role::Citizen {
         NationalId::parse(sub).map_err(|_| "a citizen's --sub is their 12-digit national ID")?;
@@ -73,7 +80,14 @@ async fn issue(
     let token = records::tokens::issue(&app.vault, request)
         .await
         .map_err(cli_error)?;
-    println!("{token}");
+    if link {
+        println!(
+            "{}",
+            records::tokens::sign_in_link(&app.vault.console_url, &token)
+        );
+    } else {
+        println!("{token}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -165,6 +165,8 @@ pub struct Filter {
     pub citizen_idx: Option<String>,
     pub actor: Option<String>,
     pub action: Option<String>,
+    /// `allowed`, `denied` or `error`.
+    pub outcome: Option<String>,
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub after_seq: i64,
@@ -192,6 +194,9 @@ where
     if f.action.is_some() {
         clause(&mut sql, " AND action = ?");
     }
+    if f.outcome.is_some() {
+        clause(&mut sql, " AND outcome = ?");
+    }
     if f.since.is_some() {
         clause(&mut sql, " AND at >= ?");
     }
@@ -206,7 +211,10 @@ where
     }
     clause(&mut sql, " ORDER BY seq LIMIT ?");
     let mut q = sqlx::query(&sql).bind(f.after_seq);
-    for value in [&f.citizen_idx, &f.actor, &f.action].into_iter().flatten() {
+    for value in [&f.citizen_idx, &f.actor, &f.action, &f.outcome]
+        .into_iter()
+        .flatten()
+    {
         q = q.bind(value.clone());
     }
     for value in [f.since, f.until].into_iter().flatten() {

@@ -89,6 +89,26 @@ where
     row.as_ref().map(from_row).transpose()
 }
 
+/// A citizen's grants, newest first (at most `limit`).
+pub async fn list_for_citizen<'e, E>(
+    executor: E,
+    citizen_idx: &str,
+    limit: i64,
+) -> Result<Vec<GrantRow>, DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM grants WHERE citizen_idx = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+    ))
+    .bind(citizen_idx)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+    .map_err(db_err("list grants"))?;
+    rows.iter().map(from_row).collect()
+}
+
 /// Consumes one use if, at this instant, the grant is unrevoked, unexpired and has uses left.
 /// The check and the increment are one statement, so concurrent readers (in one process or many)
 /// can never spend more uses than the grant allows.

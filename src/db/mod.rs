@@ -111,6 +111,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "grantee_office",
         include_str!("../../migrations/sqlite/0002_grantee_office.sql"),
     ),
+    (
+        3,
+        "grants_by_citizen",
+        include_str!("../../migrations/sqlite/0003_grants_by_citizen.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -122,6 +127,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "grantee_office",
         include_str!("../../migrations/postgres/0002_grantee_office.sql"),
+    ),
+    (
+        3,
+        "grants_by_citizen",
+        include_str!("../../migrations/postgres/0003_grants_by_citizen.sql"),
     ),
 ];
 

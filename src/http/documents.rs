@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -251,12 +252,29 @@ async fn verify_document(
     ))
 }
 
+/// The optional body of a revoke: why, for the audit log.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    reason: Option<String>,
+}
+
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
+    // No body (as before) or `{"reason": "..."}`.
+    let request: Option<RevokeRequest> = if body.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice(&body).map_err(|e| {
+            ApiError::InvalidRequest(format!("the body is {{\"reason\": \"...\"}}: {e}"))
+        })?)
+    };
+    let reason = request.and_then(|r| r.reason);
     Ok(Json(
-        status::revoke(&state.vault, &caller, parse_id(&id)?).await?,
+        status::revoke(&state.vault, &caller, parse_id(&id)?, reason.as_deref()).await?,
     ))
 }

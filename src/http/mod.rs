@@ -4,11 +4,13 @@
 
 mod audit;
 mod caller;
+mod console;
 mod documents;
 mod grants;
 mod health;
 mod openapi;
 pub mod server;
+mod session;
 
 use axum::Router;
 use axum::body::Body;
@@ -32,7 +34,10 @@ pub fn app(state: AppState) -> Router {
         .merge(audit::router())
         .merge(health::router())
         .merge(openapi::router())
+        .merge(session::router())
+        .merge(console::router())
         .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::map_response(security_headers))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_responses,
@@ -97,6 +102,32 @@ impl http_body::Body for Counted {
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
     }
+}
+
+/// Headers every answer carries: nothing is sniffed into another type, framed by another site
+/// or sent on as a referrer; an API answer (personal data, copies) is never stored by a browser
+/// or a proxy, and runs nothing if opened as a page. The console's files set their own policy.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 async fn count_responses(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -38,6 +38,11 @@ pub fn entry(keys: &Keyring, caller: &Caller, action: &'static str) -> Entry {
 /// refusals cannot grow the log without bound (it grows at most by the limit plus one entry a
 /// minute per actor, in each process).
 pub async fn refuse(vault: &Vault, mut entry: Entry, err: ApiError) -> ApiError {
+    // A failure of the vault itself (database down, disk full) is not a refusal of the caller,
+    // and logging it would wait a second time on what just failed: it is answered as it is.
+    if err.status().is_server_error() {
+        return err;
+    }
     match vault.refusals.admit(&entry.actor) {
         Admission::Log => {}
         Admission::LogLimitStarts => {

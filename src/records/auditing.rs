@@ -19,6 +19,8 @@ pub struct AuditQuery {
     pub national_id: Option<String>,
     pub actor: Option<String>,
     pub action: Option<String>,
+    /// `allowed`, `denied` or `error`.
+    pub outcome: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
     pub limit: Option<i64>,
@@ -108,6 +110,15 @@ pub async fn query(vault: &Vault, caller: &Caller, q: AuditQuery) -> Result<Page
         citizen_idx: citizen_idx.clone(),
         actor: q.actor,
         action: q.action,
+        outcome: match q.outcome.as_deref() {
+            None => None,
+            Some(o @ ("allowed" | "denied" | "error")) => Some(o.to_owned()),
+            Some(_) => {
+                return Err(ApiError::InvalidRequest(
+                    "outcome is allowed, denied or error".into(),
+                ));
+            }
+        },
         since: q
             .since
             .as_deref()

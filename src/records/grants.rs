@@ -36,6 +36,9 @@ pub struct GrantRequest {
 pub struct GrantCreated {
     pub grant_id: Uuid,
     pub token: String,
+    /// The console link that signs the officer in with `token` (see
+    /// [`super::tokens::sign_in_link`]).
+    pub link: String,
     pub expires_at: String,
 }
 
@@ -135,6 +138,7 @@ pub async fn create(
     audit::commit(tx, &vault.metrics).await?;
     Ok(GrantCreated {
         grant_id: grant.id,
+        link: super::tokens::sign_in_link(&vault.console_url, &token),
         token,
         expires_at: rfc3339(grant.expires_at),
     })
@@ -155,4 +159,144 @@ pub async fn revoke(vault: &Vault, caller: &Caller, id: Uuid) -> Result<(), ApiE
     audit::append(&mut tx, &keys, &vault.metrics, e).await?;
     audit::commit(tx, &vault.metrics).await?;
     Ok(())
+}
+
+/// What a grant allows and how much of it is left: no personal fields, so the officer's screen
+/// can say why a revoked, expired or used-up grant reads nothing more.
+#[derive(Debug, Serialize)]
+pub struct GrantView {
+    pub grant_id: Uuid,
+    pub doc_types: Vec<&'static str>,
+    pub case_ref: String,
+    pub purpose: String,
+    pub grantee: String,
+    pub grantee_office: String,
+    pub created_by: String,
+    pub office: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub max_uses: i64,
+    pub uses: i64,
+    pub uses_left: i64,
+    /// `active`, `revoked`, `expired` or `used_up`, in that order of precedence.
+    pub status: &'static str,
+}
+
+impl GrantView {
+    fn new(g: &GrantRow, now: i64) -> Self {
+        let status = if g.revoked_at.is_some() {
+            "revoked"
+        } else if g.expires_at <= now {
+            "expired"
+        } else if g.uses >= g.max_uses {
+            "used_up"
+        } else {
+            "active"
+        };
+        Self {
+            grant_id: g.id,
+            doc_types: g.doc_types.iter().map(|t| t.as_str()).collect(),
+            case_ref: g.case_ref.clone(),
+            purpose: g.purpose.clone(),
+            grantee: g.grantee.clone(),
+            grantee_office: g.grantee_office.clone(),
+            created_by: g.created_by.clone(),
+            office: g.office.clone(),
+            created_at: rfc3339(g.created_at),
+            expires_at: rfc3339(g.expires_at),
+            max_uses: g.max_uses,
+            uses: g.uses,
+            uses_left: (g.max_uses - g.uses).max(0),
+            status,
+        }
+    }
+}
+
+/// One grant's scope: for the officer holding it (whatever its state, so their screen can
+/// say why it no longer reads), or for a clerk or admin. Not logged when allowed: it carries
+/// no personal field. A refusal is logged like any other.
+pub async fn scope(vault: &Vault, caller: &Caller, id: Uuid) -> Result<GrantView, ApiError> {
+    let keys = vault.keys();
+    let mut e = entry(&keys, caller, "grant.read");
+    e.grant_id = Some(id.to_string());
+    require_role(
+        vault,
+        &e,
+        caller,
+        &[Role::Officer, Role::Clerk, Role::Admin],
+    )
+    .await?;
+    if caller.role == Role::Officer && caller.grant != Some(id) {
+        return Err(refuse(vault, e, ApiError::ScopeDenied).await);
+    }
+    match store::get(&vault.db.pool, id).await? {
+        Some(g) => Ok(GrantView::new(&g, now_ms())),
+        None => Err(refuse(vault, e, ApiError::NotFound).await),
+    }
+}
+
+/// Most grants a citizen's list shows.
+pub const LIST_LIMIT: i64 = 200;
+
+/// A citizen's grants, newest first: for the clerk at the desk (to revoke one, or print its
+/// receipt again) and for the citizen. Logged: which dossiers concern a citizen is theirs.
+pub async fn for_citizen(
+    vault: &Vault,
+    caller: &Caller,
+    national_id: &NationalId,
+) -> Result<Vec<GrantView>, ApiError> {
+    let keys = vault.keys();
+    let citizen = keys.citizen_index(national_id).to_hex();
+    let mut e = entry(&keys, caller, "grant.list");
+    e.citizen_idx = Some(citizen.clone());
+    require_role(
+        vault,
+        &e,
+        caller,
+        &[Role::Clerk, Role::Admin, Role::Citizen],
+    )
+    .await?;
+    if caller.role == Role::Citizen && caller.citizen().as_ref() != Some(national_id) {
+        return Err(refuse(
+            vault,
+            e,
+            ApiError::Forbidden("citizens see only their own grants".into()),
+        )
+        .await);
+    }
+    let rows = store::list_for_citizen(&vault.db.pool, &citizen, LIST_LIMIT).await?;
+    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+    let now = now_ms();
+    Ok(rows.iter().map(|g| GrantView::new(g, now)).collect())
+}
+
+/// The QR code printed on the citizen's receipt, as SVG: the dossier code and the grant id,
+/// one per line, so a desk can find the grant again by scanning the paper. Drawn here, with
+/// no network; carries nothing personal.
+pub async fn receipt_qr(vault: &Vault, caller: &Caller, id: Uuid) -> Result<String, ApiError> {
+    let keys = vault.keys();
+    let mut e = entry(&keys, caller, "grant.read");
+    e.grant_id = Some(id.to_string());
+    require_role(vault, &e, caller, &[Role::Clerk, Role::Admin]).await?;
+    let Some(grant) = store::get(&vault.db.pool, id).await? else {
+        return Err(refuse(vault, e, ApiError::NotFound).await);
+    };
+    qr_svg(&receipt_qr_text(&grant.case_ref, id))
+}
+
+/// What the receipt's QR code says.
+pub fn receipt_qr_text(case_ref: &str, grant_id: Uuid) -> String {
+    format!("{case_ref}\n{grant_id}")
+}
+
+fn qr_svg(text: &str) -> Result<String, ApiError> {
+    use qrcode::render::svg;
+    // M: survives a crease or a stamp on a printed receipt; the text is short enough.
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|e| ApiError::internal("draw the receipt QR code", e))?;
+    Ok(code
+        .render::<svg::Color<'_>>()
+        .min_dimensions(180, 180)
+        .quiet_zone(true)
+        .build())
 }

@@ -23,14 +23,19 @@ use crate::metrics::Metrics;
 /// stays flat. Either way not one byte is sent before every segment has authenticated.
 const IN_MEMORY_LIMIT: i64 = 8 * 1024 * 1024;
 
-/// The grant behind an officer's token, if it is still in force.
-async fn live_grant(vault: &Vault, caller: &Caller) -> Result<GrantRow, ApiError> {
+/// The grant behind an officer's token, if it is still in force. The entry `e` gains the
+/// grant's dossier and office as soon as the grant is found, so a refusal is logged with them.
+async fn live_grant(vault: &Vault, caller: &Caller, e: &mut Entry) -> Result<GrantRow, ApiError> {
     let grant_id = caller.grant.ok_or_else(|| {
         ApiError::Forbidden("officers read documents only through a grant".into())
     })?;
     let grant = grant_store::get(&vault.db.pool, grant_id)
         .await?
         .ok_or(ApiError::GrantRevoked)?;
+    e.case_ref = Some(grant.case_ref.clone());
+    e.office = grant.grantee_office.clone();
+    e.citizen_idx
+        .get_or_insert_with(|| grant.citizen_idx.clone());
     if Some(grant.grantee.as_str()) != caller.staff_id() {
         return Err(ApiError::Forbidden(
             "this grant was made for another officer".into(),
@@ -78,12 +83,8 @@ async fn scoped_document(
     )
     .await?;
     let grant = if caller.role == Role::Officer {
-        match live_grant(vault, caller).await {
-            Ok(g) => {
-                e.case_ref = Some(g.case_ref.clone());
-                e.office = g.grantee_office.clone();
-                Some(g)
-            }
+        match live_grant(vault, caller, e).await {
+            Ok(g) => Some(g),
             Err(err) => return Err(refuse(vault, e.clone(), err).await),
         }
     } else {
@@ -130,13 +131,11 @@ pub async fn list(
     .await?;
     let allowed_types = match caller.role {
         Role::Officer => {
-            let grant = match live_grant(vault, caller).await {
+            let grant = match live_grant(vault, caller, &mut e).await {
                 Ok(g) if g.citizen_idx == citizen => g,
                 Ok(_) => return Err(refuse(vault, e, ApiError::ScopeDenied).await),
                 Err(err) => return Err(refuse(vault, e, err).await),
             };
-            e.case_ref = Some(grant.case_ref.clone());
-            e.office = grant.grantee_office.clone();
             Some(grant.doc_types)
         }
         Role::Citizen if caller.citizen().as_ref() != Some(national_id) => {
@@ -159,6 +158,34 @@ pub async fn list(
                 .as_ref()
                 .is_none_or(|t| t.contains(&r.doc_type))
         })
+        .map(|r| view(vault, r))
+        .collect()
+}
+
+/// The documents an officer's grant covers (current ones, of the granted types), for the
+/// officer holding grant `id`: the officer's screen knows the grant, not the citizen's number.
+/// Logged like any listing, with the dossier.
+pub async fn list_granted(
+    vault: &Vault,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<Vec<DocumentView>, ApiError> {
+    let keys = vault.keys();
+    let mut e = entry(&keys, caller, "document.list");
+    e.grant_id = Some(id.to_string());
+    require_role(vault, &e, caller, &[Role::Officer]).await?;
+    if caller.grant != Some(id) {
+        return Err(refuse(vault, e, ApiError::ScopeDenied).await);
+    }
+    let grant = match live_grant(vault, caller, &mut e).await {
+        Ok(g) => g,
+        Err(err) => return Err(refuse(vault, e, err).await),
+    };
+    e.citizen_idx = Some(grant.citizen_idx.clone());
+    let rows = documents::list_for_citizen(&vault.db.pool, &grant.citizen_idx, false).await?;
+    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+    rows.iter()
+        .filter(|r| grant.doc_types.contains(&r.doc_type))
         .map(|r| view(vault, r))
         .collect()
 }

@@ -96,11 +96,22 @@ pub struct Revoked {
     pub status: &'static str,
 }
 
-pub async fn revoke(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Revoked, ApiError> {
+/// Revokes a document. `reason`, when given (the console asks for one), goes into the audit
+/// entry, where an auditor reads why.
+pub async fn revoke(
+    vault: &Vault,
+    caller: &Caller,
+    id: Uuid,
+    reason: Option<&str>,
+) -> Result<Revoked, ApiError> {
     let keys = vault.keys();
     let mut e = entry(&keys, caller, "document.revoke");
     e.document_id = Some(id.to_string());
     require_role(vault, &e, caller, &[Role::Clerk, Role::Admin]).await?;
+    let reason = reason
+        .map(|r| crate::domain::parse_text(r, "reason", 500))
+        .transpose()
+        .map_err(|err| ApiError::InvalidRequest(err.to_string()))?;
     let doc = target(vault, &mut e, id).await?;
     let answer = Revoked {
         id,
@@ -111,6 +122,7 @@ pub async fn revoke(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Revoked,
         audit::record(&vault.db, &keys, &vault.metrics, e).await?;
         return Ok(answer);
     }
+    e.reason = reason;
     let by = caller.staff_id().unwrap_or("-").to_owned();
     let now = now_ms();
     let from = [

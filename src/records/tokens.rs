@@ -8,6 +8,13 @@ use crate::db::revoked_tokens;
 use crate::domain::{NationalId, Role};
 use crate::error::ApiError;
 
+/// A link that signs its holder in to the console at `console_url`. The token rides in the
+/// URL *fragment*, which browsers never send to a server, so it reaches no access log or
+/// proxy; the console moves it to `sessionStorage` and removes it from the address bar.
+pub fn sign_in_link(console_url: &str, token: &str) -> String {
+    format!("{console_url}/#token={token}")
+}
+
 /// Issues a token, logged first. Staff tokens name an office (every read a staff member makes
 /// is logged as from it); officers get tokens only through grants.
 pub async fn issue(vault: &Vault, request: TokenRequest<'_>) -> Result<String, ApiError> {

@@ -349,6 +349,16 @@ impl TestVault {
         row.try_get::<i64, _>(0).unwrap()
     }
 
+    /// The one text value a query selects.
+    pub async fn fetch_text(&self, statement: &str) -> String {
+        use sqlx::Row;
+        let row = sqlx::query(statement)
+            .fetch_one(&self.state.vault.db.pool)
+            .await
+            .unwrap();
+        row.try_get::<String, _>(0).unwrap()
+    }
+
     /// A document's sealed body, as stored.
     pub async fn object(&self, id: &str) -> Vec<u8> {
         let key = hoso::blob::BlobStore::key_for(uuid::Uuid::parse_str(id).unwrap());

@@ -1,7 +1,9 @@
 //! The integration suite: every promise of `docs/design.md`, through the real router, on a real SQLite
 //! file and a real local object store.
 
+mod browser;
 mod common;
+mod console;
 
 mod contract;
 mod faults;

@@ -117,7 +117,7 @@ pub async fn call(
         .map_err(|_| std::io::ErrorKind::TimedOut)?
 }
 
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
+pub fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
         let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)

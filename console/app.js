@@ -1,0 +1,124 @@
+// The console's entry: takes a sign-in link's token out of the address bar, finds out who is
+// signed in, and opens that person's screen. One screen per role, each in its own module.
+
+import { api, ApiError, clearToken, setToken, token } from './api.js';
+import { h, put, field, notice, when } from './dom.js';
+import { lang, locale, setLang, t } from './i18n.js';
+
+const screens = {
+  clerk: () => import('./clerk.js'),
+  officer: () => import('./officer.js'),
+  auditor: () => import('./auditor.js'),
+  citizen: () => import('./citizen.js'),
+};
+
+const main = document.getElementById('main');
+const bar = document.getElementById('bar');
+let expiryTimer = null;
+let signedOutBecause = null;
+
+/** A sign-in link's fragment is `#token=JWT`: keep the token for this tab, then drop it from
+ * the address bar and history so it is not bookmarked, shared or shown. */
+function takeTokenFromFragment() {
+  const match = /^#token=([A-Za-z0-9_\-.]+)$/.exec(window.location.hash);
+  if (match) {
+    setToken(match[1]);
+    window.history.replaceState(null, '', window.location.pathname);
+  }
+}
+
+function signOut(reason) {
+  clearToken();
+  clearInterval(expiryTimer);
+  signedOutBecause = reason;
+  start();
+}
+
+/** An error from the API in plain words, with the API's own text as detail. */
+export function errorNotice(error) {
+  const code = error instanceof ApiError ? error.code : 'internal_error';
+  return notice('error', h('p', {}, t(`api.${code}`)),
+    error.message ? h('p', { class: 'detail' }, t('api.detail', error.message)) : null);
+}
+
+function drawBar(me) {
+  const who = me
+    ? h('div', { class: 'who', id: 'who' },
+      h('strong', {}, t(`role.${me.role}`)),
+      ' · ', me.role === 'citizen' ? me.sub.replace(/^(\d{3})\d{6}(\d{3})$/, '$1******$2') : me.sub,
+      me.office && me.office !== '-' ? ` · ${me.office}` : '',
+      h('span', { class: 'until', id: 'session-until' }, ` · ${t('app.session_until', when(me.expires_at, locale()))}`))
+    : null;
+  put(bar,
+    h('span', { class: 'brand' }, 'hoso'),
+    who,
+    h('span', { class: 'spacer' }),
+    h('button', {
+      type: 'button', class: 'link-button', id: 'lang', lang: lang() === 'vi' ? 'en' : 'vi',
+      onclick: () => { setLang(lang() === 'vi' ? 'en' : 'vi'); start(); },
+    }, t('app.lang')),
+    me ? h('button', { type: 'button', class: 'secondary', id: 'signout', onclick: () => signOut('signed_out') }, t('app.signout')) : null);
+}
+
+function signInScreen() {
+  drawBar(null);
+  const input = h('input', { type: 'url', autocomplete: 'off', spellcheck: 'false' });
+  const linkField = field(t('signin.paste'), input, t('signin.paste_hint'));
+  const reason = signedOutBecause;
+  signedOutBecause = null;
+  put(main,
+    h('h1', {}, t('signin.title')),
+    reason ? notice(reason === 'signed_out' ? 'info' : 'warning', reason === 'signed_out' ? t('signin.signed_out')
+      : reason === 'expired' ? t('signin.expired') : t('signin.refused', reason)) : null,
+    h('p', { class: 'lead' }, t('signin.lead')),
+    h('form', {
+      novalidate: true,
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        const at = input.value.indexOf('#token=');
+        if (at < 0) { linkField.setError(t('signin.bad_link')); input.focus(); return; }
+        setToken(input.value.slice(at + '#token='.length).trim());
+        start();
+      },
+    }, linkField.el, h('button', { type: 'submit' }, t('signin.go'))));
+}
+
+async function adminScreen(me) {
+  const status = h('div', {}, t('app.loading'));
+  put(main, h('h1', {}, t('admin.title')), h('p', { class: 'lead' }, t('admin.lead')), status);
+  const ready = await fetch('/readyz', { cache: 'no-store' }).then((r) => r.json()).catch(() => null);
+  put(status, ready ? h('pre', { class: 'box' }, JSON.stringify(ready, null, 2)) : errorNotice(new ApiError(0, 'network', '')));
+  return me;
+}
+
+async function start() {
+  document.documentElement.lang = lang();
+  document.title = t('app.title');
+  takeTokenFromFragment();
+  if (!token()) { signInScreen(); return; }
+  put(main, h('p', { class: 'loading' }, t('app.loading')));
+  let me;
+  try {
+    me = await api('GET', '/v1/me');
+  } catch (error) {
+    clearToken();
+    signedOutBecause = error.code === 'token_expired' ? 'expired' : t(`api.${error.code}`);
+    signInScreen();
+    return;
+  }
+  drawBar(me);
+  // Signs out the moment the token expires, even if nothing is clicked.
+  clearInterval(expiryTimer);
+  const ends = new Date(me.expires_at).getTime();
+  expiryTimer = setInterval(() => { if (Date.now() >= ends) signOut('expired'); }, 1000);
+  if (me.role === 'admin') { await adminScreen(me); return; }
+  const screen = await screens[me.role]();
+  await screen.mount(main, me);
+}
+
+window.addEventListener('hoso:session-ended', (ev) => {
+  signOut(ev.detail.code === 'token_expired' ? 'expired' : t(`api.${ev.detail.code}`));
+});
+window.addEventListener('hashchange', () => { if (window.location.hash.startsWith('#token=')) start(); });
+
+start();

@@ -1,0 +1,467 @@
+// The one-stop desk: look a citizen up, take in scans, verify and revoke, share for a dossier
+// and print the citizen's receipt, list and revoke shares. One task per screen.
+
+import { api, upload } from './api.js';
+import { errorNotice } from './app.js';
+import { day, errorSummary, field, h, notice, put, when } from './dom.js';
+import { DOC_TYPES, locale, t } from './i18n.js';
+import {
+  ACCEPTED_TYPES, codeProblem, dossierProblem, maskNationalId, nationalIdProblem, textProblem,
+} from './rules.js';
+
+let root;
+let me;
+/** The citizen on screen: { nid, documents, grants, showAll }. Kept in memory only, never in
+ * the address bar or storage. */
+let citizen = null;
+
+export async function mount(main, who) {
+  root = main;
+  me = who;
+  citizen = null;
+  lookupScreen();
+}
+
+function lookupScreen(prefill = '') {
+  const input = h('input', {
+    type: 'text', inputmode: 'numeric', autocomplete: 'off', maxlength: 12, value: prefill, name: 'nid',
+  });
+  const nid = field(t('clerk.nid'), input, t('clerk.nid_hint'));
+  // Checked while typed: a letter is wrong at once; the length once the person asks to look up.
+  input.addEventListener('input', () => {
+    nid.setError(/^[0-9]*$/.test(input.value) ? null : t('err.nid.digits'));
+  });
+  const summary = h('div');
+  put(root,
+    h('h1', {}, t('clerk.title')),
+    h('form', {
+      novalidate: true,
+      class: 'lookup',
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const problem = nationalIdProblem(input.value);
+        nid.setError(problem && t(problem));
+        if (problem) { input.focus(); return; }
+        await openCitizen(input.value);
+      },
+    }, summary, nid.el, h('button', { type: 'submit', id: 'lookup' }, t('clerk.lookup'))));
+  input.focus();
+}
+
+async function openCitizen(nid, message = null) {
+  citizen = { nid, documents: [], grants: [], showAll: citizen?.nid === nid && citizen.showAll };
+  await citizenScreen(message);
+}
+
+async function load() {
+  const include = citizen.showAll ? '?include=all' : '';
+  const [docs, grants] = await Promise.all([
+    api('GET', `/v1/citizens/${citizen.nid}/documents${include}`),
+    api('GET', `/v1/citizens/${citizen.nid}/grants`),
+  ]);
+  citizen.documents = docs.documents;
+  citizen.grants = grants.grants;
+}
+
+async function citizenScreen(message = null) {
+  put(root, h('p', { class: 'loading' }, t('app.loading')));
+  try {
+    await load();
+  } catch (error) {
+    put(root, errorNotice(error), h('button', { type: 'button', onclick: () => lookupScreen(citizen.nid) }, t('app.back')));
+    return;
+  }
+  const current = citizen.documents.filter((d) => d.status === 'pending' || d.status === 'verified');
+  const toggle = h('input', {
+    type: 'checkbox', id: 'show-all', checked: citizen.showAll,
+    onchange: () => { citizen.showAll = toggle.checked; citizenScreen(); },
+  });
+  put(root,
+    h('p', {}, h('button', { type: 'button', class: 'link-button', onclick: () => lookupScreen() }, `← ${t('clerk.title')}`)),
+    h('h1', {}, t('clerk.citizen', maskNationalId(citizen.nid))),
+    message,
+    h('section', { 'aria-labelledby': 'docs-h' },
+      h('h2', { id: 'docs-h' }, t('clerk.documents')),
+      h('div', { class: 'checkbox' }, toggle, h('label', { for: 'show-all' }, t('clerk.show_all'))),
+      citizen.documents.length
+        ? h('ul', { class: 'cards', id: 'documents' }, citizen.documents.map(documentCard))
+        : h('p', { class: 'empty' }, t('clerk.no_documents'))),
+    h('div', { class: 'actions' },
+      h('button', { type: 'button', id: 'start-intake', onclick: () => intakeScreen() }, t('clerk.intake')),
+      h('button', { type: 'button', id: 'start-share', class: 'secondary', disabled: current.length === 0, onclick: () => shareScreen() }, t('clerk.share'))),
+    h('section', { 'aria-labelledby': 'grants-h' },
+      h('h2', { id: 'grants-h' }, t('clerk.grants')),
+      citizen.grants.length
+        ? h('ul', { class: 'cards', id: 'grants' }, citizen.grants.map(grantCard))
+        : h('p', { class: 'empty' }, t('clerk.no_grants'))));
+}
+
+export function badge(status) {
+  return h('span', { class: `badge badge-${status}` }, t(`status.${status}`));
+}
+
+/** The facts of a document as a definition list (shared with the officer's and citizen's screens). */
+export function documentFacts(d) {
+  const row = (label, ...value) => [h('dt', {}, label), h('dd', {}, ...value)];
+  return h('dl', { class: 'facts' },
+    row(t('doc.number'), d.doc_number),
+    row(t('doc.holder'), d.holder_name),
+    row(t('doc.issued_on'), day(d.issued_on, locale())),
+    row(t('doc.issued_by'), d.issued_by),
+    d.expires_on ? row(t('doc.expires_on'), day(d.expires_on, locale())) : null,
+    row(t('doc.taken_in'), t('doc.by_at', d.taken_in.by, d.taken_in.office, when(d.taken_in.at, locale()))),
+    d.verified ? row(t('doc.verified'), t('doc.by_at', d.verified.by, d.verified.office, when(d.verified.at, locale()))) : null);
+}
+
+function documentCard(d) {
+  const actions = [];
+  if (d.status === 'pending') {
+    actions.push(h('button', { type: 'button', class: 'verify', onclick: () => verify(d) }, t('clerk.verify')));
+  }
+  if (d.status !== 'revoked') {
+    actions.push(h('button', { type: 'button', class: 'warning revoke', onclick: () => revokeScreen(d) }, t('clerk.revoke')));
+  }
+  return h('li', { class: `card doc doc-${d.status}`, 'data-id': d.id },
+    h('div', { class: 'card-head' }, h('h3', {}, t(`doctype.${d.doc_type}`)), badge(d.status)),
+    documentFacts(d),
+    actions.length ? h('div', { class: 'actions' }, actions) : null);
+}
+
+async function verify(d) {
+  try {
+    await api('POST', `/v1/documents/${d.id}/verify`);
+    await citizenScreen(notice('success', t('clerk.verified_ok', t(`doctype.${d.doc_type}`))));
+  } catch (error) {
+    await citizenScreen(errorNotice(error));
+  }
+}
+
+function revokeScreen(d) {
+  const reason = h('textarea', { rows: 3, id: 'revoke-reason' });
+  const reasonField = field(t('clerk.revoke_reason'), reason, t('clerk.revoke_reason_hint'));
+  const confirm = h('input', { type: 'checkbox', id: 'revoke-confirm' });
+  const confirmError = h('p', { class: 'field-error', hidden: true });
+  const status = h('div');
+  put(root,
+    h('h1', {}, t('clerk.revoke_title')),
+    h('div', { class: 'card' }, h('div', { class: 'card-head' }, h('h3', {}, t(`doctype.${d.doc_type}`)), badge(d.status)), documentFacts(d)),
+    notice('warning', t('clerk.revoke_lead')),
+    status,
+    h('form', {
+      novalidate: true,
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const problem = textProblem(reason.value, 500);
+        reasonField.setError(problem && t(problem));
+        confirmError.hidden = confirm.checked;
+        confirmError.textContent = t('clerk.revoke_must_confirm');
+        if (problem) { reason.focus(); return; }
+        if (!confirm.checked) { confirm.focus(); return; }
+        try {
+          await api('POST', `/v1/documents/${d.id}/revoke`, { json: { reason: reason.value } });
+          await citizenScreen(notice('success', t('clerk.revoked_ok', t(`doctype.${d.doc_type}`))));
+        } catch (error) {
+          put(status, errorNotice(error));
+        }
+      },
+    },
+    reasonField.el,
+    h('div', { class: 'checkbox' }, confirm, h('label', { for: 'revoke-confirm' }, t('clerk.revoke_confirm'))),
+    confirmError,
+    h('div', { class: 'actions' },
+      h('button', { type: 'submit', class: 'warning', id: 'revoke-go' }, t('clerk.revoke_go')),
+      h('button', { type: 'button', class: 'secondary', onclick: () => citizenScreen() }, t('app.cancel')))));
+  reason.focus();
+}
+
+function typeSelect(id) {
+  return h('select', { id }, DOC_TYPES.map((type) => h('option', { value: type }, t(`doctype.${type}`))));
+}
+
+function intakeScreen() {
+  const maxMb = Math.floor(me.max_upload_bytes / (1024 * 1024));
+  const type = typeSelect('intake-type');
+  const fields = {
+    type: field(t('doc.type'), type),
+    number: field(t('doc.number'), h('input', { type: 'text', id: 'intake-number', autocomplete: 'off' })),
+    holder: field(t('doc.holder'), h('input', { type: 'text', id: 'intake-holder', autocomplete: 'off' })),
+    issuedOn: field(t('doc.issued_on'), h('input', { type: 'date', id: 'intake-issued-on' })),
+    issuedBy: field(t('doc.issued_by'), h('input', { type: 'text', id: 'intake-issued-by' })),
+    expiresOn: field(t('doc.expires_on'), h('input', { type: 'date', id: 'intake-expires-on' })),
+    file: field(t('clerk.file'), h('input', {
+      type: 'file', id: 'intake-file', accept: ACCEPTED_TYPES.concat(['.pdf', '.jpg', '.jpeg', '.png', '.tif', '.tiff']).join(','),
+    }), t('clerk.file_hint', maxMb)),
+  };
+  const supersedes = h('select', { id: 'intake-supersedes' });
+  const supersedesField = field(t('clerk.supersedes'), supersedes);
+  const fillSupersedes = () => {
+    // Only a current document of the same type can be replaced (the API refuses others).
+    const same = citizen.documents.filter((d) => d.doc_type === type.value && (d.status === 'pending' || d.status === 'verified'));
+    put(supersedes, h('option', { value: '' }, t('clerk.supersedes_none')),
+      same.map((d) => h('option', { value: d.id, selected: same.length === 1 }, `${d.doc_number} · ${d.holder_name}`)));
+    supersedesField.el.hidden = same.length === 0;
+  };
+  type.addEventListener('change', fillSupersedes);
+  fillSupersedes();
+  const checked = h('input', { type: 'checkbox', id: 'intake-checked' });
+  const preview = h('div', { class: 'preview', id: 'intake-preview', 'aria-live': 'polite' });
+  let previewUrl = null;
+  const fileInput = fields.file.control;
+  fileInput.addEventListener('change', () => {
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+    previewUrl = null;
+    const file = fileInput.files[0];
+    fields.file.setError(file ? fileProblem(file, maxMb) : null);
+    if (!file || fileProblem(file, maxMb)) { put(preview); return; }
+    previewUrl = URL.createObjectURL(file);
+    put(preview, h('h3', {}, t('clerk.preview')), previewOf(file, previewUrl));
+  });
+  const progress = h('progress', { id: 'intake-progress', max: 100, value: 0, hidden: true });
+  const progressText = h('p', { id: 'intake-progress-text', 'aria-live': 'polite' });
+  const summary = h('div');
+  const send = h('button', { type: 'submit', id: 'intake-send' }, t('clerk.send'));
+  const form = h('form', {
+    novalidate: true,
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      const problems = [];
+      const check = (f, problem) => { f.setError(problem); if (problem) problems.push([f.control.id, problem]); };
+      const text = (f, max) => textProblem(f.control.value, max) && t(textProblem(f.control.value, max));
+      check(fields.number, text(fields.number, 64));
+      check(fields.holder, text(fields.holder, 200));
+      check(fields.issuedOn, fields.issuedOn.control.value ? null : t('err.date'));
+      check(fields.issuedBy, text(fields.issuedBy, 200));
+      const file = fileInput.files[0];
+      check(fields.file, file ? fileProblem(file, maxMb) : t('err.file.none'));
+      put(summary, errorSummary(t('app.error_title'), problems));
+      if (problems.length) { summary.firstChild?.focus(); return; }
+      const metadata = {
+        doc_type: type.value,
+        doc_number: fields.number.control.value,
+        holder_name: fields.holder.control.value,
+        issued_on: fields.issuedOn.control.value,
+        issued_by: fields.issuedBy.control.value,
+        verified_against_original: checked.checked,
+      };
+      if (fields.expiresOn.control.value) metadata.expires_on = fields.expiresOn.control.value;
+      if (supersedes.value) metadata.supersedes = supersedes.value;
+      const body = new FormData();
+      body.append('metadata', new Blob([JSON.stringify(metadata)], { type: 'application/json' }));
+      body.append('file', file, file.name);
+      send.disabled = true;
+      progress.hidden = false;
+      try {
+        const { status } = await upload(`/v1/citizens/${citizen.nid}/documents`, body, (fraction) => {
+          const pct = Math.round(fraction * 100);
+          progress.value = pct;
+          progressText.textContent = t('clerk.uploading', pct);
+        });
+        const message = status === 201
+          ? notice('success', t('clerk.stored', t(`doctype.${metadata.doc_type}`)))
+          : notice('info', t('clerk.duplicate'));
+        if (previewUrl) URL.revokeObjectURL(previewUrl);
+        await citizenScreen(message);
+      } catch (error) {
+        send.disabled = false;
+        progress.hidden = true;
+        progressText.textContent = '';
+        put(summary, errorNotice(error));
+        summary.scrollIntoView();
+      }
+    },
+  },
+  summary,
+  fields.type.el, fields.number.el, fields.holder.el, fields.issuedOn.el, fields.issuedBy.el,
+  fields.expiresOn.el, supersedesField.el, fields.file.el, preview,
+  h('div', { class: 'checkbox' }, checked, h('label', { for: 'intake-checked' }, t('clerk.checked'))),
+  h('p', { class: 'hint' }, t('clerk.checked_hint')),
+  progress, progressText,
+  h('div', { class: 'actions' }, send,
+    h('button', { type: 'button', class: 'secondary', onclick: () => citizenScreen() }, t('app.cancel'))));
+  put(root, h('h1', {}, t('clerk.intake')), h('p', { class: 'lead' }, t('clerk.intake_lead')),
+    h('p', {}, t('clerk.citizen', maskNationalId(citizen.nid))), form);
+  type.focus();
+}
+
+function fileProblem(file, maxMb) {
+  const type = file.type || (/\.tiff?$/i.test(file.name) ? 'image/tiff' : '');
+  if (!ACCEPTED_TYPES.includes(type)) return t('err.file.type');
+  if (file.size > me.max_upload_bytes) return t('err.file.size', maxMb);
+  return null;
+}
+
+/** An inline view of a scan or copy: images as images, PDFs in a frame; TIFF only by name. */
+export function previewOf(file, url) {
+  const type = file.type;
+  if (type === 'image/jpeg' || type === 'image/png') return h('img', { src: url, alt: file.name ?? '', class: 'scan' });
+  if (type === 'application/pdf') return h('iframe', { src: url, title: file.name ?? 'PDF', class: 'scan' });
+  return h('p', {}, t('clerk.no_preview', file.name ?? ''));
+}
+
+const TTLS = [['1d', 86400], ['3d', 3 * 86400], ['7d', 7 * 86400], ['30d', 30 * 86400]];
+
+function shareScreen(previous = null) {
+  const current = citizen.documents.filter((d) => d.status === 'pending' || d.status === 'verified');
+  const types = [...new Set(current.map((d) => d.doc_type))];
+  const dossier = field(t('clerk.dossier'), h('input', { type: 'text', id: 'share-dossier', autocomplete: 'off', value: previous?.case_ref ?? '' }), t('clerk.dossier_hint'));
+  // Checked when sent, not on leaving the field: a message appearing as the person reaches for
+  // the button would move the button from under their pointer.
+  const purpose = field(t('clerk.purpose'), h('input', { type: 'text', id: 'share-purpose', value: previous?.purpose ?? '' }), t('clerk.purpose_hint'));
+  const grantee = field(t('clerk.grantee'), h('input', { type: 'text', id: 'share-grantee', autocomplete: 'off', value: previous?.grantee ?? '' }));
+  const office = field(t('clerk.grantee_office'), h('input', { type: 'text', id: 'share-office', autocomplete: 'off', value: previous?.grantee_office ?? '' }));
+  const ttl = h('select', { id: 'share-ttl' }, TTLS.map(([key, seconds]) => h('option', { value: seconds, selected: (previous?.ttl_seconds ?? 7 * 86400) === seconds }, t(`clerk.ttl.${key}`))));
+  const ttlField = field(t('clerk.ttl'), ttl);
+  const uses = field(t('clerk.uses'), h('input', { type: 'number', id: 'share-uses', min: 1, max: 1000, value: previous?.max_uses ?? 3 }));
+  const boxes = types.map((type) => h('input', { type: 'checkbox', value: type, id: `share-type-${type}`, checked: previous ? previous.doc_types.includes(type) : true }));
+  const typesError = h('p', { class: 'field-error', id: 'share-types-error', hidden: true });
+  const summary = h('div');
+  put(root,
+    h('h1', {}, t('clerk.share')),
+    h('p', { class: 'lead' }, t('clerk.share_lead')),
+    h('p', {}, t('clerk.citizen', maskNationalId(citizen.nid))),
+    h('form', {
+      novalidate: true,
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        const problems = [];
+        const check = (f, key) => { f.setError(key && t(key)); if (key) problems.push([f.control.id, t(key)]); };
+        check(dossier, dossierProblem(dossier.control.value));
+        check(purpose, textProblem(purpose.control.value, 500));
+        check(grantee, codeProblem(grantee.control.value));
+        check(office, codeProblem(office.control.value));
+        const n = Number(uses.control.value);
+        check(uses, Number.isInteger(n) && n >= 1 && n <= 1000 ? null : 'err.uses');
+        const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
+        typesError.hidden = chosen.length > 0;
+        typesError.textContent = t('err.types.none');
+        if (!chosen.length && boxes.length) problems.push([boxes[0].id, t('err.types.none')]);
+        put(summary, errorSummary(t('app.error_title'), problems));
+        if (problems.length) { summary.firstChild?.focus(); return; }
+        checkAnswers({
+          national_id: citizen.nid,
+          doc_types: chosen,
+          case_ref: dossier.control.value,
+          purpose: purpose.control.value,
+          grantee: grantee.control.value,
+          grantee_office: office.control.value,
+          ttl_seconds: Number(ttl.value),
+          max_uses: n,
+        });
+      },
+    },
+    summary,
+    dossier.el, purpose.el,
+    h('fieldset', { class: 'field' },
+      h('legend', {}, t('clerk.types')),
+      typesError,
+      types.length ? types.map((type, i) => h('div', { class: 'checkbox' }, boxes[i], h('label', { for: boxes[i].id }, t(`doctype.${type}`))))
+        : h('p', {}, t('clerk.types_none'))),
+    grantee.el, office.el, ttlField.el, uses.el,
+    h('div', { class: 'actions' },
+      h('button', { type: 'submit', id: 'share-next' }, t('clerk.check_answers')),
+      h('button', { type: 'button', class: 'secondary', onclick: () => citizenScreen() }, t('app.cancel')))));
+  dossier.control.focus();
+}
+
+/** GOV.UK's "check your answers": everything once more, each with a way back to change it. */
+function checkAnswers(request) {
+  const ttlLabel = TTLS.find(([, s]) => s === request.ttl_seconds)?.[0];
+  const row = (label, value) => h('div', { class: 'summary-row' }, h('dt', {}, label), h('dd', {}, value),
+    h('dd', {}, h('button', { type: 'button', class: 'link-button', onclick: () => shareScreen(request) }, t('clerk.change'))));
+  const status = h('div');
+  const go = h('button', { type: 'button', id: 'share-go' }, t('clerk.share_go'));
+  go.addEventListener('click', async () => {
+    go.disabled = true;
+    try {
+      const created = await api('POST', '/v1/grants', { json: request });
+      receiptScreen({ ...request, grant_id: created.grant_id, expires_at: created.expires_at, link: created.link, created_at: new Date().toISOString(), created_by: me.sub, office: me.office });
+    } catch (error) {
+      go.disabled = false;
+      put(status, errorNotice(error));
+    }
+  });
+  put(root,
+    h('h1', {}, t('clerk.check_answers')),
+    status,
+    h('dl', { class: 'summary', id: 'share-summary' },
+      row(t('receipt.citizen'), maskNationalId(request.national_id)),
+      row(t('receipt.shared'), request.doc_types.map((d) => t(`doctype.${d}`)).join(', ')),
+      row(t('receipt.dossier'), request.case_ref),
+      row(t('receipt.purpose'), request.purpose),
+      row(t('receipt.with'), t('grant.officer', request.grantee, request.grantee_office)),
+      row(t('clerk.ttl'), t(`clerk.ttl.${ttlLabel}`)),
+      row(t('receipt.uses'), String(request.max_uses))),
+    h('div', { class: 'actions' }, go,
+      h('button', { type: 'button', class: 'secondary', onclick: () => shareScreen(request) }, t('app.back'))));
+  go.focus();
+}
+
+/** The citizen's paper: what was shared, with whom, for which dossier, until when, and a QR
+ * code of the dossier code and share id drawn by the vault itself (no network). */
+async function receiptScreen(grant) {
+  const qr = h('div', { class: 'qr', id: 'receipt-qr' });
+  const row = (label, value) => [h('dt', {}, label), h('dd', {}, value)];
+  const linkBox = grant.link
+    ? h('div', { class: 'print-hide box' },
+      h('p', {}, t('receipt.link')),
+      h('input', { type: 'text', readonly: true, value: grant.link, id: 'officer-link', class: 'wide', 'aria-label': t('receipt.link') }),
+      h('button', {
+        type: 'button', class: 'secondary',
+        onclick: async (ev) => { await navigator.clipboard?.writeText(grant.link).catch(() => {}); ev.target.textContent = t('receipt.copied'); },
+      }, t('receipt.copy')))
+    : null;
+  put(root,
+    h('article', { class: 'receipt', id: 'receipt' },
+      h('header', {}, h('p', { class: 'office' }, me.office), h('h1', {}, t('receipt.title'))),
+      h('p', {}, t('receipt.lead')),
+      h('div', { class: 'receipt-body' },
+        h('dl', { class: 'facts' },
+          row(t('receipt.citizen'), maskNationalId(grant.national_id ?? citizen.nid)),
+          row(t('receipt.shared'), grant.doc_types.map((d) => t(`doctype.${d}`)).join(', ')),
+          row(t('receipt.with'), t('grant.officer', grant.grantee, grant.grantee_office)),
+          row(t('receipt.dossier'), grant.case_ref),
+          row(t('receipt.purpose'), grant.purpose),
+          row(t('receipt.until'), when(grant.expires_at, locale())),
+          row(t('receipt.uses'), String(grant.max_uses)),
+          row(t('receipt.grant'), grant.grant_id),
+          row(t('receipt.by'), `${grant.created_by} · ${grant.office}`),
+          row(t('receipt.at'), when(grant.created_at, locale()))),
+        h('figure', {}, qr, h('figcaption', {}, t('receipt.qr')))),
+      h('p', { class: 'note' }, t('receipt.note'))),
+    linkBox,
+    h('div', { class: 'actions print-hide' },
+      h('button', { type: 'button', id: 'receipt-print', onclick: () => window.print() }, t('receipt.print')),
+      h('button', { type: 'button', class: 'secondary', id: 'receipt-done', onclick: () => citizenScreen() }, t('receipt.done'))));
+  try {
+    const response = await api('GET', `/v1/grants/${grant.grant_id}/qr`, { raw: true });
+    const url = URL.createObjectURL(await response.blob());
+    put(qr, h('img', { src: url, alt: `${grant.case_ref} ${grant.grant_id}`, width: 180, height: 180 }));
+  } catch (error) {
+    put(qr, errorNotice(error));
+  }
+}
+
+function grantCard(g) {
+  return h('li', { class: `card grant grant-${g.status}`, 'data-id': g.grant_id },
+    h('div', { class: 'card-head' },
+      h('h3', {}, g.case_ref),
+      h('span', { class: `badge badge-grant-${g.status}` }, t(`grant.status.${g.status}`))),
+    h('p', {}, g.purpose),
+    h('p', {}, g.doc_types.map((d) => t(`doctype.${d}`)).join(', ')),
+    h('p', { class: 'meta' }, t('grant.officer', g.grantee, g.grantee_office), ' · ',
+      t('grant.until', when(g.expires_at, locale())), ' · ', t('grant.uses', g.uses, g.max_uses)),
+    h('div', { class: 'actions' },
+      h('button', { type: 'button', class: 'secondary', onclick: () => receiptScreen({ ...g, national_id: citizen.nid }) }, t('clerk.receipt_again')),
+      g.status === 'active'
+        ? h('button', { type: 'button', class: 'warning grant-revoke', onclick: () => revokeGrant(g) }, t('clerk.grant_revoke'))
+        : null));
+}
+
+async function revokeGrant(g) {
+  try {
+    await api('DELETE', `/v1/grants/${g.grant_id}`);
+    await citizenScreen(notice('success', t('clerk.grant_revoked_ok', g.case_ref)));
+  } catch (error) {
+    await citizenScreen(errorNotice(error));
+  }
+}

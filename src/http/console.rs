@@ -1,0 +1,68 @@
+//! The web console: plain ES modules and one stylesheet under `console/`, embedded in the
+//! binary and served at `/`, so a fresh `hoso serve` is the whole product, with no CDN and no
+//! network at run time. It speaks only the public API, with the token in `Authorization`.
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// The console's own policy: scripts and styles only from these files (no inline script or
+/// style, so an injected value cannot run), API calls only to this origin, scans previewed from
+/// `blob:` URLs the page made itself, and never inside another site's frame.
+pub const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' blob: data:; frame-src blob:; object-src 'none'; connect-src 'self'; \
+    base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Every file of the console: name under `/console/`, media type, bytes.
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../../console/index.html"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../console/style.css"),
+    ),
+    ("app.js", JS, include_bytes!("../../console/app.js")),
+    ("api.js", JS, include_bytes!("../../console/api.js")),
+    ("dom.js", JS, include_bytes!("../../console/dom.js")),
+    ("i18n.js", JS, include_bytes!("../../console/i18n.js")),
+    ("rules.js", JS, include_bytes!("../../console/rules.js")),
+    ("clerk.js", JS, include_bytes!("../../console/clerk.js")),
+    ("officer.js", JS, include_bytes!("../../console/officer.js")),
+    ("auditor.js", JS, include_bytes!("../../console/auditor.js")),
+    ("citizen.js", JS, include_bytes!("../../console/citizen.js")),
+];
+const JS: &str = "text/javascript; charset=utf-8";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { asset("index.html") }))
+        .route(
+            "/console/{file}",
+            get(|Path(file): Path<String>| async move { asset(&file) }),
+        )
+}
+
+fn asset(name: &str) -> Response {
+    let Some((_, media_type, bytes)) = ASSETS.iter().find(|(n, _, _)| *n == name) else {
+        return ApiError::NotFound.into_response();
+    };
+    let mut response = (*bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONSOLE_CSP),
+    );
+    // Revalidated on every load, so an upgraded binary's console is what people see.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}

@@ -1,0 +1,28 @@
+//! `GET /v1/me`: who the console is signed in as, and until when.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::domain::format_rfc3339;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/me", get(me))
+}
+
+/// Answers only from the caller's own, checked token (signature, expiry, revocation) and the
+/// vault's limits the console checks before sending: nothing personal about anyone else is
+/// said, so it is not logged.
+async fn me(State(state): State<AppState>, caller: Caller) -> Json<Value> {
+    Json(json!({
+        "max_upload_bytes": state.vault.limits.max_upload_bytes,
+        "role": caller.role.to_string(),
+        "sub": caller.subject(),
+        "office": caller.office,
+        "grant_id": caller.grant,
+        "expires_at": format_rfc3339(caller.expires_at * 1000),
+    }))
+}

@@ -1,0 +1,604 @@
+//! The console, as the people it is for use it: a real headless Chromium (WebDriver) driving a
+//! real `hoso serve`. One story from the desk to the citizen, then the edges (hostile text,
+//! sign-out, expiry, a phone-sized screen). Screenshots of the key screens go to
+//! `target/console/`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::browser::{Browser, shots_dir};
+use crate::common::*;
+use crate::processes::*;
+
+const CITIZEN: &str = "001203004567";
+const DOSSIER: &str = "000.00.31.H40-261124-0042";
+const XSS: &str = "<img src=x onerror=alert(1)>";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+/// A real, viewable PNG (grey stripes on white, `seed` varies them), written with stored
+/// (uncompressed) deflate blocks so the test needs no image library.
+fn real_png(seed: u8, width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+    }
+    let mut raw = Vec::new();
+    for y in 0..height {
+        raw.push(0); // filter: none
+        for x in 0..width {
+            let stripe = ((x / 12 + y / 40 + u32::from(seed)) % 5 == 0) || y % 50 < 3;
+            raw.push(if stripe { 40 } else { 245 });
+        }
+    }
+    let mut zlib = vec![0x78, 0x01];
+    for (i, block) in raw.chunks(65_535).enumerate() {
+        let last = (i + 1) * 65_535 >= raw.len();
+        zlib.push(u8::from(last));
+        zlib.extend_from_slice(&(block.len() as u16).to_le_bytes());
+        zlib.extend_from_slice(&(!(block.len() as u16)).to_le_bytes());
+        zlib.extend_from_slice(block);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in &raw {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    zlib.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut header = Vec::new();
+    header.extend_from_slice(&width.to_be_bytes());
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit greyscale
+    chunk(&mut png, b"IHDR", &header);
+    chunk(&mut png, b"IDAT", &zlib);
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+/// A sign-in link from the CLI, as an administrator hands one out.
+async fn link(vault: &TestVault, addr: std::net::SocketAddr, args: &[&str]) -> String {
+    let public = format!("http://{addr}");
+    let mut all = vec!["token", "issue", "--link", "--public-url", public.as_str()];
+    all.extend_from_slice(args);
+    let out = hoso_cli(vault, &all).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let link = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(
+        link.starts_with(&format!("{public}/#token=")),
+        "a sign-in link carries the token in its fragment: {link}"
+    );
+    link
+}
+
+/// Sets a form control's value (dates, selects) the way a picker would, with its events.
+async fn set(browser: &Browser, css: &str, value: &str) {
+    browser.wait(css, None).await;
+    browser
+        .js(
+            "const e = document.querySelector(arguments[0]); e.value = arguments[1]; \
+             e.dispatchEvent(new Event('input', {bubbles: true})); \
+             e.dispatchEvent(new Event('change', {bubbles: true}));",
+            json!([css, value]),
+        )
+        .await;
+}
+
+async fn token_in_session(browser: &Browser) -> Value {
+    browser
+        .js("return sessionStorage.getItem('hoso.token');", json!([]))
+        .await
+}
+
+/// Signs out whoever is signed in, then opens `link`.
+async fn sign_in(browser: &Browser, link: &str) {
+    browser.goto("about:blank").await;
+    browser.goto(link).await;
+    browser.wait("#who", None).await;
+}
+
+#[test]
+fn clerk_officer_auditor_and_citizen_use_the_console_end_to_end() {
+    // The whole story is one large future: in a debug build its poll frames outgrow a test
+    // thread's 2 MiB stack, so it runs on a thread with room.
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(story())
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+async fn story() {
+    let vault = TestVault::new().await;
+    let fleet = start_fleet(&vault, 1).await;
+    let addr = fleet.0[0].1;
+    let dir = tempfile::tempdir().unwrap();
+    let scan = real_png(1, 640, 400);
+    let scan_path = dir.path().join("cccd-scan.png");
+    std::fs::write(&scan_path, &scan).unwrap();
+    let second = real_png(2, 480, 300);
+    let second_path = dir.path().join("giay-khai-sinh.png");
+    std::fs::write(&second_path, &second).unwrap();
+
+    let browser = Browser::open().await;
+
+    // ---- Clerk: sign in, look the citizen up, take in a scan with preview and progress.
+    let clerk = link(
+        &vault,
+        addr,
+        &[
+            "--role",
+            "clerk",
+            "--sub",
+            "CB-0042",
+            "--office",
+            "UBND-HAICHAU",
+        ],
+    )
+    .await;
+    sign_in(&browser, &clerk).await;
+    assert!(
+        !browser.url().await.contains("token"),
+        "the token leaves the address bar at once"
+    );
+    assert!(token_in_session(&browser).await.is_string());
+    let who = browser.text("#who").await;
+    assert!(
+        who.contains("Cán bộ một cửa") && who.contains("CB-0042") && who.contains("UBND-HAICHAU"),
+        "{who}"
+    );
+
+    // Checked while typed: a letter is refused before anything is sent.
+    browser.fill("input[name=nid]", "00120300456a").await;
+    browser.wait(".field-error", Some("chỉ gồm chữ số")).await;
+    browser.fill("input[name=nid]", CITIZEN).await;
+    browser.click("#lookup").await;
+    browser.wait(".empty", Some("Chưa có giấy tờ")).await;
+
+    browser.click("#start-intake").await;
+    set(&browser, "#intake-type", "cccd").await;
+    browser.fill("#intake-number", "001203004567").await;
+    browser
+        .fill("#intake-holder", "Nguyễn Thị Hồng Nhung")
+        .await;
+    set(&browser, "#intake-issued-on", "2021-03-15").await;
+    browser
+        .fill("#intake-issued-by", "Cục Cảnh sát QLHC về TTXH")
+        .await;
+    browser
+        .wait("#intake-file", None)
+        .await
+        .type_text(scan_path.to_str().unwrap())
+        .await;
+    let preview = browser.wait("#intake-preview img", None).await;
+    let shown = browser
+        .js(
+            "const img = document.querySelector('#intake-preview img'); \
+             return img.complete ? img.naturalWidth : 0;",
+            json!([]),
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut width = shown.as_u64().unwrap_or(0);
+    while width == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        width = preview.property("naturalWidth").await.as_u64().unwrap_or(0);
+    }
+    assert_eq!(width, 640, "the chosen scan is previewed before it is sent");
+    // Not ticked "checked against the original": the scan waits for that check.
+    browser.screenshot("clerk-intake").await;
+    // Record the progress bar's values as the upload runs.
+    browser
+        .js(
+            "window.progressSeen = []; const bar = document.querySelector('#intake-progress'); \
+             new MutationObserver(() => window.progressSeen.push(Number(bar.value))) \
+               .observe(bar, {attributes: true});",
+            json!([]),
+        )
+        .await;
+    browser.click("#intake-send").await;
+    browser
+        .wait(".notice-success", Some("Đã lưu vào kho"))
+        .await;
+    let progress = browser.js("return window.progressSeen;", json!([])).await;
+    assert_eq!(
+        progress
+            .as_array()
+            .and_then(|p| p.last())
+            .and_then(Value::as_f64),
+        Some(100.0),
+        "the progress bar reached 100%: {progress}"
+    );
+    browser.wait(".badge-pending", Some("Chờ đối chiếu")).await;
+
+    // Verify it; the badge says so in words.
+    browser.click("button.verify").await;
+    browser.wait(".badge-verified", Some("Đã đối chiếu")).await;
+
+    // The same scan again: the vault already has it.
+    browser.click("#start-intake").await;
+    set(&browser, "#intake-type", "cccd").await;
+    browser.fill("#intake-number", "001203004567").await;
+    browser
+        .fill("#intake-holder", "Nguyễn Thị Hồng Nhung")
+        .await;
+    set(&browser, "#intake-issued-on", "2021-03-15").await;
+    browser
+        .fill("#intake-issued-by", "Cục Cảnh sát QLHC về TTXH")
+        .await;
+    set(&browser, "#intake-supersedes", "").await;
+    browser
+        .wait("#intake-file", None)
+        .await
+        .type_text(scan_path.to_str().unwrap())
+        .await;
+    browser.wait("#intake-preview img", None).await;
+    browser.click("#intake-send").await;
+    browser
+        .wait(".notice-info", Some("đã có trong kho, không lưu thêm"))
+        .await;
+
+    // A second document whose holder name is hostile markup: it must show as those characters.
+    browser.click("#start-intake").await;
+    set(&browser, "#intake-type", "birth_certificate").await;
+    browser.fill("#intake-number", "KS-2003-118").await;
+    browser.fill("#intake-holder", XSS).await;
+    set(&browser, "#intake-issued-on", "2003-12-04").await;
+    browser
+        .fill("#intake-issued-by", "UBND phường Hải Châu I")
+        .await;
+    browser
+        .wait("#intake-file", None)
+        .await
+        .type_text(second_path.to_str().unwrap())
+        .await;
+    browser.wait("#intake-preview img", None).await;
+    browser.click("#intake-send").await;
+    browser.wait("#documents", Some(XSS)).await;
+    let injected = browser
+        .js(
+            "return document.querySelectorAll('#documents img').length;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(injected, 0, "no element was made from the holder name");
+    assert_eq!(browser.alert().await, None, "no script ran");
+    browser.screenshot("clerk-documents").await;
+
+    // Phone width: the same screen, one column.
+    browser.resize(390, 844).await;
+    browser.screenshot("clerk-phone").await;
+    let overflow = browser
+        .js(
+            "return document.documentElement.scrollWidth > window.innerWidth + 1;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(overflow, false, "nothing runs off a phone-width screen");
+    browser.resize(1280, 800).await;
+
+    // ---- Share for a dossier, check the answers, print the receipt.
+    browser.click("#start-share").await;
+    browser.fill("#share-dossier", "H40-0042").await;
+    browser.click("#share-next").await;
+    browser
+        .wait(".error-summary", Some("XXX.XX.XX.XXX-YYMMDD-NNNN"))
+        .await;
+    browser.fill("#share-dossier", DOSSIER).await;
+    browser.fill("#share-purpose", "Đăng ký thường trú").await;
+    browser.fill("#share-grantee", "CB-XL-07").await;
+    browser.fill("#share-office", "STP-DANANG").await;
+    browser.fill("#share-uses", "2").await;
+    browser.click("#share-type-birth_certificate").await; // untick: only the CCCD is shared
+    browser.click("#share-next").await;
+    let answers = browser.wait("#share-summary", None).await.text().await;
+    assert!(
+        answers.contains(DOSSIER) && answers.contains("Căn cước công dân"),
+        "{answers}"
+    );
+    assert!(!answers.contains("Giấy khai sinh"), "{answers}");
+    browser.click("#share-go").await;
+    browser.wait("#receipt", None).await;
+    browser.wait("#receipt-qr img", None).await;
+    let receipt = browser.text("#receipt").await;
+    assert!(
+        receipt.contains(DOSSIER) && receipt.contains("STP-DANANG"),
+        "{receipt}"
+    );
+    assert!(
+        receipt.contains("001******567") && !receipt.contains(CITIZEN),
+        "the receipt masks the CCCD: {receipt}"
+    );
+    let grant_id = vault.fetch_text("SELECT id FROM grants").await;
+    assert!(receipt.contains(&grant_id), "{receipt}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let shot = browser.screenshot("receipt").await;
+    let decoded = std::process::Command::new("zbarimg")
+        .args(["--quiet", "--raw"])
+        .arg(&shot)
+        .output()
+        .expect("zbarimg (Debian zbar-tools; scripts/test installs it)");
+    assert_eq!(
+        String::from_utf8_lossy(&decoded.stdout).trim(),
+        format!("{DOSSIER}\n{grant_id}"),
+        "the receipt's QR code carries the dossier code and grant id"
+    );
+    let pdf = browser.print_pdf().await;
+    assert!(pdf.starts_with(b"%PDF"), "the receipt prints");
+    std::fs::write(shots_dir().join("receipt.pdf"), &pdf).unwrap();
+    browser
+        .cdp("Emulation.setEmulatedMedia", json!({"media": "print"}))
+        .await;
+    let hidden = browser
+        .js(
+            "return ['#bar', '#receipt-print', '#officer-link', '#receipt-qr img'].map(s => \
+               document.querySelector(s).checkVisibility());",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        hidden,
+        json!([false, false, false, true]),
+        "paper shows the receipt (and its QR code) only"
+    );
+    browser.screenshot("receipt-print").await;
+    browser
+        .cdp("Emulation.setEmulatedMedia", json!({"media": ""}))
+        .await;
+    let officer_link = browser
+        .wait("#officer-link", None)
+        .await
+        .property("value")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(officer_link.starts_with(&format!("http://{addr}/#token=")));
+
+    // ---- Officer: open the link, see the scope, view and download one copy (one use).
+    sign_in(&browser, &officer_link).await;
+    browser.wait("#uses-left", Some("Còn 2 lần")).await;
+    assert_eq!(browser.text("#scope-dossier").await, DOSSIER);
+    browser.click("button.open-copy").await;
+    let copy = browser.wait("#copy", None).await;
+    let digest = copy.property("dataset").await["sha256"].clone();
+    assert_eq!(
+        digest,
+        json!(sha256_hex(&scan)),
+        "the copy is the scan, byte for byte"
+    );
+    browser
+        .wait("#signature.ok", Some("Chữ ký số của kho hợp lệ"))
+        .await;
+    browser
+        .wait(
+            "#copy",
+            Some("đã được CB-0042 (UBND-HAICHAU) đối chiếu với bản chính"),
+        )
+        .await;
+    browser.wait("#uses-left", Some("Còn 1 lần")).await;
+    browser.wait("#copy img", None).await;
+    browser.screenshot("officer-copy").await;
+    browser.click("#download").await;
+    let (name, bytes) = browser.downloaded(".png").await;
+    assert_eq!(
+        bytes, scan,
+        "the download is the scan, byte for byte ({name})"
+    );
+    assert!(name.starts_with("cccd-"), "{name}");
+    assert_eq!(
+        vault.count("SELECT uses FROM grants").await,
+        1,
+        "preview and download spent one use"
+    );
+
+    // The clerk revokes the grant while the officer's page is open: the next read is refused
+    // in plain words.
+    vault
+        .delete(&format!("/v1/grants/{grant_id}"), &vault.clerk())
+        .await
+        .expect(axum::http::StatusCode::NO_CONTENT);
+    browser.click("button.open-copy").await;
+    browser
+        .wait("#grant-state", Some("Quyền xem này đã bị thu hồi"))
+        .await;
+    browser.screenshot("officer-revoked").await;
+
+    // ---- Auditor: the chain, the reads and the refusal, filters, CSV.
+    let auditor = link(
+        &vault,
+        addr,
+        &[
+            "--role",
+            "auditor",
+            "--sub",
+            "TT-01",
+            "--office",
+            "TTRA-DANANG",
+        ],
+    )
+    .await;
+    sign_in(&browser, &auditor).await;
+    browser.wait("#chain-status", Some("Nguyên vẹn")).await;
+    browser.wait("#entries", None).await;
+    set(&browser, "#f-action", "document.content").await;
+    browser.click("#f-apply").await;
+    browser.wait("#entries tr.outcome-denied", None).await;
+    let rows = browser
+        .js(
+            "return [...document.querySelectorAll('#entries tbody tr')].map(r => r.className);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        rows,
+        json!(["outcome-allowed", "outcome-denied"]),
+        "the one copy read and the refused one"
+    );
+    browser.click("#check-chain").await;
+    browser.wait("#chain-status", Some("Nguyên vẹn")).await;
+    browser
+        .click("#entries tbody tr.outcome-denied button")
+        .await;
+    browser.wait("#entry-detail", Some("grant_revoked")).await;
+    browser.screenshot("auditor").await;
+    browser.click("#csv").await;
+    let (_, csv) = browser.downloaded(".csv").await;
+    let csv = String::from_utf8(csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and the two filtered rows: {csv}");
+    assert!(lines[0].starts_with("seq,at,actor,role,office,action,outcome"));
+    assert!(
+        lines[2].contains("denied") && lines[2].contains(DOSSIER),
+        "{csv}"
+    );
+
+    // ---- Citizen: my documents, and who read them.
+    let citizen = link(&vault, addr, &["--role", "citizen", "--sub", CITIZEN]).await;
+    sign_in(&browser, &citizen).await;
+    let reads = browser
+        .wait("#reads", Some("STP-DANANG"))
+        .await
+        .text()
+        .await;
+    assert!(
+        reads.contains(DOSSIER)
+            && reads.contains("Đăng ký thường trú")
+            && reads.contains("Lấy bản sao"),
+        "{reads}"
+    );
+    assert!(browser.text("#who").await.contains("001******567"));
+    browser.wait("#documents", Some(XSS)).await;
+    browser.screenshot("citizen").await;
+
+    // ---- Sign out clears the session.
+    browser.click("#signout").await;
+    browser.wait("main", Some("Bạn đã đăng xuất")).await;
+    assert_eq!(token_in_session(&browser).await, Value::Null);
+
+    // ---- English, as a switch.
+    browser.click("#lang").await;
+    browser.wait("main h1", Some("Sign in")).await;
+    browser.click("#lang").await;
+    browser.wait("main h1", Some("Đăng nhập")).await;
+
+    // ---- Expiry signs out by itself.
+    let brief = link(
+        &vault,
+        addr,
+        &[
+            "--role",
+            "clerk",
+            "--sub",
+            "CB-0042",
+            "--office",
+            "UBND-HAICHAU",
+            "--ttl",
+            "3s",
+        ],
+    )
+    .await;
+    sign_in(&browser, &brief).await;
+    browser
+        .wait("main", Some("Phiên đăng nhập đã hết hạn"))
+        .await;
+    assert_eq!(token_in_session(&browser).await, Value::Null);
+    drop(fleet);
+}
+
+#[tokio::test]
+async fn the_console_is_served_with_a_strict_policy_and_every_file_it_names() {
+    let vault = TestVault::new().await;
+    let page = vault.get("/", "").await;
+    assert_eq!(page.status, axum::http::StatusCode::OK);
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    for directive in [
+        "script-src 'self'",
+        "style-src 'self'",
+        "frame-ancestors 'none'",
+        "default-src 'none'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    let html = String::from_utf8(page.body.to_vec()).unwrap();
+    assert!(
+        !html.contains("<script>") && !html.contains("style="),
+        "no inline script or style"
+    );
+    // Every module the console imports is served.
+    for file in [
+        "app.js",
+        "api.js",
+        "dom.js",
+        "i18n.js",
+        "rules.js",
+        "clerk.js",
+        "officer.js",
+        "auditor.js",
+        "citizen.js",
+        "style.css",
+    ] {
+        let reply = vault.get(&format!("/console/{file}"), "").await;
+        assert_eq!(reply.status, axum::http::StatusCode::OK, "{file}");
+        let text = String::from_utf8(reply.body.to_vec()).unwrap();
+        assert!(
+            !text.contains("innerHTML")
+                && !text.contains("outerHTML")
+                && !text.contains("insertAdjacentHTML"),
+            "{file} builds no HTML from strings"
+        );
+        assert!(
+            !text.contains("http://") || file == "i18n.js",
+            "{file} loads nothing from elsewhere"
+        );
+    }
+    vault
+        .get("/console/nope.js", "")
+        .await
+        .expect_error(axum::http::StatusCode::NOT_FOUND, "not_found");
+    // API answers are never stored by a browser and run nothing if opened as a page.
+    let api = vault.get("/v1/me", &vault.clerk()).await;
+    assert_eq!(api.headers["cache-control"], "no-store");
+    assert!(
+        api.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+}
