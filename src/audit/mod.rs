@@ -216,10 +216,19 @@ pub struct Report {
 /// Walks the whole chain and checks the signed head and every checkpoint. Reports the first
 /// entry at which the log stops being the one the vault wrote.
 pub async fn verify_log(db: &Db, keys: &Keyring) -> Result<Report, ApiError> {
+    // One snapshot for every read: entries appended while the check runs are not half-seen
+    // (a head read before them and a walk that finds them would cry tampering on any busy day).
+    let mut snapshot = db.snapshot().await?;
+    let report = verify_in(&mut snapshot, keys).await;
+    snapshot.rollback().await?;
+    report
+}
+
+async fn verify_in(snapshot: &mut crate::db::Tx, keys: &Keyring) -> Result<Report, ApiError> {
     let public = keys.audit.public_key();
-    let checkpoints = store::checkpoints(&db.pool).await?;
-    let head = store::head(&db.pool).await?;
-    let walk = match walk_chain(db, keys.audit_chain_key()).await? {
+    let checkpoints = store::checkpoints(&mut **snapshot).await?;
+    let head = store::head(&mut **snapshot).await?;
+    let walk = match walk_chain(snapshot, keys.audit_chain_key()).await? {
         Ok(walk) => walk,
         Err(bad) => return Ok(bad),
     };
@@ -260,14 +269,17 @@ impl Walk {
 
 /// Reads the entries a page at a time in `seq` order, checking that each follows the previous
 /// one and hashes to what it says.
-async fn walk_chain(db: &Db, chain_key: &[u8]) -> Result<Result<Walk, Report>, ApiError> {
+async fn walk_chain(
+    snapshot: &mut crate::db::Tx,
+    chain_key: &[u8],
+) -> Result<Result<Walk, Report>, ApiError> {
     let mut walk = Walk {
         entries: 0,
         last_hash: ZERO_HASH.to_owned(),
         at_checkpoints: std::collections::HashMap::new(),
     };
     loop {
-        let page = store::page(&db.pool, walk.entries, 1000).await?;
+        let page = store::page(&mut **snapshot, walk.entries, 1000).await?;
         if page.is_empty() {
             return Ok(Ok(walk));
         }

@@ -251,6 +251,31 @@ impl Db {
         })
     }
 
+    /// A read-only transaction that sees the database as of its first read, whatever commits
+    /// meanwhile (SQLite's WAL snapshot; PostgreSQL's REPEATABLE READ). For checks that read
+    /// many rows that must agree with each other, such as the audit log's verification. It
+    /// takes no write lock. End it with [`Tx::rollback`].
+    pub async fn snapshot(&self) -> Result<Tx, DbError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(db_err("begin snapshot"))?;
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN DEFERRED",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        };
+        if let Err(e) = conn.execute(begin).await {
+            conn.close_on_drop();
+            return Err(DbError::classify("begin snapshot", e));
+        }
+        Ok(Tx {
+            conn,
+            open: true,
+            _gate: None,
+        })
+    }
+
     /// Bytes free to this process on the filesystem holding the SQLite file (`None` for
     /// PostgreSQL, or when it cannot be told).
     pub fn free_bytes(&self) -> Option<u64> {

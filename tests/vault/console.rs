@@ -154,6 +154,26 @@ async fn story() {
 
     let browser = Browser::open().await;
 
+    // Every word in both languages, and plain words for every error code the contract names.
+    let contract =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json")).unwrap();
+    let codes: std::collections::BTreeSet<String> = contract
+        .split("Refused: ")
+        .skip(1)
+        .flat_map(|rest| {
+            rest.split('.')
+                .next()
+                .unwrap()
+                .split(", ")
+                .map(|c| c.trim_matches('`').to_owned())
+        })
+        .collect();
+    assert!(
+        codes.contains("grant_exhausted") && codes.len() >= 15,
+        "{codes:?}"
+    );
+    let keys: Vec<String> = codes.iter().map(|c| format!("api.{c}")).collect();
+
     // ---- Clerk: sign in, look the citizen up, take in a scan with preview and progress.
     let clerk = link(
         &vault,
@@ -174,6 +194,17 @@ async fn story() {
         "the token leaves the address bar at once"
     );
     assert!(token_in_session(&browser).await.is_string());
+    let missing = browser
+        .js(
+            "return import('/console/i18n.js').then(m => [m.missingWords(), m.missingWords(arguments[0])]);",
+            json!([keys]),
+        )
+        .await;
+    assert_eq!(
+        missing,
+        json!([[], []]),
+        "words missing in one language, or for an error code"
+    );
     let who = browser.text("#who").await;
     assert!(
         who.contains("Cán bộ một cửa") && who.contains("CB-0042") && who.contains("UBND-HAICHAU"),
@@ -601,4 +632,241 @@ async fn the_console_is_served_with_a_strict_policy_and_every_file_it_names() {
             .unwrap()
             .contains("default-src 'none'")
     );
+}
+
+// ---- The API the console needs, through the router.
+
+use axum::http::StatusCode;
+
+#[tokio::test]
+async fn me_says_who_the_token_is_for_and_until_when() {
+    let vault = TestVault::new().await;
+    let me = vault.get("/v1/me", &vault.clerk()).await;
+    me.expect(StatusCode::OK);
+    let me = me.json();
+    assert_eq!(me["role"], "clerk");
+    assert_eq!(me["office"], "UBND-HAICHAU");
+    assert_eq!(me["grant_id"], Value::Null);
+    assert!(me["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert!(me["max_upload_bytes"].as_u64().unwrap() > 0);
+    let citizen = vault.get("/v1/me", &vault.citizen(CITIZEN)).await.json();
+    assert_eq!(citizen["sub"], CITIZEN, "told only to the citizen themself");
+    vault
+        .get("/v1/me", "not-a-token")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+    // Nothing is read about anyone, so nothing is logged.
+    assert_eq!(
+        vault
+            .count("SELECT COUNT(*) FROM audit_entries WHERE action LIKE 'me%'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_officer_sees_their_grants_scope_in_every_state_and_its_documents_while_it_lives() {
+    let vault = TestVault::new().await;
+    let doc = vault.take_in(CITIZEN, "cccd", &pdf(7, 2_000)).await;
+    vault.take_in(CITIZEN, "passport", &pdf(8, 2_000)).await;
+    let (grant, officer) = vault.grant(CITIZEN, &["cccd"], "CB-XL-07", 1).await;
+
+    let scope = vault.get(&format!("/v1/grants/{grant}"), &officer).await;
+    scope.expect(StatusCode::OK);
+    let scope = scope.json();
+    assert_eq!(scope["status"], "active");
+    assert_eq!(scope["uses_left"], 1);
+    assert_eq!(scope["doc_types"], json!(["cccd"]));
+    assert!(
+        scope.get("national_id").is_none() && scope.get("citizen_idx").is_none(),
+        "nothing personal: {scope}"
+    );
+
+    let docs = vault
+        .get(&format!("/v1/grants/{grant}/documents"), &officer)
+        .await;
+    docs.expect(StatusCode::OK);
+    let docs = docs.json()["documents"].as_array().unwrap().clone();
+    assert_eq!(docs.len(), 1, "the granted type only: {docs:?}");
+    assert_eq!(docs[0]["id"], doc.as_str());
+    let logged = vault
+        .count(
+            "SELECT COUNT(*) FROM audit_entries WHERE action = 'document.list' \
+             AND case_ref = '000.00.31.H40-261124-0001' AND citizen_idx IS NOT NULL",
+        )
+        .await;
+    assert_eq!(
+        logged, 1,
+        "the listing is logged with its dossier and citizen"
+    );
+
+    // Another grant's scope, or a clerk's token on the documents route: refused, logged.
+    let (other, _) = vault.grant(CITIZEN, &["passport"], "CB-XL-08", 1).await;
+    vault
+        .get(&format!("/v1/grants/{other}"), &officer)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "scope_denied");
+    vault
+        .get(&format!("/v1/grants/{other}/documents"), &officer)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "scope_denied");
+    vault
+        .get(&format!("/v1/grants/{grant}/documents"), &vault.clerk())
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+
+    // Used up: the scope still says why; the documents are no longer listed.
+    vault
+        .get(&format!("/v1/documents/{doc}/content"), &officer)
+        .await
+        .expect(StatusCode::OK);
+    let scope = vault
+        .get(&format!("/v1/grants/{grant}"), &officer)
+        .await
+        .json();
+    assert_eq!(
+        (scope["status"].clone(), scope["uses_left"].clone()),
+        (json!("used_up"), json!(0))
+    );
+    vault
+        .get(&format!("/v1/grants/{grant}/documents"), &officer)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "grant_exhausted");
+
+    // Revoked outranks used up.
+    vault
+        .delete(&format!("/v1/grants/{grant}"), &vault.clerk())
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    let scope = vault
+        .get(&format!("/v1/grants/{grant}"), &officer)
+        .await
+        .json();
+    assert_eq!(scope["status"], "revoked");
+}
+
+#[tokio::test]
+async fn a_citizens_grants_are_listed_for_the_desk_and_the_citizen_only() {
+    let vault = TestVault::new().await;
+    vault.take_in(CITIZEN, "cccd", &pdf(9, 2_000)).await;
+    let (first, _) = vault.grant(CITIZEN, &["cccd"], "CB-XL-07", 2).await;
+    let (second, _) = vault.grant(CITIZEN, &["cccd"], "CB-XL-09", 1).await;
+    let path = format!("/v1/citizens/{CITIZEN}/grants");
+    let list = vault.get(&path, &vault.clerk()).await;
+    list.expect(StatusCode::OK);
+    let ids: Vec<Value> = list.json()["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["grant_id"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!(second), json!(first)], "newest first");
+    vault
+        .get(&path, &vault.citizen(CITIZEN))
+        .await
+        .expect(StatusCode::OK);
+    vault
+        .get(&path, &vault.citizen("001099000001"))
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    vault
+        .get(&path, &vault.auditor())
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(
+        vault.count("SELECT COUNT(*) FROM audit_entries WHERE action = 'grant.list' AND outcome = 'allowed'").await,
+        2,
+        "each listing is logged"
+    );
+}
+
+#[tokio::test]
+async fn the_receipt_qr_is_an_svg_for_the_desk_and_a_grant_links_to_the_console() {
+    let vault = TestVault::new().await;
+    vault.take_in(CITIZEN, "cccd", &pdf(10, 2_000)).await;
+    let reply = vault
+        .post(
+            "/v1/grants",
+            &vault.clerk(),
+            json!({
+                "national_id": CITIZEN, "doc_types": ["cccd"], "case_ref": DOSSIER,
+                "purpose": "Đăng ký thường trú", "grantee": "CB-XL-07",
+                "grantee_office": "STP-DANANG", "ttl_seconds": 600, "max_uses": 1,
+            }),
+        )
+        .await;
+    reply.expect(StatusCode::CREATED);
+    let created = reply.json();
+    let token = created["token"].as_str().unwrap();
+    assert_eq!(
+        created["link"],
+        json!(format!("http://127.0.0.1:0/#token={token}")),
+        "the link is the console's address (HOSO_PUBLIC_URL, default the listen address) and the token in the fragment"
+    );
+    let grant = created["grant_id"].as_str().unwrap();
+    let qr = vault
+        .get(&format!("/v1/grants/{grant}/qr"), &vault.clerk())
+        .await;
+    qr.expect(StatusCode::OK);
+    assert_eq!(qr.headers["content-type"], "image/svg+xml");
+    assert!(String::from_utf8_lossy(&qr.body).contains("<svg"));
+    vault
+        .get(&format!("/v1/grants/{grant}/qr"), token)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    vault
+        .get(
+            "/v1/grants/0190a4b2-0000-7000-8000-000000000001/qr",
+            &vault.clerk(),
+        )
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn the_audit_log_filters_by_outcome_and_a_revoke_keeps_its_reason() {
+    let vault = TestVault::new().await;
+    let doc = vault.take_in(CITIZEN, "cccd", &pdf(11, 2_000)).await;
+    vault
+        .post(
+            &format!("/v1/documents/{doc}/revoke"),
+            &vault.clerk(),
+            json!({"reason": "Công dân báo mất bản chính"}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    vault
+        .get(&format!("/v1/documents/{doc}/content"), &vault.auditor())
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    let denied = vault
+        .get("/v1/audit?outcome=denied", &vault.auditor())
+        .await;
+    denied.expect(StatusCode::OK);
+    let entries = denied.json()["entries"].as_array().unwrap().clone();
+    assert!(!entries.is_empty());
+    assert!(
+        entries.iter().all(|e| e["outcome"] == "denied"),
+        "{entries:?}"
+    );
+    vault
+        .get("/v1/audit?outcome=maybe", &vault.auditor())
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_request");
+    let revoked = vault
+        .get("/v1/audit?action=document.revoke", &vault.auditor())
+        .await
+        .json();
+    assert_eq!(
+        revoked["entries"][0]["reason"],
+        "Công dân báo mất bản chính"
+    );
+    vault
+        .post(
+            &format!("/v1/documents/{doc}/revoke"),
+            &vault.clerk(),
+            json!({"why": "x"}),
+        )
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_request");
 }
