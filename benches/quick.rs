@@ -189,7 +189,7 @@ async fn main() {
             .await
             .expect("fsync ref");
 
-    let audit = hoso::audit::verify_log(&state.vault.db, &state.vault.keys())
+    let audit = hoso::records::auditing::verify_all(&state.vault, None)
         .await
         .expect("verify");
     println!("{:<46} {:>10}", "measure", "per second");

@@ -90,6 +90,16 @@ impl App {
                 .map_err(|e| format!("registering key versions: {e}"))?;
         }
         let blobs = BlobStore::from_url(&settings.storage_url, &settings.s3_limits())?;
+        let metrics = Metrics::default();
+        let built = crate::audit::build_missing_tree(&db, &metrics)
+            .await
+            .map_err(|e| format!("building the audit log's Merkle tree: {e}"))?;
+        if built > 0 {
+            tracing::info!(
+                entries = built,
+                "built the audit Merkle tree for earlier entries"
+            );
+        }
         let vault = Vault {
             db,
             blobs,
@@ -101,12 +111,13 @@ impl App {
             limits: Limits {
                 max_upload_bytes: settings.max_upload_bytes,
             },
-            metrics: Metrics::default(),
+            metrics,
             read_memory: Arc::new(tokio::sync::Semaphore::new(
                 usize::try_from(settings.read_memory_bytes).unwrap_or(usize::MAX >> 4),
             )),
             refusals: crate::records::RefusalLimiter::new(settings.refusals_per_minute),
             console_url: settings.console_url(),
+            checkpoints: settings.checkpoint_policy(),
             test_fault: settings.test_fault,
         };
         Ok(Self {

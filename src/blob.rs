@@ -263,10 +263,38 @@ impl BlobStore {
         }
     }
 
-    /// Every object with its last-modified time (ms since the epoch).
+    /// A small object's bytes, whole (audit checkpoints).
+    pub async fn get_all(&self, key: &str) -> Result<Bytes, BlobError> {
+        let mut stream = self.get(key).await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// Stores a small object durably, as one write.
+    pub async fn put_all(&self, key: &str, bytes: Bytes) -> Result<(), BlobError> {
+        let mut writer = self.writer(key);
+        writer.write(&bytes).await?;
+        writer.finish().await
+    }
+
+    /// The keys of every object under `prefix`, in no particular order.
+    pub async fn list_under(&self, prefix: &str) -> Result<Vec<String>, BlobError> {
+        self.store
+            .list(Some(&Path::from(prefix)))
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .map_err(|e| BlobError::failed("object store list", e))
+    }
+
+    /// Every document body with its last-modified time (ms since the epoch). Audit checkpoints,
+    /// under their own prefix, are never listed here (and so never swept).
     pub async fn list(&self) -> Result<Vec<(String, i64)>, BlobError> {
         self.store
-            .list(None)
+            .list(Some(&Path::from("bodies")))
             .map_ok(|meta| {
                 (
                     meta.location.to_string(),

@@ -282,6 +282,22 @@ pub struct Settings {
     )]
     pub refusals_per_minute: u32,
 
+    /// The audit log's name: the first line of every signed checkpoint and its key's name.
+    /// Set it once, before the first checkpoint; witnesses pin it.
+    #[arg(long, env = "HOSO_AUDIT_ORIGIN", default_value = "hoso.local/audit", global = true,
+          value_parser = parse_origin)]
+    pub audit_origin: String,
+
+    /// A signed audit checkpoint at least every this many entries...
+    #[arg(long, env = "HOSO_CHECKPOINT_EVERY", default_value_t = 256, global = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_every: u64,
+
+    /// ...and at most this many seconds after an entry is logged (while entries arrive).
+    #[arg(long, env = "HOSO_CHECKPOINT_SECONDS", default_value_t = 10, global = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_seconds: u64,
+
     /// The address people open the console at, for sign-in links (`hoso token issue --link`,
     /// a grant's officer link), e.g. `https://hoso.haichau.danang.gov.vn`. Default: `http://`
     /// and the listen address.
@@ -292,6 +308,18 @@ pub struct Settings {
     /// a crash there would. Never set in production.
     #[arg(long, env = "HOSO_TEST_FAULT", hide = true, global = true)]
     pub test_fault: Option<FaultPoint>,
+}
+
+/// A log origin is a key name in signed notes: printable, no spaces, no `+`.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 128
+        && text.chars().all(|c| c.is_ascii_graphic() && c != '+');
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err("the audit origin is printable ASCII without spaces or '+', e.g. hoso.danang.gov.vn/audit".into())
+    }
 }
 
 /// A console address is `http://` or `https://` and a host, with no query or fragment (the
@@ -310,6 +338,14 @@ fn parse_public_url(text: &str) -> Result<String, String> {
 }
 
 impl Settings {
+    pub fn checkpoint_policy(&self) -> crate::audit::checkpoints::CheckpointPolicy {
+        crate::audit::checkpoints::CheckpointPolicy {
+            origin: self.audit_origin.clone(),
+            every: self.checkpoint_every,
+            seconds: self.checkpoint_seconds,
+        }
+    }
+
     /// Where the console is, without a trailing slash.
     pub fn console_url(&self) -> String {
         match &self.public_url {
@@ -361,6 +397,9 @@ impl Settings {
             metrics_public: false,
             refusals_per_minute: 120,
             public_url: None,
+            audit_origin: "hoso.local/audit".into(),
+            checkpoint_every: 256,
+            checkpoint_seconds: 10,
             test_fault: None,
         }
     }

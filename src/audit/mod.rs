@@ -23,6 +23,12 @@
 //! reads commit their entry before any document byte is sent; if the entry cannot be written
 //! the request fails.
 
+pub mod checkpoints;
+pub mod merkle;
+pub mod note;
+pub mod tree;
+pub mod witness;
+
 use serde::Serialize;
 
 use crate::crypto::keyring::Keyring;
@@ -81,6 +87,24 @@ fn field(out: &mut Vec<u8>, value: Option<&str>) {
 
 /// The documented hash of one entry.
 pub fn entry_hash(key: &[u8], e: &EntryRow) -> Result<String, &'static str> {
+    Ok(hex::encode(hmac_sha256(key, &[&entry_message(e)?])))
+}
+
+/// The entry's leaf in the Merkle tree: its canonical bytes (the chain message above) followed
+/// by its keyed hash, so the leaf binds every field and only the vault could have made it.
+///
+/// ```text
+/// leaf data = chain message | hash_n (32 bytes);   leaf hash = SHA-256(0x00 | leaf data)
+/// ```
+pub fn entry_leaf(e: &EntryRow) -> Result<merkle::Hash, &'static str> {
+    let mut data = entry_message(e)?;
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(&e.hash, &mut hash).map_err(|_| "hash is not 32 hex bytes")?;
+    data.extend_from_slice(&hash);
+    Ok(merkle::leaf_hash(&data))
+}
+
+fn entry_message(e: &EntryRow) -> Result<Vec<u8>, &'static str> {
     let mut prev = [0u8; 32];
     hex::decode_to_slice(&e.prev_hash, &mut prev).map_err(|_| "prev_hash is not 32 hex bytes")?;
     let mut msg = Vec::with_capacity(256);
@@ -100,7 +124,7 @@ pub fn entry_hash(key: &[u8], e: &EntryRow) -> Result<String, &'static str> {
         field(&mut msg, value.as_deref());
     }
     msg.extend_from_slice(&prev);
-    Ok(hex::encode(hmac_sha256(key, &[&msg])))
+    Ok(msg)
 }
 
 fn head_message(seq: i64, hash: &str) -> Vec<u8> {
@@ -123,13 +147,21 @@ pub async fn begin(db: &Db, metrics: &Metrics) -> Result<Tx, ApiError> {
     .await
 }
 
-/// Appends an entry inside a transaction from [`begin`]. Returns its `seq`.
+/// Where an appended entry sits: its `seq` (leaf index `seq - 1`) and leaf hash — a read's
+/// receipt.
+#[derive(Clone, Copy, Debug)]
+pub struct Appended {
+    pub seq: i64,
+    pub leaf: merkle::Hash,
+}
+
+/// Appends an entry inside a transaction from [`begin`].
 pub async fn append(
     tx: &mut Tx,
     keys: &Keyring,
     metrics: &Metrics,
     entry: Entry,
-) -> Result<i64, ApiError> {
+) -> Result<Appended, ApiError> {
     counted(metrics, append_row(tx, keys, entry)).await
 }
 
@@ -164,7 +196,7 @@ async fn counted<T>(
         .inspect_err(|_| Metrics::inc(&metrics.audit_failures))
 }
 
-async fn append_row(tx: &mut Tx, keys: &Keyring, entry: Entry) -> Result<i64, ApiError> {
+async fn append_row(tx: &mut Tx, keys: &Keyring, entry: Entry) -> Result<Appended, ApiError> {
     let head = store::head(&mut **tx).await?;
     let mut row = EntryRow {
         seq: head.seq + 1,
@@ -189,6 +221,9 @@ async fn append_row(tx: &mut Tx, keys: &Keyring, entry: Entry) -> Result<i64, Ap
     row.hash = entry_hash(keys.audit_chain_key(), &row)
         .map_err(|e| ApiError::Internal(format!("audit head is corrupt: {e}")))?;
     store::insert(tx, &row).await?;
+    let leaf =
+        entry_leaf(&row).map_err(|e| ApiError::Internal(format!("audit entry leaf: {e}")))?;
+    tree::add_leaf(tx, (row.seq - 1) as u64, leaf).await?;
     let signature = hex::encode(keys.audit.sign(&head_message(row.seq, &row.hash)));
     let new_head = Head {
         seq: row.seq,
@@ -199,7 +234,37 @@ async fn append_row(tx: &mut Tx, keys: &Keyring, entry: Entry) -> Result<i64, Ap
     if new_head.seq % CHECKPOINT_EVERY == 0 {
         store::insert_checkpoint(tx, &new_head, row.at).await?;
     }
-    Ok(new_head.seq)
+    Ok(Appended {
+        seq: new_head.seq,
+        leaf,
+    })
+}
+
+/// Builds the Merkle tree for entries logged before the tree existed (migration 4), under the
+/// log's lock, so appends find every left sibling. A no-op once the tree has every entry.
+pub async fn build_missing_tree(db: &Db, metrics: &Metrics) -> Result<u64, ApiError> {
+    let leaves = store::leaf_count(&db.pool).await?;
+    if leaves >= store::head(&db.pool).await?.seq {
+        return Ok(0);
+    }
+    let mut tx = begin(db, metrics).await?;
+    let mut done = store::leaf_count(&mut *tx).await?;
+    let mut added = 0;
+    loop {
+        let page = store::page(&mut *tx, done, 1000).await?;
+        if page.is_empty() {
+            break;
+        }
+        for e in page {
+            let leaf = entry_leaf(&e)
+                .map_err(|err| ApiError::Internal(format!("audit entry {}: {err}", e.seq)))?;
+            tree::add_leaf(&mut tx, (e.seq - 1) as u64, leaf).await?;
+            done = e.seq;
+            added += 1;
+        }
+    }
+    commit(tx, metrics).await?;
+    Ok(added)
 }
 
 #[derive(Debug, Serialize)]
@@ -213,30 +278,64 @@ pub struct Report {
     pub problem: Option<String>,
 }
 
-/// Walks the whole chain and checks the signed head and every checkpoint. Reports the first
-/// entry at which the log stops being the one the vault wrote.
-pub async fn verify_log(db: &Db, keys: &Keyring) -> Result<Report, ApiError> {
+/// Walks the whole chain and the Merkle tree it builds, and checks them against the signed
+/// head, the database's checkpoints and every `trusted` checkpoint (the object store's, a
+/// witness's). Reports the first entry at which the log stops being the one the vault wrote —
+/// including a log rolled back to an earlier state, which no database-only check can see.
+///
+/// `trusted` must be read *before* this is called: this reads one database snapshot taken
+/// now, which then holds at least every entry those checkpoints cover, however busy the vault.
+pub async fn verify_log(
+    db: &Db,
+    keys: &Keyring,
+    trusted: &[checkpoints::Trusted],
+) -> Result<Report, ApiError> {
     // One snapshot for every read: entries appended while the check runs are not half-seen
     // (a head read before them and a walk that finds them would cry tampering on any busy day).
     let mut snapshot = db.snapshot().await?;
-    let report = verify_in(&mut snapshot, keys).await;
+    let report = verify_in(&mut snapshot, keys, trusted).await;
     snapshot.rollback().await?;
     report
 }
 
-async fn verify_in(snapshot: &mut crate::db::Tx, keys: &Keyring) -> Result<Report, ApiError> {
+async fn verify_in(
+    snapshot: &mut crate::db::Tx,
+    keys: &Keyring,
+    trusted: &[checkpoints::Trusted],
+) -> Result<Report, ApiError> {
     let public = keys.audit.public_key();
     let checkpoints = store::checkpoints(&mut **snapshot).await?;
     let head = store::head(&mut **snapshot).await?;
-    let walk = match walk_chain(snapshot, keys.audit_chain_key()).await? {
+    let notes = db_notes(snapshot, public).await?;
+    let mut trusted: Vec<checkpoints::Trusted> = trusted.iter().cloned().chain(notes).collect();
+    trusted.sort_by_key(|t| t.size);
+    let walk = match walk_chain(snapshot, keys.audit_chain_key(), &trusted).await? {
         Ok(walk) => walk,
         Err(bad) => return Ok(bad),
     };
+    if let Some(t) = trusted.iter().find(|t| t.size > walk.entries as u64) {
+        return Ok(walk.bad(
+            walk.entries + 1,
+            format!(
+                "{} holds a signed checkpoint of {} entries, but the log has only {}: entries \
+                 were removed (a rollback or a cut-off tail)",
+                t.source, t.size, walk.entries
+            ),
+        ));
+    }
     if let Err(bad) = check_checkpoints(public, &checkpoints, &walk) {
         return Ok(bad);
     }
     if let Err(bad) = check_head(public, &head, &walk) {
         return Ok(bad);
+    }
+    // The stored tree (what proofs are made from) must be the one the entries make.
+    let stored = tree::root(snapshot, walk.entries as u64).await;
+    if stored.as_ref().ok() != Some(&walk.root) {
+        return Ok(walk.bad(
+            walk.entries,
+            "the stored Merkle tree does not match the entries (proofs would not verify)".into(),
+        ));
     }
     Ok(Report {
         ok: true,
@@ -247,10 +346,42 @@ async fn verify_in(snapshot: &mut crate::db::Tx, keys: &Keyring) -> Result<Repor
     })
 }
 
+/// The database's own copies of the checkpoints, as trusted checkpoints if they verify (one
+/// that does not is reported by its size, with a root nothing matches).
+async fn db_notes(
+    snapshot: &mut crate::db::Tx,
+    public: &[u8],
+) -> Result<Vec<checkpoints::Trusted>, ApiError> {
+    let mut out = Vec::new();
+    let mut after = -1;
+    loop {
+        let rows = store::notes_after(&mut **snapshot, after, 1000).await?;
+        let Some(last) = rows.last() else {
+            return Ok(out);
+        };
+        after = last.size;
+        for row in rows {
+            let origin = row.note.split('\n').next().unwrap_or_default().to_owned();
+            let root = match note::open(&row.note, &origin, public) {
+                Ok(c) if c.size == row.size as u64 => c.root,
+                // A forged or altered note matches no tree: it shows up as a mismatch there.
+                _ => [0xff; 32],
+            };
+            out.push(checkpoints::Trusted {
+                size: row.size as u64,
+                root,
+                source: "the database's checkpoint table".into(),
+            });
+        }
+    }
+}
+
 /// What a walk of an unbroken chain found.
 struct Walk {
     entries: i64,
     last_hash: String,
+    /// The Merkle root of the entries walked.
+    root: merkle::Hash,
     /// The hash at every seq a checkpoint is due at.
     at_checkpoints: std::collections::HashMap<i64, String>,
 }
@@ -269,18 +400,25 @@ impl Walk {
 
 /// Reads the entries a page at a time in `seq` order, checking that each follows the previous
 /// one and hashes to what it says.
+/// The tree is built as the entries stream past ([`merkle::CompactRange`], O(log n) hashes), and
+/// its root is compared with each trusted checkpoint (sorted by size) as the walk reaches it.
 async fn walk_chain(
     snapshot: &mut crate::db::Tx,
     chain_key: &[u8],
+    trusted: &[checkpoints::Trusted],
 ) -> Result<Result<Walk, Report>, ApiError> {
     let mut walk = Walk {
         entries: 0,
         last_hash: ZERO_HASH.to_owned(),
+        root: merkle::empty_root(),
         at_checkpoints: std::collections::HashMap::new(),
     };
+    let mut tree = merkle::CompactRange::default();
+    let mut pending = trusted.iter().peekable();
     loop {
         let page = store::page(&mut **snapshot, walk.entries, 1000).await?;
         if page.is_empty() {
+            walk.root = tree.root();
             return Ok(Ok(walk));
         }
         for e in page {
@@ -306,8 +444,23 @@ async fn walk_chain(
             if e.seq % CHECKPOINT_EVERY == 0 {
                 walk.at_checkpoints.insert(e.seq, e.hash.clone());
             }
+            let leaf = entry_leaf(&e)
+                .map_err(|err| ApiError::Internal(format!("audit entry {}: {err}", e.seq)))?;
+            tree.push(leaf);
             walk.last_hash = e.hash;
             walk.entries = e.seq;
+            while let Some(t) = pending.next_if(|t| t.size <= tree.size()) {
+                if t.size == tree.size() && t.root != tree.root() {
+                    return Ok(Err(walk.bad(
+                        e.seq,
+                        format!(
+                            "the first {} entries differ from what {} signed: the log was \
+                             rewritten or rolled back and regrown",
+                            t.size, t.source
+                        ),
+                    )));
+                }
+            }
         }
     }
 }

@@ -41,6 +41,25 @@ pub async fn run(settings: Settings) -> Result<ExitCode, String> {
             tokio::time::sleep(Duration::from_secs(600)).await;
         }
     });
+    // Signed checkpoints of the audit log, published to the object store: checked every
+    // second, made when HOSO_CHECKPOINT_EVERY entries or HOSO_CHECKPOINT_SECONDS have passed.
+    let checkpointer = state.clone();
+    tokio::spawn(async move {
+        let vault = &checkpointer.vault;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Err(e) = crate::audit::checkpoints::publish_if_due(
+                &vault.db,
+                &vault.blobs,
+                &vault.keys(),
+                &vault.checkpoints,
+            )
+            .await
+            {
+                tracing::warn!(error = %e, "could not publish an audit checkpoint; will retry");
+            }
+        }
+    });
     tracing::info!(%listen, "hoso is listening");
     tracing::info!(
         "get a token with: cargo run --release -- token issue --role clerk --sub YOUR-STAFF-ID \

@@ -227,3 +227,142 @@ where
         .map_err(db_err("query audit log"))?;
     rows.iter().map(from_row).collect()
 }
+
+/// One entry by `seq`.
+pub async fn entry<'e, E>(executor: E, seq: i64) -> Result<Option<EntryRow>, DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM audit_entries WHERE seq = $1"
+    ))
+    .bind(seq)
+    .fetch_optional(executor)
+    .await
+    .map_err(db_err("read audit entry"))?;
+    row.as_ref().map(from_row).transpose()
+}
+
+// ---- The Merkle tree's stored nodes and the signed checkpoints (see `crate::audit::tree`).
+
+pub async fn insert_node(tx: &mut Tx, level: u32, idx: u64, hash: &str) -> Result<(), DbError> {
+    sqlx::query("INSERT INTO audit_tree (level, idx, hash) VALUES ($1, $2, $3)")
+        .bind(i64::from(level))
+        .bind(idx as i64)
+        .bind(hash)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| DbError::unavailable("audit log unavailable (tree)")(e))?;
+    Ok(())
+}
+
+/// The stored hashes of `nodes` (level, index), in the same order; `None` where one is missing.
+pub async fn nodes(
+    conn: &mut sqlx::AnyConnection,
+    nodes: &[(u32, u64)],
+) -> Result<Vec<Option<String>>, DbError> {
+    let mut out = Vec::with_capacity(nodes.len());
+    // A handful of nodes per proof: one indexed lookup each, on the caller's snapshot.
+    for &(level, idx) in nodes {
+        let row = sqlx::query("SELECT hash FROM audit_tree WHERE level = $1 AND idx = $2")
+            .bind(i64::from(level))
+            .bind(idx as i64)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err("read audit tree"))?;
+        out.push(row.map(|r| col::<String>(&r, "hash")).transpose()?);
+    }
+    Ok(out)
+}
+
+/// How many leaves the stored tree has.
+pub async fn leaf_count<'e, E>(executor: E) -> Result<i64, DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_tree WHERE level = 0")
+        .fetch_one(executor)
+        .await
+        .map_err(db_err("count audit tree leaves"))?;
+    col(&row, "n")
+}
+
+/// A signed checkpoint as kept in the database.
+#[derive(Clone, Debug)]
+pub struct NoteRow {
+    pub size: i64,
+    pub root: String,
+    pub note: String,
+    pub made_at: i64,
+}
+
+fn note_from_row(row: &AnyRow) -> Result<NoteRow, DbError> {
+    Ok(NoteRow {
+        size: col(row, "size")?,
+        root: col(row, "root")?,
+        note: col(row, "note")?,
+        made_at: col(row, "made_at")?,
+    })
+}
+
+/// Keeps a checkpoint; a second process making the same one is a no-op.
+pub async fn insert_note<'e, E>(executor: E, n: &NoteRow) -> Result<(), DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO audit_notes (size, root, note, made_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (size) DO NOTHING",
+    )
+    .bind(n.size)
+    .bind(&n.root)
+    .bind(&n.note)
+    .bind(n.made_at)
+    .execute(executor)
+    .await
+    .map_err(db_err("keep audit checkpoint"))?;
+    Ok(())
+}
+
+pub async fn latest_note<'e, E>(executor: E) -> Result<Option<NoteRow>, DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row =
+        sqlx::query("SELECT size, root, note, made_at FROM audit_notes ORDER BY size DESC LIMIT 1")
+            .fetch_optional(executor)
+            .await
+            .map_err(db_err("latest audit checkpoint"))?;
+    row.as_ref().map(note_from_row).transpose()
+}
+
+/// The smallest kept checkpoint covering at least `size` entries.
+pub async fn note_covering<'e, E>(executor: E, size: i64) -> Result<Option<NoteRow>, DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(
+        "SELECT size, root, note, made_at FROM audit_notes WHERE size >= $1 ORDER BY size LIMIT 1",
+    )
+    .bind(size)
+    .fetch_optional(executor)
+    .await
+    .map_err(db_err("audit checkpoint"))?;
+    row.as_ref().map(note_from_row).transpose()
+}
+
+/// Kept checkpoints after `size`, smallest first, a page at a time.
+pub async fn notes_after<'e, E>(executor: E, size: i64, limit: i64) -> Result<Vec<NoteRow>, DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT size, root, note, made_at FROM audit_notes WHERE size > $1 ORDER BY size LIMIT $2",
+    )
+    .bind(size)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+    .map_err(db_err("audit checkpoints"))?;
+    rows.iter().map(note_from_row).collect()
+}

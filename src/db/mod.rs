@@ -116,6 +116,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "grants_by_citizen",
         include_str!("../../migrations/sqlite/0003_grants_by_citizen.sql"),
     ),
+    (
+        4,
+        "audit_tree",
+        include_str!("../../migrations/sqlite/0004_audit_tree.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -132,6 +137,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "grants_by_citizen",
         include_str!("../../migrations/postgres/0003_grants_by_citizen.sql"),
+    ),
+    (
+        4,
+        "audit_tree",
+        include_str!("../../migrations/postgres/0004_audit_tree.sql"),
     ),
 ];
 

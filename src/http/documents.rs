@@ -231,6 +231,14 @@ async fn content(
         HeaderValue::from(doc.size_bytes as u64),
     );
     headers.insert("repr-digest", value(&repr_digest)?);
+    // The read's receipt: its audit entry's index and leaf hash. With a checkpoint and an
+    // inclusion proof (`/v1/audit/proof/inclusion`) anyone can check it was logged.
+    let receipt = format!(
+        "seq={}; leaf={}",
+        content.receipt.seq,
+        base64::engine::general_purpose::STANDARD.encode(content.receipt.leaf)
+    );
+    headers.insert("hoso-audit-receipt", value(&receipt)?);
     if let Some(attestation) = &doc.attestation {
         headers.insert("hoso-attestation", value(attestation)?);
     }

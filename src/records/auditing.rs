@@ -145,7 +145,7 @@ pub async fn verify_log(vault: &Vault, caller: &Caller) -> Result<Report, ApiErr
     let e = entry(&keys, caller, "audit.verify");
     require_role(vault, &e, caller, &[Role::Auditor]).await?;
     // Verify first, then log: the report describes the log as it was when asked.
-    let report = audit::verify_log(&vault.db, &keys).await?;
+    let report = verify_all(vault, None).await?;
     audit::record(&vault.db, &keys, &vault.metrics, e).await?;
     Ok(report)
 }
@@ -188,4 +188,170 @@ pub async fn access_log(
     audit::record(&vault.db, &keys, &vault.metrics, e).await?;
     let rows = store::query(&vault.db.pool, &filter).await?;
     Ok(page(rows, filter.limit))
+}
+
+/// Verifies the log against everything outside the database that vouches for it: every
+/// checkpoint in the object store and, when given, a witness's last checkpoint. Those are read
+/// first, then the database in one snapshot (see [`audit::verify_log`]).
+pub async fn verify_all(
+    vault: &Vault,
+    witness: Option<audit::checkpoints::Trusted>,
+) -> Result<Report, ApiError> {
+    let keys = vault.keys();
+    let mut trusted = match audit::checkpoints::published(
+        &vault.blobs,
+        &keys,
+        &vault.checkpoints.origin,
+    )
+    .await?
+    {
+        Ok(t) => t,
+        Err(problem) => {
+            return Ok(Report {
+                ok: false,
+                entries: 0,
+                head: String::new(),
+                first_bad_seq: Some(0),
+                problem: Some(problem),
+            });
+        }
+    };
+    trusted.extend(witness);
+    audit::verify_log(&vault.db, &keys, &trusted).await
+}
+
+// ---- Checkpoints, proofs and receipts: public, like a transparency log's (hashes only).
+
+/// The latest signed checkpoint (made now if the log has grown and none is due yet covers it
+/// at all), as the note's text, with the log's verifier key.
+pub async fn checkpoint(vault: &Vault) -> Result<(String, String), ApiError> {
+    let keys = vault.keys();
+    audit::checkpoints::publish_if_due(&vault.db, &vault.blobs, &keys, &vault.checkpoints).await?;
+    let latest = store::latest_note(&vault.db.pool)
+        .await?
+        .ok_or_else(|| ApiError::Conflict("the audit log is empty: no checkpoint yet".into()))?;
+    Ok((latest.note, verifier_key(vault)))
+}
+
+pub fn verifier_key(vault: &Vault) -> String {
+    audit::note::verifier_key(&vault.checkpoints.origin, vault.keys().audit.public_key())
+}
+
+#[derive(Debug, Serialize)]
+pub struct InclusionProof {
+    pub seq: i64,
+    pub size: i64,
+    /// Base64 of the entry's leaf hash, computed from the entry as it is stored now.
+    pub leaf_hash: String,
+    /// Base64 hashes, nearest the leaf first (RFC 9162 §2.1.3).
+    pub hashes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConsistencyProof {
+    pub from: i64,
+    pub to: i64,
+    pub hashes: Vec<String>,
+}
+
+fn b64(h: &audit::merkle::Hash) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(h)
+}
+
+/// The log's size in `snapshot`, and a check that `n` is within it.
+async fn within(snapshot: &mut crate::db::Tx, what: &str, n: i64) -> Result<(), ApiError> {
+    let size = store::head(&mut **snapshot).await?.seq;
+    if n < 1 || n > size {
+        return Err(ApiError::InvalidRequest(format!(
+            "{what} must be 1 to the log's size ({size})"
+        )));
+    }
+    Ok(())
+}
+
+pub async fn inclusion(vault: &Vault, seq: i64, size: i64) -> Result<InclusionProof, ApiError> {
+    if seq > size {
+        return Err(ApiError::InvalidRequest("seq must be at most size".into()));
+    }
+    let mut snapshot = vault.db.snapshot().await?;
+    within(&mut snapshot, "size", size).await?;
+    within(&mut snapshot, "seq", seq).await?;
+    let entry = store::entry(&mut *snapshot, seq)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("audit entry {seq} is missing")))?;
+    let leaf = audit::entry_leaf(&entry).map_err(|e| ApiError::Internal(e.to_owned()))?;
+    let hashes = audit::tree::inclusion_proof(&mut snapshot, (seq - 1) as u64, size as u64).await?;
+    snapshot.rollback().await?;
+    Ok(InclusionProof {
+        seq,
+        size,
+        leaf_hash: b64(&leaf),
+        hashes: hashes.iter().map(b64).collect(),
+    })
+}
+
+pub async fn consistency(vault: &Vault, from: i64, to: i64) -> Result<ConsistencyProof, ApiError> {
+    if from > to {
+        return Err(ApiError::InvalidRequest("from must be at most to".into()));
+    }
+    let mut snapshot = vault.db.snapshot().await?;
+    within(&mut snapshot, "to", to).await?;
+    within(&mut snapshot, "from", from).await?;
+    let hashes = audit::tree::consistency_proof(&mut snapshot, from as u64, to as u64).await?;
+    snapshot.rollback().await?;
+    Ok(ConsistencyProof {
+        from,
+        to,
+        hashes: hashes.iter().map(b64).collect(),
+    })
+}
+
+/// A proof, in C2SP `tlog-proof` form, that entry `seq` of this citizen's access log is in the
+/// log: the index, the inclusion proof in the smallest kept checkpoint covering it, the
+/// checkpoint itself, and as `extra` the entry's leaf hash as the entry stands now. `hoso audit
+/// verify-receipt` checks it offline against the audit key.
+pub async fn access_proof(
+    vault: &Vault,
+    caller: &Caller,
+    national_id: &NationalId,
+    seq: i64,
+) -> Result<String, ApiError> {
+    let keys = vault.keys();
+    let citizen = keys.citizen_index(national_id).to_hex();
+    let mut e = entry(&keys, caller, "access_log.proof");
+    e.citizen_idx = Some(citizen.clone());
+    require_role(vault, &e, caller, &[Role::Citizen, Role::Auditor]).await?;
+    if caller.role == Role::Citizen && caller.citizen().as_ref() != Some(national_id) {
+        return Err(refuse(
+            vault,
+            e,
+            ApiError::Forbidden("citizens see only their own access log".into()),
+        )
+        .await);
+    }
+    let row = store::entry(&vault.db.pool, seq).await?;
+    if row.as_ref().and_then(|r| r.citizen_idx.as_deref()) != Some(citizen.as_str()) {
+        return Err(refuse(vault, e, ApiError::NotFound).await);
+    }
+    let mut note = store::note_covering(&vault.db.pool, seq).await?;
+    if note.is_none() {
+        audit::checkpoints::publish_if_due(&vault.db, &vault.blobs, &keys, &vault.checkpoints)
+            .await?;
+        note = store::note_covering(&vault.db.pool, seq).await?;
+    }
+    let note =
+        note.ok_or_else(|| ApiError::Unavailable("no checkpoint covers the entry yet".into()))?;
+    let proof = inclusion(vault, seq, note.size).await?;
+    Ok(format!(
+        "c2sp.org/tlog-proof@v1\nextra {}\nindex {}\n{}\n{}",
+        proof.leaf_hash,
+        seq - 1,
+        proof
+            .hashes
+            .iter()
+            .map(|h| format!("{h}\n"))
+            .collect::<String>(),
+        note.note
+    ))
 }

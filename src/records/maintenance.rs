@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use super::Vault;
-use crate::audit;
 use crate::crypto::Sha256;
 use crate::db::{documents, now_ms};
 use crate::error::ApiError;
@@ -67,7 +66,7 @@ pub async fn doctor(
             }
         }
     }
-    let chain = audit::verify_log(&vault.db, &vault.keys()).await?;
+    let chain = super::auditing::verify_all(vault, None).await?;
     report.audit_ok = chain.ok;
     report.audit_entries = chain.entries;
     report.audit_problem = chain

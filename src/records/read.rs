@@ -202,6 +202,8 @@ pub async fn metadata(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Docume
 /// A verified copy on its way out: metadata for the headers and the plaintext stream.
 pub struct Content {
     pub document: DocumentRow,
+    /// Where this read's audit entry sits in the log (the response's receipt).
+    pub receipt: audit::Appended,
     pub body: BoxStream<'static, Result<Bytes, ApiError>>,
 }
 
@@ -246,7 +248,7 @@ pub async fn content(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Content
         audit::commit(tx, &vault.metrics).await?;
         return Err(err);
     }
-    audit::append(&mut tx, &keys, &vault.metrics, e.clone()).await?;
+    let receipt = audit::append(&mut tx, &keys, &vault.metrics, e.clone()).await?;
     audit::commit(tx, &vault.metrics).await?;
 
     match open_body(vault, &doc).await {
@@ -254,6 +256,7 @@ pub async fn content(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Content
             Metrics::inc(&vault.metrics.copies_served);
             Ok(Content {
                 document: doc,
+                receipt,
                 body,
             })
         }

@@ -30,6 +30,8 @@ pub struct Vault {
     pub read_memory: Arc<tokio::sync::Semaphore>,
     /// Each actor's refusals this minute (see [`super::access::refuse`]).
     pub refusals: super::RefusalLimiter,
+    /// The audit log's name and how often it is checkpointed.
+    pub checkpoints: crate::audit::checkpoints::CheckpointPolicy,
     /// Where the console is (`HOSO_PUBLIC_URL`), for the sign-in links grants hand out.
     pub console_url: String,
     /// Test-only crash simulation (`HOSO_TEST_FAULT`); refused outside debug builds.

@@ -47,6 +47,7 @@ fn concrete(path: &str) -> String {
     path.replace("{national_id}", "001099012345")
         .replace("{id}", "0190a4b2-0000-7000-8000-000000000001")
         .replace("{file}", "app.js")
+        .replace("{seq}", "1")
 }
 
 #[test]

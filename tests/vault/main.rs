@@ -17,6 +17,7 @@ mod p05_tokens;
 mod p06_uploads;
 mod p07_crashes;
 mod p08_audit;
+mod p08_witnessed;
 mod p09_key_rotation;
 mod p10_nothing_in_clear;
 mod processes;
