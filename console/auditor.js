@@ -104,8 +104,15 @@ function drawTable(log) {
         h('td', {}, t(`action.${e.action}`)),
         h('td', {}, h('span', { class: `badge badge-outcome-${e.outcome}` }, t(`outcome.${e.outcome}`))),
         h('td', {}, e.case_ref ?? ''),
-        h('td', {}, e.reason ?? '')))))),
+        h('td', {}, reasonText(e.reason))))))),
     next ? h('button', { type: 'button', class: 'secondary', id: 'more', onclick: more }, t('audit.more')) : null);
+}
+
+/** A refusal's reason is an error code: say it in words, keeping the code for the record. */
+function reasonText(reason) {
+  if (!reason) return '';
+  const words = t(`api.${reason}`);
+  return words === `api.${reason}` ? reason : `${words} (${reason})`;
 }
 
 function detail(e) {
@@ -123,7 +130,7 @@ function detail(e) {
       row(t('audit.document'), e.document_id),
       row(t('audit.grant'), e.grant_id),
       row(t('audit.case'), e.case_ref),
-      row(t('audit.reason'), e.reason)),
+      row(t('audit.reason'), reasonText(e.reason))),
     h('button', { type: 'button', class: 'secondary', onclick: () => put(box) }, t('audit.close'))));
   box.firstChild.focus();
 }

@@ -97,11 +97,16 @@ pub fn entry_hash(key: &[u8], e: &EntryRow) -> Result<String, &'static str> {
 /// leaf data = chain message | hash_n (32 bytes);   leaf hash = SHA-256(0x00 | leaf data)
 /// ```
 pub fn entry_leaf(e: &EntryRow) -> Result<merkle::Hash, &'static str> {
+    Ok(merkle::leaf_hash(&entry_leaf_data(e)?))
+}
+
+/// The leaf data of [`entry_leaf`].
+pub fn entry_leaf_data(e: &EntryRow) -> Result<Vec<u8>, &'static str> {
     let mut data = entry_message(e)?;
     let mut hash = [0u8; 32];
     hex::decode_to_slice(&e.hash, &mut hash).map_err(|_| "hash is not 32 hex bytes")?;
     data.extend_from_slice(&hash);
-    Ok(merkle::leaf_hash(&data))
+    Ok(data)
 }
 
 fn entry_message(e: &EntryRow) -> Result<Vec<u8>, &'static str> {

@@ -8,6 +8,7 @@ mod console;
 mod contract;
 mod faults;
 mod hardening;
+mod interop;
 
 mod p01_tampered_bodies;
 mod p02_moved_ciphertexts;
