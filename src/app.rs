@@ -90,7 +90,7 @@ impl App {
                 .map_err(|e| format!("registering key versions: {e}"))?;
         }
         let blobs = BlobStore::from_url(&settings.storage_url, &settings.s3_limits())?;
-        let metrics = Metrics::default();
+        let metrics = Arc::new(Metrics::default());
         let built = crate::audit::build_missing_tree(&db, &metrics)
             .await
             .map_err(|e| format!("building the audit log's Merkle tree: {e}"))?;
@@ -100,7 +100,9 @@ impl App {
                 "built the audit Merkle tree for earlier entries"
             );
         }
+        let log = crate::audit::group::GroupCommit::start(db.clone(), metrics.clone());
         let vault = Vault {
+            log,
             db,
             blobs,
             keys: KeyCache::new(&settings.keys_dir, keys),

@@ -10,7 +10,7 @@ use crate::domain::DomainError;
 /// on; messages are for humans and may change. There is deliberately no blanket `From<E: Error>`:
 /// each infrastructure failure is turned into [`ApiError::Internal`] (or `Unavailable`) at the
 /// place that knows what it means, so a forgotten case cannot silently become a 500.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     InvalidRequest(String),

@@ -13,6 +13,8 @@ pub struct Metrics {
     pub integrity_errors: AtomicU64,
     /// Audit entries that could not be written (the request then failed closed).
     pub audit_failures: AtomicU64,
+    /// Transactions of the group-committed log writer (entries per batch = entries / batches).
+    pub audit_batches: AtomicU64,
 }
 
 impl Metrics {
@@ -35,7 +37,9 @@ impl Metrics {
              # TYPE hoso_integrity_errors_total counter\n\
              hoso_integrity_errors_total {}\n\
              # TYPE hoso_audit_failures_total counter\n\
-             hoso_audit_failures_total {}\n",
+             hoso_audit_failures_total {}\n\
+             # TYPE hoso_audit_batches_total counter\n\
+             hoso_audit_batches_total {}\n",
             get(&self.responses_2xx),
             get(&self.responses_4xx),
             get(&self.responses_5xx),
@@ -43,6 +47,7 @@ impl Metrics {
             get(&self.copies_served),
             get(&self.integrity_errors),
             get(&self.audit_failures),
+            get(&self.audit_batches),
         )
     }
 }

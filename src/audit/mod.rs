@@ -24,6 +24,7 @@
 //! the request fails.
 
 pub mod checkpoints;
+pub mod group;
 pub mod merkle;
 pub mod note;
 pub mod tree;
@@ -181,16 +182,16 @@ pub async fn commit(tx: Tx, metrics: &Metrics) -> Result<(), ApiError> {
     .await
 }
 
-/// Appends one entry in a transaction of its own and commits it.
+/// Appends one entry through the process's group-committed writer ([`group`]) and waits until
+/// the transaction carrying it has committed.
 pub async fn record(
-    db: &Db,
-    keys: &Keyring,
+    log: &group::GroupCommit,
+    keys: &std::sync::Arc<Keyring>,
     metrics: &Metrics,
     entry: Entry,
 ) -> Result<(), ApiError> {
-    let mut tx = begin(db, metrics).await?;
-    append(&mut tx, keys, metrics, entry).await?;
-    commit(tx, metrics).await
+    counted(metrics, log.record(keys.clone(), entry)).await?;
+    Ok(())
 }
 
 async fn counted<T>(

@@ -54,7 +54,7 @@ pub async fn refuse(vault: &Vault, mut entry: Entry, err: ApiError) -> ApiError 
                 vault.refusals.per_minute
             ));
             if let Err(audit_err) =
-                audit::record(&vault.db, &vault.keys(), &vault.metrics, limited).await
+                audit::record(&vault.log, &vault.keys(), &vault.metrics, limited).await
             {
                 return audit_err;
             }
@@ -64,7 +64,7 @@ pub async fn refuse(vault: &Vault, mut entry: Entry, err: ApiError) -> ApiError 
     }
     entry.outcome = Some(Outcome::Denied);
     entry.reason = Some(err.code().to_owned());
-    match audit::record(&vault.db, &vault.keys(), &vault.metrics, entry).await {
+    match audit::record(&vault.log, &vault.keys(), &vault.metrics, entry).await {
         Ok(()) => err,
         Err(audit_err) => audit_err,
     }

@@ -135,7 +135,7 @@ pub async fn query(vault: &Vault, caller: &Caller, q: AuditQuery) -> Result<Page
     };
     e.citizen_idx = citizen_idx;
     // Log the query before answering it, like any other read.
-    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
     let rows = store::query(&vault.db.pool, &filter).await?;
     Ok(page(rows, filter.limit))
 }
@@ -146,7 +146,7 @@ pub async fn verify_log(vault: &Vault, caller: &Caller) -> Result<Report, ApiErr
     require_role(vault, &e, caller, &[Role::Auditor]).await?;
     // Verify first, then log: the report describes the log as it was when asked.
     let report = verify_all(vault, None).await?;
-    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
     Ok(report)
 }
 
@@ -185,7 +185,7 @@ pub async fn access_log(
         reads_by_others: true,
         ..Filter::default()
     };
-    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
     let rows = store::query(&vault.db.pool, &filter).await?;
     Ok(page(rows, filter.limit))
 }

@@ -265,7 +265,7 @@ pub async fn for_citizen(
         .await);
     }
     let rows = store::list_for_citizen(&vault.db.pool, &citizen, LIST_LIMIT).await?;
-    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
     let now = now_ms();
     Ok(rows.iter().map(|g| GrantView::new(g, now)).collect())
 }

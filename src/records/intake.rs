@@ -404,7 +404,7 @@ impl Stored<'_> {
 /// The same scan is already current for this citizen and type: drop ours, answer with theirs.
 async fn answer_duplicate(
     vault: &Vault,
-    keys: &Keyring,
+    keys: &std::sync::Arc<Keyring>,
     object_key: &str,
     existing: DocumentRow,
     mut audit_entry: Entry,
@@ -412,7 +412,7 @@ async fn answer_duplicate(
     discard(vault, object_key).await;
     audit_entry.document_id = Some(existing.id.to_string());
     audit_entry.reason = Some("duplicate".into());
-    audit::record(&vault.db, keys, &vault.metrics, audit_entry).await?;
+    audit::record(&vault.log, keys, &vault.metrics, audit_entry).await?;
     Ok(IntakeResult::Existing(view(vault, &existing)?))
 }
 

@@ -59,7 +59,7 @@ pub async fn rewrap(vault: &Vault, mut progress: impl FnMut(u64)) -> Result<u64,
         "{done} data keys now under version {}",
         current.version
     ));
-    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
     Ok(done)
 }
 
@@ -95,7 +95,7 @@ pub async fn retire(vault: &Vault, version: u32) -> Result<(), ApiError> {
         .map_err(|e| ApiError::internal("delete key file", e))?;
     let mut e = cli_entry("keys.retire");
     e.reason = Some(format!("version {version} retired"));
-    audit::record(&vault.db, &keys, &vault.metrics, e).await
+    audit::record(&vault.log, &keys, &vault.metrics, e).await
 }
 
 /// One master-key version as `hoso keys status` shows it.

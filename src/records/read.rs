@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::Vault;
 use super::{DocumentView, data_key, entry, refuse, require_role, view};
+use crate::audit::group::GrantUse;
 use crate::audit::{self, Entry, Outcome};
 use crate::auth::Caller;
 use crate::crypto::envelope::BodyOpener;
@@ -57,6 +58,15 @@ fn grant_state(grant: &GrantRow, now: i64) -> Result<(), ApiError> {
         Err(ApiError::GrantExhausted)
     } else {
         Ok(())
+    }
+}
+
+/// Why no use of a grant could be spent at the moment of a read (the refusal is logged).
+fn why_no_use(current: Option<&GrantRow>, now: i64) -> ApiError {
+    match current.map(|g| grant_state(g, now)) {
+        None => ApiError::GrantRevoked,
+        Some(Err(err)) => err,
+        Some(Ok(())) => ApiError::GrantExhausted,
     }
 }
 
@@ -151,7 +161,7 @@ pub async fn list(
     // Officers see current documents of granted types only, whatever they ask for.
     let include_all = include_all && caller.role != Role::Officer;
     let rows = documents::list_for_citizen(&vault.db.pool, &citizen, include_all).await?;
-    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
     rows.iter()
         .filter(|r| {
             allowed_types
@@ -183,7 +193,7 @@ pub async fn list_granted(
     };
     e.citizen_idx = Some(grant.citizen_idx.clone());
     let rows = documents::list_for_citizen(&vault.db.pool, &grant.citizen_idx, false).await?;
-    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
     rows.iter()
         .filter(|r| grant.doc_types.contains(&r.doc_type))
         .map(|r| view(vault, r))
@@ -195,7 +205,7 @@ pub async fn metadata(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Docume
     let mut e = entry(&keys, caller, "document.read");
     e.document_id = Some(id.to_string());
     let (doc, _) = scoped_document(vault, caller, id, &mut e).await?;
-    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
     view(vault, &doc)
 }
 
@@ -229,27 +239,21 @@ pub async fn content(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Content
         .await);
     }
 
-    // One transaction: take the audit lock, spend the grant use (checked and counted in one
-    // statement), write the entry, commit. Only then is the object read.
-    let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
-    if let Some(grant) = &grant
-        && !grant_store::consume_use(&mut tx, grant.id, now_ms()).await?
-    {
-        let current = grant_store::get(&mut *tx, grant.id)
-            .await?
-            .ok_or(ApiError::GrantRevoked)?;
-        let err = match grant_state(&current, now_ms()) {
-            Err(err) => err,
-            Ok(()) => ApiError::GrantExhausted,
-        };
-        e.outcome = Some(Outcome::Denied);
-        e.reason = Some(err.code().to_owned());
-        audit::append(&mut tx, &keys, &vault.metrics, e).await?;
-        audit::commit(tx, &vault.metrics).await?;
-        return Err(err);
-    }
-    let receipt = audit::append(&mut tx, &keys, &vault.metrics, e.clone()).await?;
-    audit::commit(tx, &vault.metrics).await?;
+    // The grant use (checked and counted in one statement) and the entry are committed
+    // together, in the log writer's next transaction; only then is the object read.
+    let grant_use = grant.as_ref().map(|g| GrantUse {
+        grant: g.id,
+        refusal: why_no_use,
+    });
+    let receipt = vault
+        .log
+        .record_read(keys.clone(), e.clone(), grant_use)
+        .await
+        .inspect_err(|err| {
+            if err.status().is_server_error() {
+                Metrics::inc(&vault.metrics.audit_failures);
+            }
+        })?;
 
     match open_body(vault, &doc).await {
         Ok(body) => {
@@ -267,7 +271,7 @@ pub async fn content(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Content
             e.outcome = Some(Outcome::Error);
             e.reason = Some(err.code().to_owned());
             // Best effort: the read was already logged as allowed; this adds why it failed.
-            if let Err(audit_err) = audit::record(&vault.db, &keys, &vault.metrics, e).await {
+            if let Err(audit_err) = audit::record(&vault.log, &keys, &vault.metrics, e).await {
                 tracing::error!(error = ?audit_err, "could not log a failed read");
             }
             Err(err)

@@ -53,7 +53,7 @@ pub async fn verify_document(
     match doc.status {
         DocStatus::Verified => {
             e.reason = Some("already verified".into());
-            audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+            audit::record(&vault.log, &keys, &vault.metrics, e).await?;
             return view(vault, &doc);
         }
         DocStatus::Pending => {}
@@ -119,7 +119,7 @@ pub async fn revoke(
     };
     if doc.status == DocStatus::Revoked {
         e.reason = Some("already revoked".into());
-        audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+        audit::record(&vault.log, &keys, &vault.metrics, e).await?;
         return Ok(answer);
     }
     e.reason = reason;

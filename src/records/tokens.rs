@@ -52,7 +52,7 @@ pub async fn issue(vault: &Vault, request: TokenRequest<'_>) -> Result<String, A
     }
     let (token, claims) = auth::issue(&keys, &vault.token_policy, request)?;
     e.reason = e.reason.map(|r| format!("{r}, jti {}", claims.jti));
-    audit::record(&vault.db, &keys, &vault.metrics, e).await?;
+    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
     Ok(token)
 }
 

@@ -24,7 +24,9 @@ pub struct Vault {
     pub token_policy: TokenPolicy,
     pub limits: Limits,
     /// Counters for `/metrics`.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// The process's group-committed log writer (reads, listings, refusals).
+    pub log: crate::audit::group::GroupCommit,
     /// Bytes of decrypted copies that may be held in memory at once (`HOSO_READ_MEMORY_BYTES`);
     /// a copy that does not fit streams instead.
     pub read_memory: Arc<tokio::sync::Semaphore>,

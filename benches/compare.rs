@@ -1,0 +1,467 @@
+//! The side-by-side benchmark: a real `hoso serve` (release build, SQLite + local files) and
+//! nginx serving the same bytes, driven by the same `wrk` with the same concurrency, plus the
+//! raw write + fsync reference for intake, in one run on one machine. Prints one table:
+//! requests/s, p50/p99, errors, hoso's peak RSS, and each figure's ratio to its reference.
+//!
+//! `scripts/bench` installs nginx-light and wrk when absent and runs this
+//! (`cargo bench --bench compare`; HOSO_BENCH_SECONDS, default 8). It is a benchmark: it asserts
+//! nothing about time. Everything it starts is stopped and its files removed, however it ends.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod support;
+use support::{Conn, scan};
+
+const CITIZEN: &str = "001099012345";
+
+fn seconds() -> u64 {
+    std::env::var("HOSO_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+}
+
+/// A child process killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn wait_for(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{addr} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn hoso(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hoso"));
+    c.current_dir(dir).env("HOSO_LOG", "warn");
+    c
+}
+
+fn token(dir: &Path, role: &str) -> String {
+    let out = hoso(dir)
+        .args([
+            "token", "issue", "--role", role, "--sub", "bench", "--office", "BENCH",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| {
+                v.trim_start_matches(':')
+                    .trim()
+                    .trim_end_matches(" kB")
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// One wrk run's figures.
+#[derive(Default, Clone, Copy)]
+struct Figures {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn ms(text: &str) -> f64 {
+    let t = text.trim();
+    if let Some(v) = t.strip_suffix("us") {
+        v.parse::<f64>().unwrap_or(0.0) / 1000.0
+    } else if let Some(v) = t.strip_suffix("ms") {
+        v.parse().unwrap_or(0.0)
+    } else if let Some(v) = t.strip_suffix('s') {
+        v.parse::<f64>().unwrap_or(0.0) * 1000.0
+    } else {
+        0.0
+    }
+}
+
+fn wrk(url: &str, connections: u32, script: Option<&Path>) -> Figures {
+    let mut c = Command::new("wrk");
+    c.args([
+        "-t2",
+        &format!("-c{connections}"),
+        &format!("-d{}s", seconds()),
+        "--latency",
+        "--timeout",
+        "10s",
+    ]);
+    if let Some(s) = script {
+        c.arg("-s").arg(s);
+    }
+    let out = c
+        .arg(url)
+        .output()
+        .expect("wrk (scripts/bench installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut f = Figures::default();
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(v) = l.strip_prefix("Requests/sec:") {
+            f.rps = v.trim().parse().unwrap_or(0.0);
+        } else if let Some(v) = l.strip_prefix("50%") {
+            f.p50_ms = ms(v);
+        } else if let Some(v) = l.strip_prefix("99%") {
+            f.p99_ms = ms(v);
+        } else if let Some(v) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            f.errors += v.trim().parse::<u64>().unwrap_or(0);
+        } else if l.starts_with("Socket errors:") {
+            f.errors += l
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    f
+}
+
+/// Write + fsync of `size`-byte files from `threads` threads for the bench's duration, in `dir`.
+fn fsync_reference(dir: &Path, size: usize, threads: usize) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(seconds());
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let dir = dir.to_path_buf();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let data = scan(t as u64 + 7, size);
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let path = dir.join(format!("{t}-{n}"));
+                    let mut f = std::fs::File::create(&path).unwrap();
+                    f.write_all(&data).unwrap();
+                    f.sync_all().unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+fn lua_tokens(tokens: &[String], path: &str) -> String {
+    let list: Vec<String> = tokens.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        "local tokens = {{ {} }}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  \
+         return wrk.format(\"GET\", \"{path}\", {{ [\"Authorization\"] = \"Bearer \" .. tokens[(i % #tokens) + 1] }})\nend\n",
+        list.join(", ")
+    )
+}
+
+fn lua_intake(clerk: &str, size: usize) -> String {
+    format!(
+        r#"local counter = 0
+local prefix = ""
+local filler = string.rep("x", {filler})
+init = function(args) prefix = tostring({{}}) .. tostring(math.random(1, 1000000000)) end
+request = function()
+  counter = counter + 1
+  local id = prefix .. "-" .. counter
+  local meta = '{{"doc_type":"other","doc_number":"B","holder_name":"Bench","issued_on":"2020-01-01","issued_by":"Bench"}}'
+  local file = "%PDF-1.7\n%" .. id .. "\n" .. filler
+  local body = "--B0UNDARY\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n" .. meta ..
+    "\r\n--B0UNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.pdf\"\r\n\r\n" ..
+    file .. "\r\n--B0UNDARY--\r\n"
+  return wrk.format("POST", "/v1/citizens/{CITIZEN}/documents",
+    {{ ["Authorization"] = "Bearer {clerk}", ["Content-Type"] = "multipart/form-data; boundary=B0UNDARY" }}, body)
+end
+"#,
+        filler = size - 64
+    )
+}
+
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &[u8],
+    content_type: &str,
+) -> (u16, Vec<u8>) {
+    let mut conn = Conn::open(addr).await;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.call(&head, body).await
+}
+
+/// Takes in and verifies one document of `size` bytes; returns its id.
+async fn document(addr: SocketAddr, clerk: &str, seed: u64, size: usize, doc_type: &str) -> String {
+    let file = scan(seed, size);
+    let boundary = "b0undary";
+    let meta = format!(
+        r#"{{"doc_type":"{doc_type}","doc_number":"B{seed}","holder_name":"Bench","issued_on":"2020-01-01","issued_by":"Bench"}}"#
+    );
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{meta}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.pdf\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (status, reply) = http(
+        addr,
+        "POST",
+        &format!("/v1/citizens/{CITIZEN}/documents"),
+        clerk,
+        &body,
+        &format!("multipart/form-data; boundary={boundary}"),
+    )
+    .await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&reply));
+    let v: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    let id = v["id"].as_str().unwrap().to_owned();
+    let (status, _) = http(
+        addr,
+        "POST",
+        &format!("/v1/documents/{id}/verify"),
+        clerk,
+        b"",
+        "application/json",
+    )
+    .await;
+    assert_eq!(status, 200);
+    id
+}
+
+/// `n` grants of 1000 reads of `doc_type` to one officer; their tokens.
+async fn grants(addr: SocketAddr, clerk: &str, doc_type: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let body = serde_json::json!({
+            "national_id": CITIZEN, "doc_types": [doc_type], "case_ref": "000.00.31.H40-261124-0001",
+            "purpose": "bench", "grantee": "officer", "grantee_office": "BENCH",
+            "ttl_seconds": 3600, "max_uses": 1000,
+        });
+        let (status, reply) = http(
+            addr,
+            "POST",
+            "/v1/grants",
+            clerk,
+            body.to_string().as_bytes(),
+            "application/json",
+        )
+        .await;
+        assert_eq!(status, 201);
+        let v: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+        out.push(v["token"].as_str().unwrap().to_owned());
+    }
+    out
+}
+
+fn nginx(root: &Path, addr: SocketAddr) -> Running {
+    let conf = root.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 2;\npid {0}/nginx.pid;\nerror_log {0}/error.log;\ndaemon off;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{ access_log off; sendfile on; tcp_nopush on; client_body_temp_path {0}/tmp; \
+             proxy_temp_path {0}/tmp; fastcgi_temp_path {0}/tmp; uwsgi_temp_path {0}/tmp; scgi_temp_path {0}/tmp;\n\
+             server {{ listen {1}; root {0}/www; }} }}\n",
+            root.display(),
+            addr
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+    let child = Command::new("/usr/sbin/nginx")
+        .args(["-c"])
+        .arg(&conf)
+        .args(["-p"])
+        .arg(root)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (scripts/bench installs nginx-light)");
+    wait_for(addr);
+    Running(child)
+}
+
+fn row(what: &str, f: Figures, reference: Option<(&str, f64)>) {
+    let ratio = reference.map_or(String::new(), |(name, r)| {
+        format!("{:.2} of {name}", f.rps / r)
+    });
+    println!(
+        "| {what:<44} | {:>9.0} | {:>7.1} | {:>7.1} | {:>6} | {ratio} |",
+        f.rps, f.p50_ms, f.p99_ms, f.errors
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("vault");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = hoso(&dir).arg("init").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr = free_port();
+    let server = Running(
+        hoso(&dir)
+            .arg("serve")
+            .env("HOSO_LISTEN", addr.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(addr);
+    let pid = server.0.id();
+    let clerk = token(&dir, "clerk");
+
+    let big = document(addr, &clerk, 1, 1024 * 1024, "cccd").await;
+    let small = document(addr, &clerk, 2, 200 * 1024, "passport").await;
+    let reads = (seconds() as usize * 4).max(8);
+    let big_tokens = grants(addr, &clerk, "cccd", reads).await;
+    let small_tokens = grants(addr, &clerk, "passport", reads * 2).await;
+
+    let www = work.path().join("nginx/www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("big"), scan(1, 1024 * 1024)).unwrap();
+    std::fs::write(www.join("small"), scan(2, 200 * 1024)).unwrap();
+    let nginx_addr = free_port();
+    let _nginx = nginx(&work.path().join("nginx"), nginx_addr);
+
+    let scripts = work.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let write = |name: &str, text: String| -> PathBuf {
+        let p = scripts.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let big_lua = write(
+        "big.lua",
+        lua_tokens(&big_tokens, &format!("/v1/documents/{big}/content")),
+    );
+    let small_lua = write(
+        "small.lua",
+        lua_tokens(&small_tokens, &format!("/v1/documents/{small}/content")),
+    );
+    let intake_lua = write("intake.lua", lua_intake(&clerk, 200 * 1024));
+
+    let idle = rss_kib(pid, "VmRSS");
+    println!(
+        "hoso compare: {} s per run, wrk -t2, loopback, {} cores; hoso release build, SQLite + local files",
+        seconds(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+    println!(
+        "| {:<44} | {:>9} | {:>7} | {:>7} | {:>6} | ratio |",
+        "what", "req/s", "p50 ms", "p99 ms", "errors"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|---|",
+        "-".repeat(46),
+        "-".repeat(11),
+        "-".repeat(9),
+        "-".repeat(9),
+        "-".repeat(8)
+    );
+
+    let nginx_big = wrk(&format!("http://{nginx_addr}/big"), 32, None);
+    row("nginx, 1 MiB file, 32 connections", nginx_big, None);
+    let hoso_big = wrk(&format!("http://{addr}/"), 32, Some(&big_lua));
+    row(
+        "hoso officer copy, 1 MiB, 32 connections",
+        hoso_big,
+        Some(("nginx", nginx_big.rps)),
+    );
+
+    let nginx_small = wrk(&format!("http://{nginx_addr}/small"), 32, None);
+    row("nginx, 200 KiB file, 32 connections", nginx_small, None);
+    let hoso_small = wrk(&format!("http://{addr}/"), 32, Some(&small_lua));
+    row(
+        "hoso officer copy, 200 KiB, 32 connections",
+        hoso_small,
+        Some(("nginx", nginx_small.rps)),
+    );
+
+    let fsync_dir = work.path().join("fsync");
+    std::fs::create_dir_all(&fsync_dir).unwrap();
+    let raw = fsync_reference(&fsync_dir, 200 * 1024, 16);
+    let raw_f = Figures {
+        rps: raw,
+        ..Figures::default()
+    };
+    row("write + fsync of 200 KiB files, 16 threads", raw_f, None);
+    let intake = wrk(&format!("http://{addr}/"), 16, Some(&intake_lua));
+    row(
+        "hoso intake of unique 200 KiB scans, 16 conn.",
+        intake,
+        Some(("write+fsync", raw)),
+    );
+
+    // Memory: 64 readers of 1 MiB copies at once.
+    let before = rss_kib(pid, "VmRSS");
+    let many = wrk(&format!("http://{addr}/"), 64, Some(&big_lua));
+    let peak = rss_kib(pid, "VmHWM");
+    row(
+        "hoso officer copy, 1 MiB, 64 connections",
+        many,
+        Some(("nginx@32", nginx_big.rps)),
+    );
+    println!();
+    println!(
+        "hoso RSS: idle {} MiB, before the 64-reader run {} MiB, peak {} MiB: {} MiB above idle",
+        idle / 1024,
+        before / 1024,
+        peak / 1024,
+        peak.saturating_sub(idle) / 1024
+    );
+    drop(server);
+
+    let started = Instant::now();
+    let out = hoso(&dir).args(["audit", "verify"]).output().unwrap();
+    let took = started.elapsed().as_secs_f64();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let entries: f64 = said
+        .split_whitespace()
+        .skip_while(|w| *w != "intact:")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    println!(
+        "hoso audit verify: {entries:.0} entries in {took:.2} s = {:.0} entries/s ({})",
+        entries / took,
+        said.trim()
+    );
+}
