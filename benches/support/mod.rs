@@ -66,6 +66,7 @@ pub fn scan(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// A clerk's intake of `file` for citizen 001099012345, as raw HTTP/1.1 head and body.
+#[allow(dead_code)] // each bench compiles this module; `compare` drives intakes through wrk
 pub fn intake_request(clerk: &str, file: &[u8]) -> (String, Vec<u8>) {
     let boundary = "hosoloadboundary";
     let meta = r#"{"doc_type":"cccd","doc_number":"B1","holder_name":"Nguyễn Văn A","issued_on":"2020-01-01","issued_by":"Công an"}"#;
