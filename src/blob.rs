@@ -263,6 +263,24 @@ impl BlobStore {
         }
     }
 
+    /// An object's bytes in one buffer the caller owns (a copy opened in place, up to a few
+    /// MiB). A local file is read straight into it on a blocking thread, in one pass.
+    pub async fn read_all(&self, key: &str) -> Result<Vec<u8>, BlobError> {
+        if let Some(root) = &self.local_root {
+            // The key is ours (`bodies/…`), never user input; object_store's layout is root/key.
+            let path = root.join(key);
+            let owned = key.to_owned();
+            return tokio::task::spawn_blocking(move || std::fs::read(&path))
+                .await
+                .map_err(|e| BlobError::failed("object store read", e))?
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => BlobError::Missing(owned),
+                    _ => BlobError::failed("object store read", e),
+                });
+        }
+        Ok(self.get_all(key).await?.into())
+    }
+
     /// A small object's bytes, whole (audit checkpoints).
     pub async fn get_all(&self, key: &str) -> Result<Bytes, BlobError> {
         let mut stream = self.get(key).await?;

@@ -56,7 +56,7 @@ pub async fn run(settings: Settings) -> Result<ExitCode, String> {
             )
             .await
             {
-                tracing::warn!(error = %e, "could not publish an audit checkpoint; will retry");
+                tracing::warn!(error = ?e, "could not publish an audit checkpoint; will retry");
             }
         }
     });

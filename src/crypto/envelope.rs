@@ -265,8 +265,11 @@ pub fn open_fields(
 }
 
 /// The state shared by the body's sealer and opener: key, header and per-segment nonces.
+/// Body segments use ring's AES-256-GCM (the same algorithm and bytes as the `aes-gcm` crate
+/// used for keys and fields; measured 1,637 against 1,194 MB/s on 64 KiB segments here, see
+/// `benches/compare.rs`): the body is where the bytes are.
 struct Segments {
-    cipher: Aes256Gcm,
+    cipher: ring::aead::LessSafeKey,
     header: [u8; HEADER_LEN],
     aad: Vec<u8>,
     next: u32,
@@ -274,15 +277,18 @@ struct Segments {
 
 impl Segments {
     fn new(key: &DataKey, binding: &Binding, header: [u8; HEADER_LEN]) -> Self {
+        let subkey = Zeroizing::new(hmac_sha256(key.0.as_ref(), &[b"hoso/body-key/v1"]));
+        let unbound = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, subkey.as_ref())
+            .expect("a 32-byte key");
         Self {
-            cipher: key.subkey(b"hoso/body-key/v1"),
+            cipher: ring::aead::LessSafeKey::new(unbound),
             aad: binding.aad(b"hoso/body/v1", &header),
             header,
             next: 0,
         }
     }
 
-    fn nonce(&mut self, last: bool) -> Result<Nonce, IntegrityError> {
+    fn nonce(&mut self, last: bool) -> Result<ring::aead::Nonce, IntegrityError> {
         let mut nonce = [0u8; NONCE_LEN];
         nonce[..7].copy_from_slice(&self.header[9..16]);
         nonce[7..11].copy_from_slice(&self.next.to_be_bytes());
@@ -291,7 +297,29 @@ impl Segments {
             .next
             .checked_add(1)
             .ok_or(IntegrityError("too many segments"))?;
-        Ok(Nonce::from(nonce))
+        Ok(ring::aead::Nonce::assume_unique_for_key(nonce))
+    }
+
+    /// Opens one sealed segment (ciphertext | tag) in place; its plaintext is the first
+    /// `len - TAG_LEN` bytes afterwards. On failure the bytes are not plaintext and must not be
+    /// used.
+    fn open_in_place(&mut self, sealed: &mut [u8], last: bool) -> Result<(), IntegrityError> {
+        let nonce = self.nonce(last)?;
+        if sealed.len() < TAG_LEN {
+            return Err(IntegrityError("object is truncated"));
+        }
+        let (ciphertext, tag) = sealed.split_at_mut(sealed.len() - TAG_LEN);
+        let tag = ring::aead::Tag::try_from(&*tag).map_err(|_| IntegrityError("bad tag"))?;
+        self.cipher
+            .open_in_place_separate_tag(
+                nonce,
+                ring::aead::Aad::from(&self.aad),
+                tag,
+                ciphertext,
+                0..,
+            )
+            .map(|_| ())
+            .map_err(|_| IntegrityError("segment failed authentication"))
     }
 }
 
@@ -359,10 +387,53 @@ impl BodySealer {
         let tag = self
             .segments
             .cipher
-            .encrypt_inout_detached(&nonce, &self.segments.aad, (&mut out[start..]).into())
+            .seal_in_place_separate_tag(
+                nonce,
+                ring::aead::Aad::from(&self.segments.aad),
+                &mut out[start..],
+            )
             .expect("a segment is within AES-GCM limits");
-        out.extend_from_slice(&tag);
+        out.extend_from_slice(tag.as_ref());
         self.pending.drain(..len);
+    }
+}
+
+/// Opens a whole stored body held in one buffer, in place: every segment is authenticated and
+/// decrypted where it lies, and the plaintext is the returned ranges of `sealed`, in order (no
+/// copy). Either every segment authenticates or an error is returned and `sealed` must be
+/// dropped unread.
+pub fn open_in_place(
+    key: &DataKey,
+    binding: &Binding,
+    sealed: &mut [u8],
+) -> Result<Vec<std::ops::Range<usize>>, IntegrityError> {
+    if sealed.len() < HEADER_LEN {
+        return Err(IntegrityError("object is shorter than its header"));
+    }
+    let header: [u8; HEADER_LEN] = sealed[..HEADER_LEN].try_into().expect("16");
+    if &header[..4] != MAGIC || header[4] != BODY_FORMAT {
+        return Err(IntegrityError("unknown object format"));
+    }
+    if header[5..9] != (SEGMENT_LEN as u32).to_be_bytes() {
+        return Err(IntegrityError("unexpected segment size"));
+    }
+    let mut segments = Segments::new(key, binding, header);
+    let mut ranges = Vec::with_capacity(sealed.len() / SEALED_SEGMENT_LEN + 1);
+    let mut offset = HEADER_LEN;
+    loop {
+        let rest = sealed.len() - offset;
+        // As in the streaming opener: a segment is the last exactly when nothing follows it.
+        let (len, last) = if rest > SEALED_SEGMENT_LEN {
+            (SEALED_SEGMENT_LEN, false)
+        } else {
+            (rest, true)
+        };
+        segments.open_in_place(&mut sealed[offset..offset + len], last)?;
+        ranges.push(offset..offset + len - TAG_LEN);
+        offset += len;
+        if last {
+            return Ok(ranges);
+        }
     }
 }
 
@@ -431,22 +502,14 @@ impl BodyOpener {
         out: &mut Vec<u8>,
     ) -> Result<(), IntegrityError> {
         let segments = self.segments.as_mut().expect("header parsed");
-        let nonce = segments.nonce(last)?;
-        let sealed = &self.buffer[offset..offset + len];
-        let (ciphertext, tag) = sealed.split_at(len - TAG_LEN);
         let start = out.len();
-        out.extend_from_slice(ciphertext);
-        let result = segments.cipher.decrypt_inout_detached(
-            &nonce,
-            &segments.aad,
-            (&mut out[start..]).into(),
-            &Tag::try_from(tag).expect("16 bytes"),
-        );
-        if result.is_err() {
+        out.extend_from_slice(&self.buffer[offset..offset + len]);
+        if let Err(e) = segments.open_in_place(&mut out[start..], last) {
             // Never leave unauthenticated bytes where a caller could pick them up.
             out.truncate(start);
-            return Err(IntegrityError("segment failed authentication"));
+            return Err(e);
         }
+        out.truncate(start + len - TAG_LEN);
         Ok(())
     }
 }
@@ -501,6 +564,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!(opened, b"hoso known answer");
+    }
+
+    #[test]
+    fn a_whole_body_opens_in_place_and_refuses_any_change() {
+        for len in [
+            0,
+            1,
+            17,
+            SEGMENT_LEN - 1,
+            SEGMENT_LEN,
+            SEGMENT_LEN + 1,
+            3 * SEGMENT_LEN,
+        ] {
+            let plaintext = known::pattern(len);
+            let mut sealed = known::seal(&plaintext);
+            let pristine = sealed.clone();
+            let ranges = open_in_place(&known::dk(), &known::binding(), &mut sealed).unwrap();
+            let opened: Vec<u8> = ranges
+                .iter()
+                .flat_map(|r| sealed[r.clone()].to_vec())
+                .collect();
+            assert_eq!(opened, plaintext, "{len} bytes");
+            for at in [0, 5, HEADER_LEN, pristine.len() - 1] {
+                let mut bent = pristine.clone();
+                bent[at] ^= 1;
+                assert!(open_in_place(&known::dk(), &known::binding(), &mut bent).is_err());
+            }
+            let mut cut = pristine[..pristine.len() - 1].to_vec();
+            assert!(open_in_place(&known::dk(), &known::binding(), &mut cut).is_err());
+            if len > SEGMENT_LEN {
+                // Cut at a segment boundary: the segment left last was not sealed as the last.
+                let mut cut = pristine[..HEADER_LEN + SEALED_SEGMENT_LEN].to_vec();
+                assert!(open_in_place(&known::dk(), &known::binding(), &mut cut).is_err());
+            }
+        }
     }
 
     #[test]

@@ -314,6 +314,7 @@ pub async fn authenticate_body(
 
 /// A decrypted copy held in memory, counted against [`Vault::read_memory`] while it lives.
 struct Budgeted {
+    /// The stored object, decrypted in place (headers and tags between the plaintext slices).
     plaintext: Vec<u8>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -341,22 +342,32 @@ async fn open_body(
                 .try_acquire_many_owned(n.max(1))
                 .ok()
         });
-    let keep = permit.is_some();
-    let mut plaintext = Vec::with_capacity(if keep { doc.size_bytes as usize } else { 0 });
-    authenticate_body(vault, doc, |piece| {
-        if keep {
-            plaintext.extend_from_slice(piece);
-        }
-    })
-    .await?;
     if let Some(permit) = permit {
+        // Read once into one buffer, every segment authenticated and decrypted in place, then
+        // sent as slices of that buffer: no copy of the plaintext is made.
+        let mut sealed = vault.blobs.read_all(&doc.object_key).await?;
+        let ranges = crate::crypto::envelope::open_in_place(
+            &data_key(vault, doc)?,
+            &super::binding(doc)?,
+            &mut sealed,
+        )
+        .map_err(|e| ApiError::Integrity(format!("document {}: {e}", doc.id)))?;
+        if ranges.iter().map(|r| r.len()).sum::<usize>() as i64 != doc.size_bytes {
+            return Err(ApiError::Integrity(format!(
+                "document {}: size differs from the record",
+                doc.id
+            )));
+        }
         // The budget is given back when the bytes are freed, after they have been sent.
-        let body = Bytes::from_owner(Budgeted {
-            plaintext,
+        let owner = Bytes::from_owner(Budgeted {
+            plaintext: sealed,
             _permit: permit,
         });
-        return Ok(futures_util::stream::once(async move { Ok(body) }).boxed());
+        let pieces: Vec<Result<Bytes, ApiError>> =
+            ranges.into_iter().map(|r| Ok(owner.slice(r))).collect();
+        return Ok(futures_util::stream::iter(pieces).boxed());
     }
+    authenticate_body(vault, doc, |_| {}).await?;
 
     // Pass 2: decrypt again while sending. The object is write-once, so this pass sees the
     // bytes pass 1 authenticated; if it ever did not, the stream ends with an error.
