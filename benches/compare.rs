@@ -24,14 +24,25 @@ fn seconds() -> u64 {
         .unwrap_or(8)
 }
 
-/// A child process killed when dropped.
+/// A child process killed when dropped, with its whole process group (nginx's workers too):
+/// every child here is started as the leader of a group of its own.
 struct Running(Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A command whose process leads its own group, for [`Running`].
+fn grouped(mut command: Command) -> Command {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+    command
 }
 
 fn free_port() -> SocketAddr {
@@ -301,7 +312,7 @@ fn nginx(root: &Path, addr: SocketAddr) -> Running {
     )
     .unwrap();
     std::fs::create_dir_all(root.join("tmp")).unwrap();
-    let child = Command::new("/usr/sbin/nginx")
+    let child = grouped(Command::new("/usr/sbin/nginx"))
         .args(["-c"])
         .arg(&conf)
         .args(["-p"])
@@ -388,7 +399,7 @@ async fn main() {
     );
     let addr = free_port();
     let server = Running(
-        hoso(&dir)
+        grouped(hoso(&dir))
             .arg("serve")
             .env("HOSO_LISTEN", addr.to_string())
             .stdout(Stdio::null())

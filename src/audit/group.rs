@@ -118,6 +118,7 @@ async fn write(
     let scratch = Metrics::default();
     let metrics = &scratch;
     let mut tx = super::begin(db, metrics).await?;
+    let mut appender = super::Appender::start(&mut tx).await?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch.iter_mut() {
         let mut entry = std::mem::take(&mut job.entry);
@@ -137,11 +138,15 @@ async fn write(
                 refused = Some(err);
             }
         }
-        let appended = super::append(&mut tx, &job.keys, metrics, entry).await?;
+        let appended = appender.append(&mut tx, &job.keys, entry).await?;
         results.push(match refused {
             Some(err) => Err(err),
             None => Ok(appended),
         });
+    }
+    // Every job of a batch carries the same audit key (it does not rotate); sign with the last.
+    if let Some(last) = batch.last() {
+        appender.finish(&mut tx, &last.keys).await?;
     }
     super::commit(tx, metrics).await?;
     Ok(results)

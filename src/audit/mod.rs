@@ -203,47 +203,91 @@ async fn counted<T>(
 }
 
 async fn append_row(tx: &mut Tx, keys: &Keyring, entry: Entry) -> Result<Appended, ApiError> {
-    let head = store::head(&mut **tx).await?;
-    let mut row = EntryRow {
-        seq: head.seq + 1,
-        at: now_ms(),
-        actor: entry.actor,
-        role: entry.role,
-        office: entry.office,
-        action: entry.action.to_owned(),
-        outcome: entry
-            .outcome
-            .unwrap_or(Outcome::Allowed)
-            .as_str()
-            .to_owned(),
-        document_id: entry.document_id,
-        citizen_idx: entry.citizen_idx,
-        grant_id: entry.grant_id,
-        case_ref: entry.case_ref,
-        reason: entry.reason,
-        prev_hash: head.hash,
-        hash: String::new(),
-    };
-    row.hash = entry_hash(keys.audit_chain_key(), &row)
-        .map_err(|e| ApiError::Internal(format!("audit head is corrupt: {e}")))?;
-    store::insert(tx, &row).await?;
-    let leaf =
-        entry_leaf(&row).map_err(|e| ApiError::Internal(format!("audit entry leaf: {e}")))?;
-    tree::add_leaf(tx, (row.seq - 1) as u64, leaf).await?;
-    let signature = hex::encode(keys.audit.sign(&head_message(row.seq, &row.hash)));
-    let new_head = Head {
-        seq: row.seq,
-        hash: row.hash,
-        signature,
-    };
-    store::set_head(tx, &new_head).await?;
-    if new_head.seq % CHECKPOINT_EVERY == 0 {
-        store::insert_checkpoint(tx, &new_head, row.at).await?;
+    let mut appender = Appender::start(tx).await?;
+    let appended = appender.append(tx, keys, entry).await?;
+    appender.finish(tx, keys).await?;
+    Ok(appended)
+}
+
+/// Appends entries inside one transaction from [`begin`]: the head is read once, carried in
+/// memory from entry to entry, and signed and stored once by [`Appender::finish`] (and at each
+/// checkpoint seq). What commits is the same chain, tree and signed head as one entry at a time;
+/// a batch just costs one head signature instead of one per entry.
+pub struct Appender {
+    seq: i64,
+    hash: String,
+    appended: bool,
+}
+
+impl Appender {
+    pub async fn start(tx: &mut Tx) -> Result<Self, ApiError> {
+        let head = store::head(&mut **tx).await?;
+        Ok(Self {
+            seq: head.seq,
+            hash: head.hash,
+            appended: false,
+        })
     }
-    Ok(Appended {
-        seq: new_head.seq,
-        leaf,
-    })
+
+    pub async fn append(
+        &mut self,
+        tx: &mut Tx,
+        keys: &Keyring,
+        entry: Entry,
+    ) -> Result<Appended, ApiError> {
+        let mut row = EntryRow {
+            seq: self.seq + 1,
+            at: now_ms(),
+            actor: entry.actor,
+            role: entry.role,
+            office: entry.office,
+            action: entry.action.to_owned(),
+            outcome: entry
+                .outcome
+                .unwrap_or(Outcome::Allowed)
+                .as_str()
+                .to_owned(),
+            document_id: entry.document_id,
+            citizen_idx: entry.citizen_idx,
+            grant_id: entry.grant_id,
+            case_ref: entry.case_ref,
+            reason: entry.reason,
+            prev_hash: std::mem::take(&mut self.hash),
+            hash: String::new(),
+        };
+        row.hash = entry_hash(keys.audit_chain_key(), &row)
+            .map_err(|e| ApiError::Internal(format!("audit head is corrupt: {e}")))?;
+        store::insert(tx, &row).await?;
+        let leaf =
+            entry_leaf(&row).map_err(|e| ApiError::Internal(format!("audit entry leaf: {e}")))?;
+        tree::add_leaf(tx, (row.seq - 1) as u64, leaf).await?;
+        self.seq = row.seq;
+        self.hash = row.hash;
+        self.appended = true;
+        if self.seq % CHECKPOINT_EVERY == 0 {
+            store::insert_checkpoint(tx, &self.signed(keys), row.at).await?;
+        }
+        Ok(Appended {
+            seq: self.seq,
+            leaf,
+        })
+    }
+
+    fn signed(&self, keys: &Keyring) -> Head {
+        Head {
+            seq: self.seq,
+            hash: self.hash.clone(),
+            signature: hex::encode(keys.audit.sign(&head_message(self.seq, &self.hash))),
+        }
+    }
+
+    /// Signs and stores the head after the last entry.
+    pub async fn finish(self, tx: &mut Tx, keys: &Keyring) -> Result<(), ApiError> {
+        if self.appended {
+            store::set_head(tx, &self.signed(keys)).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Builds the Merkle tree for entries logged before the tree existed (migration 4), under the

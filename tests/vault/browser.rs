@@ -43,15 +43,36 @@ fn driver() -> SocketAddr {
                 );
             }
             let addr = crate::processes::free_port();
-            let child = std::process::Command::new(CHROMEDRIVER)
-                .arg(format!("--port={}", addr.port()))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start chromedriver");
+            // A static is never dropped, so chromedriver must not outlive the test binary by
+            // itself: it is started from a thread that lives as long as the binary, with the
+            // kernel asked to kill it when that thread (and so the binary) ends.
+            let (started, child) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                use std::os::unix::process::CommandExt;
+                let mut command = std::process::Command::new(CHROMEDRIVER);
+                command
+                    .arg(format!("--port={}", addr.port()))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                // SAFETY: only an async-signal-safe prctl between fork and exec.
+                unsafe {
+                    command.pre_exec(|| {
+                        rustix::process::set_parent_process_death_signal(Some(
+                            rustix::process::Signal::KILL,
+                        ))
+                        .map_err(std::io::Error::from)
+                    });
+                }
+                started
+                    .send(command.spawn().expect("start chromedriver"))
+                    .unwrap();
+                loop {
+                    std::thread::park();
+                }
+            });
             Driver {
                 addr,
-                _child: child,
+                _child: child.recv().unwrap(),
             }
         })
         .addr
