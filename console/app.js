@@ -3,6 +3,7 @@
 
 import { api, ApiError, clearToken, setToken, token } from './api.js';
 import { h, put, field, notice, when } from './dom.js';
+import { errorNotice } from './views.js';
 import { lang, locale, setLang, t } from './i18n.js';
 
 const screens = {
@@ -32,13 +33,6 @@ function signOut(reason) {
   clearInterval(expiryTimer);
   signedOutBecause = reason;
   start();
-}
-
-/** An error from the API in plain words, with the API's own text as detail. */
-export function errorNotice(error) {
-  const code = error instanceof ApiError ? error.code : 'internal_error';
-  return notice('error', h('p', {}, t(`api.${code}`)),
-    error.message ? h('p', { class: 'detail' }, t('api.detail', error.message)) : null);
 }
 
 function drawBar(me) {

@@ -2,7 +2,7 @@
 // entry's detail, the chain's verification status, and a CSV export of the filtered view.
 
 import { allPages, api } from './api.js';
-import { errorNotice } from './app.js';
+import { errorNotice } from './views.js';
 import { download, field, h, notice, put, when } from './dom.js';
 import { ACTIONS, locale, t } from './i18n.js';
 import { nationalIdProblem } from './rules.js';

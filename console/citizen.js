@@ -1,8 +1,7 @@
 // The citizen's screen: "my records" (metadata only) and "who read my records".
 
 import { api } from './api.js';
-import { errorNotice } from './app.js';
-import { badge, documentFacts } from './clerk.js';
+import { badge, documentFacts, errorNotice } from './views.js';
 import { h, put, when } from './dom.js';
 import { locale, t } from './i18n.js';
 

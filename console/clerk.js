@@ -2,12 +2,12 @@
 // and print the citizen's receipt, list and revoke shares. One task per screen.
 
 import { api, upload } from './api.js';
-import { errorNotice } from './app.js';
-import { day, errorSummary, field, h, notice, put, when } from './dom.js';
+import { errorSummary, field, h, notice, put, when } from './dom.js';
 import { DOC_TYPES, locale, t } from './i18n.js';
 import {
   ACCEPTED_TYPES, codeProblem, dossierProblem, maskNationalId, nationalIdProblem, textProblem,
 } from './rules.js';
+import { badge, documentFacts, errorNotice, previewOf } from './views.js';
 
 let root;
 let me;
@@ -94,23 +94,6 @@ async function citizenScreen(message = null) {
       citizen.grants.length
         ? h('ul', { class: 'cards', id: 'grants' }, citizen.grants.map(grantCard))
         : h('p', { class: 'empty' }, t('clerk.no_grants'))));
-}
-
-export function badge(status) {
-  return h('span', { class: `badge badge-${status}` }, t(`status.${status}`));
-}
-
-/** The facts of a document as a definition list (shared with the officer's and citizen's screens). */
-export function documentFacts(d) {
-  const row = (label, ...value) => [h('dt', {}, label), h('dd', {}, ...value)];
-  return h('dl', { class: 'facts' },
-    row(t('doc.number'), d.doc_number),
-    row(t('doc.holder'), d.holder_name),
-    row(t('doc.issued_on'), day(d.issued_on, locale())),
-    row(t('doc.issued_by'), d.issued_by),
-    d.expires_on ? row(t('doc.expires_on'), day(d.expires_on, locale())) : null,
-    row(t('doc.taken_in'), t('doc.by_at', d.taken_in.by, d.taken_in.office, when(d.taken_in.at, locale()))),
-    d.verified ? row(t('doc.verified'), t('doc.by_at', d.verified.by, d.verified.office, when(d.verified.at, locale()))) : null);
 }
 
 function documentCard(d) {
@@ -288,14 +271,6 @@ function fileProblem(file, maxMb) {
   if (!ACCEPTED_TYPES.includes(type)) return t('err.file.type');
   if (file.size > me.max_upload_bytes) return t('err.file.size', maxMb);
   return null;
-}
-
-/** An inline view of a scan or copy: images as images, PDFs in a frame; TIFF only by name. */
-export function previewOf(file, url) {
-  const type = file.type;
-  if (type === 'image/jpeg' || type === 'image/png') return h('img', { src: url, alt: file.name ?? '', class: 'scan' });
-  if (type === 'application/pdf') return h('iframe', { src: url, title: file.name ?? 'PDF', class: 'scan' });
-  return h('p', {}, t('clerk.no_preview', file.name ?? ''));
 }
 
 const TTLS = [['1d', 86400], ['3d', 3 * 86400], ['7d', 7 * 86400], ['30d', 30 * 86400]];

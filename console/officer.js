@@ -3,8 +3,7 @@
 // previewed, checked and downloaded.
 
 import { api } from './api.js';
-import { errorNotice } from './app.js';
-import { badge, documentFacts, previewOf } from './clerk.js';
+import { badge, documentFacts, errorNotice, previewOf } from './views.js';
 import { h, notice, put, when, download } from './dom.js';
 import { locale, t } from './i18n.js';
 

@@ -89,7 +89,13 @@ impl App {
                 .await
                 .map_err(|e| format!("registering key versions: {e}"))?;
         }
-        let blobs = BlobStore::from_url(&settings.storage_url, &settings.s3_limits())?;
+        let s3_limits = crate::blob::S3Limits {
+            timeout: std::time::Duration::from_secs(settings.s3_timeout_seconds),
+            connect_timeout: std::time::Duration::from_secs(settings.s3_connect_timeout_seconds),
+            retries: settings.s3_retries,
+            retry_timeout: std::time::Duration::from_secs(settings.s3_retry_timeout_seconds),
+        };
+        let blobs = BlobStore::from_url(&settings.storage_url, &s3_limits)?;
         let metrics = Arc::new(Metrics::default());
         let built = crate::audit::build_missing_tree(&db, &metrics)
             .await
@@ -119,7 +125,11 @@ impl App {
             )),
             refusals: crate::records::RefusalLimiter::new(settings.refusals_per_minute),
             console_url: settings.console_url(),
-            checkpoints: settings.checkpoint_policy(),
+            checkpoints: crate::audit::checkpoints::CheckpointPolicy {
+                origin: settings.audit_origin.clone(),
+                every: settings.checkpoint_every,
+                seconds: settings.checkpoint_seconds,
+            },
             test_fault: settings.test_fault,
         };
         Ok(Self {

@@ -338,14 +338,6 @@ fn parse_public_url(text: &str) -> Result<String, String> {
 }
 
 impl Settings {
-    pub fn checkpoint_policy(&self) -> crate::audit::checkpoints::CheckpointPolicy {
-        crate::audit::checkpoints::CheckpointPolicy {
-            origin: self.audit_origin.clone(),
-            every: self.checkpoint_every,
-            seconds: self.checkpoint_seconds,
-        }
-    }
-
     /// Where the console is, without a trailing slash.
     pub fn console_url(&self) -> String {
         match &self.public_url {
@@ -357,16 +349,6 @@ impl Settings {
     /// The sweep's grace period in milliseconds (saturating: a huge setting means "never").
     pub fn sweep_grace_ms(&self) -> i64 {
         i64::try_from(self.sweep_grace_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
-    }
-
-    pub fn s3_limits(&self) -> crate::blob::S3Limits {
-        use std::time::Duration;
-        crate::blob::S3Limits {
-            timeout: Duration::from_secs(self.s3_timeout_seconds),
-            connect_timeout: Duration::from_secs(self.s3_connect_timeout_seconds),
-            retries: self.s3_retries,
-            retry_timeout: Duration::from_secs(self.s3_retry_timeout_seconds),
-        }
     }
 
     /// The embedded default (SQLite + a local directory + key files) rooted at `dir`, listening

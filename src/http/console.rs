@@ -35,6 +35,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("dom.js", JS, include_bytes!("../../console/dom.js")),
     ("i18n.js", JS, include_bytes!("../../console/i18n.js")),
     ("rules.js", JS, include_bytes!("../../console/rules.js")),
+    ("views.js", JS, include_bytes!("../../console/views.js")),
     ("clerk.js", JS, include_bytes!("../../console/clerk.js")),
     ("officer.js", JS, include_bytes!("../../console/officer.js")),
     ("auditor.js", JS, include_bytes!("../../console/auditor.js")),

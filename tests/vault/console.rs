@@ -486,7 +486,8 @@ async fn story() {
     browser.wait("#entries", None).await;
     set(&browser, "#f-action", "document.content").await;
     browser.click("#f-apply").await;
-    browser.wait("#entries tr.outcome-denied", None).await;
+    // The unfiltered table also has the refusal: wait for the filtered page itself.
+    browser.wait("#count", Some("Đang hiện 2 mục")).await;
     let rows = browser
         .js(
             "return [...document.querySelectorAll('#entries tbody tr')].map(r => r.className);",
