@@ -161,27 +161,27 @@ mod tests {
 
     #[test]
     fn a_signed_checkpoint_opens_and_any_change_is_refused() {
-        let key = key();
+        let signer = key();
         let checkpoint = Checkpoint {
             origin: "hoso.example/audit".into(),
             size: 42,
             root: [7; 32],
         };
-        let note = sign(&key, &checkpoint);
+        let note = sign(&signer, &checkpoint);
         assert!(note.starts_with("hoso.example/audit\n42\nBwcH"));
         assert_eq!(
-            open(&note, "hoso.example/audit", key.public_key()),
+            open(&note, "hoso.example/audit", signer.public_key()),
             Ok(checkpoint)
         );
         let edited = note.replace("\n42\n", "\n41\n");
-        assert!(open(&edited, "hoso.example/audit", key.public_key()).is_err());
+        assert!(open(&edited, "hoso.example/audit", signer.public_key()).is_err());
         // Another key's name-alike signature is not the log's.
         assert!(open(&note, "hoso.example/audit", key().public_key()).is_err());
         let (name, public) =
-            parse_verifier_key(&verifier_key("hoso.example/audit", key.public_key())).unwrap();
+            parse_verifier_key(&verifier_key("hoso.example/audit", signer.public_key())).unwrap();
         assert_eq!(
             (name.as_str(), public.as_slice()),
-            ("hoso.example/audit", key.public_key())
+            ("hoso.example/audit", signer.public_key())
         );
     }
 }
