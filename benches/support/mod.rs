@@ -84,3 +84,23 @@ pub fn intake_request(clerk: &str, file: &[u8]) -> (String, Vec<u8>) {
     );
     (head, body)
 }
+
+/// A `VmRSS`/`VmHWM`-style field of a process's `/proc/PID/status`, in KiB (0 if unreadable).
+#[allow(dead_code)] // each bench compiles this module; `quick` measures no process
+pub fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(field).and_then(|v| {
+                    v.trim_start_matches(':')
+                        .trim()
+                        .trim_end_matches(" kB")
+                        .trim()
+                        .parse()
+                        .ok()
+                })
+            })
+        })
+        .unwrap_or(0)
+}

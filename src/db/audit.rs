@@ -275,12 +275,14 @@ pub async fn nodes(
     Ok(out)
 }
 
-/// How many leaves the stored tree has.
+/// How many leaves the stored tree has. Leaves are only ever added in order, so this is the
+/// highest index plus one: one step down the primary key, not a count of the log (it runs at
+/// every start).
 pub async fn leaf_count<'e, E>(executor: E) -> Result<i64, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_tree WHERE level = 0")
+    let row = sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0) AS n FROM audit_tree WHERE level = 0")
         .fetch_one(executor)
         .await
         .map_err(db_err("count audit tree leaves"))?;

@@ -5,7 +5,7 @@ use super::Vault;
 use crate::audit::{self, Entry, Outcome};
 use crate::auth::Caller;
 use crate::crypto::keyring::Keyring;
-use crate::domain::Role;
+use crate::domain::{NationalId, Role};
 use crate::error::ApiError;
 
 /// Who did it, for the audit log. A citizen is named by their blind index, never their number.
@@ -123,4 +123,20 @@ pub async fn require_role(
         Ok(()) => Ok(()),
         Err(err) => Err(refuse(vault, entry.clone(), err).await),
     }
+}
+
+/// A citizen's token reads only that citizen's records (`what`: "access log", "grants"); staff
+/// roles pass. The refusal is logged like any other.
+pub async fn require_own_records(
+    vault: &Vault,
+    entry: &Entry,
+    caller: &Caller,
+    national_id: &NationalId,
+    what: &str,
+) -> Result<(), ApiError> {
+    if caller.role == Role::Citizen && caller.citizen().as_ref() != Some(national_id) {
+        let err = ApiError::Forbidden(format!("citizens see only their own {what}"));
+        return Err(refuse(vault, entry.clone(), err).await);
+    }
+    Ok(())
 }

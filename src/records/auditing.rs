@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
-use super::{entry, refuse, require_role};
+use super::{entry, refuse, require_own_records, require_role};
 use crate::audit::{self, Report};
 use crate::auth::Caller;
 use crate::db::audit::{self as store, EntryRow, Filter};
@@ -170,14 +170,7 @@ pub async fn access_log(
     let mut e = entry(&keys, caller, "access_log.read");
     e.citizen_idx = Some(citizen.clone());
     require_role(vault, &e, caller, &[Role::Citizen, Role::Auditor]).await?;
-    if caller.role == Role::Citizen && caller.citizen().as_ref() != Some(national_id) {
-        return Err(refuse(
-            vault,
-            e,
-            ApiError::Forbidden("citizens see only their own access log".into()),
-        )
-        .await);
-    }
+    require_own_records(vault, &e, caller, national_id, "access log").await?;
     let filter = Filter {
         citizen_idx: Some(citizen),
         after_seq: parse_cursor(q.cursor.as_deref())?,
@@ -322,14 +315,7 @@ pub async fn access_proof(
     let mut e = entry(&keys, caller, "access_log.proof");
     e.citizen_idx = Some(citizen.clone());
     require_role(vault, &e, caller, &[Role::Citizen, Role::Auditor]).await?;
-    if caller.role == Role::Citizen && caller.citizen().as_ref() != Some(national_id) {
-        return Err(refuse(
-            vault,
-            e,
-            ApiError::Forbidden("citizens see only their own access log".into()),
-        )
-        .await);
-    }
+    require_own_records(vault, &e, caller, national_id, "access log").await?;
     let row = store::entry(&vault.db.pool, seq).await?;
     if row.as_ref().and_then(|r| r.citizen_idx.as_deref()) != Some(citizen.as_str()) {
         return Err(refuse(vault, e, ApiError::NotFound).await);

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Vault;
-use super::{entry, refuse, require_role};
+use super::{entry, refuse, require_own_records, require_role};
 use crate::audit;
 use crate::auth::{self, Caller, TokenRequest};
 use crate::db::grants::{self as store, GrantRow};
@@ -256,14 +256,7 @@ pub async fn for_citizen(
         &[Role::Clerk, Role::Admin, Role::Citizen],
     )
     .await?;
-    if caller.role == Role::Citizen && caller.citizen().as_ref() != Some(national_id) {
-        return Err(refuse(
-            vault,
-            e,
-            ApiError::Forbidden("citizens see only their own grants".into()),
-        )
-        .await);
-    }
+    require_own_records(vault, &e, caller, national_id, "grants").await?;
     let rows = store::list_for_citizen(&vault.db.pool, &citizen, LIST_LIMIT).await?;
     audit::record(&vault.log, &keys, &vault.metrics, e).await?;
     let now = now_ms();

@@ -28,7 +28,7 @@ pub mod tokens;
 pub mod vault;
 
 pub use access::RefusalLimiter;
-use access::{entry, refuse, require_role};
+use access::{entry, refuse, require_own_records, require_role};
 pub use document::{DocumentView, Stamp, attest};
 use document::{binding, data_key, view};
 pub use vault::{Limits, Vault};

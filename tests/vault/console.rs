@@ -108,6 +108,39 @@ async fn set(browser: &Browser, css: &str, value: &str) {
         .await;
 }
 
+/// A document's details as a clerk types them into the intake form.
+struct Paper<'a> {
+    doc_type: &'a str,
+    number: &'a str,
+    holder: &'a str,
+    issued_on: &'a str,
+    issued_by: &'a str,
+}
+
+const CCCD: Paper = Paper {
+    doc_type: "cccd",
+    number: "001203004567",
+    holder: "Nguyễn Thị Hồng Nhung",
+    issued_on: "2021-03-15",
+    issued_by: "Cục Cảnh sát QLHC về TTXH",
+};
+
+/// Opens the intake form, fills it in and chooses `file`; waits for the preview.
+async fn fill_intake(browser: &Browser, paper: &Paper<'_>, file: &std::path::Path) {
+    browser.click("#start-intake").await;
+    set(browser, "#intake-type", paper.doc_type).await;
+    browser.fill("#intake-number", paper.number).await;
+    browser.fill("#intake-holder", paper.holder).await;
+    set(browser, "#intake-issued-on", paper.issued_on).await;
+    browser.fill("#intake-issued-by", paper.issued_by).await;
+    browser
+        .wait("#intake-file", None)
+        .await
+        .type_text(file.to_str().unwrap())
+        .await;
+    browser.wait("#intake-preview img", None).await;
+}
+
 async fn token_in_session(browser: &Browser) -> Value {
     browser
         .js("return sessionStorage.getItem('hoso.token');", json!([]))
@@ -218,21 +251,7 @@ async fn story() {
     browser.click("#lookup").await;
     browser.wait(".empty", Some("Chưa có giấy tờ")).await;
 
-    browser.click("#start-intake").await;
-    set(&browser, "#intake-type", "cccd").await;
-    browser.fill("#intake-number", "001203004567").await;
-    browser
-        .fill("#intake-holder", "Nguyễn Thị Hồng Nhung")
-        .await;
-    set(&browser, "#intake-issued-on", "2021-03-15").await;
-    browser
-        .fill("#intake-issued-by", "Cục Cảnh sát QLHC về TTXH")
-        .await;
-    browser
-        .wait("#intake-file", None)
-        .await
-        .type_text(scan_path.to_str().unwrap())
-        .await;
+    fill_intake(&browser, &CCCD, &scan_path).await;
     let preview = browser.wait("#intake-preview img", None).await;
     let shown = browser
         .js(
@@ -279,43 +298,22 @@ async fn story() {
     browser.wait(".badge-verified", Some("Đã đối chiếu")).await;
 
     // The same scan again: the vault already has it.
-    browser.click("#start-intake").await;
-    set(&browser, "#intake-type", "cccd").await;
-    browser.fill("#intake-number", "001203004567").await;
-    browser
-        .fill("#intake-holder", "Nguyễn Thị Hồng Nhung")
-        .await;
-    set(&browser, "#intake-issued-on", "2021-03-15").await;
-    browser
-        .fill("#intake-issued-by", "Cục Cảnh sát QLHC về TTXH")
-        .await;
+    fill_intake(&browser, &CCCD, &scan_path).await;
     set(&browser, "#intake-supersedes", "").await;
-    browser
-        .wait("#intake-file", None)
-        .await
-        .type_text(scan_path.to_str().unwrap())
-        .await;
-    browser.wait("#intake-preview img", None).await;
     browser.click("#intake-send").await;
     browser
         .wait(".notice-info", Some("đã có trong kho, không lưu thêm"))
         .await;
 
     // A second document whose holder name is hostile markup: it must show as those characters.
-    browser.click("#start-intake").await;
-    set(&browser, "#intake-type", "birth_certificate").await;
-    browser.fill("#intake-number", "KS-2003-118").await;
-    browser.fill("#intake-holder", XSS).await;
-    set(&browser, "#intake-issued-on", "2003-12-04").await;
-    browser
-        .fill("#intake-issued-by", "UBND phường Hải Châu I")
-        .await;
-    browser
-        .wait("#intake-file", None)
-        .await
-        .type_text(second_path.to_str().unwrap())
-        .await;
-    browser.wait("#intake-preview img", None).await;
+    let birth = Paper {
+        doc_type: "birth_certificate",
+        number: "KS-2003-118",
+        holder: XSS,
+        issued_on: "2003-12-04",
+        issued_by: "UBND phường Hải Châu I",
+    };
+    fill_intake(&browser, &birth, &second_path).await;
     browser.click("#intake-send").await;
     browser.wait("#documents", Some(XSS)).await;
     let injected = browser
