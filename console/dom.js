@@ -72,12 +72,13 @@ export function notice(kind, ...children) {
   return h('div', { class: `notice notice-${kind}`, role: kind === 'error' ? 'alert' : 'status' }, ...children);
 }
 
-/** Formats an RFC 3339 instant for people, in the browser's zone. */
-export function when(text, locale) {
+/** Formats an RFC 3339 instant for people, in the browser's zone; `dateStyle` 'medium' on
+ * paper (a four-digit year). */
+export function when(text, locale, dateStyle = 'short') {
   if (!text) return '';
   const d = new Date(text);
   if (Number.isNaN(d.getTime())) return String(text);
-  return d.toLocaleString(locale, { dateStyle: 'short', timeStyle: 'short' });
+  return d.toLocaleString(locale, { dateStyle, timeStyle: 'short' });
 }
 
 /** A date (YYYY-MM-DD) as people write it. */

@@ -26,8 +26,10 @@ async function scopeScreen(opened = null) {
   }
   const scopeBox = scopeFacts(scope);
   if (scope.status !== 'active') {
-    // The copy just fetched (if this read spent the last use) stays on screen.
-    put(root, h('h1', {}, t('officer.title')), notice('warning', h('p', { id: 'grant-state' }, t(`officer.${scope.status}`))), scopeBox, opened);
+    // The copy just fetched (if this read spent the last use) stays on screen; a refusal does
+    // not, the state above already says it.
+    const copy = opened?.id === 'copy' ? opened : null;
+    put(root, h('h1', {}, t('officer.title')), notice('warning', h('p', { id: 'grant-state' }, t(`officer.${scope.status}`))), scopeBox, copy);
     return;
   }
   let documents;
@@ -58,7 +60,9 @@ function scopeFacts(scope) {
       row(t('receipt.purpose'), scope.purpose),
       row(t('officer.types'), scope.doc_types.map((d) => t(`doctype.${d}`)).join(', ')),
       row(t('doc.status'), t(`grant.status.${scope.status}`), 'scope-status'),
-      row('', t('officer.uses_left', scope.uses_left, scope.max_uses), 'uses-left'),
+      scope.status === 'active'
+        ? row('', t('officer.uses_left', scope.uses_left, scope.max_uses), 'uses-left')
+        : row('', t('grant.uses', scope.uses, scope.max_uses)),
       row('', t('officer.expires', when(scope.expires_at, locale())))));
 }
 
