@@ -17,6 +17,12 @@ use support::{Conn, rss_kib, scan};
 
 const CITIZEN: &str = "001099012345";
 
+/// Whether the run includes `phase` (`HOSO_BENCH_ONLY=small,intake` runs just those; unset runs
+/// all): one phase alone is what a profiler attaches to.
+fn runs(phase: &str) -> bool {
+    std::env::var("HOSO_BENCH_ONLY").map_or(true, |only| only.split(',').any(|p| p.trim() == phase))
+}
+
 fn seconds() -> u64 {
     std::env::var("HOSO_BENCH_SECONDS")
         .ok()
@@ -425,6 +431,7 @@ async fn main() {
     let intake_lua = write("intake.lua", lua_intake(&clerk, 200 * 1024));
 
     let idle = rss_kib(pid, "VmRSS");
+    eprintln!("hoso serve is pid {pid}");
     println!(
         "hoso compare: {} s per run, wrk -t2, loopback, {} cores; hoso release build, SQLite + local files",
         seconds(),
@@ -444,57 +451,72 @@ async fn main() {
         "-".repeat(8)
     );
 
-    let nginx_big = wrk(&format!("http://{nginx_addr}/big"), 32, None);
-    row("nginx, 1 MiB file, 32 connections", nginx_big, None);
-    let hoso_big = wrk(&format!("http://{addr}/"), 32, Some(&big_lua));
-    row(
-        "hoso officer copy, 1 MiB, 32 connections",
-        hoso_big,
-        Some(("nginx", nginx_big.rps)),
-    );
+    let mut nginx_big = None;
+    if runs("big") {
+        let reference = wrk(&format!("http://{nginx_addr}/big"), 32, None);
+        row("nginx, 1 MiB file, 32 connections", reference, None);
+        let hoso_big = wrk(&format!("http://{addr}/"), 32, Some(&big_lua));
+        row(
+            "hoso officer copy, 1 MiB, 32 connections",
+            hoso_big,
+            Some(("nginx", reference.rps)),
+        );
+        nginx_big = Some(reference);
+    }
 
-    let nginx_small = wrk(&format!("http://{nginx_addr}/small"), 32, None);
-    row("nginx, 200 KiB file, 32 connections", nginx_small, None);
-    let hoso_small = wrk(&format!("http://{addr}/"), 32, Some(&small_lua));
-    row(
-        "hoso officer copy, 200 KiB, 32 connections",
-        hoso_small,
-        Some(("nginx", nginx_small.rps)),
-    );
+    if runs("small") {
+        let nginx_small = wrk(&format!("http://{nginx_addr}/small"), 32, None);
+        row("nginx, 200 KiB file, 32 connections", nginx_small, None);
+        let hoso_small = wrk(&format!("http://{addr}/"), 32, Some(&small_lua));
+        row(
+            "hoso officer copy, 200 KiB, 32 connections",
+            hoso_small,
+            Some(("nginx", nginx_small.rps)),
+        );
+    }
 
-    let fsync_dir = work.path().join("fsync");
-    std::fs::create_dir_all(&fsync_dir).unwrap();
-    let raw = fsync_reference(&fsync_dir, 200 * 1024, 16);
-    let raw_f = Figures {
-        rps: raw,
-        ..Figures::default()
-    };
-    row("write + fsync of 200 KiB files, 16 threads", raw_f, None);
-    let intake = wrk(&format!("http://{addr}/"), 16, Some(&intake_lua));
-    row(
-        "hoso intake of unique 200 KiB scans, 16 conn.",
-        intake,
-        Some(("write+fsync", raw)),
-    );
+    if runs("intake") {
+        let fsync_dir = work.path().join("fsync");
+        std::fs::create_dir_all(&fsync_dir).unwrap();
+        let raw = fsync_reference(&fsync_dir, 200 * 1024, 16);
+        let raw_f = Figures {
+            rps: raw,
+            ..Figures::default()
+        };
+        row("write + fsync of 200 KiB files, 16 threads", raw_f, None);
+        let intake = wrk(&format!("http://{addr}/"), 16, Some(&intake_lua));
+        row(
+            "hoso intake of unique 200 KiB scans, 16 conn.",
+            intake,
+            Some(("write+fsync", raw)),
+        );
+    }
 
-    // Memory: 64 readers of 1 MiB copies at once.
-    let before = rss_kib(pid, "VmRSS");
-    let many = wrk(&format!("http://{addr}/"), 64, Some(&big_lua));
-    let peak = rss_kib(pid, "VmHWM");
-    row(
-        "hoso officer copy, 1 MiB, 64 connections",
-        many,
-        Some(("nginx@32", nginx_big.rps)),
-    );
-    println!();
-    println!(
-        "hoso RSS: idle {} MiB, before the 64-reader run {} MiB, peak {} MiB: {} MiB above idle",
-        idle / 1024,
-        before / 1024,
-        peak / 1024,
-        peak.saturating_sub(idle) / 1024
-    );
+    if runs("memory") {
+        // Memory: 64 readers of 1 MiB copies at once. The peak is reset first (Linux's
+        // clear_refs "5"), so it is this run's, not an earlier phase's.
+        let before = rss_kib(pid, "VmRSS");
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        let many = wrk(&format!("http://{addr}/"), 64, Some(&big_lua));
+        let peak = rss_kib(pid, "VmHWM");
+        row(
+            "hoso officer copy, 1 MiB, 64 connections",
+            many,
+            nginx_big.map(|n| ("nginx@32", n.rps)),
+        );
+        println!();
+        println!(
+            "hoso RSS: idle {} MiB, before the 64-reader run {} MiB, peak during it {} MiB: {} MiB above idle",
+            idle / 1024,
+            before / 1024,
+            peak / 1024,
+            peak.saturating_sub(idle) / 1024
+        );
+    }
     drop(server);
+    if !runs("verify") {
+        return;
+    }
 
     let (rust_crypto, ring) = cipher_figures();
     println!(

@@ -88,6 +88,11 @@ pub struct S3Limits {
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
     local_root: Option<PathBuf>,
+    /// Local directories whose own name is already durable in their parent (fsynced once since
+    /// this process saw them): a new object then costs two fsyncs (file, directory), not one
+    /// per level up to the root. Nothing removes a directory under `bodies/`, so a name once
+    /// durable stays so.
+    durable_dirs: Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
 }
 
 impl BlobStore {
@@ -113,6 +118,7 @@ impl BlobStore {
         Ok(Self {
             store: Arc::new(store),
             local_root: Some(root),
+            durable_dirs: Arc::default(),
         })
     }
 
@@ -161,6 +167,7 @@ impl BlobStore {
         Ok(Self {
             store,
             local_root: None,
+            durable_dirs: Arc::default(),
         })
     }
 
@@ -377,14 +384,23 @@ impl BlobStore {
             return Ok(());
         };
         let file = root.join(path.as_ref());
+        let durable = self.durable_dirs.clone();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::File::open(&file)?.sync_all()?;
+            // A directory's fsync makes the names in it durable: the file's first, then each
+            // directory's in its parent, up to the root or the first whose name already is.
+            let mut child: Option<PathBuf> = None;
             let mut dir = file.parent();
             while let Some(d) = dir {
                 std::fs::File::open(d)?.sync_all()?;
-                if d == root {
+                let mut known = durable.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(c) = child.take() {
+                    known.insert(c);
+                }
+                if d == root || known.contains(d) {
                     break;
                 }
+                child = Some(d.to_path_buf());
                 dir = d.parent();
             }
             Ok(())

@@ -8,15 +8,18 @@
 //! in it gets the failure and none is answered as logged. Across processes the log's lock
 //! ([`super::begin`]) still orders the writers.
 
+use std::any::Any;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{Appended, Entry, Outcome};
 use crate::crypto::keyring::Keyring;
 use crate::db::grants::{self, GrantRow};
-use crate::db::{Db, now_ms};
+use crate::db::{Db, DbError, Tx, now_ms};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -28,14 +31,44 @@ pub struct GrantUse {
     pub grant: Uuid,
     /// Why the grant refuses when no use could be spent (revoked, expired, used up), from its
     /// row as it is in the batch's transaction (`None`: the row is gone).
-    pub refusal: fn(Option<&GrantRow>, i64) -> ApiError,
+    pub refusal: Refusal,
+}
+
+/// Why a grant refuses, from its row (see [`GrantUse::refusal`]).
+pub type Refusal = fn(Option<&GrantRow>, i64) -> ApiError;
+
+/// What a change run in the writer's transaction hands back: the entry it logs (if any) and
+/// its answer, which reaches the caller only once the transaction carrying it has committed.
+pub type Changed<T> = Result<(Option<Entry>, T), ApiError>;
+
+type Answer = Box<dyn Any + Send>;
+type ChangeFn =
+    Box<dyn for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Changed<Answer>> + Send + 'static>;
+
+// Reads, the common job, carry their entry inline; boxing it would allocate once per read to
+// save bytes on the rarer change.
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    /// An entry, and for a content read the grant use it spends.
+    Entry {
+        entry: Entry,
+        grant_use: Option<GrantUse>,
+    },
+    /// A write of its own (an intake's intent, its row), in a savepoint: if it fails, it alone
+    /// is rolled back and refused; the rest of the batch commits.
+    Change(ChangeFn),
 }
 
 struct Job {
     keys: Arc<Keyring>,
-    entry: Entry,
-    grant_use: Option<GrantUse>,
-    reply: oneshot::Sender<Result<Appended, ApiError>>,
+    work: Work,
+    reply: oneshot::Sender<Result<Done, ApiError>>,
+}
+
+/// A job's result, sent after the commit.
+struct Done {
+    appended: Option<Appended>,
+    answer: Option<Answer>,
 }
 
 /// The process's log writer.
@@ -54,7 +87,7 @@ impl GroupCommit {
 
     /// Appends `entry` and waits until it is committed.
     pub async fn record(&self, keys: Arc<Keyring>, entry: Entry) -> Result<Appended, ApiError> {
-        self.submit(keys, entry, None).await
+        self.record_read(keys, entry, None).await
     }
 
     /// Spends one use of a grant and appends the read's entry, in one commit. When no use can be
@@ -65,22 +98,35 @@ impl GroupCommit {
         entry: Entry,
         grant_use: Option<GrantUse>,
     ) -> Result<Appended, ApiError> {
-        self.submit(keys, entry, grant_use).await
+        let done = self.submit(keys, Work::Entry { entry, grant_use }).await?;
+        done.appended
+            .ok_or_else(|| ApiError::Internal("an entry was not appended".into()))
     }
 
-    async fn submit(
-        &self,
-        keys: Arc<Keyring>,
-        entry: Entry,
-        grant_use: Option<GrantUse>,
-    ) -> Result<Appended, ApiError> {
+    /// Runs `change` in the writer's next transaction, appends the entry it returns, and waits
+    /// until both are committed. A change that fails is rolled back alone (to its savepoint);
+    /// its error is the answer.
+    pub async fn change<T, F>(&self, keys: Arc<Keyring>, change: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Changed<T>> + Send + 'static,
+    {
+        let erased: ChangeFn = Box::new(move |tx| {
+            Box::pin(async move {
+                let (entry, answer) = change(tx).await?;
+                Ok((entry, Box::new(answer) as Answer))
+            })
+        });
+        let done = self.submit(keys, Work::Change(erased)).await?;
+        done.answer
+            .and_then(|a| a.downcast::<T>().ok())
+            .map(|a| *a)
+            .ok_or_else(|| ApiError::Internal("a change gave no answer".into()))
+    }
+
+    async fn submit(&self, keys: Arc<Keyring>, work: Work) -> Result<Done, ApiError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            keys,
-            entry,
-            grant_use,
-            reply,
-        };
+        let job = Job { keys, work, reply };
         let stopped = || ApiError::Unavailable("the audit log writer has stopped".into());
         self.jobs.send(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -111,7 +157,7 @@ async fn write(
     db: &Db,
     metrics: &Metrics,
     batch: &mut [Job],
-) -> Result<Vec<Result<Appended, ApiError>>, ApiError> {
+) -> Result<Vec<Result<Done, ApiError>>, ApiError> {
     Metrics::inc(&metrics.audit_batches);
     // Failures are counted per request by the callers (each request that failed closed), not
     // here per batch: these steps count into a scratch set.
@@ -119,30 +165,53 @@ async fn write(
     let metrics = &scratch;
     let mut tx = super::begin(db, metrics).await?;
     let mut appender = super::Appender::start(&mut tx).await?;
+    // The grant each job reads through (the jobs themselves stay out of the awaits there).
+    let uses = batch
+        .iter()
+        .map(|job| match &job.work {
+            Work::Entry {
+                grant_use: Some(g), ..
+            } => Some((g.grant, g.refusal)),
+            _ => None,
+        })
+        .collect();
+    let refusals = spend_uses(&mut tx, uses).await?;
     let mut results = Vec::with_capacity(batch.len());
-    for job in batch.iter_mut() {
-        let mut entry = std::mem::take(&mut job.entry);
-        let mut refused = None;
-        if let Some(grant_use) = &job.grant_use {
-            let now = now_ms();
-            if !grants::consume_use(&mut tx, grant_use.grant, now)
-                .await
-                .map_err(ApiError::from)?
-            {
-                let current = grants::get(&mut *tx, grant_use.grant)
-                    .await
-                    .map_err(ApiError::from)?;
-                let err = (grant_use.refusal)(current.as_ref(), now);
-                entry.outcome = Some(Outcome::Denied);
-                entry.reason = Some(err.code().to_owned());
-                refused = Some(err);
+    for (job, refused) in batch.iter_mut().zip(refusals) {
+        let placeholder = Work::Entry {
+            entry: Entry::default(),
+            grant_use: None,
+        };
+        let result = match std::mem::replace(&mut job.work, placeholder) {
+            Work::Entry { mut entry, .. } => {
+                if let Some(err) = &refused {
+                    entry.outcome = Some(Outcome::Denied);
+                    entry.reason = Some(err.code().to_owned());
+                }
+                let appended = appender.append(&job.keys, entry)?;
+                match refused {
+                    Some(err) => Err(err),
+                    None => Ok(Done {
+                        appended: Some(appended),
+                        answer: None,
+                    }),
+                }
             }
-        }
-        let appended = appender.append(&mut tx, &job.keys, entry).await?;
-        results.push(match refused {
-            Some(err) => Err(err),
-            None => Ok(appended),
-        });
+            Work::Change(change) => match isolated(&mut tx, change).await? {
+                Ok((entry, answer)) => {
+                    let appended = match entry {
+                        Some(entry) => Some(appender.append(&job.keys, entry)?),
+                        None => None,
+                    };
+                    Ok(Done {
+                        appended,
+                        answer: Some(answer),
+                    })
+                }
+                Err(err) => Err(err),
+            },
+        };
+        results.push(result);
     }
     // Every job of a batch carries the same audit key (it does not rotate); sign with the last.
     if let Some(last) = batch.last() {
@@ -150,4 +219,72 @@ async fn write(
     }
     super::commit(tx, metrics).await?;
     Ok(results)
+}
+
+/// Runs a change inside a savepoint: its failure rolls back its own writes only. The outer
+/// error is the savepoint's own failure (the database is gone), which fails the batch.
+async fn isolated(tx: &mut Tx, change: ChangeFn) -> Result<Changed<Answer>, ApiError> {
+    let savepoint = |sql: &'static str| sqlx::query(sql);
+    savepoint("SAVEPOINT hoso_change")
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| {
+            ApiError::from(DbError::unavailable("audit log unavailable (savepoint)")(e))
+        })?;
+    let result = change(tx).await;
+    let end = if result.is_ok() {
+        "RELEASE SAVEPOINT hoso_change"
+    } else {
+        "ROLLBACK TO SAVEPOINT hoso_change"
+    };
+    savepoint(end).execute(&mut **tx).await.map_err(|e| {
+        ApiError::from(DbError::unavailable("audit log unavailable (savepoint)")(e))
+    })?;
+    Ok(result)
+}
+
+/// Spends one grant use for each job that reads through a grant, in the batch's transaction;
+/// returns, per job, why no use could be spent (`None`: spent, or no grant involved).
+///
+/// Each use is still checked on its own (`uses < max_uses`, not revoked, not expired), in
+/// rounds: round k spends the k-th use of every grant with at least k reads in the batch, one
+/// statement for all of them. A grant that refuses refuses every later read of the batch too
+/// (uses only grow; revocation and expiry do not undo), so its row is read once, for the reason.
+async fn spend_uses(
+    tx: &mut Tx,
+    uses: Vec<Option<(Uuid, Refusal)>>,
+) -> Result<Vec<Option<ApiError>>, ApiError> {
+    let now = now_ms();
+    let mut refusals: Vec<Option<ApiError>> = vec![None; uses.len()];
+    // Per grant, the jobs that read through it, in batch order.
+    let mut waiting: HashMap<Uuid, VecDeque<usize>> = HashMap::new();
+    for (i, grant) in uses.iter().enumerate() {
+        if let Some((id, _)) = grant {
+            waiting.entry(*id).or_default().push_back(i);
+        }
+    }
+    while !waiting.is_empty() {
+        let ids: Vec<Uuid> = waiting.keys().copied().collect();
+        let spent: HashSet<Uuid> = grants::consume_uses(tx, &ids, now)
+            .await?
+            .into_iter()
+            .collect();
+        for id in ids {
+            let jobs = waiting.get_mut(&id).expect("a grant of this round");
+            if spent.contains(&id) {
+                jobs.pop_front();
+            } else {
+                let current = grants::get(&mut **tx, id).await?;
+                for i in jobs.drain(..) {
+                    if let Some((_, refusal)) = uses[i] {
+                        refusals[i] = Some(refusal(current.as_ref(), now));
+                    }
+                }
+            }
+            if jobs.is_empty() {
+                waiting.remove(&id);
+            }
+        }
+    }
+    Ok(refusals)
 }

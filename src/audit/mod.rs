@@ -204,37 +204,38 @@ async fn counted<T>(
 
 async fn append_row(tx: &mut Tx, keys: &Keyring, entry: Entry) -> Result<Appended, ApiError> {
     let mut appender = Appender::start(tx).await?;
-    let appended = appender.append(tx, keys, entry).await?;
+    let appended = appender.append(keys, entry)?;
     appender.finish(tx, keys).await?;
     Ok(appended)
 }
 
-/// Appends entries inside one transaction from [`begin`]: the head is read once, carried in
-/// memory from entry to entry, and signed and stored once by [`Appender::finish`] (and at each
-/// checkpoint seq). What commits is the same chain, tree and signed head as one entry at a time;
-/// a batch just costs one head signature instead of one per entry.
+/// Appends entries inside one transaction from [`begin`]: the head and the tree's right edge are
+/// read once, each entry is chained, hashed into the tree and signed at checkpoints in memory,
+/// and [`Appender::finish`] stores the entries, the new tree nodes, the checkpoints and the
+/// signed head in a few statements. What commits is the same chain, tree and signed head as one
+/// entry at a time; a batch just costs one head signature and a handful of round trips.
 pub struct Appender {
     seq: i64,
     hash: String,
-    appended: bool,
+    tree: tree::Frontier,
+    rows: Vec<EntryRow>,
+    checkpoints: Vec<(Head, i64)>,
 }
 
 impl Appender {
     pub async fn start(tx: &mut Tx) -> Result<Self, ApiError> {
         let head = store::head(&mut **tx).await?;
+        let tree = tree::Frontier::load(tx, head.seq as u64).await?;
         Ok(Self {
             seq: head.seq,
             hash: head.hash,
-            appended: false,
+            tree,
+            rows: Vec::new(),
+            checkpoints: Vec::new(),
         })
     }
 
-    pub async fn append(
-        &mut self,
-        tx: &mut Tx,
-        keys: &Keyring,
-        entry: Entry,
-    ) -> Result<Appended, ApiError> {
+    pub fn append(&mut self, keys: &Keyring, entry: Entry) -> Result<Appended, ApiError> {
         let mut row = EntryRow {
             seq: self.seq + 1,
             at: now_ms(),
@@ -257,16 +258,15 @@ impl Appender {
         };
         row.hash = entry_hash(keys.audit_chain_key(), &row)
             .map_err(|e| ApiError::Internal(format!("audit head is corrupt: {e}")))?;
-        store::insert(tx, &row).await?;
         let leaf =
             entry_leaf(&row).map_err(|e| ApiError::Internal(format!("audit entry leaf: {e}")))?;
-        tree::add_leaf(tx, (row.seq - 1) as u64, leaf).await?;
+        self.tree.add_leaf((row.seq - 1) as u64, leaf)?;
         self.seq = row.seq;
-        self.hash = row.hash;
-        self.appended = true;
+        self.hash = row.hash.clone();
         if self.seq % CHECKPOINT_EVERY == 0 {
-            store::insert_checkpoint(tx, &self.signed(keys), row.at).await?;
+            self.checkpoints.push((self.signed(keys), row.at));
         }
+        self.rows.push(row);
         Ok(Appended {
             seq: self.seq,
             leaf,
@@ -281,11 +281,18 @@ impl Appender {
         }
     }
 
-    /// Signs and stores the head after the last entry.
-    pub async fn finish(self, tx: &mut Tx, keys: &Keyring) -> Result<(), ApiError> {
-        if self.appended {
-            store::set_head(tx, &self.signed(keys)).await?;
+    /// Stores what was appended (entries, tree nodes, checkpoints) and the signed head after
+    /// the last entry.
+    pub async fn finish(mut self, tx: &mut Tx, keys: &Keyring) -> Result<(), ApiError> {
+        if self.rows.is_empty() {
+            return Ok(());
         }
+        store::insert_all(tx, &self.rows).await?;
+        self.tree.store(tx).await?;
+        for (head, at) in &self.checkpoints {
+            store::insert_checkpoint(tx, head, *at).await?;
+        }
+        store::set_head(tx, &self.signed(keys)).await?;
         Ok(())
     }
 }
@@ -299,6 +306,7 @@ pub async fn build_missing_tree(db: &Db, metrics: &Metrics) -> Result<u64, ApiEr
     }
     let mut tx = begin(db, metrics).await?;
     let mut done = store::leaf_count(&mut *tx).await?;
+    let mut tree = tree::Frontier::load(&mut tx, done as u64).await?;
     let mut added = 0;
     loop {
         let page = store::page(&mut *tx, done, 1000).await?;
@@ -308,10 +316,11 @@ pub async fn build_missing_tree(db: &Db, metrics: &Metrics) -> Result<u64, ApiEr
         for e in page {
             let leaf = entry_leaf(&e)
                 .map_err(|err| ApiError::Internal(format!("audit entry {}: {err}", e.seq)))?;
-            tree::add_leaf(&mut tx, (e.seq - 1) as u64, leaf).await?;
+            tree.add_leaf((e.seq - 1) as u64, leaf)?;
             done = e.seq;
             added += 1;
         }
+        tree.store(&mut tx).await?;
     }
     commit(tx, metrics).await?;
     Ok(added)

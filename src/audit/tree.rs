@@ -13,28 +13,64 @@ fn decode(hex_hash: &str) -> Result<Hash, DbError> {
     Ok(out)
 }
 
-/// Adds leaf `index` and every subtree it completes. Fails closed if a left sibling is
-/// missing (a tree that does not match the log must not grow).
-pub async fn add_leaf(tx: &mut Tx, index: u64, leaf: Hash) -> Result<(), DbError> {
-    store::insert_node(tx, 0, index, &hex::encode(leaf)).await?;
-    let (mut level, mut idx, mut hash) = (0u32, index, leaf);
-    while idx & 1 == 1 {
-        let left = store::nodes(tx, &[(level, idx - 1)]).await?;
-        let left = match left.first() {
-            Some(Some(h)) => decode(h)?,
-            _ => {
+/// The tree's right edge, held in memory while a transaction appends: the stored subtrees that
+/// new leaves complete (loaded once, with one query) and every node the appends make (stored
+/// at the end, with one statement per few hundred). Appending is then pure hashing; what is
+/// stored is exactly what one-leaf-at-a-time appends would have stored.
+pub struct Frontier {
+    known: std::collections::HashMap<(u32, u64), Hash>,
+    made: Vec<(u32, u64, Hash)>,
+}
+
+impl Frontier {
+    /// The right edge of a tree of `size` leaves.
+    pub async fn load(tx: &mut Tx, size: u64) -> Result<Self, DbError> {
+        let edge = merkle::complete_subtrees(0, size);
+        let stored = store::nodes(tx, &edge).await?;
+        let mut known = std::collections::HashMap::with_capacity(edge.len() + 1);
+        for (node, hash) in edge.into_iter().zip(stored) {
+            // A missing node is only an error if a new leaf needs it (see `add_leaf`).
+            if let Some(hash) = hash {
+                known.insert(node, decode(&hash)?);
+            }
+        }
+        Ok(Self {
+            known,
+            made: Vec::new(),
+        })
+    }
+
+    /// Adds leaf `index` and every subtree it completes. Fails closed if a left sibling is
+    /// missing (a tree that does not match the log must not grow). Only the right edge is kept
+    /// in memory: a left sibling is dropped once its parent is made.
+    pub fn add_leaf(&mut self, index: u64, leaf: Hash) -> Result<(), DbError> {
+        self.made.push((0, index, leaf));
+        let (mut level, mut idx, mut hash) = (0u32, index, leaf);
+        while idx & 1 == 1 {
+            let Some(left) = self.known.remove(&(level, idx - 1)) else {
                 return Err(DbError::Corrupt(format!(
                     "the audit tree lacks node ({level}, {}) under leaf {index}",
                     idx - 1
                 )));
-            }
-        };
-        hash = merkle::node_hash(&left, &hash);
-        level += 1;
-        idx >>= 1;
-        store::insert_node(tx, level, idx, &hex::encode(hash)).await?;
+            };
+            hash = merkle::node_hash(&left, &hash);
+            level += 1;
+            idx >>= 1;
+            self.made.push((level, idx, hash));
+        }
+        self.known.insert((level, idx), hash);
+        Ok(())
     }
-    Ok(())
+
+    /// Stores the nodes made since [`Frontier::load`] (or the last store).
+    pub async fn store(&mut self, tx: &mut Tx) -> Result<(), DbError> {
+        let made: Vec<(u32, u64, String)> = self
+            .made
+            .drain(..)
+            .map(|(level, idx, hash)| (level, idx, hex::encode(hash)))
+            .collect();
+        store::insert_nodes(tx, &made).await
+    }
 }
 
 /// MTH of each of `ranges` (each `[lo, hi)`), from stored nodes.

@@ -77,28 +77,54 @@ where
     })
 }
 
-pub async fn insert(tx: &mut Tx, e: &EntryRow) -> Result<(), DbError> {
-    sqlx::query(&format!(
-        "INSERT INTO audit_entries ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-    ))
-    .bind(e.seq)
-    .bind(e.at)
-    .bind(&e.actor)
-    .bind(&e.role)
-    .bind(&e.office)
-    .bind(&e.action)
-    .bind(&e.outcome)
-    .bind(e.document_id.clone())
-    .bind(e.citizen_idx.clone())
-    .bind(e.grant_id.clone())
-    .bind(e.case_ref.clone())
-    .bind(e.reason.clone())
-    .bind(&e.prev_hash)
-    .bind(&e.hash)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| DbError::unavailable("audit log unavailable (append)")(e))?;
+/// Entries appended by one transaction, in a few multi-row statements (a batch of reads costs
+/// a handful of round trips to the database, not one per entry).
+pub async fn insert_all(tx: &mut Tx, entries: &[EntryRow]) -> Result<(), DbError> {
+    // 14 parameters a row; 64 rows stay far below every backend's limit on parameters.
+    for rows in entries.chunks(64) {
+        let sql = format!(
+            "INSERT INTO audit_entries ({COLUMNS}) VALUES {}",
+            placeholders(rows.len(), 14)
+        );
+        let mut q = sqlx::query(&sql);
+        for e in rows {
+            q = q
+                .bind(e.seq)
+                .bind(e.at)
+                .bind(&e.actor)
+                .bind(&e.role)
+                .bind(&e.office)
+                .bind(&e.action)
+                .bind(&e.outcome)
+                .bind(e.document_id.clone())
+                .bind(e.citizen_idx.clone())
+                .bind(e.grant_id.clone())
+                .bind(e.case_ref.clone())
+                .bind(e.reason.clone())
+                .bind(&e.prev_hash)
+                .bind(&e.hash);
+        }
+        q.execute(&mut **tx)
+            .await
+            .map_err(|e| DbError::unavailable("audit log unavailable (append)")(e))?;
+    }
     Ok(())
+}
+
+/// `($1, …, $width), ($width+1, …)`: `rows` tuples of numbered placeholders.
+fn placeholders(rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        out.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", r * width + c + 1));
+        }
+        out.push(')');
+    }
+    out
 }
 
 pub async fn set_head(tx: &mut Tx, head: &Head) -> Result<(), DbError> {
@@ -245,34 +271,58 @@ where
 
 // ---- The Merkle tree's stored nodes and the signed checkpoints (see `crate::audit::tree`).
 
-pub async fn insert_node(tx: &mut Tx, level: u32, idx: u64, hash: &str) -> Result<(), DbError> {
-    sqlx::query("INSERT INTO audit_tree (level, idx, hash) VALUES ($1, $2, $3)")
-        .bind(i64::from(level))
-        .bind(idx as i64)
-        .bind(hash)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| DbError::unavailable("audit log unavailable (tree)")(e))?;
+/// Tree nodes (level, index, hex hash), in multi-row statements.
+pub async fn insert_nodes(tx: &mut Tx, nodes: &[(u32, u64, String)]) -> Result<(), DbError> {
+    for chunk in nodes.chunks(256) {
+        let sql = format!(
+            "INSERT INTO audit_tree (level, idx, hash) VALUES {}",
+            placeholders(chunk.len(), 3)
+        );
+        let mut q = sqlx::query(&sql);
+        for (level, idx, hash) in chunk {
+            q = q.bind(i64::from(*level)).bind(*idx as i64).bind(hash);
+        }
+        q.execute(&mut **tx)
+            .await
+            .map_err(|e| DbError::unavailable("audit log unavailable (tree)")(e))?;
+    }
     Ok(())
 }
 
 /// The stored hashes of `nodes` (level, index), in the same order; `None` where one is missing.
+/// One query for all of them (a proof or a right edge is a few dozen nodes at most).
 pub async fn nodes(
     conn: &mut sqlx::AnyConnection,
     nodes: &[(u32, u64)],
 ) -> Result<Vec<Option<String>>, DbError> {
-    let mut out = Vec::with_capacity(nodes.len());
-    // A handful of nodes per proof: one indexed lookup each, on the caller's snapshot.
-    for &(level, idx) in nodes {
-        let row = sqlx::query("SELECT hash FROM audit_tree WHERE level = $1 AND idx = $2")
-            .bind(i64::from(level))
-            .bind(idx as i64)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err("read audit tree"))?;
-        out.push(row.map(|r| col::<String>(&r, "hash")).transpose()?);
+    if nodes.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    let wanted: Vec<String> = (0..nodes.len())
+        .map(|i| format!("(level = ${} AND idx = ${})", 2 * i + 1, 2 * i + 2))
+        .collect();
+    let sql = format!(
+        "SELECT level, idx, hash FROM audit_tree WHERE {}",
+        wanted.join(" OR ")
+    );
+    let mut q = sqlx::query(&sql);
+    for &(level, idx) in nodes {
+        q = q.bind(i64::from(level)).bind(idx as i64);
+    }
+    let rows = q
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err("read audit tree"))?;
+    let mut found = std::collections::HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let level: i64 = col(r, "level")?;
+        let idx: i64 = col(r, "idx")?;
+        found.insert((level, idx), col::<String>(r, "hash")?);
+    }
+    Ok(nodes
+        .iter()
+        .map(|&(level, idx)| found.get(&(i64::from(level), idx as i64)).cloned())
+        .collect())
 }
 
 /// How many leaves the stored tree has. Leaves are only ever added in order, so this is the

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::Vault;
 use super::{DocumentView, attest, entry, refuse, require_role, view};
-use crate::audit::{self, Entry};
+use crate::audit::Entry;
 use crate::auth::Caller;
 use crate::blob::{BlobStore, BlobWriter};
 use crate::config::FaultPoint;
@@ -20,7 +20,7 @@ use crate::crypto::keyring::Keyring;
 use crate::crypto::{CitizenIndex, Sha256};
 use crate::db::documents::{self, DocumentRow};
 use crate::db::{self, Constraint, Tx, now_ms};
-use crate::domain::{DocStatus, DocType, IntakeMetadata, MediaType, NationalId, Role};
+use crate::domain::{DocStatus, IntakeMetadata, MediaType, NationalId, Role};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -44,12 +44,6 @@ pub struct Intake<'a> {
     sealed: Vec<u8>,
     /// Set by a test fault: a dead process cleans nothing up.
     crashed: bool,
-}
-
-/// Why a supersede refused: either to be logged as a refusal, or an error as it is.
-enum Refusal {
-    Logged(Box<Entry>, ApiError),
-    Plain(ApiError),
 }
 
 pub enum IntakeResult {
@@ -82,14 +76,24 @@ impl<'a> Intake<'a> {
         let kek_version = keys.current_kek().version;
         let document_id = Uuid::now_v7();
         let object_key = BlobStore::key_for(document_id);
-        let mut tx = vault.db.begin().await?;
-        if !db::kek_usage::count_wrap(&mut tx, i64::from(kek_version)).await? {
-            return Err(ApiError::Unavailable(format!(
-                "master key version {kek_version} may wrap no more data keys; run `hoso keys rotate`"
-            )));
-        }
-        documents::insert_intent(&mut tx, &object_key, i64::from(kek_version), now_ms()).await?;
-        tx.commit("commit intent").await?;
+        // Committed by the log writer with whatever else is waiting: one fsync for many.
+        let intent = object_key.clone();
+        vault
+            .log
+            .change(keys.clone(), move |tx| {
+                Box::pin(async move {
+                    let version = i64::from(kek_version);
+                    if !db::kek_usage::count_wrap(tx, version).await? {
+                        return Err(ApiError::Unavailable(format!(
+                            "master key version {kek_version} may wrap no more data keys; run \
+                             `hoso keys rotate`"
+                        )));
+                    }
+                    documents::insert_intent(tx, &intent, version, now_ms()).await?;
+                    Ok((None, ()))
+                })
+            })
+            .await?;
 
         let data_key = DataKey::generate();
         let binding = Binding {
@@ -211,58 +215,59 @@ struct Stored<'a> {
     sha256: String,
 }
 
+/// How the commit of an intake ended, when it did not fail.
+enum Committed {
+    Created(Box<DocumentRow>),
+    /// The same scan is already current for this citizen and type.
+    Existing(Box<DocumentRow>),
+    /// The supersede was refused and nothing was written; a refusal to log comes with its
+    /// entry (logged through [`refuse`], which also limits how many a caller can make).
+    Refused(ApiError, Option<Box<Entry>>),
+}
+
 impl Stored<'_> {
-    /// Commits row, supersede and audit entry together, or answers with the existing document
-    /// when the same scan is already current.
+    /// Commits row, supersede and audit entry together (in the log writer's next transaction),
+    /// or answers with the existing document when the same scan is already current.
     async fn commit(self, metadata: IntakeMetadata) -> Result<IntakeResult, ApiError> {
         let vault = self.vault;
-        let keys = self.keys.clone();
-        let citizen_hex = self.citizen.to_hex();
-        let mut audit_entry = entry(&keys, &self.caller, "document.intake");
-        audit_entry.citizen_idx = Some(citizen_hex.clone());
-
-        if let Some(existing) = documents::find_current_scan(
-            &vault.db.pool,
-            &citizen_hex,
-            metadata.doc_type,
-            &self.sha256,
-        )
-        .await?
-        {
-            return answer_duplicate(vault, &keys, &self.object_key, existing, audit_entry).await;
-        }
+        let mut audit_entry = entry(&self.keys, &self.caller, "document.intake");
+        audit_entry.citizen_idx = Some(self.citizen.to_hex());
         let row = self.new_row(&metadata)?;
-
-        let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
-        if let Some(old_id) = metadata.supersedes
-            && let Err(err) = self
-                .supersede(&mut tx, old_id, metadata.doc_type, &mut audit_entry)
-                .await
-        {
-            drop(tx);
-            discard(vault, &self.object_key).await;
-            return Err(match err {
-                Refusal::Logged(entry, err) => refuse(vault, *entry, err).await,
-                Refusal::Plain(err) => err,
-            });
-        }
-        match documents::insert(&mut tx, &row).await {
-            Ok(()) => {}
-            Err(e) if e.is_constraint(Constraint::DocumentsOneCurrentScan) => {
-                // Another intake of the same scan committed between our check and our insert.
-                drop(tx);
-                return self.lost_race(&row, audit_entry).await;
+        let change = RowChange {
+            row,
+            supersedes: metadata.supersedes,
+            clerk: self.caller.staff_id().unwrap_or("-").to_owned(),
+            entry: audit_entry,
+            // A test fault: the process "dies" with its transaction uncommitted.
+            crash: vault.fault(FaultPoint::BeforeCommit).err(),
+        };
+        let committed = vault
+            .log
+            .change(self.keys.clone(), move |tx| Box::pin(change.apply(tx)))
+            .await
+            .inspect_err(|err| {
+                if err.status().is_server_error() {
+                    Metrics::inc(&vault.metrics.audit_failures);
+                }
+            })?;
+        match committed {
+            Committed::Created(row) => {
+                vault.fault(FaultPoint::AfterCommit)?;
+                Metrics::inc(&vault.metrics.documents_taken_in);
+                Ok(IntakeResult::Created(view(vault, &row)?))
             }
-            Err(e) => return Err(e.into()),
+            Committed::Existing(existing) => {
+                discard(vault, &self.object_key).await;
+                Ok(IntakeResult::Existing(view(vault, &existing)?))
+            }
+            Committed::Refused(err, entry) => {
+                discard(vault, &self.object_key).await;
+                Err(match entry {
+                    Some(entry) => refuse(vault, *entry, err).await,
+                    None => err,
+                })
+            }
         }
-        documents::delete_intent(&mut *tx, &self.object_key).await?;
-        audit_entry.document_id = Some(row.id.to_string());
-        audit::append(&mut tx, &keys, &vault.metrics, audit_entry).await?;
-        vault.fault(FaultPoint::BeforeCommit)?;
-        audit::commit(tx, &vault.metrics).await?;
-        vault.fault(FaultPoint::AfterCommit)?;
-        Metrics::inc(&vault.metrics.documents_taken_in);
-        Ok(IntakeResult::Created(view(vault, &row)?))
     }
 
     /// The document row: data key wrapped, personal fields sealed, and, when the clerk checked
@@ -327,93 +332,101 @@ impl Stored<'_> {
         }
         Ok(row)
     }
+}
 
-    /// Marks `old_id` superseded inside the intake's transaction, if it is a current document
-    /// of the same citizen.
-    async fn supersede(
-        &self,
-        tx: &mut Tx,
-        old_id: Uuid,
-        doc_type: DocType,
-        audit_entry: &mut Entry,
-    ) -> Result<(), Refusal> {
-        let old = documents::get(&mut **tx, old_id)
-            .await
-            .map_err(|e| Refusal::Plain(e.into()))?;
-        if old
-            .as_ref()
-            .is_none_or(|o| o.citizen_idx != self.citizen.to_hex())
-        {
-            let mut entry = audit_entry.clone();
-            entry.document_id = Some(old_id.to_string());
-            return Err(Refusal::Logged(Box::new(entry), ApiError::NotFound));
-        }
-        // A diploma does not replace a CCCD: grants are scoped by type, and a cross-type
-        // supersede would silently take the old document out of every grant for its type.
-        if old.as_ref().is_some_and(|o| o.doc_type != doc_type) {
-            return Err(Refusal::Plain(ApiError::Conflict(
-                "a document can only be superseded by one of the same type".into(),
-            )));
-        }
-        let clerk = self.caller.staff_id().unwrap_or("-");
-        let superseded = documents::change_status(
-            tx,
-            old_id,
-            &[DocStatus::Pending, DocStatus::Verified],
-            DocStatus::Superseded,
+/// An intake's row, committed in the log writer's transaction, under the log's lock: no other
+/// writer of documents runs between the duplicate check and the insert.
+struct RowChange {
+    row: DocumentRow,
+    supersedes: Option<Uuid>,
+    clerk: String,
+    entry: Entry,
+    crash: Option<ApiError>,
+}
+
+impl RowChange {
+    async fn apply(self, tx: &mut Tx) -> crate::audit::group::Changed<Committed> {
+        let Self {
+            row,
+            supersedes,
             clerk,
-            now_ms(),
-        )
-        .await
-        .map_err(|e| Refusal::Plain(e.into()))?;
-        if !superseded {
-            return Err(Refusal::Plain(ApiError::Conflict(
-                "the document to supersede is not current (already superseded or revoked)".into(),
-            )));
+            mut entry,
+            crash,
+        } = self;
+        if let Some(existing) =
+            documents::find_current_scan(&mut **tx, &row.citizen_idx, row.doc_type, &row.sha256)
+                .await?
+        {
+            entry.document_id = Some(existing.id.to_string());
+            entry.reason = Some("duplicate".into());
+            return Ok((Some(entry), Committed::Existing(Box::new(existing))));
         }
-        Ok(())
-    }
-
-    /// A concurrent intake of the same scan committed first: answer with its document.
-    async fn lost_race(
-        &self,
-        row: &DocumentRow,
-        audit_entry: Entry,
-    ) -> Result<IntakeResult, ApiError> {
-        let existing = documents::find_current_scan(
-            &self.vault.db.pool,
-            &row.citizen_idx,
-            row.doc_type,
-            &row.sha256,
-        )
-        .await?
-        .ok_or_else(|| {
-            ApiError::Conflict("a concurrent intake changed this record; retry".into())
-        })?;
-        answer_duplicate(
-            self.vault,
-            &self.keys,
-            &self.object_key,
-            existing,
-            audit_entry,
-        )
-        .await
+        if let Some(old_id) = supersedes {
+            match supersede(tx, &row, old_id, &clerk).await? {
+                Ok(()) => {}
+                Err(err) => {
+                    // Not found (or not this citizen's) is logged, as a refusal; a wrong or
+                    // stale target is the clerk's error to fix, answered as it is.
+                    let logged = matches!(err, ApiError::NotFound).then(|| {
+                        entry.document_id = Some(old_id.to_string());
+                        Box::new(entry)
+                    });
+                    return Ok((None, Committed::Refused(err, logged)));
+                }
+            }
+        }
+        match documents::insert(tx, &row).await {
+            Ok(()) => {}
+            Err(e) if e.is_constraint(Constraint::DocumentsOneCurrentScan) => {
+                return Err(ApiError::Conflict(
+                    "a concurrent intake changed this record; retry".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        documents::delete_intent(&mut **tx, &row.object_key).await?;
+        if let Some(err) = crash {
+            return Err(err);
+        }
+        entry.document_id = Some(row.id.to_string());
+        Ok((Some(entry), Committed::Created(Box::new(row))))
     }
 }
 
-/// The same scan is already current for this citizen and type: drop ours, answer with theirs.
-async fn answer_duplicate(
-    vault: &Vault,
-    keys: &std::sync::Arc<Keyring>,
-    object_key: &str,
-    existing: DocumentRow,
-    mut audit_entry: Entry,
-) -> Result<IntakeResult, ApiError> {
-    discard(vault, object_key).await;
-    audit_entry.document_id = Some(existing.id.to_string());
-    audit_entry.reason = Some("duplicate".into());
-    audit::record(&vault.log, keys, &vault.metrics, audit_entry).await?;
-    Ok(IntakeResult::Existing(view(vault, &existing)?))
+/// Marks `old_id` superseded by `row`, if it is a current document of the same citizen and type.
+/// The inner error is a refusal (nothing written); the outer one a failure.
+async fn supersede(
+    tx: &mut Tx,
+    row: &DocumentRow,
+    old_id: Uuid,
+    clerk: &str,
+) -> Result<Result<(), ApiError>, ApiError> {
+    let old = documents::get(&mut **tx, old_id).await?;
+    let Some(old) = old.filter(|o| o.citizen_idx == row.citizen_idx) else {
+        return Ok(Err(ApiError::NotFound));
+    };
+    // A diploma does not replace a CCCD: grants are scoped by type, and a cross-type
+    // supersede would silently take the old document out of every grant for its type.
+    if old.doc_type != row.doc_type {
+        return Ok(Err(ApiError::Conflict(
+            "a document can only be superseded by one of the same type".into(),
+        )));
+    }
+    let superseded = documents::change_status(
+        tx,
+        old_id,
+        &[DocStatus::Pending, DocStatus::Verified],
+        DocStatus::Superseded,
+        clerk,
+        now_ms(),
+    )
+    .await?;
+    if !superseded {
+        return Ok(Err(ApiError::Conflict(
+            "the document to supersede is not current (already superseded or revoked)".into(),
+        )));
+    }
+    Ok(Ok(()))
 }
 
 /// Deletes an uncommitted object and its intent. A failure here is left for the sweeper.
