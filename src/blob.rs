@@ -272,18 +272,27 @@ impl BlobStore {
 
     /// An object's bytes in one buffer the caller owns (a copy opened in place, up to a few
     /// MiB). A local file is read straight into it on a blocking thread, in one pass.
-    pub async fn read_all(&self, key: &str) -> Result<Vec<u8>, BlobError> {
+    ///
+    /// The buffer is allocated here, on the caller's (runtime) thread, with room for `expected`
+    /// bytes: glibc gives every thread that allocates an arena of its own, and megabyte buffers
+    /// made and freed on the many blocking threads left that many arenas holding freed memory
+    /// (with `main`'s bound on arenas, see there).
+    pub async fn read_all(&self, key: &str, expected: usize) -> Result<Vec<u8>, BlobError> {
         if let Some(root) = &self.local_root {
             // The key is ours (`bodies/…`), never user input; object_store's layout is root/key.
             let path = root.join(key);
             let owned = key.to_owned();
-            return tokio::task::spawn_blocking(move || std::fs::read(&path))
-                .await
-                .map_err(|e| BlobError::failed("object store read", e))?
-                .map_err(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => BlobError::Missing(owned),
-                    _ => BlobError::failed("object store read", e),
-                });
+            let mut buffer = Vec::with_capacity(expected);
+            return tokio::task::spawn_blocking(move || {
+                std::io::Read::read_to_end(&mut std::fs::File::open(&path)?, &mut buffer)?;
+                Ok::<_, std::io::Error>(buffer)
+            })
+            .await
+            .map_err(|e| BlobError::failed("object store read", e))?
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => BlobError::Missing(owned),
+                _ => BlobError::failed("object store read", e),
+            });
         }
         Ok(self.get_all(key).await?.into())
     }

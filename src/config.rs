@@ -228,7 +228,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "HOSO_READ_MEMORY_BYTES",
-        default_value_t = 64 * MIB,
+        default_value_t = 48 * MIB,
         global = true
     )]
     pub read_memory_bytes: u64,
@@ -372,7 +372,7 @@ impl Settings {
             s3_connect_timeout_seconds: 1,
             s3_retries: 2,
             s3_retry_timeout_seconds: 2,
-            read_memory_bytes: 64 * MIB,
+            read_memory_bytes: 48 * MIB,
             header_read_timeout_seconds: 10,
             idle_timeout_seconds: 60,
             max_connections: 512,

@@ -312,6 +312,14 @@ pub async fn authenticate_body(
     Ok(())
 }
 
+/// At least the stored size of a body of `plaintext` bytes (header, a tag per segment, and one
+/// byte more so that reading to the end needs no second allocation): the read buffer's size.
+fn sealed_len_bound(plaintext: i64) -> usize {
+    use crate::crypto::envelope::{HEADER_LEN, SEGMENT_LEN, TAG_LEN};
+    let n = usize::try_from(plaintext).unwrap_or(0);
+    HEADER_LEN + n + TAG_LEN * (n / SEGMENT_LEN + 2) + 1
+}
+
 /// A decrypted copy held in memory, counted against [`Vault::read_memory`] while it lives.
 struct Budgeted {
     /// The stored object, decrypted in place (headers and tags between the plaintext slices).
@@ -345,7 +353,10 @@ async fn open_body(
     if let Some(permit) = permit {
         // Read once into one buffer, every segment authenticated and decrypted in place, then
         // sent as slices of that buffer: no copy of the plaintext is made.
-        let mut sealed = vault.blobs.read_all(&doc.object_key).await?;
+        let mut sealed = vault
+            .blobs
+            .read_all(&doc.object_key, sealed_len_bound(doc.size_bytes))
+            .await?;
         let ranges = crate::crypto::envelope::open_in_place(
             &data_key(vault, doc)?,
             &super::binding(doc)?,
