@@ -314,10 +314,12 @@ fn nginx(root: &Path, addr: SocketAddr) -> Running {
     Running(child)
 }
 
-fn row(what: &str, f: Figures, reference: Option<(&str, f64)>) {
-    let ratio = reference.map_or(String::new(), |(name, r)| {
-        format!("{:.2} of {name}", f.rps / r)
-    });
+fn row(what: &str, f: Figures, references: &[(&str, f64)]) {
+    let ratio = references
+        .iter()
+        .map(|(name, r)| format!("{:.2} of {name}", f.rps / r))
+        .collect::<Vec<_>>()
+        .join("; ");
     println!(
         "| {what:<44} | {:>9.0} | {:>7.1} | {:>7.1} | {:>6} | {ratio} |",
         f.rps, f.p50_ms, f.p99_ms, f.errors
@@ -374,6 +376,173 @@ fn cipher_figures() -> (f64, f64) {
     }
     let ring = (rounds * 64 * 1024) as f64 / start.elapsed().as_secs_f64() / 1e6;
     (rust_crypto, ring)
+}
+
+fn remote_backends() -> bool {
+    std::env::var("HOSO_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"))
+}
+
+fn rate(rps: f64) -> Figures {
+    Figures {
+        rps,
+        ..Figures::default()
+    }
+}
+
+/// PostgreSQL and S3, when `hoso serve` runs on them (the same `HOSO_DATABASE_URL` and
+/// `HOSO_STORAGE_URL` it reads): their own rates, through the clients hoso uses.
+struct Remote {
+    database_url: String,
+    store: hoso::blob::BlobStore,
+}
+
+impl Remote {
+    async fn from_env() -> Option<Self> {
+        let database_url = std::env::var("HOSO_DATABASE_URL").ok()?;
+        let storage_url = std::env::var("HOSO_STORAGE_URL").ok()?;
+        if !database_url.starts_with("postgres") || !storage_url.starts_with("s3://") {
+            return None;
+        }
+        let limits = hoso::blob::S3Limits {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            retries: 3,
+            retry_timeout: Duration::from_secs(10),
+        };
+        let store = hoso::blob::BlobStore::from_url(&storage_url, &limits).expect("S3 store");
+        Some(Self {
+            database_url,
+            store,
+        })
+    }
+
+    /// `clients` tasks each reading one `size`-byte object again and again.
+    async fn get_rate(&self, size: usize, clients: usize) -> Figures {
+        let key = format!("bench-reference/get-{size}");
+        self.store
+            .put_all(&key, scan(9, size).into())
+            .await
+            .expect("S3 PUT");
+        let store = self.store.clone();
+        let figures = for_a_while(clients, move |_, _| {
+            let (store, key) = (store.clone(), key.clone());
+            async move { store.get_all(&key).await.is_ok() }
+        })
+        .await;
+        let _ = self
+            .store
+            .delete(&format!("bench-reference/get-{size}"))
+            .await;
+        figures
+    }
+
+    /// `clients` tasks each storing new `size`-byte objects; all removed afterwards.
+    async fn put_rate(&self, size: usize, clients: usize) -> Figures {
+        let body = bytes::Bytes::from(scan(10, size));
+        let store = self.store.clone();
+        let figures = for_a_while(clients, move |client, n| {
+            let (store, body) = (store.clone(), body.clone());
+            async move {
+                let key = format!("bench-reference/put-{client}-{n}");
+                store.put_all(&key, body).await.is_ok()
+            }
+        })
+        .await;
+        for key in self
+            .store
+            .list_under("bench-reference/")
+            .await
+            .unwrap_or_default()
+        {
+            let _ = self.store.delete(&key).await;
+        }
+        figures
+    }
+
+    /// `clients` connections each committing one small row per transaction (an audit entry's
+    /// size), in a scratch table dropped afterwards.
+    async fn commit_rate(&self, clients: usize) -> Figures {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(clients as u32)
+            .connect(&self.database_url)
+            .await
+            .expect("PostgreSQL");
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS bench_commit_reference \
+             (id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, payload TEXT NOT NULL)",
+        )
+        .execute(&pool)
+        .await
+        .expect("scratch table");
+        let p = pool.clone();
+        let figures = for_a_while(clients, move |_, n| {
+            let pool = p.clone();
+            async move {
+                let Ok(mut tx) = pool.begin().await else {
+                    return false;
+                };
+                let inserted =
+                    sqlx::query("INSERT INTO bench_commit_reference (at, payload) VALUES ($1, $2)")
+                        .bind(n as i64)
+                        .bind("x".repeat(300))
+                        .execute(&mut *tx)
+                        .await
+                        .is_ok();
+                inserted && tx.commit().await.is_ok()
+            }
+        })
+        .await;
+        let _ = sqlx::query("DROP TABLE bench_commit_reference")
+            .execute(&pool)
+            .await;
+        pool.close().await;
+        figures
+    }
+}
+
+/// Runs `clients` loops of `op` for the bench's duration: requests/s, p50/p99 and failures.
+async fn for_a_while<F, Fut>(clients: usize, op: F) -> Figures
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs(seconds());
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let (mut took, mut failed) = (Vec::new(), 0u64);
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    if op(client, n).await {
+                        took.push(t.elapsed().as_secs_f64() * 1000.0);
+                    } else {
+                        failed += 1;
+                    }
+                    n += 1;
+                }
+                (took, failed)
+            })
+        })
+        .collect();
+    let (mut took, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (mut t, f) = t.await.unwrap();
+        took.append(&mut t);
+        errors += f;
+    }
+    took.sort_by(f64::total_cmp);
+    let at =
+        |q: f64| took.get(((took.len() as f64 * q) as usize).min(took.len().saturating_sub(1)));
+    Figures {
+        rps: took.len() as f64 / started.elapsed().as_secs_f64(),
+        p50_ms: at(0.50).copied().unwrap_or(0.0),
+        p99_ms: at(0.99).copied().unwrap_or(0.0),
+        errors,
+    }
 }
 
 #[tokio::main]
@@ -433,9 +602,14 @@ async fn main() {
     let idle = rss_kib(pid, "VmRSS");
     eprintln!("hoso serve is pid {pid}");
     println!(
-        "hoso compare: {} s per run, wrk -t2, loopback, {} cores; hoso release build, SQLite + local files",
+        "hoso compare: {} s per run, wrk -t2, loopback, {} cores; hoso release build, {}",
         seconds(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if remote_backends() {
+            "PostgreSQL + S3"
+        } else {
+            "SQLite + local files"
+        }
     );
     println!();
     println!(
@@ -451,27 +625,39 @@ async fn main() {
         "-".repeat(8)
     );
 
+    // On PostgreSQL + S3 each figure also stands beside what those backends do alone, measured
+    // here with the same clients hoso uses (sqlx, object_store).
+    let remote = Remote::from_env().await;
+
     let mut nginx_big = None;
     if runs("big") {
         let reference = wrk(&format!("http://{nginx_addr}/big"), 32, None);
-        row("nginx, 1 MiB file, 32 connections", reference, None);
+        row("nginx, 1 MiB file, 32 connections", reference, &[]);
+        let mut refs = vec![("nginx", reference.rps)];
+        if let Some(r) = &remote {
+            let get = r.get_rate(1024 * 1024, 32).await;
+            row("S3 GET of a 1 MiB object, 32 clients", get, &[]);
+            refs.push(("S3 GET", get.rps));
+        }
         let hoso_big = wrk(&format!("http://{addr}/"), 32, Some(&big_lua));
-        row(
-            "hoso officer copy, 1 MiB, 32 connections",
-            hoso_big,
-            Some(("nginx", reference.rps)),
-        );
+        row("hoso officer copy, 1 MiB, 32 connections", hoso_big, &refs);
         nginx_big = Some(reference);
     }
 
     if runs("small") {
         let nginx_small = wrk(&format!("http://{nginx_addr}/small"), 32, None);
-        row("nginx, 200 KiB file, 32 connections", nginx_small, None);
+        row("nginx, 200 KiB file, 32 connections", nginx_small, &[]);
+        let mut refs = vec![("nginx", nginx_small.rps)];
+        if let Some(r) = &remote {
+            let get = r.get_rate(200 * 1024, 32).await;
+            row("S3 GET of a 200 KiB object, 32 clients", get, &[]);
+            refs.push(("S3 GET", get.rps));
+        }
         let hoso_small = wrk(&format!("http://{addr}/"), 32, Some(&small_lua));
         row(
             "hoso officer copy, 200 KiB, 32 connections",
             hoso_small,
-            Some(("nginx", nginx_small.rps)),
+            &refs,
         );
     }
 
@@ -479,16 +665,20 @@ async fn main() {
         let fsync_dir = work.path().join("fsync");
         std::fs::create_dir_all(&fsync_dir).unwrap();
         let raw = fsync_reference(&fsync_dir, 200 * 1024, 16);
-        let raw_f = Figures {
-            rps: raw,
-            ..Figures::default()
-        };
-        row("write + fsync of 200 KiB files, 16 threads", raw_f, None);
+        row("write + fsync of 200 KiB files, 16 threads", rate(raw), &[]);
+        let mut refs = vec![("write+fsync", raw)];
+        if let Some(r) = &remote {
+            let put = r.put_rate(200 * 1024, 16).await;
+            row("S3 PUT of 200 KiB objects, 16 clients", put, &[]);
+            let commits = r.commit_rate(16).await;
+            row("PostgreSQL INSERT + COMMIT, 16 clients", commits, &[]);
+            refs = vec![("S3 PUT", put.rps), ("PG commits", commits.rps)];
+        }
         let intake = wrk(&format!("http://{addr}/"), 16, Some(&intake_lua));
         row(
             "hoso intake of unique 200 KiB scans, 16 conn.",
             intake,
-            Some(("write+fsync", raw)),
+            &refs,
         );
     }
 
@@ -502,7 +692,9 @@ async fn main() {
         row(
             "hoso officer copy, 1 MiB, 64 connections",
             many,
-            nginx_big.map(|n| ("nginx@32", n.rps)),
+            &nginx_big
+                .map(|n| vec![("nginx@32", n.rps)])
+                .unwrap_or_default(),
         );
         println!();
         println!(
