@@ -116,6 +116,7 @@ impl App {
                 issuer: settings.token_issuer.clone(),
                 audience: settings.token_audience.clone(),
             },
+            verified_tokens: crate::auth::VerifiedTokens::default(),
             limits: Limits {
                 max_upload_bytes: settings.max_upload_bytes,
             },

@@ -38,6 +38,7 @@ impl FromRequestParts<AppState> for Caller {
         auth::authenticate(
             &vault.keys(),
             &vault.token_policy,
+            &vault.verified_tokens,
             &vault.db,
             bearer(parts)?,
         )

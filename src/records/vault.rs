@@ -22,6 +22,8 @@ pub struct Vault {
     /// `iss`/`aud` of the tokens this vault issues (grants) and accepts; `iss` also names the
     /// vault in attestations.
     pub token_policy: TokenPolicy,
+    /// Tokens whose signature has been checked already (see [`crate::auth::VerifiedTokens`]).
+    pub verified_tokens: crate::auth::VerifiedTokens,
     pub limits: Limits,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
