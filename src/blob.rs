@@ -294,7 +294,13 @@ impl BlobStore {
                 _ => BlobError::failed("object store read", e),
             });
         }
-        Ok(self.get_all(key).await?.into())
+        // S3: the chunks go straight into the one buffer, sized once.
+        let mut buffer = Vec::with_capacity(expected);
+        let mut stream = self.get(key).await?;
+        while let Some(chunk) = stream.next().await {
+            buffer.extend_from_slice(&chunk?);
+        }
+        Ok(buffer)
     }
 
     /// A small object's bytes, whole (audit checkpoints).

@@ -147,6 +147,14 @@ async fn writer(db: Db, metrics: Arc<Metrics>, mut queue: mpsc::Receiver<Job>) {
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Err(e.clone()));
                 }
+                // The database just failed (gone, full): what queued while this batch waited on
+                // it is answered with the same failure now, not after a wait of its own. Else a
+                // request could wait out two timeouts, and an intake (two changes) four.
+                if e.status().is_server_error() {
+                    while let Ok(job) = queue.try_recv() {
+                        let _ = job.reply.send(Err(e.clone()));
+                    }
+                }
             }
         }
     }
