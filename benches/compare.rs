@@ -378,6 +378,37 @@ fn cipher_figures() -> (f64, f64) {
     (rust_crypto, ring)
 }
 
+/// One copy phase: nginx serving the file, S3 serving the object (on S3), then hoso's officer
+/// copies of the same bytes, each with the same 32 connections.
+struct Copies<'a> {
+    size: usize,
+    label: &'a str,
+    nginx_url: String,
+    lua: &'a Path,
+}
+
+impl Copies<'_> {
+    /// Prints the phase's rows; returns nginx's figures (the memory row's reference).
+    async fn run(&self, hoso: SocketAddr, remote: Option<&Remote>) -> Figures {
+        let label = self.label;
+        let nginx = wrk(&self.nginx_url, 32, None);
+        row(&format!("nginx, {label} file, 32 connections"), nginx, &[]);
+        let mut refs = vec![("nginx", nginx.rps)];
+        if let Some(r) = remote {
+            let get = r.get_rate(self.size, 32).await;
+            row(&format!("S3 GET of a {label} object, 32 clients"), get, &[]);
+            refs.push(("S3 GET", get.rps));
+        }
+        let copies = wrk(&format!("http://{hoso}/"), 32, Some(self.lua));
+        row(
+            &format!("hoso officer copy, {label}, 32 connections"),
+            copies,
+            &refs,
+        );
+        nginx
+    }
+}
+
 fn remote_backends() -> bool {
     std::env::var("HOSO_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"))
 }
@@ -631,34 +662,22 @@ async fn main() {
 
     let mut nginx_big = None;
     if runs("big") {
-        let reference = wrk(&format!("http://{nginx_addr}/big"), 32, None);
-        row("nginx, 1 MiB file, 32 connections", reference, &[]);
-        let mut refs = vec![("nginx", reference.rps)];
-        if let Some(r) = &remote {
-            let get = r.get_rate(1024 * 1024, 32).await;
-            row("S3 GET of a 1 MiB object, 32 clients", get, &[]);
-            refs.push(("S3 GET", get.rps));
-        }
-        let hoso_big = wrk(&format!("http://{addr}/"), 32, Some(&big_lua));
-        row("hoso officer copy, 1 MiB, 32 connections", hoso_big, &refs);
-        nginx_big = Some(reference);
+        let big = Copies {
+            size: 1024 * 1024,
+            label: "1 MiB",
+            nginx_url: format!("http://{nginx_addr}/big"),
+            lua: &big_lua,
+        };
+        nginx_big = Some(big.run(addr, remote.as_ref()).await);
     }
-
     if runs("small") {
-        let nginx_small = wrk(&format!("http://{nginx_addr}/small"), 32, None);
-        row("nginx, 200 KiB file, 32 connections", nginx_small, &[]);
-        let mut refs = vec![("nginx", nginx_small.rps)];
-        if let Some(r) = &remote {
-            let get = r.get_rate(200 * 1024, 32).await;
-            row("S3 GET of a 200 KiB object, 32 clients", get, &[]);
-            refs.push(("S3 GET", get.rps));
-        }
-        let hoso_small = wrk(&format!("http://{addr}/"), 32, Some(&small_lua));
-        row(
-            "hoso officer copy, 200 KiB, 32 connections",
-            hoso_small,
-            &refs,
-        );
+        let small = Copies {
+            size: 200 * 1024,
+            label: "200 KiB",
+            nginx_url: format!("http://{nginx_addr}/small"),
+            lua: &small_lua,
+        };
+        small.run(addr, remote.as_ref()).await;
     }
 
     if runs("intake") {

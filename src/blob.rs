@@ -295,22 +295,22 @@ impl BlobStore {
             });
         }
         // S3: the chunks go straight into the one buffer, sized once.
-        let mut buffer = Vec::with_capacity(expected);
-        let mut stream = self.get(key).await?;
-        while let Some(chunk) = stream.next().await {
-            buffer.extend_from_slice(&chunk?);
-        }
-        Ok(buffer)
+        self.collect(key, expected).await
     }
 
     /// A small object's bytes, whole (audit checkpoints).
     pub async fn get_all(&self, key: &str) -> Result<Bytes, BlobError> {
+        Ok(Bytes::from(self.collect(key, 0).await?))
+    }
+
+    /// An object's chunks gathered into one buffer with room for `expected` bytes.
+    async fn collect(&self, key: &str, expected: usize) -> Result<Vec<u8>, BlobError> {
         let mut stream = self.get(key).await?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(expected);
         while let Some(chunk) = stream.next().await {
             out.extend_from_slice(&chunk?);
         }
-        Ok(Bytes::from(out))
+        Ok(out)
     }
 
     /// Stores a small object durably, as one write.

@@ -8,9 +8,9 @@ use tracing_subscriber::EnvFilter;
 
 /// glibc gives each thread that allocates an arena of its own, up to eight per core, and keeps
 /// what is freed in it: under many concurrent copies the blocking threads' arenas alone held
-/// tens of MiB (the 64-reader benchmark, `scripts/bench`). One arena per core (two at least) bounds that; the
-/// variable only works from the start, so `serve` execs itself once with it set (same process,
-/// same pid). An operator's own `MALLOC_ARENA_MAX` is left alone.
+/// tens of MiB (the 64-reader benchmark, `scripts/bench`). One arena per core (two at least)
+/// bounds that; the variable only works from the start, so `serve` execs itself once with it
+/// set (same process, same pid). An operator's own `MALLOC_ARENA_MAX` is left alone.
 fn bound_malloc_arenas() {
     use std::os::unix::process::CommandExt;
     let serving = std::env::args_os().nth(1).is_some_and(|a| a == "serve");

@@ -136,16 +136,20 @@ impl GroupCommit {
 async fn writer(db: Db, metrics: Arc<Metrics>, mut queue: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let results = write(&db, &metrics, &mut batch).await;
-        match results {
+        // The work goes into the transaction; the replies wait here for its outcome.
+        let (work, replies): (Vec<_>, Vec<_>) = batch
+            .drain(..)
+            .map(|job| ((job.keys, job.work), job.reply))
+            .unzip();
+        match write(&db, &metrics, work).await {
             Ok(results) => {
-                for (job, result) in batch.drain(..).zip(results) {
-                    let _ = job.reply.send(result);
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
                 }
             }
             Err(e) => {
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
                 }
                 // The database just failed (gone, full): what queued while this batch waited on
                 // it is answered with the same failure now, not after a wait of its own. Else a
@@ -164,7 +168,7 @@ async fn writer(db: Db, metrics: Arc<Metrics>, mut queue: mpsc::Receiver<Job>) {
 async fn write(
     db: &Db,
     metrics: &Metrics,
-    batch: &mut [Job],
+    batch: Vec<(Arc<Keyring>, Work)>,
 ) -> Result<Vec<Result<Done, ApiError>>, ApiError> {
     Metrics::inc(&metrics.audit_batches);
     // Failures are counted per request by the callers (each request that failed closed), not
@@ -176,7 +180,7 @@ async fn write(
     // The grant each job reads through (the jobs themselves stay out of the awaits there).
     let uses = batch
         .iter()
-        .map(|job| match &job.work {
+        .map(|(_, work)| match work {
             Work::Entry {
                 grant_use: Some(g), ..
             } => Some((g.grant, g.refusal)),
@@ -184,19 +188,17 @@ async fn write(
         })
         .collect();
     let refusals = spend_uses(&mut tx, uses).await?;
+    // Every job of a batch carries the same audit key (it does not rotate); sign with the last.
+    let signer = batch.last().map(|(keys, _)| keys.clone());
     let mut results = Vec::with_capacity(batch.len());
-    for (job, refused) in batch.iter_mut().zip(refusals) {
-        let placeholder = Work::Entry {
-            entry: Entry::default(),
-            grant_use: None,
-        };
-        let result = match std::mem::replace(&mut job.work, placeholder) {
+    for ((keys, work), refused) in batch.into_iter().zip(refusals) {
+        let result = match work {
             Work::Entry { mut entry, .. } => {
                 if let Some(err) = &refused {
                     entry.outcome = Some(Outcome::Denied);
                     entry.reason = Some(err.code().to_owned());
                 }
-                let appended = appender.append(&job.keys, entry)?;
+                let appended = appender.append(&keys, entry)?;
                 match refused {
                     Some(err) => Err(err),
                     None => Ok(Done {
@@ -206,24 +208,17 @@ async fn write(
                 }
             }
             Work::Change(change) => match isolated(&mut tx, change).await? {
-                Ok((entry, answer)) => {
-                    let appended = match entry {
-                        Some(entry) => Some(appender.append(&job.keys, entry)?),
-                        None => None,
-                    };
-                    Ok(Done {
-                        appended,
-                        answer: Some(answer),
-                    })
-                }
+                Ok((entry, answer)) => Ok(Done {
+                    appended: entry.map(|e| appender.append(&keys, e)).transpose()?,
+                    answer: Some(answer),
+                }),
                 Err(err) => Err(err),
             },
         };
         results.push(result);
     }
-    // Every job of a batch carries the same audit key (it does not rotate); sign with the last.
-    if let Some(last) = batch.last() {
-        appender.finish(&mut tx, &last.keys).await?;
+    if let Some(keys) = signer {
+        appender.finish(&mut tx, &keys).await?;
     }
     super::commit(tx, metrics).await?;
     Ok(results)
@@ -232,23 +227,26 @@ async fn write(
 /// Runs a change inside a savepoint: its failure rolls back its own writes only. The outer
 /// error is the savepoint's own failure (the database is gone), which fails the batch.
 async fn isolated(tx: &mut Tx, change: ChangeFn) -> Result<Changed<Answer>, ApiError> {
-    let savepoint = |sql: &'static str| sqlx::query(sql);
-    savepoint("SAVEPOINT hoso_change")
+    savepoint(tx, "SAVEPOINT hoso_change").await?;
+    let result = change(tx).await;
+    savepoint(
+        tx,
+        if result.is_ok() {
+            "RELEASE SAVEPOINT hoso_change"
+        } else {
+            "ROLLBACK TO SAVEPOINT hoso_change"
+        },
+    )
+    .await?;
+    Ok(result)
+}
+
+async fn savepoint(tx: &mut Tx, statement: &'static str) -> Result<(), ApiError> {
+    sqlx::query(statement)
         .execute(&mut **tx)
         .await
-        .map_err(|e| {
-            ApiError::from(DbError::unavailable("audit log unavailable (savepoint)")(e))
-        })?;
-    let result = change(tx).await;
-    let end = if result.is_ok() {
-        "RELEASE SAVEPOINT hoso_change"
-    } else {
-        "ROLLBACK TO SAVEPOINT hoso_change"
-    };
-    savepoint(end).execute(&mut **tx).await.map_err(|e| {
-        ApiError::from(DbError::unavailable("audit log unavailable (savepoint)")(e))
-    })?;
-    Ok(result)
+        .map_err(DbError::unavailable("audit log unavailable (savepoint)"))?;
+    Ok(())
 }
 
 /// Spends one grant use for each job that reads through a grant, in the batch's transaction;

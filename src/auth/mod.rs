@@ -191,15 +191,16 @@ impl Caller {
 }
 
 /// Tokens whose signature this process has already checked, each by the SHA-256 of its whole
-/// text, with the token key that checked it. An officer's screen presents the same token on
+/// text, under the token key that checked them. An officer's screen presents the same token on
 /// every request, and the Ed25519 check was the largest cost of a copy after the database
 /// (7 % of the CPU of 200 KiB copies, `perf` on `scripts/bench`). Only the signature is
 /// remembered: algorithm, `iss`, `aud`, `exp`, `nbf` and the claims are checked on every
 /// request, and revocation is asked of the database every time. A different token key (a
-/// rotation) does not match, so its tokens are checked afresh.
+/// rotation) empties the memory, so every token is checked afresh.
 #[derive(Default)]
 pub struct VerifiedTokens {
-    seen: std::sync::Mutex<std::collections::HashMap<[u8; 32], Vec<u8>>>,
+    /// The token key the remembered tokens were checked with, and their digests.
+    seen: std::sync::Mutex<(Vec<u8>, std::collections::HashSet<[u8; 32]>)>,
 }
 
 impl VerifiedTokens {
@@ -214,16 +215,22 @@ impl VerifiedTokens {
     ) -> Result<Claims, ApiError> {
         let digest = crate::crypto::sha256(token.as_bytes());
         let key = keys.token.public_key();
-        let seen = |map: &std::collections::HashMap<[u8; 32], Vec<u8>>| {
-            map.get(&digest).is_some_and(|k| k.as_slice() == key)
-        };
-        let known = self.seen.lock().map(|m| seen(&m)).unwrap_or(false);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.0 != key {
+            *seen = (key.to_vec(), Default::default());
+        }
+        let known = seen.1.contains(&digest);
+        drop(seen);
         let claims = decode_with(keys, policy, token, !known)?;
-        if !known && let Ok(mut map) = self.seen.lock() {
-            if map.len() >= Self::MOST {
-                map.clear();
+        if !known {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.1.len() >= Self::MOST {
+                seen.1.clear();
             }
-            map.insert(digest, key.to_vec());
+            // Only if the key is still the one that checked it.
+            if seen.0 == key {
+                seen.1.insert(digest);
+            }
         }
         Ok(claims)
     }
