@@ -132,6 +132,40 @@ async fn concurrent_reads_never_spend_more_uses_than_the_grant_allows() {
     assert_eq!((ok, exhausted), (3, 7));
 }
 
+/// Reads arriving together spend their grants' uses in one transaction (a statement per round of
+/// uses): each read beyond a grant's uses is refused and logged, and a grant used up beside
+/// another still in force takes nothing from it.
+#[tokio::test]
+async fn reads_spent_together_refuse_and_log_exactly_the_reads_beyond_each_grant() {
+    let Setup { vault, a_cccd, .. } = setup().await;
+    let (two_id, two) = vault.grant(CITIZEN_A, &["cccd"], "officer.binh", 2).await;
+    let (five_id, five) = vault.grant(CITIZEN_A, &["cccd"], "officer.binh", 5).await;
+    let path = format!("/v1/documents/{a_cccd}/content");
+    let reads = (0..6)
+        .map(|_| vault.get(&path, &two))
+        .chain((0..4).map(|_| vault.get(&path, &five)));
+    let replies = futures_util::future::join_all(reads).await;
+    let ok = |r: &[Reply]| r.iter().filter(|r| r.status == StatusCode::OK).count();
+    assert_eq!(ok(&replies[..6]), 2, "the grant of two reads");
+    assert_eq!(ok(&replies[6..]), 4, "the grant of five, beside it");
+    for r in replies.iter().filter(|r| r.status != StatusCode::OK) {
+        r.expect_error(StatusCode::FORBIDDEN, "grant_exhausted");
+    }
+    assert_eq!(denials(&vault, "grant_exhausted").await, 4);
+    assert_eq!(
+        vault
+            .count(
+                "SELECT COUNT(*) FROM audit_entries WHERE action = 'document.content' \
+                 AND outcome = 'allowed'"
+            )
+            .await,
+        6
+    );
+    let uses = |id: &str| format!("SELECT uses FROM grants WHERE id = '{id}'");
+    assert_eq!(vault.count(&uses(&two_id)).await, 2);
+    assert_eq!(vault.count(&uses(&five_id)).await, 4);
+}
+
 #[tokio::test]
 async fn expired_and_revoked_grants_are_refused_and_logged() {
     let Setup { vault, a_cccd, .. } = setup().await;
