@@ -734,19 +734,83 @@ async fn main() {
         "AES-256-GCM open, 64 KiB segments, one core: aes-gcm {rust_crypto:.0} MB/s, ring {ring:.0} MB/s"
     );
 
+    // Timed on logs big enough that start-up does not count, at two sizes, so that the peak
+    // memory shows whether it grows with the log (it must not).
+    let target: i64 = std::env::var("HOSO_BENCH_VERIFY_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    for size in [target / 4, target] {
+        let entries = grow_log(&dir, size).await;
+        let (took, peak, said) = time_verify(&dir);
+        println!(
+            "hoso audit verify: {entries} entries in {took:.2} s = {:.0} entries/s, peak RSS {} MiB ({})",
+            entries as f64 / took,
+            peak / 1024,
+            said.trim()
+        );
+    }
+}
+
+/// Grows the vault's log to at least `target` entries of the shape a copy logs, through the
+/// vault's own log writer (hash chain, Merkle tree, checkpoints and all), many at once.
+async fn grow_log(dir: &Path, target: i64) -> i64 {
+    use hoso::audit::{Entry, Outcome};
+    let settings = hoso::config::Settings::embedded_in(dir);
+    let app = std::sync::Arc::new(hoso::app::App::open(settings, false).await.unwrap());
+    let mut last = 0;
+    while last < target {
+        let calls: Vec<_> = (0..2048)
+            .map(|i| {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let entry = Entry {
+                        actor: "bench.officer".into(),
+                        role: "officer".into(),
+                        office: "BENCH".into(),
+                        action: "document.content",
+                        outcome: Some(Outcome::Allowed),
+                        document_id: Some(uuid::Uuid::now_v7().to_string()),
+                        citizen_idx: Some(format!("{i:064x}")),
+                        grant_id: Some(uuid::Uuid::now_v7().to_string()),
+                        case_ref: Some("000.00.31.H40-261124-0042".into()),
+                        reason: None,
+                    };
+                    app.vault
+                        .log
+                        .record(app.vault.keys(), entry)
+                        .await
+                        .unwrap()
+                        .seq
+                })
+            })
+            .collect();
+        for call in calls {
+            last = last.max(call.await.unwrap());
+        }
+    }
+    last
+}
+
+/// Runs `hoso audit verify` and returns its wall time, its peak RSS (KiB, sampled from /proc
+/// while it runs) and what it printed.
+fn time_verify(dir: &Path) -> (f64, u64, String) {
     let started = Instant::now();
-    let out = hoso(&dir).args(["audit", "verify"]).output().unwrap();
+    let mut child = hoso(dir)
+        .args(["audit", "verify"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(rss_kib(child.id(), "VmHWM"));
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let took = started.elapsed().as_secs_f64();
-    let said = String::from_utf8_lossy(&out.stdout);
-    let entries: f64 = said
-        .split_whitespace()
-        .skip_while(|w| *w != "intact:")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0.0);
-    println!(
-        "hoso audit verify: {entries:.0} entries in {took:.2} s = {:.0} entries/s ({})",
-        entries / took,
-        said.trim()
-    );
+    let out = child.wait_with_output().unwrap();
+    (
+        took,
+        peak,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }

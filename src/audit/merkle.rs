@@ -16,15 +16,22 @@
 //! starts at a multiple of its own split size, so any of them is a right-folded list of complete
 //! subtrees ([`complete_subtrees`]).
 
-use crate::crypto::sha256;
+use crate::crypto::{Sha256, sha256};
 
 pub type Hash = [u8; 32];
 
 pub fn leaf_hash(data: &[u8]) -> Hash {
-    let mut buf = Vec::with_capacity(data.len() + 1);
-    buf.push(0x00);
-    buf.extend_from_slice(data);
-    sha256(&buf)
+    leaf_hash_of(&[data])
+}
+
+/// The leaf hash of the concatenation of `parts`.
+pub fn leaf_hash_of(parts: &[&[u8]]) -> Hash {
+    let mut hasher = Sha256::default();
+    hasher.update(&[0x00]);
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.finish()
 }
 
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {

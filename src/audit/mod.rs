@@ -40,7 +40,6 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 
 pub const CHECKPOINT_EVERY: i64 = 256;
-const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -75,12 +74,12 @@ pub struct Entry {
     pub reason: Option<String>,
 }
 
-fn field(out: &mut Vec<u8>, value: Option<&str>) {
+fn field(out: &mut Vec<u8>, value: Option<&[u8]>) {
     match value {
         Some(text) => {
             let len = u32::try_from(text.len()).expect("audit fields are short");
             out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(text.as_bytes());
+            out.extend_from_slice(text);
         }
         None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
     }
@@ -111,26 +110,42 @@ pub fn entry_leaf_data(e: &EntryRow) -> Result<Vec<u8>, &'static str> {
 }
 
 fn entry_message(e: &EntryRow) -> Result<Vec<u8>, &'static str> {
-    let mut prev = [0u8; 32];
-    hex::decode_to_slice(&e.prev_hash, &mut prev).map_err(|_| "prev_hash is not 32 hex bytes")?;
     let mut msg = Vec::with_capacity(256);
-    msg.extend_from_slice(b"hoso/audit/v1");
-    msg.extend_from_slice(&(e.seq as u64).to_be_bytes());
-    msg.extend_from_slice(&e.at.to_be_bytes());
-    for value in [&e.actor, &e.role, &e.office, &e.action, &e.outcome] {
-        field(&mut msg, Some(value));
-    }
-    for value in [
+    let required =
+        [&e.actor, &e.role, &e.office, &e.action, &e.outcome].map(|t| Some(t.as_bytes()));
+    let optional = [
         &e.document_id,
         &e.citizen_idx,
         &e.grant_id,
         &e.case_ref,
         &e.reason,
-    ] {
-        field(&mut msg, value.as_deref());
-    }
-    msg.extend_from_slice(&prev);
+    ]
+    .map(|t| t.as_deref().map(str::as_bytes));
+    let mut fields = [None; 10];
+    fields[..5].copy_from_slice(&required);
+    fields[5..].copy_from_slice(&optional);
+    let mut prev = [0u8; 32];
+    hex::decode_to_slice(&e.prev_hash, &mut prev).map_err(|_| "prev_hash is not 32 hex bytes")?;
+    chain_message(&mut msg, e.seq, e.at, &fields, &prev);
     Ok(msg)
+}
+
+/// Appends the chain message of the layout above to `out`: `fields` are `actor` to `reason`
+/// in that order.
+fn chain_message(
+    out: &mut Vec<u8>,
+    seq: i64,
+    at: i64,
+    fields: &[Option<&[u8]>; 10],
+    prev: &[u8; 32],
+) {
+    out.extend_from_slice(b"hoso/audit/v1");
+    out.extend_from_slice(&(seq as u64).to_be_bytes());
+    out.extend_from_slice(&at.to_be_bytes());
+    for value in fields {
+        field(out, *value);
+    }
+    out.extend_from_slice(prev);
 }
 
 fn head_message(seq: i64, hash: &str) -> Vec<u8> {
@@ -352,12 +367,13 @@ pub async fn verify_log(
     // One snapshot for every read: entries appended while the check runs are not half-seen
     // (a head read before them and a walk that finds them would cry tampering on any busy day).
     let mut snapshot = db.snapshot().await?;
-    let report = verify_in(&mut snapshot, keys, trusted).await;
+    let report = verify_in(db, &mut snapshot, keys, trusted).await;
     snapshot.rollback().await?;
     report
 }
 
 async fn verify_in(
+    db: &Db,
     snapshot: &mut crate::db::Tx,
     keys: &Keyring,
     trusted: &[checkpoints::Trusted],
@@ -366,9 +382,17 @@ async fn verify_in(
     let checkpoints = store::checkpoints(&mut **snapshot).await?;
     let head = store::head(&mut **snapshot).await?;
     let notes = db_notes(snapshot, public).await?;
+    let last = store::last_seq(&mut **snapshot).await?;
     let mut trusted: Vec<checkpoints::Trusted> = trusted.iter().cloned().chain(notes).collect();
     trusted.sort_by_key(|t| t.size);
-    let walk = match walk_chain(snapshot, keys.audit_chain_key(), &trusted).await? {
+    // The entries are read (up to the snapshot's last) while another core hashes them.
+    let (pages, received) = tokio::sync::mpsc::channel(4);
+    let chain_key = crate::crypto::HmacSha256::new(keys.audit_chain_key());
+    let sorted = trusted.clone();
+    let walking = tokio::task::spawn_blocking(move || walk_chain(received, &chain_key, &sorted));
+    let ((), walked) = tokio::join!(store::read_chain(db, last, pages), walking);
+    let walked = walked.map_err(|e| ApiError::Internal(format!("the log walk stopped: {e}")))?;
+    let walk = match walked? {
         Ok(walk) => walk,
         Err(bad) => return Ok(bad),
     };
@@ -399,7 +423,7 @@ async fn verify_in(
     Ok(Report {
         ok: true,
         entries: walk.entries,
-        head: walk.last_hash,
+        head: walk.last_hash(),
         first_bad_seq: None,
         problem: None,
     })
@@ -438,7 +462,8 @@ async fn db_notes(
 /// What a walk of an unbroken chain found.
 struct Walk {
     entries: i64,
-    last_hash: String,
+    /// The last entry's hash (all zero before the first).
+    last: merkle::Hash,
     /// The Merkle root of the entries walked.
     root: merkle::Hash,
     /// The hash at every seq a checkpoint is due at.
@@ -446,41 +471,45 @@ struct Walk {
 }
 
 impl Walk {
+    fn last_hash(&self) -> String {
+        hex::encode(self.last)
+    }
+
     fn bad(&self, seq: i64, problem: String) -> Report {
         Report {
             ok: false,
             entries: self.entries,
-            head: self.last_hash.clone(),
+            head: self.last_hash(),
             first_bad_seq: Some(seq),
             problem: Some(problem),
         }
     }
 }
 
-/// Reads the entries a page at a time in `seq` order, checking that each follows the previous
+/// Takes the entries a page at a time in `seq` order, checking that each follows the previous
 /// one and hashes to what it says.
 /// The tree is built as the entries stream past ([`merkle::CompactRange`], O(log n) hashes), and
 /// its root is compared with each trusted checkpoint (sorted by size) as the walk reaches it.
-async fn walk_chain(
-    snapshot: &mut crate::db::Tx,
-    chain_key: &[u8],
+/// Runs on a blocking thread: it is all hashing.
+fn walk_chain(
+    mut pages: tokio::sync::mpsc::Receiver<Result<store::ChainPage, DbError>>,
+    chain_key: &crate::crypto::HmacSha256,
     trusted: &[checkpoints::Trusted],
 ) -> Result<Result<Walk, Report>, ApiError> {
     let mut walk = Walk {
         entries: 0,
-        last_hash: ZERO_HASH.to_owned(),
+        last: [0; 32],
         root: merkle::empty_root(),
         at_checkpoints: std::collections::HashMap::new(),
     };
     let mut tree = merkle::CompactRange::default();
     let mut pending = trusted.iter().peekable();
-    loop {
-        let page = store::page(&mut **snapshot, walk.entries, 1000).await?;
-        if page.is_empty() {
-            walk.root = tree.root();
-            return Ok(Ok(walk));
-        }
-        for e in page {
+    let mut message = Vec::with_capacity(512);
+    // The last entry's hash as stored (hex), and this entry's, computed.
+    let mut last_hex = [b'0'; 64];
+    let (mut computed, mut hash) = ([0u8; 64], [0u8; 32]);
+    while let Some(page) = pages.blocking_recv() {
+        for e in page?.entries() {
             let expected_seq = walk.entries + 1;
             let problem = if e.seq != expected_seq {
                 Some((
@@ -490,23 +519,26 @@ async fn walk_chain(
                         e.seq
                     ),
                 ))
-            } else if e.prev_hash != walk.last_hash {
+            } else if e.prev_hash != last_hex {
                 Some((e.seq, "does not follow the previous entry".to_owned()))
-            } else if entry_hash(chain_key, &e).ok().as_deref() != Some(e.hash.as_str()) {
-                Some((e.seq, "content was altered".to_owned()))
             } else {
-                None
+                // prev_hash is the previous entry's hash, checked: its bytes are `walk.last`.
+                message.clear();
+                chain_message(&mut message, e.seq, e.at, &e.fields, &walk.last);
+                hash = chain_key.sign(&[&message]);
+                hex::encode_to_slice(hash, &mut computed).expect("64 hex digits");
+                (e.hash != computed).then(|| (e.seq, "content was altered".to_owned()))
             };
             if let Some((seq, problem)) = problem {
                 return Ok(Err(walk.bad(seq, problem)));
             }
+            // The stored hash is the computed one, so the leaf takes the computed bytes.
+            tree.push(merkle::leaf_hash_of(&[&message, &hash]));
+            walk.last = hash;
+            last_hex = computed;
             if e.seq % CHECKPOINT_EVERY == 0 {
-                walk.at_checkpoints.insert(e.seq, e.hash.clone());
+                walk.at_checkpoints.insert(e.seq, walk.last_hash());
             }
-            let leaf = entry_leaf(&e)
-                .map_err(|err| ApiError::Internal(format!("audit entry {}: {err}", e.seq)))?;
-            tree.push(leaf);
-            walk.last_hash = e.hash;
             walk.entries = e.seq;
             while let Some(t) = pending.next_if(|t| t.size <= tree.size()) {
                 if t.size == tree.size() && t.root != tree.root() {
@@ -522,6 +554,8 @@ async fn walk_chain(
             }
         }
     }
+    walk.root = tree.root();
+    Ok(Ok(walk))
 }
 
 /// Every stored checkpoint must be signed and match the chain at its seq.
@@ -554,7 +588,7 @@ fn check_head(public: &[u8], head: &Head, walk: &Walk) -> Result<(), Report> {
     if head.seq != 0 && !head_signature_valid(public, head) {
         return Err(walk.bad(head.seq, "head signature is invalid".into()));
     }
-    if head.seq != walk.entries || head.hash != walk.last_hash {
+    if head.seq != walk.entries || head.hash != walk.last_hash() {
         let first = (head.seq.min(walk.entries) + 1).max(1);
         return Err(walk.bad(
             first,

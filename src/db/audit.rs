@@ -185,6 +185,196 @@ where
     rows.iter().map(from_row).collect()
 }
 
+/// The highest `seq` in the log (0 when it is empty).
+pub async fn last_seq<'e, E>(executor: E) -> Result<i64, DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS n FROM audit_entries")
+        .fetch_one(executor)
+        .await
+        .map_err(db_err("read the log's last seq"))?;
+    col(&row, "n")
+}
+
+/// Entries as the chain walk reads them: a page of rows whose text columns sit in one buffer,
+/// so walking millions of entries allocates per page, not per row or per column.
+#[derive(Default)]
+pub struct ChainPage {
+    text: Vec<u8>,
+    rows: Vec<ChainRow>,
+}
+
+/// Ranges in [`ChainPage::text`] of one row's text columns, `actor` to `hash` in [`COLUMNS`]
+/// order; `None` is NULL.
+struct ChainRow {
+    seq: i64,
+    at: i64,
+    texts: [Option<(u32, u32)>; CHAIN_TEXTS],
+}
+
+/// `actor, role, office, action, outcome, document_id, citizen_idx, grant_id, case_ref, reason,
+/// prev_hash, hash`.
+const CHAIN_TEXTS: usize = 12;
+
+/// One entry of a [`ChainPage`], borrowed.
+pub struct ChainEntry<'a> {
+    pub seq: i64,
+    pub at: i64,
+    /// `actor` to `reason`, in the chain message's order; `None` is NULL.
+    pub fields: [Option<&'a [u8]>; 10],
+    pub prev_hash: &'a [u8],
+    pub hash: &'a [u8],
+}
+
+impl ChainPage {
+    const ROWS: usize = 4096;
+
+    fn push<'a>(&mut self, seq: i64, at: i64, texts: impl Iterator<Item = Option<&'a [u8]>>) {
+        let mut ranges = [None; CHAIN_TEXTS];
+        for (range, text) in ranges.iter_mut().zip(texts) {
+            *range = text.map(|t| {
+                let start = self.text.len() as u32;
+                self.text.extend_from_slice(t);
+                (start, self.text.len() as u32)
+            });
+        }
+        self.rows.push(ChainRow {
+            seq,
+            at,
+            texts: ranges,
+        });
+    }
+
+    fn is_full(&self) -> bool {
+        self.rows.len() >= Self::ROWS
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = ChainEntry<'_>> {
+        self.rows.iter().map(|row| {
+            let text = |i: usize| row.texts[i].map(|(a, b)| &self.text[a as usize..b as usize]);
+            ChainEntry {
+                seq: row.seq,
+                at: row.at,
+                fields: std::array::from_fn(text),
+                prev_hash: text(10).unwrap_or_default(),
+                hash: text(11).unwrap_or_default(),
+            }
+        })
+    }
+}
+
+/// Sends the entries with `seq <= upto`, in `seq` order, a page at a time, until they end or
+/// `out` is dropped. A failure is sent as the last item.
+///
+/// On SQLite the rows are read on a blocking thread straight from the file (rusqlite, the same
+/// SQLite library as sqlx; see Cargo.toml for why), so that reading and hashing run on two cores;
+/// on PostgreSQL through the pool. Each page is read after the caller's snapshot was taken, which
+/// holds every entry up to `upto`: entries are never legitimately changed, so a later read sees
+/// the same ones, and any that differ were changed by someone.
+pub async fn read_chain(
+    db: &super::Db,
+    upto: i64,
+    out: tokio::sync::mpsc::Sender<Result<ChainPage, DbError>>,
+) {
+    if let Some(file) = db.sqlite_file() {
+        let file = file.to_owned();
+        let failed = out.clone();
+        let read = tokio::task::spawn_blocking(move || read_chain_sqlite(&file, upto, &out)).await;
+        if let Ok(Err(err)) = read {
+            let _ = failed.send(Err(err)).await;
+        }
+        return;
+    }
+    let mut after = 0;
+    while after < upto {
+        let rows = match page(&db.pool, after, ChainPage::ROWS as i64).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                let _ = out.send(Err(err)).await;
+                return;
+            }
+        };
+        let mut chain = ChainPage::default();
+        for e in rows.iter().take_while(|e| e.seq <= upto) {
+            let texts = [&e.actor, &e.role, &e.office, &e.action, &e.outcome]
+                .into_iter()
+                .map(|t| Some(t.as_bytes()))
+                .chain(
+                    [
+                        &e.document_id,
+                        &e.citizen_idx,
+                        &e.grant_id,
+                        &e.case_ref,
+                        &e.reason,
+                    ]
+                    .into_iter()
+                    .map(|t| t.as_deref().map(str::as_bytes)),
+                )
+                .chain([Some(e.prev_hash.as_bytes()), Some(e.hash.as_bytes())]);
+            chain.push(e.seq, e.at, texts);
+        }
+        let Some(last) = rows.last() else { return };
+        after = last.seq;
+        if out.send(Ok(chain)).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn read_chain_sqlite(
+    file: &std::path::Path,
+    upto: i64,
+    out: &tokio::sync::mpsc::Sender<Result<ChainPage, DbError>>,
+) -> Result<(), DbError> {
+    use rusqlite::types::ValueRef;
+    let failed = |e: rusqlite::Error| DbError::Failed {
+        context: "read the audit log",
+        source: sqlx::Error::Io(std::io::Error::other(e)),
+    };
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = rusqlite::Connection::open_with_flags(file, flags).map_err(failed)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(failed)?;
+    // One statement is one read snapshot from its first step to its last.
+    let mut statement = conn
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM audit_entries WHERE seq <= ?1 ORDER BY seq"
+        ))
+        .map_err(failed)?;
+    let mut rows = statement.query([upto]).map_err(failed)?;
+    let mut chain = ChainPage::default();
+    let integer = |v: ValueRef<'_>| match v {
+        ValueRef::Integer(n) => Ok(n),
+        other => Err(DbError::Corrupt(format!(
+            "an audit entry's seq or time is {:?}",
+            other.data_type()
+        ))),
+    };
+    while let Some(row) = rows.next().map_err(failed)? {
+        let seq = integer(row.get_ref(0).map_err(failed)?)?;
+        let at = integer(row.get_ref(1).map_err(failed)?)?;
+        let mut texts = [None; CHAIN_TEXTS];
+        for (i, text) in texts.iter_mut().enumerate() {
+            *text = match row.get_ref(i + 2).map_err(failed)? {
+                ValueRef::Null => None,
+                ValueRef::Text(t) | ValueRef::Blob(t) => Some(t),
+                // A number where text belongs hashes as no text at all: the entry fails to verify.
+                _ => Some(&b""[..]),
+            };
+        }
+        chain.push(seq, at, texts.into_iter());
+        if chain.is_full() && out.blocking_send(Ok(std::mem::take(&mut chain))).is_err() {
+            return Ok(());
+        }
+    }
+    if !chain.rows.is_empty() {
+        let _ = out.blocking_send(Ok(chain));
+    }
+    Ok(())
+}
+
 /// Filters of an audit query; `None` means "any".
 #[derive(Debug, Default)]
 pub struct Filter {

@@ -286,6 +286,11 @@ impl Db {
         })
     }
 
+    /// The SQLite database file (`None` for PostgreSQL).
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
+    }
+
     /// Bytes free to this process on the filesystem holding the SQLite file (`None` for
     /// PostgreSQL, or when it cannot be told).
     pub fn free_bytes(&self) -> Option<u64> {
