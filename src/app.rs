@@ -121,9 +121,9 @@ impl App {
                 max_upload_bytes: settings.max_upload_bytes,
             },
             metrics,
-            read_memory: Arc::new(tokio::sync::Semaphore::new(
-                usize::try_from(settings.read_memory_bytes).unwrap_or(usize::MAX >> 4),
-            )),
+            copy_buffers: crate::records::copy_buffers::CopyBuffers::new(
+                settings.read_memory_bytes,
+            ),
             refusals: crate::records::RefusalLimiter::new(settings.refusals_per_minute),
             console_url: settings.console_url(),
             checkpoints: crate::audit::checkpoints::CheckpointPolicy {

@@ -270,19 +270,16 @@ impl BlobStore {
         }
     }
 
-    /// An object's bytes in one buffer the caller owns (a copy opened in place, up to a few
-    /// MiB). A local file is read straight into it on a blocking thread, in one pass.
-    ///
-    /// The buffer is allocated here, on the caller's (runtime) thread, with room for `expected`
-    /// bytes: glibc gives every thread that allocates an arena of its own, and megabyte buffers
-    /// made and freed on the many blocking threads left that many arenas holding freed memory
-    /// (with `main`'s bound on arenas, see there).
-    pub async fn read_all(&self, key: &str, expected: usize) -> Result<Vec<u8>, BlobError> {
+    /// An object's bytes, read into `buffer` (emptied first; a copy opened in place, up to a
+    /// few MiB, in a buffer kept from copy to copy: `records::copy_buffers`). A local file is
+    /// read straight into it on a blocking thread, in one pass. The caller sizes the buffer: it
+    /// grows only if the object is longer than expected.
+    pub async fn read_all(&self, key: &str, mut buffer: Vec<u8>) -> Result<Vec<u8>, BlobError> {
+        buffer.clear();
         if let Some(root) = &self.local_root {
             // The key is ours (`bodies/…`), never user input; object_store's layout is root/key.
             let path = root.join(key);
             let owned = key.to_owned();
-            let mut buffer = Vec::with_capacity(expected);
             return tokio::task::spawn_blocking(move || {
                 std::io::Read::read_to_end(&mut std::fs::File::open(&path)?, &mut buffer)?;
                 Ok::<_, std::io::Error>(buffer)
@@ -294,19 +291,18 @@ impl BlobStore {
                 _ => BlobError::failed("object store read", e),
             });
         }
-        // S3: the chunks go straight into the one buffer, sized once.
-        self.collect(key, expected).await
+        // S3: the chunks go straight into the one buffer.
+        self.collect(key, buffer).await
     }
 
     /// A small object's bytes, whole (audit checkpoints).
     pub async fn get_all(&self, key: &str) -> Result<Bytes, BlobError> {
-        Ok(Bytes::from(self.collect(key, 0).await?))
+        Ok(Bytes::from(self.collect(key, Vec::new()).await?))
     }
 
-    /// An object's chunks gathered into one buffer with room for `expected` bytes.
-    async fn collect(&self, key: &str, expected: usize) -> Result<Vec<u8>, BlobError> {
+    /// An object's chunks appended to `out`.
+    async fn collect(&self, key: &str, mut out: Vec<u8>) -> Result<Vec<u8>, BlobError> {
         let mut stream = self.get(key).await?;
-        let mut out = Vec::with_capacity(expected);
         while let Some(chunk) = stream.next().await {
             out.extend_from_slice(&chunk?);
         }

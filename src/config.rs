@@ -222,13 +222,13 @@ pub struct Settings {
     )]
     pub s3_retry_timeout_seconds: u64,
 
-    /// Decrypted copies (each up to 8 MiB) held in memory at once, in bytes; beyond it a copy
-    /// streams in flat memory (it is then read twice from storage). Bounds the server's memory
-    /// under many concurrent reads.
+    /// Decrypted copies (each up to 8 MiB) held in memory, in bytes, their buffers kept for the
+    /// next copies within the same bound; beyond it a copy streams in flat memory (it is then
+    /// read twice from storage). Bounds the server's memory under many concurrent reads.
     #[arg(
         long,
         env = "HOSO_READ_MEMORY_BYTES",
-        default_value_t = 48 * MIB,
+        default_value_t = 40 * MIB,
         global = true
     )]
     pub read_memory_bytes: u64,
@@ -372,7 +372,7 @@ impl Settings {
             s3_connect_timeout_seconds: 1,
             s3_retries: 2,
             s3_retry_timeout_seconds: 2,
-            read_memory_bytes: 48 * MIB,
+            read_memory_bytes: 40 * MIB,
             header_read_timeout_seconds: 10,
             idle_timeout_seconds: 60,
             max_connections: 512,

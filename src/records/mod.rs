@@ -8,6 +8,8 @@ mod access;
 pub mod auditing;
 /// Snapshot and restore of the embedded default.
 pub mod backup;
+/// The buffers copies are decrypted in, kept for the next copy.
+pub mod copy_buffers;
 /// A stored document opened for its reader: data key, personal fields, attestation.
 mod document;
 /// Sharing a citizen's documents for one dossier.

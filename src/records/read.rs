@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 
 /// Bodies up to this size are decrypted once, into memory, and sent, while the vault's budget
-/// for copies in memory ([`Vault::read_memory`]) has room; larger ones, and any beyond the
+/// for copies in memory ([`Vault::copy_buffers`]) has room; larger ones, and any beyond the
 /// budget, are authenticated in a first pass and decrypted again while streaming, so memory
 /// stays flat. Either way not one byte is sent before every segment has authenticated.
 const IN_MEMORY_LIMIT: i64 = 8 * 1024 * 1024;
@@ -320,19 +320,6 @@ fn sealed_len_bound(plaintext: i64) -> usize {
     HEADER_LEN + n + TAG_LEN * (n / SEGMENT_LEN + 2) + 1
 }
 
-/// A decrypted copy held in memory, counted against [`Vault::read_memory`] while it lives.
-struct Budgeted {
-    /// The stored object, decrypted in place (headers and tags between the plaintext slices).
-    plaintext: Vec<u8>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl AsRef<[u8]> for Budgeted {
-    fn as_ref(&self) -> &[u8] {
-        &self.plaintext
-    }
-}
-
 /// Authenticates the whole body before returning anything that could reach the client.
 async fn open_body(
     vault: &Vault,
@@ -340,27 +327,18 @@ async fn open_body(
 ) -> Result<BoxStream<'static, Result<Bytes, ApiError>>, ApiError> {
     // Pass 1: authenticate every segment, and keep the plaintext if it is small and the
     // memory budget for copies in flight has room for it (else it streams, in flat memory).
-    let permit = u32::try_from(doc.size_bytes)
-        .ok()
-        .filter(|_| doc.size_bytes <= IN_MEMORY_LIMIT)
-        .and_then(|n| {
-            vault
-                .read_memory
-                .clone()
-                .try_acquire_many_owned(n.max(1))
-                .ok()
-        });
-    if let Some(permit) = permit {
+    let buffer = (doc.size_bytes <= IN_MEMORY_LIMIT)
+        .then(|| vault.copy_buffers.take(sealed_len_bound(doc.size_bytes)))
+        .flatten();
+    if let Some(mut buffer) = buffer {
         // Read once into one buffer, every segment authenticated and decrypted in place, then
         // sent as slices of that buffer: no copy of the plaintext is made.
-        let mut sealed = vault
-            .blobs
-            .read_all(&doc.object_key, sealed_len_bound(doc.size_bytes))
-            .await?;
+        let bytes = std::mem::take(&mut buffer.bytes);
+        buffer.bytes = vault.blobs.read_all(&doc.object_key, bytes).await?;
         let ranges = crate::crypto::envelope::open_in_place(
             &data_key(vault, doc)?,
             &super::binding(doc)?,
-            &mut sealed,
+            &mut buffer.bytes,
         )
         .map_err(|e| ApiError::Integrity(format!("document {}: {e}", doc.id)))?;
         if ranges.iter().map(|r| r.len()).sum::<usize>() as i64 != doc.size_bytes {
@@ -369,11 +347,8 @@ async fn open_body(
                 doc.id
             )));
         }
-        // The budget is given back when the bytes are freed, after they have been sent.
-        let owner = Bytes::from_owner(Budgeted {
-            plaintext: sealed,
-            _permit: permit,
-        });
+        // The buffer goes back to be kept when the bytes are dropped, after they were sent.
+        let owner = Bytes::from_owner(buffer);
         let pieces: Vec<Result<Bytes, ApiError>> =
             ranges.into_iter().map(|r| Ok(owner.slice(r))).collect();
         return Ok(futures_util::stream::iter(pieces).boxed());

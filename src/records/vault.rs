@@ -29,9 +29,9 @@ pub struct Vault {
     pub metrics: Arc<Metrics>,
     /// The process's group-committed log writer (reads, listings, refusals).
     pub log: crate::audit::group::GroupCommit,
-    /// Bytes of decrypted copies that may be held in memory at once (`HOSO_READ_MEMORY_BYTES`);
-    /// a copy that does not fit streams instead.
-    pub read_memory: Arc<tokio::sync::Semaphore>,
+    /// The buffers copies are decrypted in, within `HOSO_READ_MEMORY_BYTES` in all; a copy
+    /// that does not fit streams instead.
+    pub copy_buffers: Arc<super::copy_buffers::CopyBuffers>,
     /// Each actor's refusals this minute (see [`super::access::refuse`]).
     pub refusals: super::RefusalLimiter,
     /// The audit log's name and how often it is checkpointed.
