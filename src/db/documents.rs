@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use super::{DbError, Tx, col, db_err, parse_col};
+use super::{Columns, DbError, Tx, col, db_err, parse_col};
 use crate::domain::{DocStatus, DocType};
 
 /// One stored document, as the database holds it (personal fields still sealed).
@@ -34,7 +34,7 @@ pub struct DocumentRow {
     pub status_changed_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, citizen_idx, doc_type, status, content_type, size_bytes, sha256, \
+pub(super) const COLUMNS: &str = "id, citizen_idx, doc_type, status, content_type, size_bytes, sha256, \
     object_key, format_version, wrapped_key, kek_version, sealed_fields, \
     verified_against_original, intake_by, intake_office, intake_at, verified_by, \
     verified_office, verified_at, attestation, supersedes, status_changed_by, status_changed_at";
@@ -44,32 +44,38 @@ fn parse_uuid(text: &str) -> Result<Uuid, DbError> {
 }
 
 fn from_row(row: &AnyRow) -> Result<DocumentRow, DbError> {
+    from_columns(&Columns::new(row, 0))
+}
+
+/// The row from `c` (its columns from `COLUMNS`, wherever they start in a joined query).
+pub(super) fn from_columns(c: &Columns<'_>) -> Result<DocumentRow, DbError> {
     Ok(DocumentRow {
-        id: parse_uuid(&col::<String>(row, "id")?)?,
-        citizen_idx: col(row, "citizen_idx")?,
-        doc_type: parse_col(&col::<String>(row, "doc_type")?)?,
-        status: parse_col(&col::<String>(row, "status")?)?,
-        content_type: col(row, "content_type")?,
-        size_bytes: col(row, "size_bytes")?,
-        sha256: col(row, "sha256")?,
-        object_key: col(row, "object_key")?,
-        format_version: col(row, "format_version")?,
-        wrapped_key: col(row, "wrapped_key")?,
-        kek_version: col(row, "kek_version")?,
-        sealed_fields: col(row, "sealed_fields")?,
-        verified_against_original: col::<i64>(row, "verified_against_original")? != 0,
-        intake_by: col(row, "intake_by")?,
-        intake_office: col(row, "intake_office")?,
-        intake_at: col(row, "intake_at")?,
-        verified_by: col(row, "verified_by")?,
-        verified_office: col(row, "verified_office")?,
-        verified_at: col(row, "verified_at")?,
-        attestation: col(row, "attestation")?,
-        supersedes: col::<Option<String>>(row, "supersedes")?
+        id: parse_uuid(&c.get::<String>("id")?)?,
+        citizen_idx: c.get("citizen_idx")?,
+        doc_type: parse_col(&c.get::<String>("doc_type")?)?,
+        status: parse_col(&c.get::<String>("status")?)?,
+        content_type: c.get("content_type")?,
+        size_bytes: c.get("size_bytes")?,
+        sha256: c.get("sha256")?,
+        object_key: c.get("object_key")?,
+        format_version: c.get("format_version")?,
+        wrapped_key: c.get("wrapped_key")?,
+        kek_version: c.get("kek_version")?,
+        sealed_fields: c.get("sealed_fields")?,
+        verified_against_original: c.get::<i64>("verified_against_original")? != 0,
+        intake_by: c.get("intake_by")?,
+        intake_office: c.get("intake_office")?,
+        intake_at: c.get("intake_at")?,
+        verified_by: c.get("verified_by")?,
+        verified_office: c.get("verified_office")?,
+        verified_at: c.get("verified_at")?,
+        attestation: c.get("attestation")?,
+        supersedes: c
+            .get::<Option<String>>("supersedes")?
             .map(|s| parse_uuid(&s))
             .transpose()?,
-        status_changed_by: col(row, "status_changed_by")?,
-        status_changed_at: col(row, "status_changed_at")?,
+        status_changed_by: c.get("status_changed_by")?,
+        status_changed_at: c.get("status_changed_at")?,
     })
 }
 

@@ -3,7 +3,8 @@
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use super::{DbError, Tx, col, db_err};
+use super::documents::DocumentRow;
+use super::{Columns, DbError, Tx, col, db_err};
 use crate::domain::DocType;
 
 #[derive(Clone, Debug)]
@@ -29,26 +30,31 @@ const COLUMNS: &str = "id, citizen_idx, doc_types, case_ref, purpose, grantee, g
     created_by, office, created_at, expires_at, max_uses, uses, revoked_at";
 
 fn from_row(row: &AnyRow) -> Result<GrantRow, DbError> {
-    let types: String = col(row, "doc_types")?;
+    from_columns(&Columns::new(row, 0))
+}
+
+/// The row from `c` (its columns from `COLUMNS`, wherever they start in a joined query).
+pub(super) fn from_columns(c: &Columns<'_>) -> Result<GrantRow, DbError> {
+    let types: String = c.get("doc_types")?;
     Ok(GrantRow {
-        id: Uuid::parse_str(&col::<String>(row, "id")?)
+        id: Uuid::parse_str(&c.get::<String>("id")?)
             .map_err(|e| DbError::Corrupt(format!("stored grant id: {e}")))?,
-        citizen_idx: col(row, "citizen_idx")?,
+        citizen_idx: c.get("citizen_idx")?,
         doc_types: types
             .split(',')
             .map(super::parse_col)
             .collect::<Result<_, _>>()?,
-        case_ref: col(row, "case_ref")?,
-        purpose: col(row, "purpose")?,
-        grantee: col(row, "grantee")?,
-        grantee_office: col(row, "grantee_office")?,
-        created_by: col(row, "created_by")?,
-        office: col(row, "office")?,
-        created_at: col(row, "created_at")?,
-        expires_at: col(row, "expires_at")?,
-        max_uses: col(row, "max_uses")?,
-        uses: col(row, "uses")?,
-        revoked_at: col(row, "revoked_at")?,
+        case_ref: c.get("case_ref")?,
+        purpose: c.get("purpose")?,
+        grantee: c.get("grantee")?,
+        grantee_office: c.get("grantee_office")?,
+        created_by: c.get("created_by")?,
+        office: c.get("office")?,
+        created_at: c.get("created_at")?,
+        expires_at: c.get("expires_at")?,
+        max_uses: c.get("max_uses")?,
+        uses: c.get("uses")?,
+        revoked_at: c.get("revoked_at")?,
     })
 }
 
@@ -87,6 +93,48 @@ where
         .await
         .map_err(db_err("get grant"))?;
     row.as_ref().map(from_row).transpose()
+}
+
+/// A grant and, in the same statement, a document: an officer's read looks both up in one
+/// round trip, not two. `None` when the grant is gone; the document is `None` when there is no
+/// such document.
+pub async fn get_with_document<'e, E>(
+    executor: E,
+    grant: Uuid,
+    document: Uuid,
+) -> Result<Option<(GrantRow, Option<DocumentRow>)>, DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let each = |table: &str, columns: &str| {
+            columns
+                .split(", ")
+                .map(|c| format!("{table}.{c} AS {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "SELECT {}, {} FROM grants g LEFT JOIN documents d ON d.id = $1 WHERE g.id = $2",
+            each("g", COLUMNS),
+            each("d", super::documents::COLUMNS)
+        )
+    });
+    let row = sqlx::query(&SQL)
+        .bind(document.to_string())
+        .bind(grant.to_string())
+        .fetch_optional(executor)
+        .await
+        .map_err(db_err("get grant and document"))?;
+    let Some(row) = row else { return Ok(None) };
+    let grant = from_row(&row)?;
+    // The document's columns follow the grant's.
+    let columns = Columns::new(&row, COLUMNS.split(", ").count());
+    let document = match columns.get::<Option<String>>("id")? {
+        Some(_) => Some(super::documents::from_columns(&columns)?),
+        None => None,
+    };
+    Ok(Some((grant, document)))
 }
 
 /// A citizen's grants, newest first (at most `limit`).

@@ -475,6 +475,33 @@ where
         .map_err(|e| DbError::Corrupt(format!("column {name}: {e}")))
 }
 
+/// A row's columns by name, from index `at` on: a joined query holds one table's columns after
+/// another's, and both tables have an `id`.
+pub struct Columns<'r> {
+    row: &'r sqlx::any::AnyRow,
+    at: usize,
+}
+
+impl<'r> Columns<'r> {
+    pub fn new(row: &'r sqlx::any::AnyRow, at: usize) -> Self {
+        Self { row, at }
+    }
+
+    pub fn get<T>(&self, name: &str) -> Result<T, DbError>
+    where
+        T: for<'v> sqlx::Decode<'v, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        use sqlx::{Column, Row};
+        let index = self.row.columns()[self.at.min(self.row.len())..]
+            .iter()
+            .position(|c| c.name() == name)
+            .ok_or_else(|| DbError::Corrupt(format!("column {name} is missing")))?;
+        self.row
+            .try_get::<T, _>(self.at + index)
+            .map_err(|e| DbError::Corrupt(format!("column {name}: {e}")))
+    }
+}
+
 /// Parses a stored enum, treating an unknown value as corruption.
 pub fn parse_col<T: FromStr>(text: &str) -> Result<T, DbError> {
     text.parse()

@@ -27,12 +27,24 @@ const IN_MEMORY_LIMIT: i64 = 8 * 1024 * 1024;
 /// The grant behind an officer's token, if it is still in force. The entry `e` gains the
 /// grant's dossier and office as soon as the grant is found, so a refusal is logged with them.
 async fn live_grant(vault: &Vault, caller: &Caller, e: &mut Entry) -> Result<GrantRow, ApiError> {
-    let grant_id = caller.grant.ok_or_else(|| {
-        ApiError::Forbidden("officers read documents only through a grant".into())
-    })?;
-    let grant = grant_store::get(&vault.db.pool, grant_id)
-        .await?
-        .ok_or(ApiError::GrantRevoked)?;
+    let grant = grant_store::get(&vault.db.pool, token_grant(caller)?).await?;
+    grant_in_force(grant, caller, e)
+}
+
+/// The grant an officer's token was issued for.
+fn token_grant(caller: &Caller) -> Result<Uuid, ApiError> {
+    caller
+        .grant
+        .ok_or_else(|| ApiError::Forbidden("officers read documents only through a grant".into()))
+}
+
+/// The checks of [`live_grant`] on a grant row already read (`None`: it is gone).
+fn grant_in_force(
+    grant: Option<GrantRow>,
+    caller: &Caller,
+    e: &mut Entry,
+) -> Result<GrantRow, ApiError> {
+    let grant = grant.ok_or(ApiError::GrantRevoked)?;
     e.case_ref = Some(grant.case_ref.clone());
     e.office = grant.grantee_office.clone();
     e.citizen_idx
@@ -92,15 +104,20 @@ async fn scoped_document(
         &[Role::Clerk, Role::Officer, Role::Citizen],
     )
     .await?;
-    let grant = if caller.role == Role::Officer {
-        match live_grant(vault, caller, e).await {
-            Ok(g) => Some(g),
+    // An officer's grant and the document are read in one statement.
+    let (grant, doc) = if caller.role == Role::Officer {
+        let both = match token_grant(caller) {
+            Ok(grant_id) => grant_store::get_with_document(&vault.db.pool, grant_id, id).await?,
+            Err(err) => return Err(refuse(vault, e.clone(), err).await),
+        };
+        let (grant, doc) = both.map_or((None, None), |(g, d)| (Some(g), d));
+        match grant_in_force(grant, caller, e) {
+            Ok(g) => (Some(g), doc),
             Err(err) => return Err(refuse(vault, e.clone(), err).await),
         }
     } else {
-        None
+        (None, documents::get(&vault.db.pool, id).await?)
     };
-    let doc = documents::get(&vault.db.pool, id).await?;
     let visible = match (&doc, caller.role) {
         (None, _) => false,
         (Some(_), Role::Clerk) => true,
