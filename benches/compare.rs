@@ -741,8 +741,15 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     for size in [target / 4, target] {
-        let entries = grow_log(&dir, size).await;
+        grow_log(&dir, size).await;
         let (took, peak, said) = time_verify(&dir);
+        // What verify itself says it walked.
+        let entries: i64 = said
+            .split_whitespace()
+            .skip_while(|w| *w != "intact:")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         println!(
             "hoso audit verify: {entries} entries in {took:.2} s = {:.0} entries/s, peak RSS {} MiB ({})",
             entries as f64 / took,
@@ -754,9 +761,16 @@ async fn main() {
 
 /// Grows the vault's log to at least `target` entries of the shape a copy logs, through the
 /// vault's own log writer (hash chain, Merkle tree, checkpoints and all), many at once.
-async fn grow_log(dir: &Path, target: i64) -> i64 {
+async fn grow_log(dir: &Path, target: i64) {
     use hoso::audit::{Entry, Outcome};
-    let settings = hoso::config::Settings::embedded_in(dir);
+    // The backends `hoso serve` ran on (it inherits the same variables).
+    let mut settings = hoso::config::Settings::embedded_in(dir);
+    if let Ok(url) = std::env::var("HOSO_DATABASE_URL") {
+        settings.database_url = url.parse().expect("HOSO_DATABASE_URL");
+    }
+    if let Ok(url) = std::env::var("HOSO_STORAGE_URL") {
+        settings.storage_url = url;
+    }
     let app = std::sync::Arc::new(hoso::app::App::open(settings, false).await.unwrap());
     let mut last = 0;
     while last < target {
@@ -789,7 +803,6 @@ async fn grow_log(dir: &Path, target: i64) -> i64 {
             last = last.max(call.await.unwrap());
         }
     }
-    last
 }
 
 /// Runs `hoso audit verify` and returns its wall time, its peak RSS (KiB, sampled from /proc
