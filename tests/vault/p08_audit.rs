@@ -67,6 +67,31 @@ async fn an_edited_outcome_or_time_is_found() {
     assert_eq!(report(&vault).await["first_bad_seq"], 6);
 }
 
+/// An absent field and an empty one hash differently, as the layout says (`F(absent)` is
+/// 0xFFFFFFFF, `F("")` a zero length): emptying a field, or blanking one out, is an edit.
+#[tokio::test]
+async fn a_field_emptied_or_blanked_out_is_found() {
+    let (vault, _) = busy_vault().await;
+    vault
+        .sql("UPDATE audit_entries SET reason = '' WHERE seq = 5 AND reason IS NULL")
+        .await;
+    assert_eq!(report(&vault).await["first_bad_seq"], 5);
+
+    let (vault, _) = busy_vault().await;
+    vault
+        .sql("UPDATE audit_entries SET document_id = NULL WHERE seq = 3")
+        .await;
+    let r = report(&vault).await;
+    assert_eq!(
+        (r["ok"].clone(), r["first_bad_seq"].clone()),
+        (false.into(), 3.into()),
+        "{r}"
+    );
+    let (ok, out) = cli_verify(&vault).await;
+    assert!(!ok);
+    assert!(out.contains("first bad entry is 3"), "{out}");
+}
+
 #[tokio::test]
 async fn a_deleted_entry_is_found() {
     let (vault, _) = busy_vault().await;
