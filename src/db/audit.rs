@@ -277,49 +277,68 @@ pub async fn read_chain(
     upto: i64,
     out: tokio::sync::mpsc::Sender<Result<ChainPage, DbError>>,
 ) {
-    if let Some(file) = db.sqlite_file() {
-        let file = file.to_owned();
-        let failed = out.clone();
-        let read = tokio::task::spawn_blocking(move || read_chain_sqlite(&file, upto, &out)).await;
-        if let Ok(Err(err)) = read {
-            let _ = failed.send(Err(err)).await;
+    let read = match db.sqlite_file() {
+        Some(file) => {
+            let (file, sender) = (file.to_owned(), out.clone());
+            tokio::task::spawn_blocking(move || read_chain_sqlite(&file, upto, &sender))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(DbError::Failed {
+                        context: "read the audit log",
+                        source: sqlx::Error::Io(std::io::Error::other(e)),
+                    })
+                })
         }
-        return;
+        None => read_chain_pool(db, upto, &out).await,
+    };
+    if let Err(err) = read {
+        let _ = out.send(Err(err)).await;
     }
+}
+
+async fn read_chain_pool(
+    db: &super::Db,
+    upto: i64,
+    out: &tokio::sync::mpsc::Sender<Result<ChainPage, DbError>>,
+) -> Result<(), DbError> {
     let mut after = 0;
     while after < upto {
-        let rows = match page(&db.pool, after, ChainPage::ROWS as i64).await {
-            Ok(rows) => rows,
-            Err(err) => {
-                let _ = out.send(Err(err)).await;
-                return;
-            }
-        };
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_entries WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(after)
+        .bind(upto)
+        .bind(ChainPage::ROWS as i64)
+        .fetch_all(&db.pool)
+        .await
+        .map_err(db_err("read audit entries"))?;
         let mut chain = ChainPage::default();
-        for e in rows.iter().take_while(|e| e.seq <= upto) {
-            let texts = [&e.actor, &e.role, &e.office, &e.action, &e.outcome]
-                .into_iter()
-                .map(|t| Some(t.as_bytes()))
-                .chain(
-                    [
-                        &e.document_id,
-                        &e.citizen_idx,
-                        &e.grant_id,
-                        &e.case_ref,
-                        &e.reason,
-                    ]
-                    .into_iter()
-                    .map(|t| t.as_deref().map(str::as_bytes)),
-                )
-                .chain([Some(e.prev_hash.as_bytes()), Some(e.hash.as_bytes())]);
-            chain.push(e.seq, e.at, texts);
+        for row in &rows {
+            push_pool_row(&mut chain, row)?;
         }
-        let Some(last) = rows.last() else { return };
+        let Some(last) = chain.rows.last() else {
+            return Ok(());
+        };
         after = last.seq;
         if out.send(Ok(chain)).await.is_err() {
-            return;
+            return Ok(());
         }
     }
+    Ok(())
+}
+
+/// Adds one row of `COLUMNS` read through the pool: seq, at and the text columns after them.
+fn push_pool_row(chain: &mut ChainPage, row: &AnyRow) -> Result<(), DbError> {
+    use sqlx::Row;
+    let mut texts = [None; CHAIN_TEXTS];
+    for (i, text) in texts.iter_mut().enumerate() {
+        *text = row
+            .try_get::<Option<&str>, _>(i + 2)
+            .map_err(|e| DbError::Corrupt(format!("audit entry column {}: {e}", i + 2)))?
+            .map(str::as_bytes);
+    }
+    chain.push(col(row, "seq")?, col(row, "at")?, texts.into_iter());
+    Ok(())
 }
 
 fn read_chain_sqlite(

@@ -106,7 +106,8 @@ pub async fn get_with_document<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    // The statement, and where the document's columns start in its rows (after the grant's).
+    static SQL: std::sync::LazyLock<(String, usize)> = std::sync::LazyLock::new(|| {
         let each = |table: &str, columns: &str| {
             columns
                 .split(", ")
@@ -114,13 +115,15 @@ where
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        format!(
+        let sql = format!(
             "SELECT {}, {} FROM grants g LEFT JOIN documents d ON d.id = $1 WHERE g.id = $2",
             each("g", COLUMNS),
             each("d", super::documents::COLUMNS)
-        )
+        );
+        (sql, COLUMNS.split(", ").count())
     });
-    let row = sqlx::query(&SQL)
+    let (sql, document_at) = &*SQL;
+    let row = sqlx::query(sql)
         .bind(document.to_string())
         .bind(grant.to_string())
         .fetch_optional(executor)
@@ -128,8 +131,7 @@ where
         .map_err(db_err("get grant and document"))?;
     let Some(row) = row else { return Ok(None) };
     let grant = from_row(&row)?;
-    // The document's columns follow the grant's.
-    let columns = Columns::new(&row, COLUMNS.split(", ").count());
+    let columns = Columns::new(&row, *document_at);
     let document = match columns.get::<Option<String>>("id")? {
         Some(_) => Some(super::documents::from_columns(&columns)?),
         None => None,
