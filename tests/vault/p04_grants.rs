@@ -93,6 +93,44 @@ async fn a_grant_reads_only_its_citizen_and_its_types_and_each_refusal_is_logged
     assert_eq!(logged, 1);
 }
 
+/// The grant and the document are read in one statement: a grant in force with no such
+/// document answers 404 like any document out of scope, logs the refusal and spends no use.
+#[tokio::test]
+async fn a_live_grant_asking_for_no_such_document_is_refused_and_spends_nothing() {
+    let Setup { vault, a_cccd, .. } = setup().await;
+    let (grant_id, officer) = vault.grant(CITIZEN_A, &["cccd"], "officer.binh", 1).await;
+    let missing = uuid::Uuid::now_v7();
+    for path in [
+        format!("/v1/documents/{missing}/content"),
+        format!("/v1/documents/{missing}"),
+    ] {
+        vault
+            .get(&path, &officer)
+            .await
+            .expect_error(StatusCode::NOT_FOUND, "not_found");
+    }
+    assert_eq!(denials(&vault, "not_found").await, 2);
+    let refused = vault
+        .count(&format!(
+            "SELECT COUNT(*) FROM audit_entries WHERE outcome = 'denied' \
+             AND document_id = '{missing}' AND case_ref = '000.00.31.H40-261124-0001'"
+        ))
+        .await;
+    assert_eq!(
+        refused, 2,
+        "each refusal names the document and the grant's case"
+    );
+    // The one use is still there.
+    vault
+        .get(&format!("/v1/documents/{a_cccd}/content"), &officer)
+        .await
+        .expect(StatusCode::OK);
+    let uses = vault
+        .count(&format!("SELECT uses FROM grants WHERE id = '{grant_id}'"))
+        .await;
+    assert_eq!(uses, 1);
+}
+
 #[tokio::test]
 async fn a_used_up_grant_is_refused_after_exactly_its_uses() {
     let Setup { vault, a_cccd, .. } = setup().await;

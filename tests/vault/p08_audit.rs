@@ -30,6 +30,19 @@ async fn cli_verify(vault: &TestVault) -> (bool, String) {
     )
 }
 
+/// Both the API and the CLI find the log broken, first at `seq`.
+async fn found_at(vault: &TestVault, seq: i64) {
+    let r = report(vault).await;
+    assert_eq!(
+        (r["ok"].clone(), r["first_bad_seq"].clone()),
+        (false.into(), seq.into()),
+        "{r}"
+    );
+    let (ok, out) = cli_verify(vault).await;
+    assert!(!ok);
+    assert!(out.contains(&format!("first bad entry is {seq}")), "{out}");
+}
+
 #[tokio::test]
 async fn an_untouched_log_verifies() {
     let (vault, _) = busy_vault().await;
@@ -47,15 +60,7 @@ async fn an_edited_entry_is_found() {
     vault
         .sql("UPDATE audit_entries SET actor = 'someone.else' WHERE seq = 4")
         .await;
-    let r = report(&vault).await;
-    assert_eq!(
-        (r["ok"].clone(), r["first_bad_seq"].clone()),
-        (false.into(), 4.into()),
-        "{r}"
-    );
-    let (ok, out) = cli_verify(&vault).await;
-    assert!(!ok);
-    assert!(out.contains("first bad entry is 4"), "{out}");
+    found_at(&vault, 4).await;
 }
 
 #[tokio::test]
@@ -81,15 +86,7 @@ async fn a_field_emptied_or_blanked_out_is_found() {
     vault
         .sql("UPDATE audit_entries SET document_id = NULL WHERE seq = 3")
         .await;
-    let r = report(&vault).await;
-    assert_eq!(
-        (r["ok"].clone(), r["first_bad_seq"].clone()),
-        (false.into(), 3.into()),
-        "{r}"
-    );
-    let (ok, out) = cli_verify(&vault).await;
-    assert!(!ok);
-    assert!(out.contains("first bad entry is 3"), "{out}");
+    found_at(&vault, 3).await;
 }
 
 #[tokio::test]
