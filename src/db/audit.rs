@@ -303,17 +303,21 @@ async fn read_chain_pool(
 ) -> Result<(), DbError> {
     let mut after = 0;
     while after < upto {
+        // The same statement as [`page`], the bound checked here: with `seq <= upto` in the
+        // statement too, verify on PostgreSQL ran at 144–150k entries/s against 255–282k.
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM audit_entries WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
+            "SELECT {COLUMNS} FROM audit_entries WHERE seq > $1 ORDER BY seq LIMIT $2"
         ))
         .bind(after)
-        .bind(upto)
         .bind(ChainPage::ROWS as i64)
         .fetch_all(&db.pool)
         .await
         .map_err(db_err("read audit entries"))?;
         let mut chain = ChainPage::default();
         for row in &rows {
+            if col::<i64>(row, "seq")? > upto {
+                break;
+            }
             push_pool_row(&mut chain, row)?;
         }
         let Some(last) = chain.rows.last() else {
