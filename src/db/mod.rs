@@ -155,6 +155,11 @@ impl Db {
         };
         let options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            // sqlx pings a connection each time it leaves the pool, to find one the server has
+            // dropped. A SQLite connection is a file handle on a worker thread, which no server
+            // can drop: the ping was a second round trip to that thread on every query (a
+            // third of a small copy's thread hand-offs, `perf` on `scripts/bench`).
+            .test_before_acquire(backend != Backend::Sqlite)
             .acquire_timeout(acquire_timeout);
         let options = if backend == Backend::Sqlite {
             options.after_connect(|conn, _meta| {
