@@ -479,6 +479,12 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// Whether writing `len` more bytes sends anything to the store (a part), rather than only
+    /// holding them in memory.
+    pub fn stores_with(&self, len: usize) -> bool {
+        self.buffer.len() + len >= PART_SIZE
+    }
+
     /// Whether parts have gone up already (the body outgrew one put).
     pub fn is_multipart(&self) -> bool {
         self.upload.is_some()

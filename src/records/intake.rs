@@ -6,6 +6,10 @@
 //! before (3) leaves an intent and maybe an object, which
 //! [`super::maintenance::sweep_abandoned`] deletes; a crash after
 //! leaves a complete document. No row ever points to a missing object.
+//!
+//! The intent commits while the body arrives and is sealed (nothing reaches the store before
+//! it is durable: a body under one part is held in memory until then, a larger one waits for it
+//! before its first part goes up), so an intake waits for one commit fewer in a row.
 
 use uuid::Uuid;
 
@@ -42,6 +46,8 @@ pub struct Intake<'a> {
     head: Vec<u8>,
     media: Option<MediaType>,
     sealed: Vec<u8>,
+    /// The intent's commit, running while the body arrives; taken once it is durable.
+    intent: Option<tokio::task::JoinHandle<Result<(), ApiError>>>,
     /// Set by a test fault: a dead process cleans nothing up.
     crashed: bool,
 }
@@ -76,11 +82,13 @@ impl<'a> Intake<'a> {
         let kek_version = keys.current_kek().version;
         let document_id = Uuid::now_v7();
         let object_key = BlobStore::key_for(document_id);
-        // Committed by the log writer with whatever else is waiting: one fsync for many.
-        let intent = object_key.clone();
-        vault
-            .log
-            .change(keys.clone(), move |tx| {
+        // Committed by the log writer with whatever else is waiting (one fsync for many), on a
+        // task of its own so the body can arrive meanwhile; awaited in `intent_durable`.
+        let log = vault.log.clone();
+        let change_keys = keys.clone();
+        let intent_key = object_key.clone();
+        let intent = tokio::spawn(async move {
+            log.change(change_keys, move |tx| {
                 Box::pin(async move {
                     let version = i64::from(kek_version);
                     if !db::kek_usage::count_wrap(tx, version).await? {
@@ -89,11 +97,12 @@ impl<'a> Intake<'a> {
                              `hoso keys rotate`"
                         )));
                     }
-                    documents::insert_intent(tx, &intent, version, now_ms()).await?;
+                    documents::insert_intent(tx, &intent_key, version, now_ms()).await?;
                     Ok((None, ()))
                 })
             })
-            .await?;
+            .await
+        });
 
         let data_key = DataKey::generate();
         let binding = Binding {
@@ -116,8 +125,19 @@ impl<'a> Intake<'a> {
             head: Vec::with_capacity(MediaType::SNIFF_LEN),
             media: None,
             sealed: Vec::with_capacity(256 * 1024),
+            intent: Some(intent),
             crashed: false,
         })
+    }
+
+    /// Waits until the intent is committed; every write to the store comes after this.
+    async fn intent_durable(&mut self) -> Result<(), ApiError> {
+        match self.intent.take() {
+            Some(commit) => commit
+                .await
+                .map_err(|e| ApiError::internal("intake intent task", e))?,
+            None => Ok(()),
+        }
     }
 
     /// Takes the next piece of the file.
@@ -139,6 +159,9 @@ impl<'a> Intake<'a> {
         self.sha.update(chunk);
         self.sealed.clear();
         self.sealer.push(chunk, &mut self.sealed);
+        if self.writer.stores_with(self.sealed.len()) {
+            self.intent_durable().await?;
+        }
         self.writer.write(&self.sealed).await?;
         if self.writer.is_multipart() {
             self.fault(FaultPoint::MidObject)?;
@@ -160,6 +183,7 @@ impl<'a> Intake<'a> {
 
     /// Seals the last segment and makes the object durable.
     async fn store_object(mut self) -> Result<Stored<'a>, ApiError> {
+        self.intent_durable().await?;
         // Shorter than any magic number we know: sniff what there is.
         let media = self.media.or_else(|| MediaType::sniff(&self.head));
         let Some(media) = media else {
@@ -189,10 +213,12 @@ impl<'a> Intake<'a> {
     }
 
     /// Gives up on the intake: the object (if any) and its intent are removed.
-    pub async fn abort(self) {
+    pub async fn abort(mut self) {
         if self.crashed {
             return;
         }
+        // Removed only once it is there to remove (its own failure leaves nothing).
+        let _ = self.intent_durable().await;
         let vault = self.vault;
         let key = self.object_key.clone();
         self.writer.abort().await;
