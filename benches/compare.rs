@@ -1,7 +1,8 @@
 //! The side-by-side benchmark: a real `hoso serve` (release build, SQLite + local files) and
 //! nginx serving the same bytes, driven by the same `wrk` with the same concurrency, plus the
 //! raw write + fsync reference for intake, in one run on one machine. Prints one table:
-//! requests/s, p50/p99, errors, hoso's peak RSS, and each figure's ratio to its reference.
+//! requests/s, p50/p99, errors, the server's peak RSS during that row (hoso's, nginx's with its
+//! workers), and each figure's ratio to its reference.
 //!
 //! `scripts/bench` installs nginx-light and wrk when absent and runs this
 //! (`cargo bench --bench compare`; HOSO_BENCH_SECONDS, default 8). It is a benchmark: it asserts
@@ -94,6 +95,30 @@ struct Figures {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// The server's peak RSS during the run, MiB (servers in their own processes only).
+    peak_mib: Option<u64>,
+}
+
+/// A server process and its children (nginx's workers).
+fn family(pid: u32) -> Vec<u32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    std::iter::once(pid)
+        .chain(children.split_whitespace().filter_map(|c| c.parse().ok()))
+        .collect()
+}
+
+/// Runs `load` and adds the peak RSS of `pid` and its children during it. Linux's peak
+/// (VmHWM) is reset first (clear_refs "5"), so the figure is this run's alone.
+fn with_peak(pid: u32, load: impl FnOnce() -> Figures) -> Figures {
+    let pids = family(pid);
+    for p in &pids {
+        let _ = std::fs::write(format!("/proc/{p}/clear_refs"), "5");
+    }
+    let mut figures = load();
+    let peak: u64 = pids.iter().map(|p| rss_kib(*p, "VmHWM")).sum();
+    figures.peak_mib = Some(peak / 1024);
+    figures
 }
 
 fn ms(text: &str) -> f64 {
@@ -320,8 +345,9 @@ fn row(what: &str, f: Figures, references: &[(&str, f64)]) {
         .map(|(name, r)| format!("{:.2} of {name}", f.rps / r))
         .collect::<Vec<_>>()
         .join("; ");
+    let peak = f.peak_mib.map(|m| m.to_string()).unwrap_or_default();
     println!(
-        "| {what:<44} | {:>9.0} | {:>7.1} | {:>7.1} | {:>6} | {ratio} |",
+        "| {what:<44} | {:>9.0} | {:>7.1} | {:>7.1} | {:>6} | {peak:>8} | {ratio} |",
         f.rps, f.p50_ms, f.p99_ms, f.errors
     );
 }
@@ -385,13 +411,21 @@ struct Copies<'a> {
     label: &'a str,
     nginx_url: String,
     lua: &'a Path,
+    /// The servers' pids, for their peak RSS.
+    pids: Servers,
+}
+
+#[derive(Clone, Copy)]
+struct Servers {
+    hoso: u32,
+    nginx: u32,
 }
 
 impl Copies<'_> {
     /// Prints the phase's rows; returns nginx's figures (the memory row's reference).
     async fn run(&self, hoso: SocketAddr, remote: Option<&Remote>) -> Figures {
         let label = self.label;
-        let nginx = wrk(&self.nginx_url, 32, None);
+        let nginx = with_peak(self.pids.nginx, || wrk(&self.nginx_url, 32, None));
         row(&format!("nginx, {label} file, 32 connections"), nginx, &[]);
         let mut refs = vec![("nginx", nginx.rps)];
         if let Some(r) = remote {
@@ -399,7 +433,9 @@ impl Copies<'_> {
             row(&format!("S3 GET of a {label} object, 32 clients"), get, &[]);
             refs.push(("S3 GET", get.rps));
         }
-        let copies = wrk(&format!("http://{hoso}/"), 32, Some(self.lua));
+        let copies = with_peak(self.pids.hoso, || {
+            wrk(&format!("http://{hoso}/"), 32, Some(self.lua))
+        });
         row(
             &format!("hoso officer copy, {label}, 32 connections"),
             copies,
@@ -573,6 +609,7 @@ where
         p50_ms: at(0.50).copied().unwrap_or(0.0),
         p99_ms: at(0.99).copied().unwrap_or(0.0),
         errors,
+        peak_mib: None,
     }
 }
 
@@ -611,7 +648,7 @@ async fn main() {
     std::fs::write(www.join("big"), scan(1, 1024 * 1024)).unwrap();
     std::fs::write(www.join("small"), scan(2, 200 * 1024)).unwrap();
     let nginx_addr = free_port();
-    let _nginx = nginx(&work.path().join("nginx"), nginx_addr);
+    let nginx_server = nginx(&work.path().join("nginx"), nginx_addr);
 
     let scripts = work.path().join("scripts");
     std::fs::create_dir_all(&scripts).unwrap();
@@ -644,18 +681,23 @@ async fn main() {
     );
     println!();
     println!(
-        "| {:<44} | {:>9} | {:>7} | {:>7} | {:>6} | ratio |",
-        "what", "req/s", "p50 ms", "p99 ms", "errors"
+        "| {:<44} | {:>9} | {:>7} | {:>7} | {:>6} | {:>8} | ratio |",
+        "what", "req/s", "p50 ms", "p99 ms", "errors", "peak MiB"
     );
     println!(
-        "|{}|{}|{}|{}|{}|---|",
+        "|{}|{}|{}|{}|{}|{}|---|",
         "-".repeat(46),
         "-".repeat(11),
         "-".repeat(9),
         "-".repeat(9),
-        "-".repeat(8)
+        "-".repeat(8),
+        "-".repeat(10)
     );
 
+    let pids = Servers {
+        hoso: pid,
+        nginx: nginx_server.0.id(),
+    };
     // On PostgreSQL + S3 each figure also stands beside what those backends do alone, measured
     // here with the same clients hoso uses (sqlx, object_store).
     let remote = Remote::from_env().await;
@@ -667,6 +709,7 @@ async fn main() {
             label: "1 MiB",
             nginx_url: format!("http://{nginx_addr}/big"),
             lua: &big_lua,
+            pids,
         };
         nginx_big = Some(big.run(addr, remote.as_ref()).await);
     }
@@ -676,6 +719,7 @@ async fn main() {
             label: "200 KiB",
             nginx_url: format!("http://{nginx_addr}/small"),
             lua: &small_lua,
+            pids,
         };
         small.run(addr, remote.as_ref()).await;
     }
@@ -693,7 +737,9 @@ async fn main() {
             row("PostgreSQL INSERT + COMMIT, 16 clients", commits, &[]);
             refs = vec![("S3 PUT", put.rps), ("PG commits", commits.rps)];
         }
-        let intake = wrk(&format!("http://{addr}/"), 16, Some(&intake_lua));
+        let intake = with_peak(pid, || {
+            wrk(&format!("http://{addr}/"), 16, Some(&intake_lua))
+        });
         row(
             "hoso intake of unique 200 KiB scans, 16 conn.",
             intake,
@@ -702,12 +748,10 @@ async fn main() {
     }
 
     if runs("memory") {
-        // Memory: 64 readers of 1 MiB copies at once. The peak is reset first (Linux's
-        // clear_refs "5"), so it is this run's, not an earlier phase's.
+        // Memory: 64 readers of 1 MiB copies at once; the peak is this run's alone.
         let before = rss_kib(pid, "VmRSS");
-        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-        let many = wrk(&format!("http://{addr}/"), 64, Some(&big_lua));
-        let peak = rss_kib(pid, "VmHWM");
+        let many = with_peak(pid, || wrk(&format!("http://{addr}/"), 64, Some(&big_lua)));
+        let peak = many.peak_mib.unwrap_or(0) * 1024;
         row(
             "hoso officer copy, 1 MiB, 64 connections",
             many,
