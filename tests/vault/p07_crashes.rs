@@ -101,6 +101,50 @@ async fn a_crash_at_any_point_of_an_intake_leaves_no_dangling_row_and_a_retry_st
     }
 }
 
+/// The intent commits while the body arrives; the object must still wait for it. With the log's
+/// lock held elsewhere (as another process's writer would hold it) the intent cannot commit, so
+/// the body arrives and is sealed — and still nothing is stored until the lock is let go: not a
+/// small body's one put, nor the first part of a body over one part (a local store's cut-off
+/// part would be a staging file).
+#[tokio::test]
+async fn an_intakes_object_reaches_the_store_only_after_its_intent_is_committed() {
+    for (seed, len) in [(72, 3 * 65_536 + 10), (73, 20 * 1024 * 1024)] {
+        let vault = TestVault::new().await;
+        let scan = pdf(seed, len);
+        let vault_ref = &vault.state.vault;
+        let lock = hoso::audit::begin(&vault_ref.db, &vault_ref.metrics)
+            .await
+            .unwrap();
+        let (clerk, meta) = (vault.clerk(), metadata("cccd"));
+        let intake = vault.intake(&clerk, CITIZEN_A, &meta, &scan);
+        let held = async {
+            // Long enough for a small body to arrive and be sealed many times over, and for a
+            // big one to reach its first part.
+            tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+            let while_held = (
+                vault.stored_keys().await,
+                vault_ref.blobs.local_staging_files(),
+                vault.count("SELECT COUNT(*) FROM intake_intents").await,
+            );
+            lock.rollback().await.unwrap();
+            while_held
+        };
+        let (reply, (stored, staging, intents)) = tokio::join!(intake, held);
+        assert!(
+            stored.is_empty() && staging.is_empty(),
+            "{len} bytes: something was stored before the intent committed: {stored:?} {staging:?}"
+        );
+        assert_eq!(
+            intents, 0,
+            "the intent cannot have committed under the lock"
+        );
+        reply.expect(StatusCode::CREATED);
+        assert_eq!(vault.stored_keys().await.len(), 1);
+        assert_eq!(vault.count("SELECT COUNT(*) FROM intake_intents").await, 0);
+        assert_eq!(every_row_reads(&vault).await, 1);
+    }
+}
+
 #[tokio::test]
 async fn the_sweeper_leaves_young_intakes_and_committed_documents_alone() {
     let vault = TestVault::with(|s| s.test_fault = Some(FaultPoint::AfterObject)).await;
