@@ -43,6 +43,13 @@ async fn found_at(vault: &TestVault, seq: i64) {
     assert!(out.contains(&format!("first bad entry is {seq}")), "{out}");
 }
 
+/// A busy log edited by `edit` is found broken, first at `seq`, by the API and the CLI.
+async fn edit_found_at(edit: &str, seq: i64) {
+    let (vault, _) = busy_vault().await;
+    vault.sql(edit).await;
+    found_at(&vault, seq).await;
+}
+
 #[tokio::test]
 async fn an_untouched_log_verifies() {
     let (vault, _) = busy_vault().await;
@@ -56,37 +63,60 @@ async fn an_untouched_log_verifies() {
 
 #[tokio::test]
 async fn an_edited_entry_is_found() {
-    let (vault, _) = busy_vault().await;
-    vault
-        .sql("UPDATE audit_entries SET actor = 'someone.else' WHERE seq = 4")
-        .await;
-    found_at(&vault, 4).await;
+    edit_found_at(
+        "UPDATE audit_entries SET actor = 'someone.else' WHERE seq = 4",
+        4,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_edited_outcome_or_time_is_found() {
-    let (vault, _) = busy_vault().await;
-    vault
-        .sql("UPDATE audit_entries SET at = at + 1 WHERE seq = 6")
-        .await;
-    assert_eq!(report(&vault).await["first_bad_seq"], 6);
+    edit_found_at("UPDATE audit_entries SET at = at + 1 WHERE seq = 6", 6).await;
 }
 
 /// An absent field and an empty one hash differently, as the layout says (`F(absent)` is
 /// 0xFFFFFFFF, `F("")` a zero length): emptying a field, or blanking one out, is an edit.
 #[tokio::test]
 async fn a_field_emptied_or_blanked_out_is_found() {
-    let (vault, _) = busy_vault().await;
-    vault
-        .sql("UPDATE audit_entries SET reason = '' WHERE seq = 5 AND reason IS NULL")
-        .await;
-    assert_eq!(report(&vault).await["first_bad_seq"], 5);
+    edit_found_at(
+        "UPDATE audit_entries SET reason = '' WHERE seq = 5 AND reason IS NULL",
+        5,
+    )
+    .await;
+    edit_found_at(
+        "UPDATE audit_entries SET document_id = NULL WHERE seq = 3",
+        3,
+    )
+    .await;
+}
 
-    let (vault, _) = busy_vault().await;
+/// Every 256th entry's head is kept signed (`audit_checkpoints`); verify checks each signature
+/// (beside the walk) and each hash against the chain. A signature that is not the key's is
+/// found at its checkpoint's seq, by name.
+#[tokio::test]
+async fn a_stored_checkpoint_with_a_bad_signature_is_found() {
+    let (vault, id) = busy_vault().await;
+    let path = format!("/v1/documents/{id}");
+    let clerk = vault.clerk();
+    while vault.count("SELECT COUNT(*) FROM audit_checkpoints").await < 2 {
+        for reply in futures_util::future::join_all((0..32).map(|_| vault.get(&path, &clerk))).await
+        {
+            reply.expect(StatusCode::OK);
+        }
+    }
+    assert_eq!(report(&vault).await["ok"], true);
+    // The signature of the second checkpoint put on the first: valid hex, valid Ed25519 bytes,
+    // not a signature of the first's head.
     vault
-        .sql("UPDATE audit_entries SET document_id = NULL WHERE seq = 3")
+        .sql(
+            "UPDATE audit_checkpoints SET signature = \
+             (SELECT signature FROM audit_checkpoints WHERE seq = 512) WHERE seq = 256",
+        )
         .await;
-    found_at(&vault, 3).await;
+    found_at(&vault, 256).await;
+    let (_, out) = cli_verify(&vault).await;
+    assert!(out.contains("checkpoint signature is invalid"), "{out}");
 }
 
 #[tokio::test]
