@@ -95,8 +95,8 @@ struct Figures {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
-    /// The server's peak RSS during the run, MiB (servers in their own processes only).
-    peak_mib: Option<u64>,
+    /// The server's peak RSS during the run, KiB (servers in their own processes only).
+    peak_kib: Option<u64>,
 }
 
 /// A server process and its children (nginx's workers).
@@ -116,8 +116,7 @@ fn with_peak(pid: u32, load: impl FnOnce() -> Figures) -> Figures {
         let _ = std::fs::write(format!("/proc/{p}/clear_refs"), "5");
     }
     let mut figures = load();
-    let peak: u64 = pids.iter().map(|p| rss_kib(*p, "VmHWM")).sum();
-    figures.peak_mib = Some(peak / 1024);
+    figures.peak_kib = Some(pids.iter().map(|p| rss_kib(*p, "VmHWM")).sum());
     figures
 }
 
@@ -345,7 +344,10 @@ fn row(what: &str, f: Figures, references: &[(&str, f64)]) {
         .map(|(name, r)| format!("{:.2} of {name}", f.rps / r))
         .collect::<Vec<_>>()
         .join("; ");
-    let peak = f.peak_mib.map(|m| m.to_string()).unwrap_or_default();
+    let peak = f
+        .peak_kib
+        .map(|k| (k / 1024).to_string())
+        .unwrap_or_default();
     println!(
         "| {what:<44} | {:>9.0} | {:>7.1} | {:>7.1} | {:>6} | {peak:>8} | {ratio} |",
         f.rps, f.p50_ms, f.p99_ms, f.errors
@@ -609,7 +611,7 @@ where
         p50_ms: at(0.50).copied().unwrap_or(0.0),
         p99_ms: at(0.99).copied().unwrap_or(0.0),
         errors,
-        peak_mib: None,
+        peak_kib: None,
     }
 }
 
@@ -751,7 +753,7 @@ async fn main() {
         // Memory: 64 readers of 1 MiB copies at once; the peak is this run's alone.
         let before = rss_kib(pid, "VmRSS");
         let many = with_peak(pid, || wrk(&format!("http://{addr}/"), 64, Some(&big_lua)));
-        let peak = many.peak_mib.unwrap_or(0) * 1024;
+        let peak = many.peak_kib.unwrap_or(0);
         row(
             "hoso officer copy, 1 MiB, 64 connections",
             many,
