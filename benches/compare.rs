@@ -615,6 +615,138 @@ where
     }
 }
 
+/// The least of a log writer's batch on SQLite, without the rest of hoso: lock the head, insert
+/// `rows` entries in one statement, move the head, commit (WAL, `synchronous=FULL`), repeated
+/// for the bench's duration on a fresh database with hoso's schema. (The real batch also reads
+/// the head and the tree's edge, spends grant uses and stores tree nodes.) Either through sqlx's
+/// `Any` driver, as `hoso serve` does (each statement a round trip to the thread sqlx keeps for
+/// the connection), or in process (rusqlite, the same SQLite library). Entries/s, alone on the
+/// machine: the two differ only in how the statements reach SQLite.
+struct AuditBatches {
+    rows: usize,
+    deadline: Instant,
+}
+
+impl AuditBatches {
+    const SCHEMA: &'static str = include_str!("../migrations/sqlite/0001_initial.sql");
+    const PRAGMAS: [&'static str; 2] = ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL"];
+
+    fn new(rows: usize) -> Self {
+        Self {
+            rows,
+            deadline: Instant::now() + Duration::from_secs(seconds()),
+        }
+    }
+
+    fn insert_sql(&self) -> String {
+        let row = |r: usize| {
+            let cells: Vec<String> = (1..=14).map(|c| format!("${}", r * 14 + c)).collect();
+            format!("({})", cells.join(", "))
+        };
+        let rows: Vec<String> = (0..self.rows).map(row).collect();
+        format!(
+            "INSERT INTO audit_entries (seq, at, actor, role, office, action, outcome, \
+             document_id, citizen_idx, grant_id, case_ref, reason, prev_hash, hash) VALUES {}",
+            rows.join(", ")
+        )
+    }
+
+    /// The text cells of entry `seq`, the same shape as a content read's.
+    fn texts(seq: i64) -> [Option<String>; 12] {
+        let hex = |b: u8| Some(format!("{b:02x}").repeat(32));
+        [
+            Some("officer-1".into()),
+            Some("officer".into()),
+            Some("PHUONG-1".into()),
+            Some("document.content".into()),
+            Some("allowed".into()),
+            Some(uuid::Uuid::now_v7().to_string()),
+            hex(0xab),
+            Some(uuid::Uuid::now_v7().to_string()),
+            Some(format!("HS-{seq}")),
+            None,
+            hex(0xcd),
+            hex(0xef),
+        ]
+    }
+
+    async fn through_sqlx(&self, file: &Path) -> f64 {
+        use sqlx::{Connection, Executor};
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", file.display());
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        for pragma in Self::PRAGMAS {
+            conn.execute(pragma).await.unwrap();
+        }
+        conn.execute(Self::SCHEMA).await.unwrap();
+        let insert = self.insert_sql();
+        let (start, mut seq) = (Instant::now(), 0i64);
+        while Instant::now() < self.deadline {
+            conn.execute("BEGIN IMMEDIATE").await.unwrap();
+            conn.execute("UPDATE audit_head SET seq = seq WHERE id = 1")
+                .await
+                .unwrap();
+            let mut q = sqlx::query(&insert);
+            for _ in 0..self.rows {
+                seq += 1;
+                q = q.bind(seq).bind(seq);
+                for text in Self::texts(seq) {
+                    q = q.bind(text);
+                }
+            }
+            q.execute(&mut conn).await.unwrap();
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2, signature = $3 WHERE id = 1")
+                .bind(seq)
+                .bind("ab".repeat(32))
+                .bind("cd".repeat(43))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.execute("COMMIT").await.unwrap();
+        }
+        seq as f64 / start.elapsed().as_secs_f64()
+    }
+
+    fn in_process(&self, file: &Path) -> f64 {
+        let conn = rusqlite::Connection::open(file).unwrap();
+        for pragma in Self::PRAGMAS {
+            conn.execute_batch(pragma).unwrap();
+        }
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal", "the in-process database is not in WAL mode");
+        conn.execute_batch(Self::SCHEMA).unwrap();
+        let insert = self.insert_sql();
+        let (start, mut seq) = (Instant::now(), 0i64);
+        while Instant::now() < self.deadline {
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            conn.prepare_cached("UPDATE audit_head SET seq = seq WHERE id = 1")
+                .unwrap()
+                .execute([])
+                .unwrap();
+            let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(self.rows * 14);
+            for _ in 0..self.rows {
+                seq += 1;
+                values.extend([seq.into(), seq.into()]);
+                values.extend(Self::texts(seq).map(rusqlite::types::Value::from));
+            }
+            conn.prepare_cached(&insert)
+                .unwrap()
+                .execute(rusqlite::params_from_iter(values))
+                .unwrap();
+            conn.prepare_cached(
+                "UPDATE audit_head SET seq = ?1, hash = ?2, signature = ?3 WHERE id = 1",
+            )
+            .unwrap()
+            .execute(rusqlite::params![seq, "ab".repeat(32), "cd".repeat(43)])
+            .unwrap();
+            conn.execute_batch("COMMIT").unwrap();
+        }
+        seq as f64 / start.elapsed().as_secs_f64()
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let work = tempfile::tempdir().unwrap();
@@ -746,6 +878,27 @@ async fn main() {
             "hoso intake of unique 200 KiB scans, 16 conn.",
             intake,
             &refs,
+        );
+    }
+
+    // The log writer's batch alone (13 entries: its size at 32 connections), on SQLite.
+    if runs("writer") && remote.is_none() {
+        let dir = work.path().join("writer");
+        std::fs::create_dir_all(&dir).unwrap();
+        let rows = 13;
+        let sqlx = AuditBatches::new(rows)
+            .through_sqlx(&dir.join("sqlx.db"))
+            .await;
+        row(
+            "audit entries alone, 13 a commit, via sqlx",
+            rate(sqlx),
+            &[],
+        );
+        let direct = AuditBatches::new(rows).in_process(&dir.join("direct.db"));
+        row(
+            "audit entries alone, 13 a commit, in process",
+            rate(direct),
+            &[("via sqlx", sqlx)],
         );
     }
 
