@@ -678,6 +678,11 @@ impl AuditBatches {
         for pragma in Self::PRAGMAS {
             conn.execute(pragma).await.unwrap();
         }
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal", "the database through sqlx is not in WAL mode");
         conn.execute(Self::SCHEMA).await.unwrap();
         let insert = self.insert_sql();
         let (start, mut seq) = (Instant::now(), 0i64);
@@ -889,17 +894,10 @@ async fn main() {
         let sqlx = AuditBatches::new(rows)
             .through_sqlx(&dir.join("sqlx.db"))
             .await;
-        row(
-            "audit entries alone, 13 a commit, via sqlx",
-            rate(sqlx),
-            &[],
-        );
+        let label = |how: &str| format!("audit entries alone, {rows} a commit, {how}");
+        row(&label("via sqlx"), rate(sqlx), &[]);
         let direct = AuditBatches::new(rows).in_process(&dir.join("direct.db"));
-        row(
-            "audit entries alone, 13 a commit, in process",
-            rate(direct),
-            &[("via sqlx", sqlx)],
-        );
+        row(&label("in process"), rate(direct), &[("via sqlx", sqlx)]);
     }
 
     if runs("memory") {
