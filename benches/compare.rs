@@ -959,7 +959,8 @@ async fn main() {
 /// Grows the vault's log to at least `target` entries of the shape a copy logs, through the
 /// vault's own log writer (hash chain, Merkle tree, checkpoints and all), many at once.
 async fn grow_log(dir: &Path, target: i64) {
-    use hoso::audit::{Entry, Outcome};
+    use hoso::audit::{AuditAction, Entry};
+    use hoso::domain::Role;
     // The backends `hoso serve` ran on (it inherits the same variables).
     let mut settings = hoso::config::Settings::embedded_in(dir);
     if let Ok(url) = std::env::var("HOSO_DATABASE_URL") {
@@ -975,18 +976,18 @@ async fn grow_log(dir: &Path, target: i64) {
             .map(|i| {
                 let app = app.clone();
                 tokio::spawn(async move {
-                    let entry = Entry {
-                        actor: "bench.officer".into(),
-                        role: "officer".into(),
-                        office: "BENCH".into(),
-                        action: "document.content",
-                        outcome: Some(Outcome::Allowed),
-                        document_id: Some(uuid::Uuid::now_v7().to_string()),
-                        citizen_idx: Some(format!("{i:064x}")),
-                        grant_id: Some(uuid::Uuid::now_v7().to_string()),
-                        case_ref: Some("000.00.31.H40-261124-0042".into()),
-                        reason: None,
-                    };
+                    let mut entry = Entry::new(
+                        "bench.officer".into(),
+                        Role::Officer,
+                        "BENCH".into(),
+                        AuditAction::DocumentContent,
+                    );
+                    entry.document_id = Some(uuid::Uuid::now_v7().to_string());
+                    let mut citizen = [0u8; 32];
+                    citizen[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                    entry.citizen_idx = Some(hoso::crypto::CitizenIndex(citizen));
+                    entry.grant_id = Some(uuid::Uuid::now_v7().to_string());
+                    entry.case_ref = Some("000.00.31.H40-261124-0042".into());
                     app.vault
                         .log
                         .record(app.vault.keys(), entry)

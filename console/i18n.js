@@ -212,9 +212,12 @@ const vi = {
   'action.audit.query': 'Tra nhật ký',
   'action.audit.verify': 'Kiểm tra nhật ký',
   'action.access_log.read': 'Xem ai đã đọc hồ sơ',
+  'action.access_log.proof': 'Lấy bằng chứng một lượt đọc',
   'action.token.issue': 'Cấp phiên đăng nhập',
   'action.token.revoke': 'Thu hồi phiên đăng nhập',
   'action.refusals.limited': 'Giới hạn yêu cầu bị từ chối',
+  'action.keys.rewrap': 'Bọc lại khóa dữ liệu',
+  'action.keys.retire': 'Ngừng dùng khóa chủ',
   // Citizen
   'citizen.mine': 'Hồ sơ của tôi',
   'citizen.mine_lead': 'Giấy tờ của bạn đang lưu trong kho. Bạn không phải nộp lại các giấy tờ này cho những thủ tục sau.',
@@ -470,9 +473,12 @@ const en = {
   'action.audit.query': 'Query the log',
   'action.audit.verify': 'Verify the log',
   'action.access_log.read': 'Read who read the records',
+  'action.access_log.proof': 'Fetch the proof of a read',
   'action.token.issue': 'Issue a sign-in',
   'action.token.revoke': 'Revoke a sign-in',
   'action.refusals.limited': 'Refusals limited',
+  'action.keys.rewrap': 'Rewrap data keys',
+  'action.keys.retire': 'Retire a master key',
   'citizen.mine': 'My records',
   'citizen.mine_lead': 'Your documents kept in the vault. You need not hand them in again for later procedures.',
   'citizen.who': 'Who read my records',
@@ -547,9 +553,12 @@ export const DOC_TYPES = ['cccd', 'passport', 'birth_certificate', 'marriage_cer
   'residence_confirmation', 'household_registration', 'land_use_certificate', 'driving_licence',
   'diploma', 'other'];
 
+/** Every act the audit log records, as `AuditAction` in src/domain.rs lists them (a test
+ * there keeps the two the same). */
 export const ACTIONS = ['document.intake', 'document.list', 'document.read', 'document.content',
   'document.verify', 'document.revoke', 'grant.create', 'grant.revoke', 'grant.list', 'grant.read',
-  'audit.query', 'audit.verify', 'access_log.read', 'token.issue', 'token.revoke', 'refusals.limited'];
+  'audit.query', 'audit.verify', 'access_log.read', 'access_log.proof', 'token.issue',
+  'token.revoke', 'refusals.limited', 'keys.rewrap', 'keys.retire'];
 
 /** The message for an API error: plain words for its code. */
 export function apiMessage(error) {

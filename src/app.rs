@@ -106,7 +106,7 @@ impl App {
                 "built the audit Merkle tree for earlier entries"
             );
         }
-        let log = crate::audit::group::GroupCommit::start(db.clone(), metrics.clone());
+        let log = crate::audit::writer::LogWriter::start(db.clone(), metrics.clone());
         let vault = Vault {
             log,
             db,

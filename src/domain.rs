@@ -53,10 +53,12 @@ macro_rules! string_enum {
     ($(#[$doc:meta])* $name:ident, $what:literal { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
 
         impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &[Self] = &[$($name::$variant),+];
+
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
@@ -112,6 +114,11 @@ impl DocStatus {
     pub fn is_current(self) -> bool {
         matches!(self, Self::Pending | Self::Verified)
     }
+
+    /// The statuses that are current.
+    pub fn current() -> impl Iterator<Item = Self> {
+        Self::ALL.iter().copied().filter(|s| s.is_current())
+    }
 }
 
 string_enum!(
@@ -124,6 +131,51 @@ string_enum!(
         Citizen = "citizen",
     }
 );
+
+string_enum!(
+    /// What an audit entry says happened to the act it records.
+    Outcome, "outcome" {
+        Allowed = "allowed",
+        Denied = "denied",
+        Error = "error",
+    }
+);
+
+string_enum!(
+    /// Every act the audit log records: the log's vocabulary, stored as its stable string (the
+    /// string is hashed into the chain, so a variant's text never changes once released).
+    AuditAction, "audit action" {
+        DocumentIntake = "document.intake",
+        DocumentList = "document.list",
+        DocumentRead = "document.read",
+        DocumentContent = "document.content",
+        DocumentVerify = "document.verify",
+        DocumentRevoke = "document.revoke",
+        GrantCreate = "grant.create",
+        GrantRevoke = "grant.revoke",
+        GrantList = "grant.list",
+        GrantRead = "grant.read",
+        AuditQuery = "audit.query",
+        AuditVerify = "audit.verify",
+        AccessLogRead = "access_log.read",
+        AccessLogProof = "access_log.proof",
+        TokenIssue = "token.issue",
+        TokenRevoke = "token.revoke",
+        RefusalsLimited = "refusals.limited",
+        KeysRewrap = "keys.rewrap",
+        KeysRetire = "keys.retire",
+    }
+);
+
+impl AuditAction {
+    /// The acts a citizen's access log lists when someone other than the citizen did them and
+    /// was allowed: every way of seeing a citizen's records.
+    pub const READS: &[Self] = &[
+        Self::DocumentList,
+        Self::DocumentRead,
+        Self::DocumentContent,
+    ];
+}
 
 /// The formats the vault accepts, decided by the file's own first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -357,6 +409,29 @@ pub fn parse_rfc3339(text: &str, what: &str) -> Result<i64, DomainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rules' shared cases (`tests/rules_cases.json`), which the console's rules also pass
+    /// (`crate::http::console`'s tests run them under node).
+    #[test]
+    fn the_shared_rule_cases_hold_for_the_api() {
+        let cases: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/rules_cases.json")).unwrap();
+        let cases = cases["cases"].as_array().unwrap();
+        assert!(cases.len() > 30, "the table is there");
+        for case in cases {
+            let input = case["input"].as_str().unwrap();
+            let valid = match case["rule"].as_str().unwrap() {
+                "national_id" => NationalId::parse(input).is_ok(),
+                "code" => Code::parse(input, "code").is_ok(),
+                "text" => {
+                    let max = case["max"].as_u64().unwrap() as usize;
+                    parse_text(input, "text", max).is_ok()
+                }
+                other => panic!("unknown rule {other}"),
+            };
+            assert_eq!(valid, case["valid"].as_bool().unwrap(), "{case}");
+        }
+    }
 
     #[test]
     fn national_id_accepts_twelve_digits_only() {

@@ -4,14 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use clap::Subcommand;
 
 use super::{cli_error, open};
 use crate::audit::checkpoints::Trusted;
-use crate::audit::merkle::{self, Hash};
+use crate::audit::merkle::Hash;
 use crate::audit::note;
+use crate::audit::receipt::{Receipt, decode_hash};
 use crate::audit::witness::{self, State};
 use crate::config::Settings;
 use crate::records;
@@ -235,13 +234,6 @@ async fn witness_round(url: &str, dir: &Path, pinned: Option<&str>) -> Result<St
     })
 }
 
-fn decode_hash(text: &str) -> Result<Hash, String> {
-    B64.decode(text.trim())
-        .ok()
-        .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| format!("not a base64 SHA-256 hash: {text:?}"))
-}
-
 fn decode_hashes(value: &serde_json::Value) -> Result<Vec<Hash>, String> {
     value
         .as_array()
@@ -257,7 +249,11 @@ fn verify_receipt(path: &Path, key: &str, leaf: Option<&str>) -> Result<ExitCode
     } else {
         std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
     };
-    match check_receipt(&text, key, leaf) {
+    let checked = Receipt::parse(&text).and_then(|receipt| {
+        let leaf = leaf.map(decode_hash).transpose()?;
+        Ok((receipt.index, receipt.check(key, leaf.as_ref())?))
+    });
+    match checked {
         Ok((index, size)) => {
             println!(
                 "receipt valid: entry {} is in the signed log of {size} entries",
@@ -270,45 +266,4 @@ fn verify_receipt(path: &Path, key: &str, leaf: Option<&str>) -> Result<ExitCode
             Ok(ExitCode::from(1))
         }
     }
-}
-
-/// Parses and checks a C2SP tlog-proof: header, `extra` (the leaf hash), `index`, proof hashes,
-/// a blank line, the signed checkpoint.
-fn check_receipt(text: &str, key: &str, leaf: Option<&str>) -> Result<(u64, u64), String> {
-    let (head, checkpoint) = text
-        .split_once("\n\n")
-        .ok_or("not a tlog-proof: no blank line before the checkpoint")?;
-    let mut lines = head.lines();
-    if lines.next() != Some("c2sp.org/tlog-proof@v1") {
-        return Err("not a c2sp.org/tlog-proof@v1".into());
-    }
-    let mut extra = None;
-    let mut index = None;
-    let mut hashes = Vec::new();
-    for line in lines {
-        if let Some(e) = line.strip_prefix("extra ") {
-            extra = Some(decode_hash(e)?);
-        } else if let Some(i) = line.strip_prefix("index ") {
-            index = Some(i.parse::<u64>().map_err(|_| "the index is not a number")?);
-        } else {
-            hashes.push(decode_hash(line)?);
-        }
-    }
-    let index = index.ok_or("the proof has no index")?;
-    let proof_leaf = extra.ok_or("the proof carries no leaf hash (extra)")?;
-    if let Some(given) = leaf
-        && decode_hash(given)? != proof_leaf
-    {
-        return Err("the receipt's leaf hash is not the one this proof is for".into());
-    }
-    let (name, public) = note::parse_verifier_key(key)?;
-    let signed = note::open(checkpoint, &name, &public)?;
-    if !merkle::verify_inclusion(index, signed.size, &proof_leaf, &hashes, &signed.root) {
-        return Err(format!(
-            "entry {} is not in the signed log of {} entries as it stands (edited or removed)",
-            index + 1,
-            signed.size
-        ));
-    }
-    Ok((index, signed.size))
 }

@@ -1,21 +1,23 @@
-//! The `audit_entries`, `audit_head` and `audit_checkpoints` tables. The chain logic lives in
+//! The `audit_entries`, `audit_head`, `audit_signed_heads`, `audit_tree` and `audit_notes` tables. The chain logic lives in
 //! `crate::audit`; this is only storage.
 
 use sqlx::any::AnyRow;
 
 use super::{DbError, Tx, col, db_err};
+use crate::crypto::CitizenIndex;
+use crate::domain::{AuditAction, Outcome, Role};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryRow {
     pub seq: i64,
     pub at: i64,
     pub actor: String,
-    pub role: String,
+    pub role: Role,
     pub office: String,
-    pub action: String,
-    pub outcome: String,
+    pub action: AuditAction,
+    pub outcome: Outcome,
     pub document_id: Option<String>,
-    pub citizen_idx: Option<String>,
+    pub citizen_idx: Option<CitizenIndex>,
     pub grant_id: Option<String>,
     pub case_ref: Option<String>,
     pub reason: Option<String>,
@@ -31,17 +33,33 @@ fn from_row(row: &AnyRow) -> Result<EntryRow, DbError> {
         seq: col(row, "seq")?,
         at: col(row, "at")?,
         actor: col(row, "actor")?,
-        role: col(row, "role")?,
+        role: parsed(row, "role", Role::parse)?,
         office: col(row, "office")?,
-        action: col(row, "action")?,
-        outcome: col(row, "outcome")?,
+        action: parsed(row, "action", AuditAction::parse)?,
+        outcome: parsed(row, "outcome", Outcome::parse)?,
         document_id: col(row, "document_id")?,
-        citizen_idx: col(row, "citizen_idx")?,
+        citizen_idx: col::<Option<String>>(row, "citizen_idx")?
+            .map(|hex| {
+                CitizenIndex::from_hex(&hex).ok_or_else(|| {
+                    DbError::Corrupt("an audit citizen_idx is not 32 hex bytes".into())
+                })
+            })
+            .transpose()?,
         grant_id: col(row, "grant_id")?,
         case_ref: col(row, "case_ref")?,
         reason: col(row, "reason")?,
         prev_hash: col(row, "prev_hash")?,
         hash: col(row, "hash")?,
+    })
+}
+
+/// A column holding one of a vocabulary's words; any other text was not written by hoso.
+fn parsed<T>(row: &AnyRow, name: &str, parse: fn(&str) -> Option<T>) -> Result<T, DbError> {
+    let text: String = col(row, name)?;
+    parse(&text).ok_or_else(|| {
+        DbError::Corrupt(format!(
+            "audit {name} {text:?} is not one hoso writes: the row was altered (hoso audit verify names it)"
+        ))
     })
 }
 
@@ -92,12 +110,12 @@ pub async fn insert_all(tx: &mut Tx, entries: &[EntryRow]) -> Result<(), DbError
                 .bind(e.seq)
                 .bind(e.at)
                 .bind(&e.actor)
-                .bind(&e.role)
+                .bind(e.role.as_str())
                 .bind(&e.office)
-                .bind(&e.action)
-                .bind(&e.outcome)
+                .bind(e.action.as_str())
+                .bind(e.outcome.as_str())
                 .bind(e.document_id.clone())
-                .bind(e.citizen_idx.clone())
+                .bind(e.citizen_idx.map(|c| c.to_hex()))
                 .bind(e.grant_id.clone())
                 .bind(e.case_ref.clone())
                 .bind(e.reason.clone())
@@ -138,26 +156,28 @@ pub async fn set_head(tx: &mut Tx, head: &Head) -> Result<(), DbError> {
     Ok(())
 }
 
-pub async fn insert_checkpoint(tx: &mut Tx, head: &Head, at: i64) -> Result<(), DbError> {
-    sqlx::query("INSERT INTO audit_checkpoints (seq, hash, signature, at) VALUES ($1, $2, $3, $4)")
-        .bind(head.seq)
-        .bind(&head.hash)
-        .bind(&head.signature)
-        .bind(at)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| DbError::unavailable("audit log unavailable (checkpoint)")(e))?;
+pub async fn insert_signed_head(tx: &mut Tx, head: &Head, at: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO audit_signed_heads (seq, hash, signature, at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(head.seq)
+    .bind(&head.hash)
+    .bind(&head.signature)
+    .bind(at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| DbError::unavailable("audit log unavailable (signed head)")(e))?;
     Ok(())
 }
 
-pub async fn checkpoints<'e, E>(executor: E) -> Result<Vec<Head>, DbError>
+pub async fn signed_heads<'e, E>(executor: E) -> Result<Vec<Head>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let rows = sqlx::query("SELECT seq, hash, signature FROM audit_checkpoints ORDER BY seq")
+    let rows = sqlx::query("SELECT seq, hash, signature FROM audit_signed_heads ORDER BY seq")
         .fetch_all(executor)
         .await
-        .map_err(db_err("audit checkpoints"))?;
+        .map_err(db_err("audit signed heads"))?;
     rows.iter()
         .map(|r| {
             Ok(Head {
@@ -401,11 +421,10 @@ fn read_chain_sqlite(
 /// Filters of an audit query; `None` means "any".
 #[derive(Debug, Default)]
 pub struct Filter {
-    pub citizen_idx: Option<String>,
+    pub citizen_idx: Option<CitizenIndex>,
     pub actor: Option<String>,
-    pub action: Option<String>,
-    /// `allowed`, `denied` or `error`.
-    pub outcome: Option<String>,
+    pub action: Option<AuditAction>,
+    pub outcome: Option<Outcome>,
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub after_seq: i64,
@@ -443,18 +462,28 @@ where
         clause(&mut sql, " AND at < ?");
     }
     if f.reads_by_others {
-        sql.push_str(
-            " AND outcome = 'allowed' AND role <> 'citizen' \
-             AND action IN ('document.list', 'document.read', 'document.content')",
-        );
+        // Literals from the vocabulary's own words, never from input.
+        let reads = AuditAction::READS
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        sql.push_str(&format!(
+            " AND outcome = '{}' AND role <> '{}' AND action IN ({reads})",
+            Outcome::Allowed,
+            Role::Citizen
+        ));
     }
     clause(&mut sql, " ORDER BY seq LIMIT ?");
     let mut q = sqlx::query(&sql).bind(f.after_seq);
-    for value in [&f.citizen_idx, &f.actor, &f.action, &f.outcome]
-        .into_iter()
-        .flatten()
-    {
-        q = q.bind(value.clone());
+    let words = [
+        f.citizen_idx.map(|c| c.to_hex()),
+        f.actor.clone(),
+        f.action.map(|a| a.as_str().to_owned()),
+        f.outcome.map(|o| o.as_str().to_owned()),
+    ];
+    for value in words.into_iter().flatten() {
+        q = q.bind(value);
     }
     for value in [f.since, f.until].into_iter().flatten() {
         q = q.bind(value);
@@ -628,6 +657,6 @@ where
     .bind(limit)
     .fetch_all(executor)
     .await
-    .map_err(db_err("audit checkpoints"))?;
+    .map_err(db_err("audit signed heads"))?;
     rows.iter().map(note_from_row).collect()
 }

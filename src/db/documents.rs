@@ -4,13 +4,14 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::{Columns, DbError, Tx, col, db_err, parse_col};
+use crate::crypto::CitizenIndex;
 use crate::domain::{DocStatus, DocType};
 
 /// One stored document, as the database holds it (personal fields still sealed).
 #[derive(Clone, Debug)]
 pub struct DocumentRow {
     pub id: Uuid,
-    pub citizen_idx: String,
+    pub citizen_idx: CitizenIndex,
     pub doc_type: DocType,
     pub status: DocStatus,
     pub content_type: String,
@@ -51,7 +52,7 @@ fn from_row(row: &AnyRow) -> Result<DocumentRow, DbError> {
 pub(super) fn from_columns(c: &Columns<'_>) -> Result<DocumentRow, DbError> {
     Ok(DocumentRow {
         id: parse_uuid(&c.get::<String>("id")?)?,
-        citizen_idx: c.get("citizen_idx")?,
+        citizen_idx: super::citizen_index(&c.get::<String>("citizen_idx")?)?,
         doc_type: parse_col(&c.get::<String>("doc_type")?)?,
         status: parse_col(&c.get::<String>("status")?)?,
         content_type: c.get("content_type")?,
@@ -88,7 +89,7 @@ pub async fn insert(tx: &mut Tx, d: &DocumentRow) -> Result<(), DbError> {
           $20, $21, $22, $23)"
     ))
     .bind(d.id.to_string())
-    .bind(&d.citizen_idx)
+    .bind(d.citizen_idx.to_hex())
     .bind(d.doc_type.as_str())
     .bind(d.status.as_str())
     .bind(&d.content_type)
@@ -128,10 +129,18 @@ where
     row.as_ref().map(from_row).transpose()
 }
 
+/// `statuses` as an SQL list of literals: the vocabulary's own words, never input.
+fn statuses(statuses: impl Iterator<Item = DocStatus>) -> String {
+    statuses
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The current document holding this exact scan for this citizen and type, if any.
 pub async fn find_current_scan<'e, E>(
     executor: E,
-    citizen_idx: &str,
+    citizen_idx: &CitizenIndex,
     doc_type: DocType,
     sha256: &str,
 ) -> Result<Option<DocumentRow>, DbError>
@@ -140,9 +149,10 @@ where
 {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM documents WHERE citizen_idx = $1 AND doc_type = $2 \
-         AND sha256 = $3 AND status IN ('pending', 'verified')"
+         AND sha256 = $3 AND status IN ({})",
+        statuses(DocStatus::current())
     ))
-    .bind(citizen_idx)
+    .bind(citizen_idx.to_hex())
     .bind(doc_type.as_str())
     .bind(sha256)
     .fetch_optional(executor)
@@ -153,21 +163,21 @@ where
 
 pub async fn list_for_citizen<'e, E>(
     executor: E,
-    citizen_idx: &str,
+    citizen_idx: &CitizenIndex,
     include_all: bool,
 ) -> Result<Vec<DocumentRow>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let filter = if include_all {
-        ""
+        String::new()
     } else {
-        " AND status IN ('pending', 'verified')"
+        format!(" AND status IN ({})", statuses(DocStatus::current()))
     };
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM documents WHERE citizen_idx = $1{filter} ORDER BY id"
     ))
-    .bind(citizen_idx)
+    .bind(citizen_idx.to_hex())
     .fetch_all(executor)
     .await
     .map_err(db_err("list documents"))?;
@@ -184,11 +194,10 @@ pub async fn change_status(
     by: &str,
     at: i64,
 ) -> Result<bool, DbError> {
-    let allowed: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
     let result = sqlx::query(&format!(
         "UPDATE documents SET status = $1, status_changed_by = $2, status_changed_at = $3 \
          WHERE id = $4 AND status IN ({})",
-        allowed.join(", ")
+        statuses(from.iter().copied())
     ))
     .bind(to.as_str())
     .bind(by)
@@ -209,14 +218,16 @@ pub async fn mark_verified(
     attestation: &str,
 ) -> Result<bool, DbError> {
     let result = sqlx::query(
-        "UPDATE documents SET status = 'verified', verified_by = $1, verified_office = $2, \
-         verified_at = $3, attestation = $4 WHERE id = $5 AND status = 'pending'",
+        "UPDATE documents SET status = $6, verified_by = $1, verified_office = $2, \
+         verified_at = $3, attestation = $4 WHERE id = $5 AND status = $7",
     )
     .bind(by)
     .bind(office)
     .bind(at)
     .bind(attestation)
     .bind(id.to_string())
+    .bind(DocStatus::Verified.as_str())
+    .bind(DocStatus::Pending.as_str())
     .execute(&mut **tx)
     .await
     .map_err(db_err("verify document"))?;

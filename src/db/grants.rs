@@ -5,12 +5,13 @@ use uuid::Uuid;
 
 use super::documents::DocumentRow;
 use super::{Columns, DbError, Tx, col, db_err};
+use crate::crypto::CitizenIndex;
 use crate::domain::DocType;
 
 #[derive(Clone, Debug)]
 pub struct GrantRow {
     pub id: Uuid,
-    pub citizen_idx: String,
+    pub citizen_idx: CitizenIndex,
     pub doc_types: Vec<DocType>,
     pub case_ref: String,
     pub purpose: String,
@@ -39,7 +40,7 @@ pub(super) fn from_columns(c: &Columns<'_>) -> Result<GrantRow, DbError> {
     Ok(GrantRow {
         id: Uuid::parse_str(&c.get::<String>("id")?)
             .map_err(|e| DbError::Corrupt(format!("stored grant id: {e}")))?,
-        citizen_idx: c.get("citizen_idx")?,
+        citizen_idx: super::citizen_index(&c.get::<String>("citizen_idx")?)?,
         doc_types: types
             .split(',')
             .map(super::parse_col)
@@ -64,7 +65,7 @@ pub async fn insert(tx: &mut Tx, g: &GrantRow) -> Result<(), DbError> {
         "INSERT INTO grants ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
     .bind(g.id.to_string())
-    .bind(&g.citizen_idx)
+    .bind(g.citizen_idx.to_hex())
     .bind(types.join(","))
     .bind(&g.case_ref)
     .bind(&g.purpose)
@@ -142,7 +143,7 @@ where
 /// A citizen's grants, newest first (at most `limit`).
 pub async fn list_for_citizen<'e, E>(
     executor: E,
-    citizen_idx: &str,
+    citizen_idx: &CitizenIndex,
     limit: i64,
 ) -> Result<Vec<GrantRow>, DbError>
 where
@@ -151,7 +152,7 @@ where
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM grants WHERE citizen_idx = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
     ))
-    .bind(citizen_idx)
+    .bind(citizen_idx.to_hex())
     .bind(limit)
     .fetch_all(executor)
     .await

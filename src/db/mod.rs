@@ -121,6 +121,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_tree",
         include_str!("../../migrations/sqlite/0004_audit_tree.sql"),
     ),
+    (
+        5,
+        "signed_heads",
+        include_str!("../../migrations/sqlite/0005_signed_heads.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -142,6 +147,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "audit_tree",
         include_str!("../../migrations/postgres/0004_audit_tree.sql"),
+    ),
+    (
+        5,
+        "signed_heads",
+        include_str!("../../migrations/postgres/0005_signed_heads.sql"),
     ),
 ];
 
@@ -508,6 +518,12 @@ impl<'r> Columns<'r> {
 }
 
 /// Parses a stored enum, treating an unknown value as corruption.
+/// A stored blind index (hex); anything else was not written by hoso.
+pub fn citizen_index(text: &str) -> Result<crate::crypto::CitizenIndex, DbError> {
+    crate::crypto::CitizenIndex::from_hex(text)
+        .ok_or_else(|| DbError::Corrupt("a stored citizen index is not 32 hex bytes".into()))
+}
+
 pub fn parse_col<T: FromStr>(text: &str) -> Result<T, DbError> {
     text.parse()
         .map_err(|_| DbError::Corrupt(format!("unknown stored value {text:?}")))

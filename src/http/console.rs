@@ -67,3 +67,58 @@ fn asset(name: &str) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::AuditAction;
+
+    /// Runs an ES module under node, from the crate's root, and returns what it printed. The
+    /// console's own modules are plain ES modules, so node imports them as the browser does.
+    fn node(script: &str) -> String {
+        let out = std::process::Command::new("node")
+            .args(["--input-type=module", "-e", script])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("node is needed to test the console's modules (Node.js 20 or later)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn the_console_knows_every_audit_action_in_both_languages() {
+        let out = node(
+            "globalThis.localStorage = { getItem: () => null, setItem: () => {} };
+             const m = await import('./console/i18n.js');
+             const keys = m.ACTIONS.map((a) => `action.${a}`);
+             console.log(JSON.stringify({ actions: m.ACTIONS, missing: m.missingWords(keys) }));",
+        );
+        let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let ours: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(
+            out["actions"],
+            serde_json::json!(ours),
+            "console/i18n.js ACTIONS"
+        );
+        assert_eq!(out["missing"], serde_json::json!([]), "labels missing");
+    }
+
+    #[test]
+    fn the_shared_rule_cases_hold_for_the_console() {
+        let out = node(
+            "import { readFileSync } from 'node:fs';
+             const r = await import('./console/rules.js');
+             const { cases } = JSON.parse(readFileSync('tests/rules_cases.json', 'utf8'));
+             const check = { national_id: (c) => r.nationalIdProblem(c.input),
+               code: (c) => r.codeProblem(c.input), text: (c) => r.textProblem(c.input, c.max) };
+             const wrong = cases.filter((c) => (check[c.rule](c) === null) !== c.valid);
+             console.log(JSON.stringify({ checked: cases.length, wrong }));",
+        );
+        let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(out["checked"].as_u64().unwrap() > 30, "{out}");
+        assert_eq!(out["wrong"], serde_json::json!([]), "console/rules.js");
+    }
+}

@@ -2,7 +2,7 @@
 //! are answered.
 
 use super::Vault;
-use crate::audit::{self, Entry, Outcome};
+use crate::audit::{AuditAction, Entry, Outcome};
 use crate::auth::Caller;
 use crate::crypto::keyring::Keyring;
 use crate::domain::{NationalId, Role};
@@ -18,15 +18,15 @@ pub fn actor(keys: &Keyring, caller: &Caller) -> String {
 }
 
 /// An audit entry for `caller` doing `action`, to be completed by the caller of this function.
-pub fn entry(keys: &Keyring, caller: &Caller, action: &'static str) -> Entry {
-    Entry {
-        actor: actor(keys, caller),
-        role: caller.role.as_str().to_owned(),
-        office: caller.office.clone(),
+pub fn entry(keys: &Keyring, caller: &Caller, action: AuditAction) -> Entry {
+    let mut e = Entry::new(
+        actor(keys, caller),
+        caller.role,
+        caller.office.clone(),
         action,
-        grant_id: caller.grant.map(|g| g.to_string()),
-        ..Entry::default()
-    }
+    );
+    e.grant_id = caller.grant.map(|g| g.to_string());
+    e
 }
 
 /// Records a refusal and returns the error to send. If even the refusal cannot be recorded, the
@@ -47,24 +47,22 @@ pub async fn refuse(vault: &Vault, mut entry: Entry, err: ApiError) -> ApiError 
         Admission::Log => {}
         Admission::LogLimitStarts => {
             let mut limited = entry.clone();
-            limited.action = "refusals.limited";
-            limited.outcome = Some(Outcome::Denied);
+            limited.action = AuditAction::RefusalsLimited;
+            limited.outcome = Outcome::Denied;
             limited.reason = Some(format!(
                 "over {} refusals a minute; further ones this minute are answered 429 and not logged",
                 vault.refusals.per_minute
             ));
-            if let Err(audit_err) =
-                audit::record(&vault.log, &vault.keys(), &vault.metrics, limited).await
-            {
+            if let Err(audit_err) = vault.record(limited).await {
                 return audit_err;
             }
             return ApiError::TooManyRequests;
         }
         Admission::Limited => return ApiError::TooManyRequests,
     }
-    entry.outcome = Some(Outcome::Denied);
+    entry.outcome = Outcome::Denied;
     entry.reason = Some(err.code().to_owned());
-    match audit::record(&vault.log, &vault.keys(), &vault.metrics, entry).await {
+    match vault.record(entry).await {
         Ok(()) => err,
         Err(audit_err) => audit_err,
     }

@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use super::Vault;
 use super::{entry, refuse, require_own_records, require_role};
-use crate::audit::{self, Report};
+use crate::audit::merkle::Hash;
+use crate::audit::receipt::Receipt;
+use crate::audit::{self, AuditAction, Outcome, Report};
 use crate::auth::Caller;
 use crate::db::audit::{self as store, EntryRow, Filter};
 use crate::domain::format_rfc3339 as rfc3339;
@@ -33,10 +35,10 @@ pub struct EntryView {
     pub seq: i64,
     pub at: String,
     pub actor: String,
-    pub role: String,
+    pub role: Role,
     pub office: String,
-    pub action: String,
-    pub outcome: String,
+    pub action: AuditAction,
+    pub outcome: Outcome,
     pub document_id: Option<String>,
     pub grant_id: Option<String>,
     pub case_ref: Option<String>,
@@ -79,6 +81,11 @@ fn page(rows: Vec<EntryRow>, limit: i64) -> Page {
     }
 }
 
+/// A word of the log's vocabulary given as a filter; the answer to a typo names the words.
+fn parse_word<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T, ApiError> {
+    text.parse().map_err(ApiError::InvalidRequest)
+}
+
 fn parse_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {
         None => Ok(100),
@@ -100,25 +107,25 @@ fn parse_cursor(cursor: Option<&str>) -> Result<i64, ApiError> {
 
 pub async fn query(vault: &Vault, caller: &Caller, q: AuditQuery) -> Result<Page, ApiError> {
     let keys = vault.keys();
-    let mut e = entry(&keys, caller, "audit.query");
+    let mut e = entry(&keys, caller, AuditAction::AuditQuery);
     require_role(vault, &e, caller, &[Role::Auditor]).await?;
     let citizen_idx = match &q.national_id {
-        Some(id) => Some(keys.citizen_index(&NationalId::parse(id)?).to_hex()),
+        Some(id) => Some(keys.citizen_index(&NationalId::parse(id)?)),
         None => None,
     };
     let filter = Filter {
-        citizen_idx: citizen_idx.clone(),
+        citizen_idx,
         actor: q.actor,
-        action: q.action,
-        outcome: match q.outcome.as_deref() {
-            None => None,
-            Some(o @ ("allowed" | "denied" | "error")) => Some(o.to_owned()),
-            Some(_) => {
-                return Err(ApiError::InvalidRequest(
-                    "outcome is allowed, denied or error".into(),
-                ));
-            }
-        },
+        action: q
+            .action
+            .as_deref()
+            .map(parse_word::<AuditAction>)
+            .transpose()?,
+        outcome: q
+            .outcome
+            .as_deref()
+            .map(parse_word::<Outcome>)
+            .transpose()?,
         since: q
             .since
             .as_deref()
@@ -135,18 +142,18 @@ pub async fn query(vault: &Vault, caller: &Caller, q: AuditQuery) -> Result<Page
     };
     e.citizen_idx = citizen_idx;
     // Log the query before answering it, like any other read.
-    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
+    vault.record(e).await?;
     let rows = store::query(&vault.db.pool, &filter).await?;
     Ok(page(rows, filter.limit))
 }
 
 pub async fn verify_log(vault: &Vault, caller: &Caller) -> Result<Report, ApiError> {
     let keys = vault.keys();
-    let e = entry(&keys, caller, "audit.verify");
+    let e = entry(&keys, caller, AuditAction::AuditVerify);
     require_role(vault, &e, caller, &[Role::Auditor]).await?;
     // Verify first, then log: the report describes the log as it was when asked.
     let report = verify_all(vault, None).await?;
-    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
+    vault.record(e).await?;
     Ok(report)
 }
 
@@ -166,9 +173,9 @@ pub async fn access_log(
     q: AccessLogQuery,
 ) -> Result<Page, ApiError> {
     let keys = vault.keys();
-    let citizen = keys.citizen_index(national_id).to_hex();
-    let mut e = entry(&keys, caller, "access_log.read");
-    e.citizen_idx = Some(citizen.clone());
+    let citizen = keys.citizen_index(national_id);
+    let mut e = entry(&keys, caller, AuditAction::AccessLogRead);
+    e.citizen_idx = Some(citizen);
     require_role(vault, &e, caller, &[Role::Citizen, Role::Auditor]).await?;
     require_own_records(vault, &e, caller, national_id, "access log").await?;
     let filter = Filter {
@@ -178,7 +185,7 @@ pub async fn access_log(
         reads_by_others: true,
         ..Filter::default()
     };
-    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
+    vault.record(e).await?;
     let rows = store::query(&vault.db.pool, &filter).await?;
     Ok(page(rows, filter.limit))
 }
@@ -215,11 +222,9 @@ pub async fn verify_all(
 
 // ---- Checkpoints, proofs and receipts: public, like a transparency log's (hashes only).
 
-/// The latest signed checkpoint (made now if the log has grown and none is due yet covers it
-/// at all), as the note's text, with the log's verifier key.
+/// The latest published checkpoint, as the note's text, with the log's verifier key. A read:
+/// checkpoints are published by `hoso serve`'s checkpointer, never by a request.
 pub async fn checkpoint(vault: &Vault) -> Result<(String, String), ApiError> {
-    let keys = vault.keys();
-    audit::checkpoints::publish_if_due(&vault.db, &vault.blobs, &keys, &vault.checkpoints).await?;
     let latest = store::latest_note(&vault.db.pool)
         .await?
         .ok_or_else(|| ApiError::Conflict("the audit log is empty: no checkpoint yet".into()))?;
@@ -247,7 +252,7 @@ pub struct ConsistencyProof {
     pub hashes: Vec<String>,
 }
 
-fn b64(h: &audit::merkle::Hash) -> String {
+fn b64(h: &Hash) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(h)
 }
@@ -264,6 +269,21 @@ async fn within(snapshot: &mut crate::db::Tx, what: &str, n: i64) -> Result<(), 
 }
 
 pub async fn inclusion(vault: &Vault, seq: i64, size: i64) -> Result<InclusionProof, ApiError> {
+    let (leaf, hashes) = inclusion_hashes(vault, seq, size).await?;
+    Ok(InclusionProof {
+        seq,
+        size,
+        leaf_hash: b64(&leaf),
+        hashes: hashes.iter().map(b64).collect(),
+    })
+}
+
+/// Entry `seq`'s leaf hash as it is stored now, and its inclusion proof in the tree of `size`.
+async fn inclusion_hashes(
+    vault: &Vault,
+    seq: i64,
+    size: i64,
+) -> Result<(Hash, Vec<Hash>), ApiError> {
     if seq > size {
         return Err(ApiError::InvalidRequest("seq must be at most size".into()));
     }
@@ -276,12 +296,7 @@ pub async fn inclusion(vault: &Vault, seq: i64, size: i64) -> Result<InclusionPr
     let leaf = audit::entry_leaf(&entry).map_err(|e| ApiError::Internal(e.to_owned()))?;
     let hashes = audit::tree::inclusion_proof(&mut snapshot, (seq - 1) as u64, size as u64).await?;
     snapshot.rollback().await?;
-    Ok(InclusionProof {
-        seq,
-        size,
-        leaf_hash: b64(&leaf),
-        hashes: hashes.iter().map(b64).collect(),
-    })
+    Ok((leaf, hashes))
 }
 
 pub async fn consistency(vault: &Vault, from: i64, to: i64) -> Result<ConsistencyProof, ApiError> {
@@ -311,33 +326,30 @@ pub async fn access_proof(
     seq: i64,
 ) -> Result<String, ApiError> {
     let keys = vault.keys();
-    let citizen = keys.citizen_index(national_id).to_hex();
-    let mut e = entry(&keys, caller, "access_log.proof");
-    e.citizen_idx = Some(citizen.clone());
+    let citizen = keys.citizen_index(national_id);
+    let mut e = entry(&keys, caller, AuditAction::AccessLogProof);
+    e.citizen_idx = Some(citizen);
     require_role(vault, &e, caller, &[Role::Citizen, Role::Auditor]).await?;
     require_own_records(vault, &e, caller, national_id, "access log").await?;
     let row = store::entry(&vault.db.pool, seq).await?;
-    if row.as_ref().and_then(|r| r.citizen_idx.as_deref()) != Some(citizen.as_str()) {
+    if row.as_ref().and_then(|r| r.citizen_idx) != Some(citizen) {
         return Err(refuse(vault, e, ApiError::NotFound).await);
     }
-    let mut note = store::note_covering(&vault.db.pool, seq).await?;
-    if note.is_none() {
-        audit::checkpoints::publish_if_due(&vault.db, &vault.blobs, &keys, &vault.checkpoints)
-            .await?;
-        note = store::note_covering(&vault.db.pool, seq).await?;
-    }
-    let note =
-        note.ok_or_else(|| ApiError::Unavailable("no checkpoint covers the entry yet".into()))?;
-    let proof = inclusion(vault, seq, note.size).await?;
-    Ok(format!(
-        "c2sp.org/tlog-proof@v1\nextra {}\nindex {}\n{}\n{}",
-        proof.leaf_hash,
-        seq - 1,
-        proof
-            .hashes
-            .iter()
-            .map(|h| format!("{h}\n"))
-            .collect::<String>(),
-        note.note
-    ))
+    let note = store::note_covering(&vault.db.pool, seq)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unavailable(format!(
+                "no published checkpoint covers entry {seq} yet; one is published within \
+             HOSO_CHECKPOINT_SECONDS ({} s)",
+                vault.checkpoints.seconds
+            ))
+        })?;
+    let (leaf, hashes) = inclusion_hashes(vault, seq, note.size).await?;
+    let receipt = Receipt {
+        index: (seq - 1) as u64,
+        leaf,
+        hashes,
+        checkpoint: note.note,
+    };
+    Ok(receipt.write())
 }

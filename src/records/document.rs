@@ -5,7 +5,6 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::Vault;
-use crate::crypto::CitizenIndex;
 use crate::crypto::attestation::{self, AttestationClaims};
 use crate::crypto::envelope::{self, Binding, DataKey, WrapFormat};
 use crate::crypto::keyring::Keyring;
@@ -19,8 +18,7 @@ pub fn binding(row: &DocumentRow) -> Result<Binding, ApiError> {
     wrap_format(row)?;
     Ok(Binding {
         document_id: row.id,
-        citizen: CitizenIndex::from_hex(&row.citizen_idx)
-            .ok_or_else(|| ApiError::Internal("stored citizen index is not hex".into()))?,
+        citizen: row.citizen_idx,
     })
 }
 

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::Vault;
 use super::{entry, refuse, require_own_records, require_role};
-use crate::audit;
+use crate::audit::{self, AuditAction};
 use crate::auth::{self, Caller, TokenRequest};
 use crate::db::grants::{self as store, GrantRow};
 use crate::db::now_ms;
@@ -97,14 +97,14 @@ pub async fn create(
     req: GrantRequest,
 ) -> Result<GrantCreated, ApiError> {
     let keys = vault.keys();
-    let mut e = entry(&keys, caller, "grant.create");
+    let mut e = entry(&keys, caller, AuditAction::GrantCreate);
     require_role(vault, &e, caller, &[Role::Clerk]).await?;
     let req = validate(req)?;
-    let citizen = keys.citizen_index(&req.national_id).to_hex();
+    let citizen = keys.citizen_index(&req.national_id);
     let now = now_ms();
     let grant = GrantRow {
         id: Uuid::now_v7(),
-        citizen_idx: citizen.clone(),
+        citizen_idx: citizen,
         doc_types: req.doc_types,
         case_ref: req.case_ref.to_string(),
         purpose: req.purpose,
@@ -146,13 +146,13 @@ pub async fn create(
 
 pub async fn revoke(vault: &Vault, caller: &Caller, id: Uuid) -> Result<(), ApiError> {
     let keys = vault.keys();
-    let mut e = entry(&keys, caller, "grant.revoke");
+    let mut e = entry(&keys, caller, AuditAction::GrantRevoke);
     e.grant_id = Some(id.to_string());
     require_role(vault, &e, caller, &[Role::Clerk, Role::Admin]).await?;
     let Some(grant) = store::get(&vault.db.pool, id).await? else {
         return Err(refuse(vault, e, ApiError::NotFound).await);
     };
-    e.citizen_idx = Some(grant.citizen_idx.clone());
+    e.citizen_idx = Some(grant.citizen_idx);
     e.case_ref = Some(grant.case_ref.clone());
     let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
     store::revoke(&mut tx, id, caller.staff_id().unwrap_or("-"), now_ms()).await?;
@@ -217,7 +217,7 @@ impl GrantView {
 /// no personal field. A refusal is logged like any other.
 pub async fn scope(vault: &Vault, caller: &Caller, id: Uuid) -> Result<GrantView, ApiError> {
     let keys = vault.keys();
-    let mut e = entry(&keys, caller, "grant.read");
+    let mut e = entry(&keys, caller, AuditAction::GrantRead);
     e.grant_id = Some(id.to_string());
     require_role(
         vault,
@@ -246,9 +246,9 @@ pub async fn for_citizen(
     national_id: &NationalId,
 ) -> Result<Vec<GrantView>, ApiError> {
     let keys = vault.keys();
-    let citizen = keys.citizen_index(national_id).to_hex();
-    let mut e = entry(&keys, caller, "grant.list");
-    e.citizen_idx = Some(citizen.clone());
+    let citizen = keys.citizen_index(national_id);
+    let mut e = entry(&keys, caller, AuditAction::GrantList);
+    e.citizen_idx = Some(citizen);
     require_role(
         vault,
         &e,
@@ -258,7 +258,7 @@ pub async fn for_citizen(
     .await?;
     require_own_records(vault, &e, caller, national_id, "grants").await?;
     let rows = store::list_for_citizen(&vault.db.pool, &citizen, LIST_LIMIT).await?;
-    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
+    vault.record(e).await?;
     let now = now_ms();
     Ok(rows.iter().map(|g| GrantView::new(g, now)).collect())
 }
@@ -268,7 +268,7 @@ pub async fn for_citizen(
 /// no network; carries nothing personal.
 pub async fn receipt_qr(vault: &Vault, caller: &Caller, id: Uuid) -> Result<String, ApiError> {
     let keys = vault.keys();
-    let mut e = entry(&keys, caller, "grant.read");
+    let mut e = entry(&keys, caller, AuditAction::GrantRead);
     e.grant_id = Some(id.to_string());
     require_role(vault, &e, caller, &[Role::Clerk, Role::Admin]).await?;
     let Some(grant) = store::get(&vault.db.pool, id).await? else {

@@ -2,21 +2,11 @@
 //! retire a KEK version once nothing uses it.
 
 use super::Vault;
-use crate::audit::{self, Entry};
+use crate::audit::{AuditAction, Entry};
 use crate::crypto::envelope::WrapFormat;
 use crate::crypto::keyring::Keyring;
 use crate::db::{self, documents, now_ms};
 use crate::error::ApiError;
-
-fn cli_entry(action: &'static str) -> Entry {
-    Entry {
-        actor: "hoso-cli".into(),
-        role: "admin".into(),
-        office: "-".into(),
-        action,
-        ..Entry::default()
-    }
-}
 
 /// Rewraps, a page at a time, every data key not under the current KEK. Calls `progress` with
 /// (done so far) after each page. Returns how many keys were rewrapped.
@@ -54,12 +44,12 @@ pub async fn rewrap(vault: &Vault, mut progress: impl FnMut(u64)) -> Result<u64,
         }
         progress(done);
     }
-    let mut e = cli_entry("keys.rewrap");
+    let mut e = Entry::operator(AuditAction::KeysRewrap);
     e.reason = Some(format!(
         "{done} data keys now under version {}",
         current.version
     ));
-    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
+    vault.record(e).await?;
     Ok(done)
 }
 
@@ -93,9 +83,9 @@ pub async fn retire(vault: &Vault, version: u32) -> Result<(), ApiError> {
     tx.commit("commit retire").await?;
     keys.retire(version)
         .map_err(|e| ApiError::internal("delete key file", e))?;
-    let mut e = cli_entry("keys.retire");
+    let mut e = Entry::operator(AuditAction::KeysRetire);
     e.reason = Some(format!("version {version} retired"));
-    audit::record(&vault.log, &keys, &vault.metrics, e).await
+    vault.record(e).await
 }
 
 /// One master-key version as `hoso keys status` shows it.

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::Vault;
 use super::{DocumentView, data_key, entry, refuse, require_role, view};
-use crate::audit::group::GrantUse;
-use crate::audit::{self, Entry, Outcome};
+use crate::audit::writer::GrantUse;
+use crate::audit::{self, AuditAction, Entry, Outcome};
 use crate::auth::Caller;
 use crate::crypto::envelope::BodyOpener;
 use crate::db::documents::{self, DocumentRow};
@@ -47,8 +47,7 @@ fn grant_in_force(
     let grant = grant.ok_or(ApiError::GrantRevoked)?;
     e.case_ref = Some(grant.case_ref.clone());
     e.office = grant.grantee_office.clone();
-    e.citizen_idx
-        .get_or_insert_with(|| grant.citizen_idx.clone());
+    e.citizen_idx.get_or_insert(grant.citizen_idx);
     if Some(grant.grantee.as_str()) != caller.staff_id() {
         return Err(ApiError::Forbidden(
             "this grant was made for another officer".into(),
@@ -124,11 +123,11 @@ async fn scoped_document(
         (Some(d), Role::Officer) => grant.as_ref().is_some_and(|g| grant_covers(g, d)),
         (Some(d), Role::Citizen) => caller
             .citizen()
-            .is_some_and(|nid| keys.citizen_index(&nid).to_hex() == d.citizen_idx),
+            .is_some_and(|nid| keys.citizen_index(&nid) == d.citizen_idx),
         _ => false,
     };
     if let Some(d) = &doc {
-        e.citizen_idx = Some(d.citizen_idx.clone());
+        e.citizen_idx = Some(d.citizen_idx);
     }
     match doc {
         Some(d) if visible => Ok((d, grant)),
@@ -146,9 +145,9 @@ pub async fn list(
     include_all: bool,
 ) -> Result<Vec<DocumentView>, ApiError> {
     let keys = vault.keys();
-    let citizen = keys.citizen_index(national_id).to_hex();
-    let mut e = entry(&keys, caller, "document.list");
-    e.citizen_idx = Some(citizen.clone());
+    let citizen = keys.citizen_index(national_id);
+    let mut e = entry(&keys, caller, AuditAction::DocumentList);
+    e.citizen_idx = Some(citizen);
     require_role(
         vault,
         &e,
@@ -178,7 +177,7 @@ pub async fn list(
     // Officers see current documents of granted types only, whatever they ask for.
     let include_all = include_all && caller.role != Role::Officer;
     let rows = documents::list_for_citizen(&vault.db.pool, &citizen, include_all).await?;
-    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
+    vault.record(e).await?;
     rows.iter()
         .filter(|r| {
             allowed_types
@@ -198,7 +197,7 @@ pub async fn list_granted(
     id: Uuid,
 ) -> Result<Vec<DocumentView>, ApiError> {
     let keys = vault.keys();
-    let mut e = entry(&keys, caller, "document.list");
+    let mut e = entry(&keys, caller, AuditAction::DocumentList);
     e.grant_id = Some(id.to_string());
     require_role(vault, &e, caller, &[Role::Officer]).await?;
     if caller.grant != Some(id) {
@@ -208,9 +207,9 @@ pub async fn list_granted(
         Ok(g) => g,
         Err(err) => return Err(refuse(vault, e, err).await),
     };
-    e.citizen_idx = Some(grant.citizen_idx.clone());
+    e.citizen_idx = Some(grant.citizen_idx);
     let rows = documents::list_for_citizen(&vault.db.pool, &grant.citizen_idx, false).await?;
-    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
+    vault.record(e).await?;
     rows.iter()
         .filter(|r| grant.doc_types.contains(&r.doc_type))
         .map(|r| view(vault, r))
@@ -219,10 +218,10 @@ pub async fn list_granted(
 
 pub async fn metadata(vault: &Vault, caller: &Caller, id: Uuid) -> Result<DocumentView, ApiError> {
     let keys = vault.keys();
-    let mut e = entry(&keys, caller, "document.read");
+    let mut e = entry(&keys, caller, AuditAction::DocumentRead);
     e.document_id = Some(id.to_string());
     let (doc, _) = scoped_document(vault, caller, id, &mut e).await?;
-    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
+    vault.record(e).await?;
     view(vault, &doc)
 }
 
@@ -236,7 +235,7 @@ pub struct Content {
 
 pub async fn content(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Content, ApiError> {
     let keys = vault.keys();
-    let mut e = entry(&keys, caller, "document.content");
+    let mut e = entry(&keys, caller, AuditAction::DocumentContent);
     e.document_id = Some(id.to_string());
     if caller.role == Role::Citizen {
         return Err(refuse(
@@ -265,12 +264,7 @@ pub async fn content(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Content
     let receipt = vault
         .log
         .record_read(keys.clone(), e.clone(), grant_use)
-        .await
-        .inspect_err(|err| {
-            if err.status().is_server_error() {
-                Metrics::inc(&vault.metrics.audit_failures);
-            }
-        })?;
+        .await?;
 
     match open_body(vault, &doc).await {
         Ok(body) => {
@@ -285,10 +279,10 @@ pub async fn content(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Content
             if matches!(err, ApiError::Integrity(_)) {
                 Metrics::inc(&vault.metrics.integrity_errors);
             }
-            e.outcome = Some(Outcome::Error);
+            e.outcome = Outcome::Error;
             e.reason = Some(err.code().to_owned());
             // Best effort: the read was already logged as allowed; this adds why it failed.
-            if let Err(audit_err) = audit::record(&vault.log, &keys, &vault.metrics, e).await {
+            if let Err(audit_err) = vault.record(e).await {
                 tracing::error!(error = ?audit_err, "could not log a failed read");
             }
             Err(err)

@@ -6,7 +6,7 @@
 use uuid::Uuid;
 
 use super::{DocumentView, Vault, attest, entry, refuse, require_role, view};
-use crate::audit::{self, Entry};
+use crate::audit::{self, AuditAction, Entry};
 use crate::auth::Caller;
 use crate::db::documents::{self, DocumentRow};
 use crate::db::{Tx, now_ms};
@@ -18,7 +18,7 @@ async fn target(vault: &Vault, e: &mut Entry, id: Uuid) -> Result<DocumentRow, A
     let Some(doc) = documents::get(&vault.db.pool, id).await? else {
         return Err(refuse(vault, e.clone(), ApiError::NotFound).await);
     };
-    e.citizen_idx = Some(doc.citizen_idx.clone());
+    e.citizen_idx = Some(doc.citizen_idx);
     Ok(doc)
 }
 
@@ -46,14 +46,14 @@ pub async fn verify_document(
     id: Uuid,
 ) -> Result<DocumentView, ApiError> {
     let keys = vault.keys();
-    let mut e = entry(&keys, caller, "document.verify");
+    let mut e = entry(&keys, caller, AuditAction::DocumentVerify);
     e.document_id = Some(id.to_string());
     require_role(vault, &e, caller, &[Role::Clerk]).await?;
     let mut doc = target(vault, &mut e, id).await?;
     match doc.status {
         DocStatus::Verified => {
             e.reason = Some("already verified".into());
-            audit::record(&vault.log, &keys, &vault.metrics, e).await?;
+            vault.record(e).await?;
             return view(vault, &doc);
         }
         DocStatus::Pending => {}
@@ -105,7 +105,7 @@ pub async fn revoke(
     reason: Option<&str>,
 ) -> Result<Revoked, ApiError> {
     let keys = vault.keys();
-    let mut e = entry(&keys, caller, "document.revoke");
+    let mut e = entry(&keys, caller, AuditAction::DocumentRevoke);
     e.document_id = Some(id.to_string());
     require_role(vault, &e, caller, &[Role::Clerk, Role::Admin]).await?;
     let reason = reason
@@ -119,7 +119,7 @@ pub async fn revoke(
     };
     if doc.status == DocStatus::Revoked {
         e.reason = Some("already revoked".into());
-        audit::record(&vault.log, &keys, &vault.metrics, e).await?;
+        vault.record(e).await?;
         return Ok(answer);
     }
     e.reason = reason;

@@ -2,7 +2,7 @@
 //! (`hoso token revoke`). Both are logged: who may act as whom is part of what auditors check.
 
 use super::Vault;
-use crate::audit::{self, Entry};
+use crate::audit::{self, AuditAction, Entry};
 use crate::auth::{self, TokenRequest};
 use crate::db::revoked_tokens;
 use crate::domain::{NationalId, Role};
@@ -19,13 +19,7 @@ pub fn sign_in_link(console_url: &str, token: &str) -> String {
 /// is logged as from it); officers get tokens only through grants.
 pub async fn issue(vault: &Vault, request: TokenRequest<'_>) -> Result<String, ApiError> {
     let keys = vault.keys();
-    let mut e = Entry {
-        actor: "hoso-cli".into(),
-        role: "admin".into(),
-        office: "-".into(),
-        action: "token.issue",
-        ..Entry::default()
-    };
+    let mut e = Entry::operator(AuditAction::TokenIssue);
     match request.role {
         Role::Officer => {
             return Err(ApiError::InvalidRequest(
@@ -35,7 +29,7 @@ pub async fn issue(vault: &Vault, request: TokenRequest<'_>) -> Result<String, A
         Role::Citizen => {
             // The citizen is named by their blind index, never their number.
             let id = NationalId::parse(request.sub)?;
-            e.citizen_idx = Some(keys.citizen_index(&id).to_hex());
+            e.citizen_idx = Some(keys.citizen_index(&id));
             e.reason = Some(format!("citizen token, {} s", request.ttl_seconds));
         }
         role => {
@@ -52,14 +46,31 @@ pub async fn issue(vault: &Vault, request: TokenRequest<'_>) -> Result<String, A
     }
     let (token, claims) = auth::issue(&keys, &vault.token_policy, request)?;
     e.reason = e.reason.map(|r| format!("{r}, jti {}", claims.jti));
-    audit::record(&vault.log, &keys, &vault.metrics, e).await?;
+    vault.record(e).await?;
     Ok(token)
 }
 
 /// Puts the token's `jti` on the revocation list, after checking the token is one this vault
 /// issued (a forged or foreign token cannot fill the list). Returns the `jti`.
+///
+/// The revocation and its entry commit together: a revocation that is not in the log did not
+/// happen, and a logged one is in force.
 pub async fn revoke(vault: &Vault, token: &str) -> Result<String, ApiError> {
-    let claims = auth::decode(&vault.keys(), &vault.token_policy, token.trim())?;
-    revoked_tokens::revoke_token(&vault.db.pool, &claims.jti, claims.exp).await?;
+    let keys = vault.keys();
+    let claims = auth::decode(&keys, &vault.token_policy, token.trim())?;
+    let mut e = Entry::operator(AuditAction::TokenRevoke);
+    e.reason = Some(match claims.role {
+        Role::Citizen => "citizen token".to_owned(),
+        role => format!("{role} token for {}", claims.sub),
+    });
+    if claims.role == Role::Citizen {
+        e.citizen_idx = Some(keys.citizen_index(&NationalId::parse(&claims.sub)?));
+    }
+    e.grant_id = claims.grant.clone();
+    e.reason = e.reason.map(|r| format!("{r}, jti {}", claims.jti));
+    let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
+    revoked_tokens::revoke_token(&mut *tx, &claims.jti, claims.exp).await?;
+    audit::append(&mut tx, &keys, &vault.metrics, e).await?;
+    audit::commit(tx, &vault.metrics).await?;
     Ok(claims.jti)
 }

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::audit::Entry;
+use crate::audit::writer::LogWriter;
 use crate::auth::TokenPolicy;
 use crate::blob::BlobStore;
 use crate::config::FaultPoint;
@@ -28,7 +30,7 @@ pub struct Vault {
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// The process's group-committed log writer (reads, listings, refusals).
-    pub log: crate::audit::group::GroupCommit,
+    pub log: LogWriter,
     /// The buffers copies are decrypted in, within `HOSO_READ_MEMORY_BYTES` in all; a copy
     /// that does not fit streams instead.
     pub copy_buffers: Arc<super::copy_buffers::CopyBuffers>,
@@ -52,6 +54,14 @@ impl Vault {
     /// The keys as last loaded (see [`KeyCache`]).
     pub fn keys(&self) -> Arc<Keyring> {
         self.keys.get()
+    }
+
+    /// Logs an act that changes nothing but the log: appended by the process's log writer and
+    /// committed before this returns. A failure is counted by the writer and is the answer
+    /// (fail closed). Reads through a grant and changes with their own writes go through
+    /// [`LogWriter::record_read`] and [`LogWriter::change`], which count the same way.
+    pub async fn record(&self, entry: Entry) -> Result<(), ApiError> {
+        self.log.record(self.keys(), entry).await.map(|_| ())
     }
 
     /// Test-only crash simulation: stops the operation dead at `point`, with an error that

@@ -314,6 +314,20 @@ impl TestVault {
     }
 
     /// Runs SQL straight against the database file, as an intruder with file access would.
+    /// What `hoso serve`'s checkpointer does every second: publishes a checkpoint of the log as
+    /// it is now, if one is due (requests never publish).
+    pub async fn publish_checkpoint(&self) {
+        let vault = &self.state.vault;
+        hoso::audit::checkpoints::publish_if_due(
+            &vault.db,
+            &vault.blobs,
+            &vault.keys(),
+            &vault.checkpoints,
+        )
+        .await
+        .unwrap();
+    }
+
     pub async fn sql(&self, statement: &str) {
         sqlx::raw_sql(statement)
             .execute(&self.state.vault.db.pool)

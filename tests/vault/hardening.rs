@@ -400,6 +400,48 @@ async fn issuing_a_token_is_logged_and_staff_tokens_name_an_office() {
 }
 
 #[tokio::test]
+async fn revoking_a_token_is_logged_with_its_jti_and_the_citizen_by_blind_index() {
+    let vault = TestVault::new().await;
+    let clerk = vault.clerk();
+    let citizen = vault.citizen(CITIZEN_A);
+    for token in [&clerk, &citizen] {
+        let out = hoso_cli(&vault, &["token", "revoke", token]).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(vault.count(&entries("token.revoke")).await, 2);
+    let logged = |condition: &str| {
+        format!(
+            "SELECT COUNT(*) FROM audit_entries WHERE action = 'token.revoke' AND actor = \
+             'hoso-cli' AND role = 'admin' AND reason LIKE '%jti %' AND {condition}"
+        )
+    };
+    assert_eq!(
+        vault
+            .count(&logged(
+                "citizen_idx IS NULL AND reason LIKE 'clerk token for %'"
+            ))
+            .await,
+        1
+    );
+    assert_eq!(
+        vault
+            .count(&logged(&format!(
+                "citizen_idx IS NOT NULL AND reason NOT LIKE '%{CITIZEN_A}%'"
+            )))
+            .await,
+        1,
+        "the citizen's revoked token is logged by blind index, never by number"
+    );
+    let report = vault.get("/v1/audit/verify", &vault.auditor()).await;
+    report.expect(StatusCode::OK);
+    assert_eq!(report.json()["ok"], true);
+}
+
+#[tokio::test]
 async fn a_restore_refuses_a_backup_holding_links() {
     if backend() != Backend::SqliteLocal {
         // Backup and restore cover the embedded default; the PostgreSQL pair has its own tools.

@@ -82,6 +82,7 @@ async fn go_sumdb_opens_hosos_checkpoints_and_checks_its_proofs() {
             .await
             .expect(StatusCode::OK);
     }
+    vault.publish_checkpoint().await;
     let old = String::from_utf8(vault.get("/v1/audit/checkpoint", "").await.body.to_vec()).unwrap();
     let old_size: i64 = old.lines().nth(1).unwrap().parse().unwrap();
     for _ in 0..6 {
@@ -90,6 +91,7 @@ async fn go_sumdb_opens_hosos_checkpoints_and_checks_its_proofs() {
             .await
             .expect(StatusCode::OK);
     }
+    vault.publish_checkpoint().await;
     let reply = vault.get("/v1/audit/checkpoint", "").await;
     let key = reply.headers["hoso-log-key"].to_str().unwrap().to_owned();
     let new = String::from_utf8(reply.body.to_vec()).unwrap();

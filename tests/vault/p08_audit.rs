@@ -91,32 +91,32 @@ async fn a_field_emptied_or_blanked_out_is_found() {
     .await;
 }
 
-/// Every 256th entry's head is kept signed (`audit_checkpoints`); verify checks each signature
+/// Every 256th entry's head is kept signed (`audit_signed_heads`); verify checks each signature
 /// (beside the walk) and each hash against the chain. A signature that is not the key's is
-/// found at its checkpoint's seq, by name.
+/// found at its signed head's seq, by name.
 #[tokio::test]
-async fn a_stored_checkpoint_with_a_bad_signature_is_found() {
+async fn a_kept_signed_head_with_a_bad_signature_is_found() {
     let (vault, id) = busy_vault().await;
     let path = format!("/v1/documents/{id}");
     let clerk = vault.clerk();
-    while vault.count("SELECT COUNT(*) FROM audit_checkpoints").await < 2 {
+    while vault.count("SELECT COUNT(*) FROM audit_signed_heads").await < 2 {
         for reply in futures_util::future::join_all((0..32).map(|_| vault.get(&path, &clerk))).await
         {
             reply.expect(StatusCode::OK);
         }
     }
     assert_eq!(report(&vault).await["ok"], true);
-    // The signature of the second checkpoint put on the first: valid hex, valid Ed25519 bytes,
+    // The signature of the second signed head put on the first: valid hex, valid Ed25519 bytes,
     // not a signature of the first's head.
     vault
         .sql(
-            "UPDATE audit_checkpoints SET signature = \
-             (SELECT signature FROM audit_checkpoints WHERE seq = 512) WHERE seq = 256",
+            "UPDATE audit_signed_heads SET signature = \
+             (SELECT signature FROM audit_signed_heads WHERE seq = 512) WHERE seq = 256",
         )
         .await;
     found_at(&vault, 256).await;
     let (_, out) = cli_verify(&vault).await;
-    assert!(out.contains("checkpoint signature is invalid"), "{out}");
+    assert!(out.contains("signed head signature is invalid"), "{out}");
 }
 
 #[tokio::test]

@@ -143,7 +143,7 @@ async fn a_clerk_verifies_a_scan_and_anyone_can_check_the_copy_offline() {
 fn fake_row(scan: &[u8]) -> hoso::db::documents::DocumentRow {
     hoso::db::documents::DocumentRow {
         id: uuid::Uuid::now_v7(),
-        citizen_idx: String::new(),
+        citizen_idx: hoso::crypto::CitizenIndex([0; 32]),
         doc_type: hoso::domain::DocType::Cccd,
         status: hoso::domain::DocStatus::Verified,
         content_type: "application/pdf".into(),

@@ -1,4 +1,4 @@
-//! Group commit: entries that need only the log (reads, listings, refusals) are appended by one
+//! The process's log writer (group commit): entries that need only the log (reads, listings, refusals) are appended by one
 //! writer task per process, many to a transaction, and each request waits for the commit that
 //! carries its entry. Nothing is weakened: the entry (and a read's grant use) is durable before
 //! the request is answered — `synchronous=FULL` on SQLite, a committed transaction on
@@ -7,6 +7,9 @@
 //! A batch is one transaction: if any of it fails (a full disk, a lost database), every request
 //! in it gets the failure and none is answered as logged. Across processes the log's lock
 //! ([`super::begin`]) still orders the writers.
+//!
+//! The writer counts its own failures: each request whose entry could not be committed (the
+//! request failed closed) adds one to `hoso_audit_failures_total`.
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -16,7 +19,8 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{Appended, Entry, Outcome};
+use super::append::{self, Appended, Appender};
+use super::{Entry, Outcome};
 use crate::crypto::keyring::Keyring;
 use crate::db::grants::{self, GrantRow};
 use crate::db::{Db, DbError, Tx, now_ms};
@@ -73,16 +77,17 @@ struct Done {
 
 /// The process's log writer.
 #[derive(Clone)]
-pub struct GroupCommit {
+pub struct LogWriter {
     jobs: mpsc::Sender<Job>,
+    metrics: Arc<Metrics>,
 }
 
-impl GroupCommit {
+impl LogWriter {
     /// Starts the writer task on the current runtime.
     pub fn start(db: Db, metrics: Arc<Metrics>) -> Self {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(writer(db, metrics, queue));
-        Self { jobs }
+        tokio::spawn(writer(db, metrics.clone(), queue));
+        Self { jobs, metrics }
     }
 
     /// Appends `entry` and waits until it is committed.
@@ -128,8 +133,18 @@ impl GroupCommit {
         let (reply, answer) = oneshot::channel();
         let job = Job { keys, work, reply };
         let stopped = || ApiError::Unavailable("the audit log writer has stopped".into());
-        self.jobs.send(job).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let done = match self.jobs.send(job).await {
+            Ok(()) => answer.await.unwrap_or_else(|_| Err(stopped())),
+            Err(_) => Err(stopped()),
+        };
+        // A refusal (a grant used up, a change's own conflict) is an answer, not a failure of
+        // the log; a server error means the request failed closed.
+        if let Err(e) = &done
+            && e.status().is_server_error()
+        {
+            Metrics::inc(&self.metrics.audit_failures);
+        }
+        done
     }
 }
 
@@ -171,12 +186,9 @@ async fn write(
     batch: Vec<(Arc<Keyring>, Work)>,
 ) -> Result<Vec<Result<Done, ApiError>>, ApiError> {
     Metrics::inc(&metrics.audit_batches);
-    // Failures are counted per request by the callers (each request that failed closed), not
-    // here per batch: these steps count into a scratch set.
-    let scratch = Metrics::default();
-    let metrics = &scratch;
-    let mut tx = super::begin(db, metrics).await?;
-    let mut appender = super::Appender::start(&mut tx).await?;
+    // Failures are counted per request (in `submit`), not here per batch.
+    let mut tx = append::open(db).await?;
+    let mut appender = Appender::start(&mut tx).await?;
     // The grant each job reads through (the jobs themselves stay out of the awaits there).
     let uses = batch
         .iter()
@@ -195,7 +207,7 @@ async fn write(
         let result = match work {
             Work::Entry { mut entry, .. } => {
                 if let Some(err) = &refused {
-                    entry.outcome = Some(Outcome::Denied);
+                    entry.outcome = Outcome::Denied;
                     entry.reason = Some(err.code().to_owned());
                 }
                 let appended = appender.append(&keys, entry)?;
@@ -220,7 +232,7 @@ async fn write(
     if let Some(keys) = signer {
         appender.finish(&mut tx, &keys).await?;
     }
-    super::commit(tx, metrics).await?;
+    append::close(tx).await?;
     Ok(results)
 }
 

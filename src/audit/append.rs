@@ -1,0 +1,192 @@
+//! Appending to the log inside a transaction: the chain's lock, the entries, the tree's new
+//! nodes, a signed head every [`SIGNED_HEAD_EVERY`] entries and the signed head after the last.
+//!
+//! Fail closed: an entry is written in the same transaction as the change it records; if it
+//! cannot be written the change is not made. Every way in ([`begin`], [`append`], [`commit`])
+//! counts its own failures, so `hoso_audit_failures_total` sees every request that failed
+//! closed; the log writer ([`super::writer`]) counts its requests' failures itself.
+
+use super::chain::{entry_hash, entry_leaf, head_message};
+use super::{Entry, tree};
+use crate::crypto::keyring::Keyring;
+use crate::db::audit::{self as store, EntryRow, Head};
+use crate::db::{Db, DbError, Tx, now_ms};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// A signed head is kept every this many entries (`audit_signed_heads`), so a log cut off past
+/// one is found even if the latest signed head was rewritten. Not the C2SP checkpoints
+/// ([`super::checkpoints`]), which are published outside the database.
+pub const SIGNED_HEAD_EVERY: i64 = 256;
+
+/// Begins a transaction that will append to the log, taking the chain's lock first.
+pub async fn begin(db: &Db, metrics: &Metrics) -> Result<Tx, ApiError> {
+    counted(metrics, open(db)).await
+}
+
+/// [`begin`], uncounted (for the writer, which counts per request).
+pub(super) async fn open(db: &Db) -> Result<Tx, ApiError> {
+    let mut tx = db.begin().await.map_err(DbError::into_unavailable)?;
+    store::lock_head(&mut tx).await?;
+    Ok(tx)
+}
+
+/// Where an appended entry sits: its `seq` (leaf index `seq - 1`) and leaf hash — a read's
+/// receipt.
+#[derive(Clone, Copy, Debug)]
+pub struct Appended {
+    pub seq: i64,
+    pub leaf: super::merkle::Hash,
+}
+
+/// Appends an entry inside a transaction from [`begin`].
+pub async fn append(
+    tx: &mut Tx,
+    keys: &Keyring,
+    metrics: &Metrics,
+    entry: Entry,
+) -> Result<Appended, ApiError> {
+    counted(metrics, append_row(tx, keys, entry)).await
+}
+
+/// Commits a transaction from [`begin`]: the change and its entry become durable together, or
+/// neither does.
+pub async fn commit(tx: Tx, metrics: &Metrics) -> Result<(), ApiError> {
+    counted(metrics, close(tx)).await
+}
+
+/// [`commit`], uncounted (for the writer, which counts per request).
+pub(super) async fn close(tx: Tx) -> Result<(), ApiError> {
+    tx.commit("audit log (commit)")
+        .await
+        .map_err(|e| ApiError::from(e.into_unavailable()))
+}
+
+async fn counted<T>(
+    metrics: &Metrics,
+    work: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    work.await
+        .inspect_err(|_| Metrics::inc(&metrics.audit_failures))
+}
+
+async fn append_row(tx: &mut Tx, keys: &Keyring, entry: Entry) -> Result<Appended, ApiError> {
+    let mut appender = Appender::start(tx).await?;
+    let appended = appender.append(keys, entry)?;
+    appender.finish(tx, keys).await?;
+    Ok(appended)
+}
+
+/// Appends entries inside one transaction from [`begin`]: the head and the tree's right edge are
+/// read once, each entry is chained, hashed into the tree and its head signed every
+/// [`SIGNED_HEAD_EVERY`] in memory, and [`Appender::finish`] stores the entries, the new tree
+/// nodes, those signed heads and the
+/// signed head in a few statements. What commits is the same chain, tree and signed head as one
+/// entry at a time; a batch just costs one head signature and a handful of round trips.
+pub struct Appender {
+    seq: i64,
+    hash: String,
+    tree: tree::Frontier,
+    rows: Vec<EntryRow>,
+    signed_heads: Vec<(Head, i64)>,
+}
+
+impl Appender {
+    pub async fn start(tx: &mut Tx) -> Result<Self, ApiError> {
+        let head = store::head(&mut **tx).await?;
+        let tree = tree::Frontier::load(tx, head.seq as u64).await?;
+        Ok(Self {
+            seq: head.seq,
+            hash: head.hash,
+            tree,
+            rows: Vec::new(),
+            signed_heads: Vec::new(),
+        })
+    }
+
+    pub fn append(&mut self, keys: &Keyring, entry: Entry) -> Result<Appended, ApiError> {
+        let mut row = EntryRow {
+            seq: self.seq + 1,
+            at: now_ms(),
+            actor: entry.actor,
+            role: entry.role,
+            office: entry.office,
+            action: entry.action,
+            outcome: entry.outcome,
+            document_id: entry.document_id,
+            citizen_idx: entry.citizen_idx,
+            grant_id: entry.grant_id,
+            case_ref: entry.case_ref,
+            reason: entry.reason,
+            prev_hash: std::mem::take(&mut self.hash),
+            hash: String::new(),
+        };
+        row.hash = entry_hash(keys.audit_chain_key(), &row)
+            .map_err(|e| ApiError::Internal(format!("audit head is corrupt: {e}")))?;
+        let leaf =
+            entry_leaf(&row).map_err(|e| ApiError::Internal(format!("audit entry leaf: {e}")))?;
+        self.tree.add_leaf((row.seq - 1) as u64, leaf)?;
+        self.seq = row.seq;
+        self.hash = row.hash.clone();
+        if self.seq % SIGNED_HEAD_EVERY == 0 {
+            self.signed_heads.push((self.signed(keys), row.at));
+        }
+        self.rows.push(row);
+        Ok(Appended {
+            seq: self.seq,
+            leaf,
+        })
+    }
+
+    fn signed(&self, keys: &Keyring) -> Head {
+        Head {
+            seq: self.seq,
+            hash: self.hash.clone(),
+            signature: hex::encode(keys.audit.sign(&head_message(self.seq, &self.hash))),
+        }
+    }
+
+    /// Stores what was appended (entries, tree nodes, signed heads) and the signed head after
+    /// the last entry.
+    pub async fn finish(mut self, tx: &mut Tx, keys: &Keyring) -> Result<(), ApiError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        store::insert_all(tx, &self.rows).await?;
+        self.tree.store(tx).await?;
+        for (head, at) in &self.signed_heads {
+            store::insert_signed_head(tx, head, *at).await?;
+        }
+        store::set_head(tx, &self.signed(keys)).await?;
+        Ok(())
+    }
+}
+
+/// Builds the Merkle tree for entries logged before the tree existed (migration 4), under the
+/// log's lock, so appends find every left sibling. A no-op once the tree has every entry.
+pub async fn build_missing_tree(db: &Db, metrics: &Metrics) -> Result<u64, ApiError> {
+    let leaves = store::leaf_count(&db.pool).await?;
+    if leaves >= store::head(&db.pool).await?.seq {
+        return Ok(0);
+    }
+    let mut tx = begin(db, metrics).await?;
+    let mut done = store::leaf_count(&mut *tx).await?;
+    let mut tree = tree::Frontier::load(&mut tx, done as u64).await?;
+    let mut added = 0;
+    loop {
+        let page = store::page(&mut *tx, done, 1000).await?;
+        if page.is_empty() {
+            break;
+        }
+        for e in page {
+            let leaf = entry_leaf(&e)
+                .map_err(|err| ApiError::Internal(format!("audit entry {}: {err}", e.seq)))?;
+            tree.add_leaf((e.seq - 1) as u64, leaf)?;
+            done = e.seq;
+            added += 1;
+        }
+        tree.store(&mut tx).await?;
+    }
+    commit(tx, metrics).await?;
+    Ok(added)
+}

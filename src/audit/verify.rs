@@ -1,0 +1,289 @@
+//! Verifying the log: one walk of the chain and the tree it builds, checked against the signed
+//! head, the signed heads kept every [`SIGNED_HEAD_EVERY`] entries, the database's checkpoints
+//! and every trusted checkpoint from outside the database (the object store's, a witness's).
+
+use serde::Serialize;
+
+use super::append::SIGNED_HEAD_EVERY;
+use super::chain::{chain_message, head_signature_valid};
+use super::{checkpoints, merkle, note, tree};
+use crate::crypto::keyring::Keyring;
+use crate::db::audit::{self as store, Head};
+use crate::db::{Db, DbError};
+use crate::error::ApiError;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub entries: i64,
+    pub head: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_bad_seq: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// Walks the whole chain and the Merkle tree it builds, and checks them against the signed
+/// head, the signed heads, the database's checkpoints and every `trusted` checkpoint (the object store's, a
+/// witness's). Reports the first entry at which the log stops being the one the vault wrote —
+/// including a log rolled back to an earlier state, which no database-only check can see.
+///
+/// `trusted` must be read *before* this is called: this reads one database snapshot taken
+/// now, which then holds at least every entry those checkpoints cover, however busy the vault.
+pub async fn verify_log(
+    db: &Db,
+    keys: &Keyring,
+    trusted: &[checkpoints::Trusted],
+) -> Result<Report, ApiError> {
+    // One snapshot for every read: entries appended while the check runs are not half-seen
+    // (a head read before them and a walk that finds them would cry tampering on any busy day).
+    let mut snapshot = db.snapshot().await?;
+    let report = verify_in(db, &mut snapshot, keys, trusted).await;
+    snapshot.rollback().await?;
+    report
+}
+
+async fn verify_in(
+    db: &Db,
+    snapshot: &mut crate::db::Tx,
+    keys: &Keyring,
+    trusted: &[checkpoints::Trusted],
+) -> Result<Report, ApiError> {
+    let public = keys.audit.public_key();
+    let signed_heads = store::signed_heads(&mut **snapshot).await?;
+    let head = store::head(&mut **snapshot).await?;
+    let notes = db_notes(snapshot, public).await?;
+    let last = store::last_seq(&mut **snapshot).await?;
+    let mut trusted: Vec<checkpoints::Trusted> = trusted.iter().cloned().chain(notes).collect();
+    trusted.sort_by_key(|t| t.size);
+    // The entries are read (up to the snapshot's last) while another core hashes them.
+    let (pages, received) = tokio::sync::mpsc::channel(4);
+    let chain_key = crate::crypto::HmacSha256::new(keys.audit_chain_key());
+    let sorted = trusted.clone();
+    let walking = tokio::task::spawn_blocking(move || walk_chain(received, &chain_key, &sorted));
+    // The signed heads' signatures do not depend on the walk: they are checked beside it, in
+    // the time the reading thread leaves (one Ed25519 check per 256 entries, run after the
+    // walk, was a noticeable share of a verify). What each means is decided after, in order.
+    let checking = {
+        let public = public.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let signed = signed_heads
+                .iter()
+                .map(|h| head_signature_valid(&public, h))
+                .collect::<Vec<bool>>();
+            (signed_heads, signed)
+        })
+    };
+    let ((), walked, checked) = tokio::join!(store::read_chain(db, last, pages), walking, checking);
+    let walked = walked.map_err(|e| ApiError::Internal(format!("the log walk stopped: {e}")))?;
+    let (signed_heads, signed) =
+        checked.map_err(|e| ApiError::Internal(format!("the signature check stopped: {e}")))?;
+    let walk = match walked? {
+        Ok(walk) => walk,
+        Err(bad) => return Ok(bad),
+    };
+    if let Some(t) = trusted.iter().find(|t| t.size > walk.entries as u64) {
+        return Ok(walk.bad(
+            walk.entries + 1,
+            format!(
+                "{} holds a signed checkpoint of {} entries, but the log has only {}: entries \
+                 were removed (a rollback or a cut-off tail)",
+                t.source, t.size, walk.entries
+            ),
+        ));
+    }
+    if let Err(bad) = check_signed_heads(&signed_heads, &signed, &walk) {
+        return Ok(bad);
+    }
+    if let Err(bad) = check_head(public, &head, &walk) {
+        return Ok(bad);
+    }
+    // The stored tree (what proofs are made from) must be the one the entries make.
+    let stored = tree::root(snapshot, walk.entries as u64).await;
+    if stored.as_ref().ok() != Some(&walk.root) {
+        return Ok(walk.bad(
+            walk.entries,
+            "the stored Merkle tree does not match the entries (proofs would not verify)".into(),
+        ));
+    }
+    Ok(Report {
+        ok: true,
+        entries: walk.entries,
+        head: walk.last_hash(),
+        first_bad_seq: None,
+        problem: None,
+    })
+}
+
+/// The database's own copies of the checkpoints, as trusted checkpoints if they verify (one
+/// that does not is reported by its size, with a root nothing matches).
+async fn db_notes(
+    snapshot: &mut crate::db::Tx,
+    public: &[u8],
+) -> Result<Vec<checkpoints::Trusted>, ApiError> {
+    let mut out = Vec::new();
+    let mut after = -1;
+    loop {
+        let rows = store::notes_after(&mut **snapshot, after, 1000).await?;
+        let Some(last) = rows.last() else {
+            return Ok(out);
+        };
+        after = last.size;
+        for row in rows {
+            let origin = row.note.split('\n').next().unwrap_or_default().to_owned();
+            let root = match note::open(&row.note, &origin, public) {
+                Ok(c) if c.size == row.size as u64 => c.root,
+                // A forged or altered note matches no tree: it shows up as a mismatch there.
+                _ => [0xff; 32],
+            };
+            out.push(checkpoints::Trusted {
+                size: row.size as u64,
+                root,
+                source: "the database's checkpoint table".into(),
+            });
+        }
+    }
+}
+
+/// What a walk of an unbroken chain found.
+struct Walk {
+    entries: i64,
+    /// The last entry's hash (all zero before the first).
+    last: merkle::Hash,
+    /// The Merkle root of the entries walked.
+    root: merkle::Hash,
+    /// The hash at every seq a signed head is kept at.
+    at_signed_heads: std::collections::HashMap<i64, String>,
+}
+
+impl Walk {
+    fn last_hash(&self) -> String {
+        hex::encode(self.last)
+    }
+
+    fn bad(&self, seq: i64, problem: String) -> Report {
+        Report {
+            ok: false,
+            entries: self.entries,
+            head: self.last_hash(),
+            first_bad_seq: Some(seq),
+            problem: Some(problem),
+        }
+    }
+}
+
+/// Takes the entries a page at a time in `seq` order, checking that each follows the previous
+/// one and hashes to what it says.
+/// The tree is built as the entries stream past ([`merkle::CompactRange`], O(log n) hashes), and
+/// its root is compared with each trusted checkpoint (sorted by size) as the walk reaches it.
+/// Runs on a blocking thread: it is all hashing.
+fn walk_chain(
+    mut pages: tokio::sync::mpsc::Receiver<Result<store::ChainPage, DbError>>,
+    chain_key: &crate::crypto::HmacSha256,
+    trusted: &[checkpoints::Trusted],
+) -> Result<Result<Walk, Report>, ApiError> {
+    let mut walk = Walk {
+        entries: 0,
+        last: [0; 32],
+        root: merkle::empty_root(),
+        at_signed_heads: std::collections::HashMap::new(),
+    };
+    let mut tree = merkle::CompactRange::default();
+    let mut pending = trusted.iter().peekable();
+    let mut message = Vec::with_capacity(512);
+    // The last entry's hash as stored (hex), and this entry's, computed.
+    let mut last_hex = [b'0'; 64];
+    let (mut computed, mut hash) = ([0u8; 64], [0u8; 32]);
+    while let Some(page) = pages.blocking_recv() {
+        for e in page?.entries() {
+            let expected_seq = walk.entries + 1;
+            let problem = if e.seq != expected_seq {
+                Some((
+                    expected_seq,
+                    format!(
+                        "entry {expected_seq} is missing (next present is {})",
+                        e.seq
+                    ),
+                ))
+            } else if e.prev_hash != last_hex {
+                Some((e.seq, "does not follow the previous entry".to_owned()))
+            } else {
+                // prev_hash is the previous entry's hash, checked: its bytes are `walk.last`.
+                message.clear();
+                chain_message(&mut message, e.seq, e.at, &e.fields, &walk.last);
+                hash = chain_key.sign(&[&message]);
+                hex::encode_to_slice(hash, &mut computed).expect("64 hex digits");
+                (e.hash != computed).then(|| (e.seq, "content was altered".to_owned()))
+            };
+            if let Some((seq, problem)) = problem {
+                return Ok(Err(walk.bad(seq, problem)));
+            }
+            // The stored hash is the computed one, so the leaf takes the computed bytes.
+            tree.push(merkle::leaf_hash_of(&[&message, &hash]));
+            walk.last = hash;
+            last_hex = computed;
+            if e.seq % SIGNED_HEAD_EVERY == 0 {
+                walk.at_signed_heads.insert(e.seq, walk.last_hash());
+            }
+            walk.entries = e.seq;
+            while let Some(t) = pending.next_if(|t| t.size <= tree.size()) {
+                if t.size == tree.size() && t.root != tree.root() {
+                    return Ok(Err(walk.bad(
+                        e.seq,
+                        format!(
+                            "the first {} entries differ from what {} signed: the log was \
+                             rewritten or rolled back and regrown",
+                            t.size, t.source
+                        ),
+                    )));
+                }
+            }
+        }
+    }
+    walk.root = tree.root();
+    Ok(Ok(walk))
+}
+
+/// Every kept signed head must be signed (`signed`: whether each one's signature is valid)
+/// and match the chain at its seq.
+fn check_signed_heads(heads: &[Head], signed: &[bool], walk: &Walk) -> Result<(), Report> {
+    for (cp, &valid) in heads.iter().zip(signed) {
+        if !valid {
+            return Err(walk.bad(cp.seq, "signed head signature is invalid".into()));
+        }
+        match walk.at_signed_heads.get(&cp.seq) {
+            Some(hash) if *hash == cp.hash => {}
+            Some(_) => {
+                return Err(walk.bad(cp.seq, "differs from its signed head".into()));
+            }
+            None => {
+                return Err(walk.bad(
+                    walk.entries + 1,
+                    format!(
+                        "the log ends at {} but a signed head covers {}",
+                        walk.entries, cp.seq
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The signed head must be signed and name the chain's last entry.
+fn check_head(public: &[u8], head: &Head, walk: &Walk) -> Result<(), Report> {
+    if head.seq != 0 && !head_signature_valid(public, head) {
+        return Err(walk.bad(head.seq, "head signature is invalid".into()));
+    }
+    if head.seq != walk.entries || head.hash != walk.last_hash() {
+        let first = (head.seq.min(walk.entries) + 1).max(1);
+        return Err(walk.bad(
+            first,
+            format!(
+                "the signed head says {} entries, the log has {}",
+                head.seq, walk.entries
+            ),
+        ));
+    }
+    Ok(())
+}
