@@ -478,6 +478,7 @@ impl Remote {
             retries: 3,
             retry_timeout: Duration::from_secs(10),
         };
+        let storage_url = storage_url.parse().expect("HOSO_STORAGE_URL");
         let store = hoso::blob::BlobStore::from_url(&storage_url, &limits).expect("S3 store");
         Some(Self {
             database_url,
@@ -967,7 +968,7 @@ async fn grow_log(dir: &Path, target: i64) {
         settings.database_url = url.parse().expect("HOSO_DATABASE_URL");
     }
     if let Ok(url) = std::env::var("HOSO_STORAGE_URL") {
-        settings.storage_url = url;
+        settings.storage_url = url.parse().expect("HOSO_STORAGE_URL");
     }
     let app = std::sync::Arc::new(hoso::app::App::open(settings, false).await.unwrap());
     let mut last = 0;

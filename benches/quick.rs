@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use hoso::app::{App, AppState};
 
 mod support;
 use hoso::auth::{self, TokenRequest};
-use hoso::config::{SecretString, Settings};
+use hoso::config::Settings;
 use hoso::domain::Role;
 use support::{Conn, intake_request, scan};
 
@@ -102,13 +101,13 @@ async fn main() {
     // Embedded default unless pointed elsewhere (a fresh, empty PostgreSQL database; an S3 URL).
     let mut settings = Settings::embedded_in(dir.path());
     if let Ok(url) = std::env::var("HOSO_BENCH_DATABASE_URL") {
-        settings.database_url = SecretString::from_str(&url).expect("url");
+        settings.database_url = url.parse().expect("HOSO_BENCH_DATABASE_URL");
     }
     if let Ok(url) = std::env::var("HOSO_BENCH_STORAGE_URL") {
-        settings.storage_url = url;
+        settings.storage_url = url.parse().expect("HOSO_BENCH_STORAGE_URL");
     }
     settings.max_upload_bytes = 64 * 1024 * 1024;
-    let storage_url = settings.storage_url.clone();
+    let storage_url = settings.storage_url.to_string();
     let database_url = settings.database_url.expose().to_owned();
     let state = AppState(Arc::new(
         App::open(settings, true).await.expect("open vault"),

@@ -4,10 +4,11 @@
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use crate::auth::TokenPolicy;
 use crate::blob::BlobStore;
-use crate::config::Settings;
+use crate::config::{DatabaseUrl, Settings, StorageUrl};
 use crate::crypto::keyring::{KeyCache, Keyring};
 use crate::db::Db;
 use crate::metrics::Metrics;
@@ -70,69 +71,61 @@ impl Deref for AppState {
     }
 }
 
+/// Why the vault could not start, by what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A setting that cannot be used as given.
+    #[error("{0}")]
+    Setting(String),
+    /// The key files (missing, unreadable, too open).
+    #[error("keys: {0}")]
+    Keys(String),
+    /// Opening, migrating or first writing the database.
+    #[error("{0}")]
+    Database(#[from] crate::db::DbError),
+    /// Setting up the object store.
+    #[error("{0}")]
+    Storage(#[from] crate::blob::BlobError),
+    /// A file or directory whose mode could not be made owner-only.
+    #[error("{0}")]
+    Files(String),
+    /// The audit log could not be brought up to date (its Merkle tree).
+    #[error("the audit log: {0}")]
+    AuditLog(String),
+}
+
 impl App {
     /// Opens keys, database (migrated) and object store. `create` makes missing keys, which only
     /// `serve` and `init` may do.
-    pub async fn open(settings: Settings, create: bool) -> Result<Self, String> {
+    pub async fn open(settings: Settings, create: bool) -> Result<Self, StartupError> {
         if settings.test_fault.is_some() && !cfg!(debug_assertions) {
-            return Err("HOSO_TEST_FAULT is for tests only; unset it".into());
+            return Err(StartupError::Setting(
+                "HOSO_TEST_FAULT is for tests only; unset it".into(),
+            ));
         }
         check_modes(&settings)?;
-        let keys = Keyring::open(&settings.keys_dir, create).map_err(|e| e.to_string())?;
+        let keys = Keyring::open(&settings.keys_dir, create)
+            .map_err(|e| StartupError::Keys(e.to_string()))?;
         let db = Db::connect(
-            settings.database_url.expose(),
-            std::time::Duration::from_secs(settings.db_acquire_timeout_seconds),
+            &settings.database_url,
+            Duration::from_secs(settings.db_acquire_timeout_seconds),
         )
         .await?;
         for version in keys.kek_versions() {
-            crate::db::kek_usage::register_kek(&db.pool, i64::from(version))
-                .await
-                .map_err(|e| format!("registering key versions: {e}"))?;
+            crate::db::kek_usage::register_kek(&db.pool, i64::from(version)).await?;
         }
-        let s3_limits = crate::blob::S3Limits {
-            timeout: std::time::Duration::from_secs(settings.s3_timeout_seconds),
-            connect_timeout: std::time::Duration::from_secs(settings.s3_connect_timeout_seconds),
-            retries: settings.s3_retries,
-            retry_timeout: std::time::Duration::from_secs(settings.s3_retry_timeout_seconds),
-        };
-        let blobs = BlobStore::from_url(&settings.storage_url, &s3_limits)?;
+        let blobs = BlobStore::from_url(&settings.storage_url, &s3_limits(&settings))?;
         let metrics = Arc::new(Metrics::default());
         let built = crate::audit::build_missing_tree(&db, &metrics)
             .await
-            .map_err(|e| format!("building the audit log's Merkle tree: {e}"))?;
+            .map_err(|e| StartupError::AuditLog(format!("building its Merkle tree: {e}")))?;
         if built > 0 {
             tracing::info!(
                 entries = built,
                 "built the audit Merkle tree for earlier entries"
             );
         }
-        let log = crate::audit::writer::LogWriter::start(db.clone(), metrics.clone());
-        let vault = Vault {
-            log,
-            db,
-            blobs,
-            keys: KeyCache::new(&settings.keys_dir, keys),
-            token_policy: TokenPolicy {
-                issuer: settings.token_issuer.clone(),
-                audience: settings.token_audience.clone(),
-            },
-            verified_tokens: crate::auth::VerifiedTokens::default(),
-            limits: Limits {
-                max_upload_bytes: settings.max_upload_bytes,
-            },
-            metrics,
-            copy_buffers: crate::records::copy_buffers::CopyBuffers::new(
-                settings.read_memory_bytes,
-            ),
-            refusals: crate::records::RefusalLimiter::new(settings.refusals_per_minute),
-            console_url: settings.console_url(),
-            checkpoints: crate::audit::checkpoints::CheckpointPolicy {
-                origin: settings.audit_origin.clone(),
-                every: settings.checkpoint_every,
-                seconds: settings.checkpoint_seconds,
-            },
-            test_fault: settings.test_fault,
-        };
+        let vault = vault(&settings, db, blobs, keys, metrics);
         Ok(Self {
             settings,
             vault,
@@ -141,10 +134,53 @@ impl App {
     }
 }
 
+fn s3_limits(settings: &Settings) -> crate::blob::S3Limits {
+    crate::blob::S3Limits {
+        timeout: Duration::from_secs(settings.s3_timeout_seconds),
+        connect_timeout: Duration::from_secs(settings.s3_connect_timeout_seconds),
+        retries: settings.s3_retries,
+        retry_timeout: Duration::from_secs(settings.s3_retry_timeout_seconds),
+    }
+}
+
+/// The records service over what [`App::open`] opened, with the settings it enforces.
+fn vault(
+    settings: &Settings,
+    db: Db,
+    blobs: BlobStore,
+    keys: Keyring,
+    metrics: Arc<Metrics>,
+) -> Vault {
+    Vault {
+        log: crate::audit::writer::LogWriter::start(db.clone(), metrics.clone()),
+        db,
+        blobs,
+        keys: KeyCache::new(&settings.keys_dir, keys),
+        token_policy: TokenPolicy {
+            issuer: settings.token_issuer.clone(),
+            audience: settings.token_audience.clone(),
+        },
+        verified_tokens: crate::auth::VerifiedTokens::default(),
+        limits: Limits {
+            max_upload_bytes: settings.max_upload_bytes,
+        },
+        metrics,
+        copy_buffers: crate::records::copy_buffers::CopyBuffers::new(settings.read_memory_bytes),
+        refusals: crate::records::RefusalLimiter::new(settings.refusals_per_minute),
+        console_url: settings.console_url(),
+        checkpoints: crate::audit::checkpoints::CheckpointPolicy {
+            origin: settings.audit_origin.clone(),
+            every: settings.checkpoint_every,
+            seconds: settings.checkpoint_seconds,
+        },
+        test_fault: settings.test_fault,
+    }
+}
+
 /// Refuses key files others can read (as ssh does), and tightens what hoso made too loosely
 /// before (an older version, a hand-made `keys/`, a restore): the keys directory, the SQLite
 /// file and the local storage directory become owner-only, with a warning naming each.
-fn check_modes(settings: &Settings) -> Result<(), String> {
+fn check_modes(settings: &Settings) -> Result<(), StartupError> {
     use std::os::unix::fs::PermissionsExt;
     let mode = |path: &std::path::Path| {
         std::fs::metadata(path)
@@ -155,35 +191,31 @@ fn check_modes(settings: &Settings) -> Result<(), String> {
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_file() && mode(&path).is_some_and(|m| m & 0o077 != 0) {
-                return Err(format!(
+                return Err(StartupError::Keys(format!(
                     "{} can be read by other users (mode {:o}); a key file must be 0600: \
                      run `chmod 600 {}` and consider the key exposed",
                     path.display(),
                     mode(&path).unwrap_or_default(),
                     path.display()
-                ));
+                )));
             }
         }
     }
     let mut loose = vec![(settings.keys_dir.clone(), 0o700)];
-    if let Ok(crate::config::DatabaseUrl::Sqlite { file, .. }) =
-        crate::config::DatabaseUrl::parse(settings.database_url.expose())
-    {
-        loose.push((file, 0o600));
+    if let DatabaseUrl::Sqlite { file, .. } = &settings.database_url {
+        loose.push((file.clone(), 0o600));
     }
-    if let Ok(crate::config::StorageUrl::Local(dir)) =
-        crate::config::StorageUrl::parse(&settings.storage_url)
-    {
-        loose.push((dir, 0o700));
+    if let StorageUrl::Local(dir) = &settings.storage_url {
+        loose.push((dir.clone(), 0o700));
     }
     for (path, wanted) in loose {
         if let Some(m) = mode(&path).filter(|m| m & 0o077 != 0) {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(wanted)).map_err(
                 |e| {
-                    format!(
+                    StartupError::Files(format!(
                         "{} has mode {m:o} and cannot be tightened: {e}",
                         path.display()
-                    )
+                    ))
                 },
             )?;
             tracing::warn!(path = %path.display(), was = format!("{m:o}"), now = format!("{wanted:o}"), "tightened a mode others could read through");

@@ -41,6 +41,9 @@ pub enum BlobError {
         context: &'static str,
         cause: String,
     },
+    /// The store cannot be set up as configured (`HOSO_STORAGE_URL`, `HOSO_S3_*`, `AWS_*`).
+    #[error("the object store at {url}: {cause}")]
+    Setting { url: String, cause: String },
 }
 
 impl BlobError {
@@ -99,22 +102,23 @@ impl BlobStore {
     /// `file://DIR` (relative or absolute), or `s3://BUCKET[/PREFIX]` with endpoint, region and
     /// credentials from the usual `AWS_*` variables, each overridable by `HOSO_S3_*`
     /// (`ENDPOINT`, `REGION`, `ACCESS_KEY_ID`, `SECRET_ACCESS_KEY`, `ALLOW_HTTP`).
-    pub fn from_url(url: &str, limits: &S3Limits) -> Result<Self, String> {
-        match StorageUrl::parse(url)? {
-            StorageUrl::Local(root) => Self::local(root),
-            StorageUrl::S3 { bucket, prefix } => Self::s3(url, &bucket, &prefix, limits),
+    pub fn from_url(url: &StorageUrl, limits: &S3Limits) -> Result<Self, BlobError> {
+        match url {
+            StorageUrl::Local(root) => Self::local(root.clone()),
+            StorageUrl::S3 { bucket, prefix } => Self::s3(url, bucket, prefix, limits),
         }
     }
 
     /// A local directory (created if missing).
-    pub fn local(root: PathBuf) -> Result<Self, String> {
+    pub fn local(root: PathBuf) -> Result<Self, BlobError> {
+        let setting = |cause: String| BlobError::Setting {
+            url: StorageUrl::Local(root.clone()).to_string(),
+            cause,
+        };
         std::fs::create_dir_all(&root)
-            .map_err(|e| format!("cannot create storage directory {}: {e}", root.display()))?;
-        let root = root
-            .canonicalize()
-            .map_err(|e| format!("storage directory {}: {e}", root.display()))?;
-        let store = LocalFileSystem::new_with_prefix(&root)
-            .map_err(|e| format!("storage directory {}: {e}", root.display()))?;
+            .map_err(|e| setting(format!("cannot create the directory: {e}")))?;
+        let root = root.canonicalize().map_err(|e| setting(e.to_string()))?;
+        let store = LocalFileSystem::new_with_prefix(&root).map_err(|e| setting(e.to_string()))?;
         Ok(Self {
             store: Arc::new(store),
             local_root: Some(root),
@@ -122,7 +126,12 @@ impl BlobStore {
         })
     }
 
-    fn s3(url: &str, bucket: &str, prefix: &str, limits: &S3Limits) -> Result<Self, String> {
+    fn s3(
+        url: &StorageUrl,
+        bucket: &str,
+        prefix: &str,
+        limits: &S3Limits,
+    ) -> Result<Self, BlobError> {
         use object_store::ClientConfigKey::{ConnectTimeout, Timeout};
         use object_store::aws::AmazonS3ConfigKey::Client;
         let retry = object_store::RetryConfig {
@@ -156,9 +165,10 @@ impl BlobStore {
         if let Some(v) = var("ALLOW_HTTP") {
             builder = builder.with_allow_http(v == "true" || v == "1");
         }
-        let store = builder
-            .build()
-            .map_err(|e| format!("S3 storage {url}: {e}"))?;
+        let store = builder.build().map_err(|e| BlobError::Setting {
+            url: url.to_string(),
+            cause: e.to_string(),
+        })?;
         let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
             Arc::new(store)
         } else {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 /// A string that never prints: database URLs may carry a password.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SecretString(String);
 
 impl SecretString {
@@ -31,14 +31,15 @@ impl FromStr for SecretString {
 
 pub const MIB: u64 = 1024 * 1024;
 
-/// `HOSO_DATABASE_URL`, by scheme. The one place a database URL is taken apart.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `HOSO_DATABASE_URL`, by scheme: parsed once, with the settings. The one place a database
+/// URL is taken apart.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     /// `sqlite://PATH[?options]`; `url` is what sqlx opens (creating the file unless the URL
     /// says otherwise), `file` the database file.
     Sqlite { url: String, file: PathBuf },
-    /// `postgres://…` or `postgresql://…`, passed to sqlx as it is.
-    Postgres(String),
+    /// `postgres://…` or `postgresql://…`, passed to sqlx as it is (it may carry a password).
+    Postgres(SecretString),
 }
 
 impl DatabaseUrl {
@@ -52,14 +53,39 @@ impl DatabaseUrl {
             };
             Ok(Self::Sqlite { url, file })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self::Postgres(url.to_owned()))
+            Ok(Self::Postgres(SecretString(url.to_owned())))
         } else {
             Err("HOSO_DATABASE_URL must start with sqlite:// or postgres://".into())
         }
     }
+
+    /// The URL sqlx opens. It may carry a password: never log it.
+    pub fn expose(&self) -> &str {
+        match self {
+            Self::Sqlite { url, .. } => url,
+            Self::Postgres(url) => url.expose(),
+        }
+    }
 }
 
-/// `HOSO_STORAGE_URL`, by scheme. The one place a storage URL is taken apart.
+impl FromStr for DatabaseUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite { url, .. } => write!(f, "DatabaseUrl({url})"),
+            Self::Postgres(_) => f.write_str("DatabaseUrl(postgres://<redacted>)"),
+        }
+    }
+}
+
+/// `HOSO_STORAGE_URL`, by scheme: parsed once, with the settings. The one place a storage URL
+/// is taken apart; it prints back as it was given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageUrl {
     /// `file://DIR`, relative or absolute.
@@ -89,6 +115,23 @@ impl StorageUrl {
     }
 }
 
+impl FromStr for StorageUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for StorageUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local(dir) => write!(f, "file://{}", dir.display()),
+            Self::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            Self::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct Settings {
     /// Metadata database: `sqlite://PATH` (created if missing) or `postgres://…`.
@@ -99,7 +142,7 @@ pub struct Settings {
         default_value = "sqlite://hoso.db",
         global = true
     )]
-    pub database_url: SecretString,
+    pub database_url: DatabaseUrl,
 
     /// Where sealed document bodies go: `file://DIR` (a local directory, relative or absolute)
     /// or `s3://BUCKET[/PREFIX]` (endpoint and credentials from `AWS_*` or `HOSO_S3_*`).
@@ -109,7 +152,7 @@ pub struct Settings {
         default_value = "file://storage",
         global = true
     )]
-    pub storage_url: String,
+    pub storage_url: StorageUrl,
 
     /// Directory of key files (created with mode 0700, files 0600).
     #[arg(long, env = "HOSO_KEYS_DIR", default_value = "keys", global = true)]
@@ -354,42 +397,43 @@ impl Settings {
     /// The embedded default (SQLite + a local directory + key files) rooted at `dir`, listening
     /// on a free loopback port, with every other setting at its default. The one constructor
     /// tests, benchmarks and fuzz targets share; change a field of the result for anything else.
+    ///
+    /// The defaults are the flags' own (`#[arg(default_value…)]` above, written once); the
+    /// process's `HOSO_*` variables are not read.
     pub fn embedded_in(dir: &std::path::Path) -> Self {
-        Self {
-            database_url: SecretString(format!("sqlite://{}", dir.join("hoso.db").display())),
-            storage_url: format!("file://{}", dir.join("storage").display()),
-            keys_dir: dir.join("keys"),
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            max_upload_bytes: 50 * MIB,
-            token_issuer: "hoso".into(),
-            token_audience: "hoso".into(),
-            sweep_grace_seconds: 3600,
-            upload_stall_seconds: 30,
-            min_free_bytes: 64 * MIB,
-            shutdown_grace_seconds: 10,
-            db_acquire_timeout_seconds: 2,
-            s3_timeout_seconds: 4,
-            s3_connect_timeout_seconds: 1,
-            s3_retries: 2,
-            s3_retry_timeout_seconds: 2,
-            read_memory_bytes: 40 * MIB,
-            header_read_timeout_seconds: 10,
-            idle_timeout_seconds: 60,
-            max_connections: 512,
-            metrics_public: false,
-            refusals_per_minute: 120,
-            public_url: None,
-            audit_origin: "hoso.local/audit".into(),
-            checkpoint_every: 256,
-            checkpoint_seconds: 10,
-            test_fault: None,
-        }
+        use clap::{Args, FromArgMatches};
+        let command =
+            Self::augment_args(clap::Command::new("hoso")).mut_args(|arg| arg.env(None::<&str>));
+        let matches = command
+            .try_get_matches_from(["hoso"])
+            .expect("every setting has a default or is optional");
+        let mut settings = Self::from_arg_matches(&matches).expect("the defaults parse");
+        settings.database_url =
+            DatabaseUrl::parse(&format!("sqlite://{}", dir.join("hoso.db").display()))
+                .expect("a sqlite URL");
+        settings.storage_url = StorageUrl::Local(dir.join("storage"));
+        settings.keys_dir = dir.join("keys");
+        settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        settings
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_default_takes_every_other_setting_from_the_flags_defaults() {
+        let s = Settings::embedded_in(std::path::Path::new("/srv/v"));
+        assert_eq!(s.storage_url, StorageUrl::Local("/srv/v/storage".into()));
+        assert_eq!(s.keys_dir, PathBuf::from("/srv/v/keys"));
+        assert_eq!(s.listen.port(), 0);
+        assert_eq!(s.max_upload_bytes, 50 * MIB);
+        assert_eq!(s.checkpoint_every, 256);
+        assert_eq!(s.audit_origin, "hoso.local/audit");
+        assert_eq!(s.public_url, None);
+        assert_eq!(s.test_fault, None);
+    }
 
     #[test]
     fn urls_are_taken_apart_by_scheme() {
@@ -400,10 +444,12 @@ mod tests {
                 file: "data/hoso.db".into()
             })
         );
-        assert!(matches!(
-            DatabaseUrl::parse("postgresql://db/hoso"),
-            Ok(DatabaseUrl::Postgres(_))
-        ));
+        let postgres = DatabaseUrl::parse("postgresql://hoso:s3cret@db/hoso").unwrap();
+        assert!(matches!(postgres, DatabaseUrl::Postgres(_)));
+        assert!(
+            !format!("{postgres:?}").contains("s3cret"),
+            "no password in Debug"
+        );
         assert!(DatabaseUrl::parse("mysql://db").is_err());
         assert_eq!(
             StorageUrl::parse("s3://bodies/ward-1"),
@@ -417,6 +463,14 @@ mod tests {
             Ok(StorageUrl::Local("/srv/hoso".into()))
         );
         assert!(StorageUrl::parse("s3:///x").is_err());
+        for url in [
+            "s3://bodies/ward-1",
+            "s3://bodies",
+            "file://storage",
+            "file:///srv/hoso",
+        ] {
+            assert_eq!(StorageUrl::parse(url).unwrap().to_string(), url);
+        }
         assert!(StorageUrl::parse("/srv/hoso").is_err());
     }
 }

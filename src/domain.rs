@@ -8,6 +8,10 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime};
 
+/// What a record says where a staff id or an office does not apply (a citizen acting for
+/// themself, the operator at the vault's shell).
+pub const NOT_APPLICABLE: &str = "-";
+
 /// Input that is not a valid domain value. Each kind becomes its own stable code at the HTTP
 /// edge ([`crate::error`]); the message says in plain words what a valid value looks like.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -131,6 +135,32 @@ string_enum!(
         Citizen = "citizen",
     }
 );
+
+string_enum!(
+    /// Where a grant stands; when several hold, the first of revoked, expired, used up is the
+    /// one a person is told (the order they would ask in).
+    GrantState, "grant state" {
+        Active = "active",
+        Revoked = "revoked",
+        Expired = "expired",
+        UsedUp = "used_up",
+    }
+);
+
+impl GrantState {
+    /// The state at `now` (ms) of a grant with these fields.
+    pub fn at(revoked: bool, expires_at: i64, uses: i64, max_uses: i64, now: i64) -> Self {
+        if revoked {
+            Self::Revoked
+        } else if expires_at <= now {
+            Self::Expired
+        } else if uses >= max_uses {
+            Self::UsedUp
+        } else {
+            Self::Active
+        }
+    }
+}
 
 string_enum!(
     /// What an audit entry says happened to the act it records.

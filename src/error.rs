@@ -171,6 +171,7 @@ impl From<BlobError> for ApiError {
             BlobError::Missing(_) => Self::Integrity(err.to_string()),
             BlobError::DiskFull { .. } => Self::InsufficientStorage(err.to_string()),
             BlobError::Unavailable { .. } => Self::Unavailable(err.to_string()),
+            BlobError::Setting { .. } => Self::Internal(err.to_string()),
         }
     }
 }

@@ -41,11 +41,8 @@ pub use chain::{entry_hash, entry_leaf, entry_leaf_data};
 pub use verify::{Report, verify_log};
 
 use crate::crypto::CitizenIndex;
-use crate::domain::Role;
 pub use crate::domain::{AuditAction, Outcome};
-
-/// The office recorded for an act that names none (a citizen, the operator at a shell).
-pub const NO_OFFICE: &str = "-";
+use crate::domain::{NOT_APPLICABLE, Role};
 
 /// What a caller records. `seq`, `at` and the hashes are filled in by [`append`].
 #[derive(Clone, Debug)]
@@ -81,6 +78,11 @@ impl Entry {
 
     /// An act of the operator at the vault's shell (`hoso token …`, `hoso keys …`).
     pub fn operator(action: AuditAction) -> Self {
-        Self::new("hoso-cli".into(), Role::Admin, NO_OFFICE.into(), action)
+        Self::new(
+            "hoso-cli".into(),
+            Role::Admin,
+            NOT_APPLICABLE.into(),
+            action,
+        )
     }
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::crypto::keyring::Keyring;
 use crate::db::Db;
-use crate::domain::{Code, NationalId, Role};
+use crate::domain::{Code, NOT_APPLICABLE, NationalId, Role};
 use crate::error::ApiError;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
@@ -137,7 +137,7 @@ impl Caller {
             Some(office) => Code::parse(office, "office")
                 .map_err(|_| invalid())?
                 .to_string(),
-            None => "-".to_owned(),
+            None => NOT_APPLICABLE.to_owned(),
         };
         let grant = match &claims.grant {
             Some(g) if claims.role == Role::Officer => {
@@ -176,6 +176,11 @@ impl Caller {
             Role::Citizen => None,
             _ => Some(&self.sub),
         }
+    }
+
+    /// [`Caller::staff_id`] for a record that always names someone ("-" for a citizen).
+    pub fn staff_or_none(&self) -> &str {
+        self.staff_id().unwrap_or(NOT_APPLICABLE)
     }
 
     pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {

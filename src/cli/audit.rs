@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
-use super::{cli_error, open};
+use super::{CliError, cli_error, open};
 use crate::audit::checkpoints::Trusted;
 use crate::audit::merkle::Hash;
 use crate::audit::note;
@@ -65,7 +65,7 @@ pub enum AuditCommand {
     },
 }
 
-pub async fn run(settings: Settings, command: AuditCommand) -> Result<ExitCode, String> {
+pub async fn run(settings: Settings, command: AuditCommand) -> Result<ExitCode, CliError> {
     match command {
         AuditCommand::Verify { witness_state } => verify(settings, witness_state.as_deref()).await,
         AuditCommand::Key => {
@@ -92,7 +92,7 @@ pub async fn run(settings: Settings, command: AuditCommand) -> Result<ExitCode, 
     }
 }
 
-async fn verify(settings: Settings, witness_state: Option<&Path>) -> Result<ExitCode, String> {
+async fn verify(settings: Settings, witness_state: Option<&Path>) -> Result<ExitCode, CliError> {
     let witness = match witness_state {
         None => None,
         Some(dir) => match State::load(dir)? {
@@ -104,7 +104,7 @@ async fn verify(settings: Settings, witness_state: Option<&Path>) -> Result<Exit
                 root: c.root,
                 source: format!("the witness state in {}", dir.display()),
             }),
-            _ => return Err(format!("{} holds no witness checkpoint", dir.display())),
+            _ => return Err(format!("{} holds no witness checkpoint", dir.display()).into()),
         },
     };
     let app = open(settings).await?;
@@ -243,7 +243,7 @@ fn decode_hashes(value: &serde_json::Value) -> Result<Vec<Hash>, String> {
         .collect()
 }
 
-fn verify_receipt(path: &Path, key: &str, leaf: Option<&str>) -> Result<ExitCode, String> {
+fn verify_receipt(path: &Path, key: &str, leaf: Option<&str>) -> Result<ExitCode, CliError> {
     let text = if path == Path::new("-") {
         std::io::read_to_string(std::io::stdin()).map_err(|e| e.to_string())?
     } else {

@@ -3,11 +3,11 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{cli_error, open};
+use super::{CliError, cli_error, open};
 use crate::config::Settings;
 use crate::records;
 
-pub async fn backup(settings: Settings, dir: &Path) -> Result<ExitCode, String> {
+pub async fn backup(settings: Settings, dir: &Path) -> Result<ExitCode, CliError> {
     let app = open(settings).await?;
     let n = records::backup::backup(&app.vault, dir, |n| eprintln!("copied {n} bodies…"))
         .await
@@ -20,8 +20,8 @@ pub async fn backup(settings: Settings, dir: &Path) -> Result<ExitCode, String> 
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn restore(settings: &Settings, dir: &Path) -> Result<ExitCode, String> {
-    let n = records::backup::restore(dir, settings.database_url.expose(), &settings.storage_url)?;
+pub fn restore(settings: &Settings, dir: &Path) -> Result<ExitCode, CliError> {
+    let n = records::backup::restore(dir, &settings.database_url, &settings.storage_url)?;
     println!(
         "restored the database and {n} bodies from {}; now run `hoso doctor`",
         dir.display()

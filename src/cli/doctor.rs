@@ -2,11 +2,11 @@
 
 use std::process::ExitCode;
 
-use super::{cli_error, open};
+use super::{CliError, cli_error, open};
 use crate::config::Settings;
 use crate::records;
 
-pub async fn run(settings: Settings) -> Result<ExitCode, String> {
+pub async fn run(settings: Settings) -> Result<ExitCode, CliError> {
     let app = open(settings).await?;
     let report = records::maintenance::doctor(&app.vault, |done, total| {
         eprintln!("checked {done} of {total} documents…");

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::{cli_error, open};
+use super::{CliError, cli_error, open};
 use crate::config::Settings;
 use crate::crypto::keyring::Keyring;
 use crate::records::master_keys::{self, KekState};
@@ -24,7 +24,7 @@ pub enum KeysCommand {
     },
 }
 
-pub async fn run(settings: Settings, command: KeysCommand) -> Result<ExitCode, String> {
+pub async fn run(settings: Settings, command: KeysCommand) -> Result<ExitCode, CliError> {
     match command {
         KeysCommand::Rotate => rotate(settings).await,
         KeysCommand::Rewrap => rewrap(settings).await,
@@ -33,7 +33,7 @@ pub async fn run(settings: Settings, command: KeysCommand) -> Result<ExitCode, S
     }
 }
 
-async fn rotate(settings: Settings) -> Result<ExitCode, String> {
+async fn rotate(settings: Settings) -> Result<ExitCode, CliError> {
     let version = Keyring::rotate(&settings.keys_dir).map_err(|e| e.to_string())?;
     // Opening the vault registers the version, which tells running vaults (they check before
     // each intake) to reload their key files.
@@ -44,7 +44,7 @@ async fn rotate(settings: Settings) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn rewrap(settings: Settings) -> Result<ExitCode, String> {
+async fn rewrap(settings: Settings) -> Result<ExitCode, CliError> {
     let app = open(settings).await?;
     let done = master_keys::rewrap(&app.vault, |n| eprintln!("rewrapped {n} data keys…"))
         .await
@@ -56,7 +56,7 @@ async fn rewrap(settings: Settings) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(settings: Settings) -> Result<ExitCode, String> {
+async fn status(settings: Settings) -> Result<ExitCode, CliError> {
     let app = open(settings).await?;
     let versions = master_keys::status(&app.vault).await.map_err(cli_error)?;
     println!("version  current  in use  wrapped ever  state");
@@ -77,7 +77,7 @@ async fn status(settings: Settings) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn retire(settings: Settings, version: u32) -> Result<ExitCode, String> {
+async fn retire(settings: Settings, version: u32) -> Result<ExitCode, CliError> {
     let app = open(settings).await?;
     master_keys::retire(&app.vault, version)
         .await

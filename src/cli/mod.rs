@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::app::App;
+use crate::app::{App, StartupError};
 use crate::config::Settings;
 
 pub use token::parse_ttl;
@@ -88,7 +88,7 @@ pub enum Command {
     },
 }
 
-pub async fn run(cli: Cli) -> Result<ExitCode, String> {
+pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let settings = cli.settings;
     match cli.command {
         Command::Serve => serve::run(settings).await,
@@ -110,8 +110,31 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
 
 /// Opens the vault an operator's command works on (never creating keys: only `serve` and
 /// `init` do).
-async fn open(settings: Settings) -> Result<App, String> {
+async fn open(settings: Settings) -> Result<App, StartupError> {
     App::open(settings, false).await
+}
+
+/// Why an operator's command failed: printed as `hoso: <message>`, exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The vault could not be opened.
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    /// The command itself failed; the message says why, causes included (see [`cli_error`]).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for CliError {
+    fn from(message: String) -> Self {
+        Self::Failed(message)
+    }
+}
+
+impl From<&str> for CliError {
+    fn from(message: &str) -> Self {
+        Self::Failed(message.to_owned())
+    }
 }
 
 /// An error as an operator should read it: the message, and for server-side failures the cause

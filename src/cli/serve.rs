@@ -4,12 +4,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::CliError;
 use crate::app::{App, AppState};
 use crate::config::Settings;
 use crate::records;
 
 /// Makes keys, database and storage, then exits.
-pub async fn init(settings: Settings) -> Result<ExitCode, String> {
+pub async fn init(settings: Settings) -> Result<ExitCode, CliError> {
     let app = App::open(settings, true).await?;
     println!(
         "keys in {}, database ready, storage in {}",
@@ -23,7 +24,7 @@ pub async fn init(settings: Settings) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn run(settings: Settings) -> Result<ExitCode, String> {
+pub async fn run(settings: Settings) -> Result<ExitCode, CliError> {
     let listen = settings.listen;
     let grace_ms = settings.sweep_grace_ms();
     let state = AppState(Arc::new(App::open(settings, true).await?));

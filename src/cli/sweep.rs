@@ -2,11 +2,11 @@
 
 use std::process::ExitCode;
 
-use super::{cli_error, open};
+use super::{CliError, cli_error, open};
 use crate::config::Settings;
 use crate::records;
 
-pub async fn run(settings: Settings, delete: bool) -> Result<ExitCode, String> {
+pub async fn run(settings: Settings, delete: bool) -> Result<ExitCode, CliError> {
     let grace_ms = settings.sweep_grace_ms();
     let app = open(settings).await?;
     let report = records::maintenance::sweep(&app.vault, grace_ms, delete)

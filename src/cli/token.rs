@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::{cli_error, open};
+use super::{CliError, cli_error, open};
 use crate::auth::TokenRequest;
 use crate::config::Settings;
 use crate::domain::{Code, NationalId, Role};
@@ -39,7 +39,7 @@ pub enum TokenCommand {
     },
 }
 
-pub async fn run(settings: Settings, command: TokenCommand) -> Result<ExitCode, String> {
+pub async fn run(settings: Settings, command: TokenCommand) -> Result<ExitCode, CliError> {
     match command {
         TokenCommand::Issue {
             role,
@@ -60,7 +60,7 @@ async fn issue(
     office: Option<&str>,
     ttl: &str,
     link: bool,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     if role == Role::Citizen {
         NationalId::parse(sub).map_err(|_| "a citizen's --sub is their 12-digit national ID")?;
     } else {
@@ -91,7 +91,7 @@ async fn issue(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn revoke(settings: Settings, token: &str) -> Result<ExitCode, String> {
+async fn revoke(settings: Settings, token: &str) -> Result<ExitCode, CliError> {
     let app = open(settings).await?;
     let jti = records::tokens::revoke(&app.vault, token)
         .await

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use super::CliError;
 use crate::config::Settings;
 use crate::crypto::keyring::Keyring;
 
@@ -10,7 +11,7 @@ pub fn run(
     file: &std::path::Path,
     attestation: &str,
     jwks: Option<&std::path::Path>,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let jws = match std::fs::read_to_string(attestation) {
         Ok(text) => text.trim().to_owned(),
         Err(_) => attestation.trim().to_owned(),

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::documents::DocumentRow;
 use super::{Columns, DbError, Tx, col, db_err};
 use crate::crypto::CitizenIndex;
-use crate::domain::DocType;
+use crate::domain::{DocType, GrantState};
 
 #[derive(Clone, Debug)]
 pub struct GrantRow {
@@ -25,6 +25,19 @@ pub struct GrantRow {
     pub max_uses: i64,
     pub uses: i64,
     pub revoked_at: Option<i64>,
+}
+
+impl GrantRow {
+    /// Where the grant stands at `now` (ms).
+    pub fn state(&self, now: i64) -> GrantState {
+        GrantState::at(
+            self.revoked_at.is_some(),
+            self.expires_at,
+            self.uses,
+            self.max_uses,
+            now,
+        )
+    }
 }
 
 const COLUMNS: &str = "id, citizen_idx, doc_types, case_ref, purpose, grantee, grantee_office, \

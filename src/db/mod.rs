@@ -157,11 +157,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
 
 impl Db {
     /// Connects by URL (`sqlite://PATH` creates the file; `postgres://…`) and migrates.
-    pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, String> {
+    pub async fn connect(url: &DatabaseUrl, acquire_timeout: Duration) -> Result<Self, DbError> {
         install_default_drivers();
-        let (backend, url, file) = match DatabaseUrl::parse(url)? {
-            DatabaseUrl::Sqlite { url, file } => (Backend::Sqlite, url, Some(file)),
-            DatabaseUrl::Postgres(url) => (Backend::Postgres, url, None),
+        let (backend, file) = match url {
+            DatabaseUrl::Sqlite { file, .. } => (Backend::Sqlite, Some(file.clone())),
+            DatabaseUrl::Postgres(_) => (Backend::Postgres, None),
         };
         let options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
@@ -187,9 +187,9 @@ impl Db {
             options
         };
         let pool = options
-            .connect(&url)
+            .connect(url.expose())
             .await
-            .map_err(|e| format!("cannot open the database: {e}"))?;
+            .map_err(DbError::unavailable("open the database"))?;
         let write_gate =
             (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         let db = Self {
@@ -202,19 +202,19 @@ impl Db {
         Ok(db)
     }
 
-    async fn migrate(&self) -> Result<(), String> {
+    async fn migrate(&self) -> Result<(), DbError> {
         let migrations = match self.backend {
             Backend::Sqlite => SQLITE_MIGRATIONS,
             Backend::Postgres => POSTGRES_MIGRATIONS,
         };
-        let fail = |e: sqlx::Error| format!("migration failed: {e}");
-        let mut conn = self.pool.acquire().await.map_err(fail)?;
+        let fail = db_err("migrate the database");
+        let mut conn = self.pool.acquire().await.map_err(&fail)?;
         // Several processes may start at once on one PostgreSQL database: one migrates, the
         // others wait here and then find every version applied. (SQLite serialises writers.)
         if self.backend == Backend::Postgres {
             conn.execute("SELECT pg_advisory_lock(7301730173)")
                 .await
-                .map_err(fail)?;
+                .map_err(&fail)?;
         }
         let result = async {
             conn.execute(
@@ -244,9 +244,9 @@ impl Db {
         if self.backend == Backend::Postgres {
             conn.execute("SELECT pg_advisory_unlock(7301730173)")
                 .await
-                .map_err(fail)?;
+                .map_err(&fail)?;
         }
-        result.map_err(fail)
+        result.map_err(&fail)
     }
 
     /// Begins a write transaction (every transaction here writes). On SQLite `BEGIN IMMEDIATE`

@@ -65,13 +65,12 @@ pub async fn backup(
         .await
         .map_err(crate::db::db_err("snapshot database"))?;
 
-    let copy = Db::connect(
-        &format!("sqlite://{}", snapshot.display()),
-        std::time::Duration::from_secs(10),
-    )
-    .await
-    .map_err(|e| ApiError::Internal(format!("open snapshot: {e}")))?;
-    let store = BlobStore::local(dir.join("storage")).map_err(ApiError::Internal)?;
+    let snapshot_url = DatabaseUrl::parse(&format!("sqlite://{}", snapshot.display()))
+        .map_err(ApiError::Internal)?;
+    let copy = Db::connect(&snapshot_url, std::time::Duration::from_secs(10))
+        .await
+        .map_err(|e| ApiError::Internal(format!("open snapshot: {e}")))?;
+    let store = BlobStore::local(dir.join("storage"))?;
     let mut done = 0u64;
     let mut pages = documents::AllDocuments::new(&copy.pool);
     while let Some(page) = pages.next_page().await? {
@@ -92,13 +91,17 @@ pub async fn backup(
 
 /// Puts a backup in place for the settings' database file and storage directory, both of which
 /// must be empty or absent: a restore never overwrites a vault.
-pub fn restore(dir: &Path, database_url: &str, storage_url: &str) -> Result<u64, String> {
-    let DatabaseUrl::Sqlite { file: database, .. } = DatabaseUrl::parse(database_url)? else {
+pub fn restore(
+    dir: &Path,
+    database_url: &DatabaseUrl,
+    storage_url: &StorageUrl,
+) -> Result<u64, String> {
+    let DatabaseUrl::Sqlite { file: database, .. } = database_url else {
         return Err(
             "restore covers the embedded default: HOSO_DATABASE_URL must be sqlite://".into(),
         );
     };
-    let StorageUrl::Local(storage) = StorageUrl::parse(storage_url)? else {
+    let StorageUrl::Local(storage) = storage_url else {
         return Err("restore covers the embedded default: HOSO_STORAGE_URL must be file://".into());
     };
     let snapshot = dir.join("hoso.db");
@@ -111,7 +114,7 @@ pub fn restore(dir: &Path, database_url: &str, storage_url: &str) -> Result<u64,
             database.display()
         ));
     }
-    if !empty_or_absent(&storage) {
+    if !empty_or_absent(storage) {
         return Err(format!(
             "{} is not empty; restore only into an empty place",
             storage.display()
@@ -148,17 +151,17 @@ pub fn restore(dir: &Path, database_url: &str, storage_url: &str) -> Result<u64,
     if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
-    copy_synced(&snapshot, &database).map_err(io(&database))?;
+    copy_synced(&snapshot, database).map_err(io(database))?;
     let mut synced_dirs = std::collections::BTreeSet::new();
     for path in &files {
         let rel = path.strip_prefix(&from).unwrap_or(path);
         let to = storage.join(rel);
-        let to_dir = to.parent().unwrap_or(&storage).to_owned();
+        let to_dir = to.parent().unwrap_or(storage).to_owned();
         std::fs::create_dir_all(&to_dir).map_err(io(&to_dir))?;
         copy_synced(path, &to).map_err(io(path))?;
         // The new directory entries, up to the storage root, must reach the disk too.
         let mut d = Some(to_dir.as_path());
-        while let Some(dir) = d.filter(|d| d.starts_with(&storage)) {
+        while let Some(dir) = d.filter(|d| d.starts_with(storage)) {
             synced_dirs.insert(dir.to_owned());
             d = dir.parent();
         }

@@ -11,7 +11,7 @@ use crate::auth::{self, Caller, TokenRequest};
 use crate::db::grants::{self as store, GrantRow};
 use crate::db::now_ms;
 use crate::domain::format_rfc3339 as rfc3339;
-use crate::domain::{Code, DocType, NationalId, Role, parse_text};
+use crate::domain::{Code, DocType, GrantState, NationalId, Role, parse_text};
 use crate::error::ApiError;
 
 /// Longest a grant may live: one working month.
@@ -110,7 +110,7 @@ pub async fn create(
         purpose: req.purpose,
         grantee: req.grantee.to_string(),
         grantee_office: req.grantee_office.to_string(),
-        created_by: caller.staff_id().unwrap_or("-").to_owned(),
+        created_by: caller.staff_or_none().to_owned(),
         office: caller.office.clone(),
         created_at: now,
         expires_at: now + req.ttl_seconds * 1000,
@@ -155,7 +155,7 @@ pub async fn revoke(vault: &Vault, caller: &Caller, id: Uuid) -> Result<(), ApiE
     e.citizen_idx = Some(grant.citizen_idx);
     e.case_ref = Some(grant.case_ref.clone());
     let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
-    store::revoke(&mut tx, id, caller.staff_id().unwrap_or("-"), now_ms()).await?;
+    store::revoke(&mut tx, id, caller.staff_or_none(), now_ms()).await?;
     audit::append(&mut tx, &keys, &vault.metrics, e).await?;
     audit::commit(tx, &vault.metrics).await?;
     Ok(())
@@ -178,21 +178,12 @@ pub struct GrantView {
     pub max_uses: i64,
     pub uses: i64,
     pub uses_left: i64,
-    /// `active`, `revoked`, `expired` or `used_up`, in that order of precedence.
-    pub status: &'static str,
+    pub status: GrantState,
 }
 
 impl GrantView {
     fn new(g: &GrantRow, now: i64) -> Self {
-        let status = if g.revoked_at.is_some() {
-            "revoked"
-        } else if g.expires_at <= now {
-            "expired"
-        } else if g.uses >= g.max_uses {
-            "used_up"
-        } else {
-            "active"
-        };
+        let status = g.state(now);
         Self {
             grant_id: g.id,
             doc_types: g.doc_types.iter().map(|t| t.as_str()).collect(),

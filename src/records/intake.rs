@@ -262,7 +262,7 @@ impl Stored<'_> {
         let change = RowChange {
             row,
             supersedes: metadata.supersedes,
-            clerk: self.caller.staff_id().unwrap_or("-").to_owned(),
+            clerk: self.caller.staff_or_none().to_owned(),
             entry: audit_entry,
             // A test fault: the process "dies" with its transaction uncommitted.
             crash: vault.fault(FaultPoint::BeforeCommit).err(),
@@ -295,7 +295,7 @@ impl Stored<'_> {
     /// the scan against the original at the desk, verified and attested at once.
     fn new_row(&self, metadata: &IntakeMetadata) -> Result<DocumentRow, ApiError> {
         let now = now_ms();
-        let clerk = self.caller.staff_id().unwrap_or("-").to_owned();
+        let clerk = self.caller.staff_or_none().to_owned();
         let binding = Binding {
             document_id: self.document_id,
             citizen: self.citizen,

@@ -14,7 +14,7 @@ use crate::crypto::envelope::BodyOpener;
 use crate::db::documents::{self, DocumentRow};
 use crate::db::grants::{self as grant_store, GrantRow};
 use crate::db::now_ms;
-use crate::domain::{DocStatus, NationalId, Role};
+use crate::domain::{DocStatus, GrantState, NationalId, Role};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -57,18 +57,15 @@ fn grant_in_force(
     Ok(grant)
 }
 
-/// Why a grant refuses, checked in the order a person would ask: revoked, expired, used up.
-/// A used-up grant reads nothing more, metadata and listings included: the officer has had
-/// the copies the citizen agreed to, and the refusal itself tells their screen why.
+/// Why a grant refuses ([`GrantState`]). A used-up grant reads nothing more, metadata and
+/// listings included: the officer has had the copies the citizen agreed to, and the refusal
+/// itself tells their screen why.
 fn grant_state(grant: &GrantRow, now: i64) -> Result<(), ApiError> {
-    if grant.revoked_at.is_some() {
-        Err(ApiError::GrantRevoked)
-    } else if grant.expires_at <= now {
-        Err(ApiError::GrantExpired)
-    } else if grant.uses >= grant.max_uses {
-        Err(ApiError::GrantExhausted)
-    } else {
-        Ok(())
+    match grant.state(now) {
+        GrantState::Active => Ok(()),
+        GrantState::Revoked => Err(ApiError::GrantRevoked),
+        GrantState::Expired => Err(ApiError::GrantExpired),
+        GrantState::UsedUp => Err(ApiError::GrantExhausted),
     }
 }
 

@@ -66,7 +66,7 @@ pub async fn verify_document(
             .await);
         }
     }
-    let clerk = caller.staff_id().unwrap_or("-").to_owned();
+    let clerk = caller.staff_or_none().to_owned();
     let now = now_ms();
     let attestation = attest(
         &keys,
@@ -123,7 +123,7 @@ pub async fn revoke(
         return Ok(answer);
     }
     e.reason = reason;
-    let by = caller.staff_id().unwrap_or("-").to_owned();
+    let by = caller.staff_or_none().to_owned();
     let now = now_ms();
     let from = [
         DocStatus::Pending,

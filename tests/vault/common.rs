@@ -2,7 +2,6 @@
 //! driven through the real router.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -15,7 +14,7 @@ use tower::ServiceExt;
 
 use hoso::app::{App, AppState};
 use hoso::auth::{self, TokenRequest};
-use hoso::config::{FaultPoint, SecretString, Settings};
+use hoso::config::{FaultPoint, Settings};
 use hoso::domain::Role;
 
 pub const CITIZEN_A: &str = "001099012345";
@@ -125,8 +124,8 @@ pub async fn settings(dir: &Path) -> Settings {
     if backend() == Backend::PostgresS3 {
         let bucket = required("HOSO_TEST_S3_BUCKET");
         let prefix = format!("t-{}", uuid::Uuid::now_v7().simple());
-        settings.database_url = SecretString::from_str(&fresh_postgres_database().await).unwrap();
-        settings.storage_url = format!("s3://{bucket}/{prefix}");
+        settings.database_url = fresh_postgres_database().await.parse().unwrap();
+        settings.storage_url = format!("s3://{bucket}/{prefix}").parse().unwrap();
     }
     settings
 }
@@ -554,7 +553,7 @@ pub async fn hoso_cli(vault: &TestVault, args: &[&str]) -> std::process::Output 
     command
         .args(args)
         .env("HOSO_DATABASE_URL", s.database_url.expose())
-        .env("HOSO_STORAGE_URL", &s.storage_url)
+        .env("HOSO_STORAGE_URL", s.storage_url.to_string())
         .env("HOSO_KEYS_DIR", &s.keys_dir)
         .env("HOSO_LOG", "warn");
     tokio::task::spawn_blocking(move || command.output().unwrap())

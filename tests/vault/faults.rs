@@ -309,7 +309,9 @@ async fn a_full_disk_never_serves_an_unlogged_read_and_recovers_without_a_restar
 async fn a_full_store_alone_refuses_intakes_as_insufficient_storage_and_keeps_serving_reads() {
     let disk = Tmpfs::mount(8);
     let vault = TestVault::with(|s| {
-        s.storage_url = format!("file://{}", disk.path().join("storage").display());
+        s.storage_url = format!("file://{}", disk.path().join("storage").display())
+            .parse()
+            .unwrap();
     })
     .await;
     let id = vault.take_in(CITIZEN_A, "cccd", &pdf(1, 100_000)).await;
@@ -608,7 +610,9 @@ async fn postgresql_restarts_and_stops_give_fast_503s_never_500s_and_lose_nothin
     let url = pg.url();
     let vault = TestVault::with(|s| {
         s.database_url = url.parse().unwrap();
-        s.storage_url = format!("file://{}", s.keys_dir.with_file_name("storage").display());
+        s.storage_url = format!("file://{}", s.keys_dir.with_file_name("storage").display())
+            .parse()
+            .unwrap();
     })
     .await;
     let fleet = start_fleet_with(&vault, 1, &[("HOSO_LOG", "off")]).await;

@@ -172,7 +172,7 @@ async fn half_open_connections_cannot_starve_the_vault() {
     let child = std::process::Command::new("sh")
         .args(["-c", &format!("ulimit -n 128 && exec {hoso} serve")])
         .env("HOSO_DATABASE_URL", s.database_url.expose())
-        .env("HOSO_STORAGE_URL", &s.storage_url)
+        .env("HOSO_STORAGE_URL", s.storage_url.to_string())
         .env("HOSO_KEYS_DIR", &s.keys_dir)
         .env("HOSO_LISTEN", addr.to_string())
         .env("HOSO_LOG", "error")

@@ -279,7 +279,7 @@ async fn what_a_client_sends_reaches_the_log_escaped() {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"))
         .arg("serve")
         .env("HOSO_DATABASE_URL", s.database_url.expose())
-        .env("HOSO_STORAGE_URL", &s.storage_url)
+        .env("HOSO_STORAGE_URL", s.storage_url.to_string())
         .env("HOSO_KEYS_DIR", &s.keys_dir)
         .env("HOSO_LISTEN", addr.to_string())
         .env("HOSO_LOG", "info")

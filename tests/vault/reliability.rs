@@ -274,21 +274,16 @@ async fn a_backup_taken_under_load_restores_every_document_acknowledged_before_i
         elsewhere.path().join("hoso.db").display()
     ))
     .unwrap();
-    settings.storage_url = format!("file://{}", elsewhere.path().join("storage").display());
-    let restored = hoso::records::backup::restore(
-        &backup_dir,
-        settings.database_url.expose(),
-        &settings.storage_url,
-    )
-    .unwrap();
+    settings.storage_url = format!("file://{}", elsewhere.path().join("storage").display())
+        .parse()
+        .unwrap();
+    let restored =
+        hoso::records::backup::restore(&backup_dir, &settings.database_url, &settings.storage_url)
+            .unwrap();
     assert_eq!(restored, copied);
     assert!(
-        hoso::records::backup::restore(
-            &backup_dir,
-            settings.database_url.expose(),
-            &settings.storage_url
-        )
-        .is_err(),
+        hoso::records::backup::restore(&backup_dir, &settings.database_url, &settings.storage_url)
+            .is_err(),
         "never over a vault"
     );
 
