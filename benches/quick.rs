@@ -188,7 +188,7 @@ async fn main() {
             .await
             .expect("fsync ref");
 
-    let audit = hoso::records::auditing::verify_all(&state.vault, None)
+    let audit = hoso::records::oversight::verify_all(&state.vault, None)
         .await
         .expect("verify");
     println!("{:<46} {:>10}", "measure", "per second");

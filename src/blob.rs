@@ -541,9 +541,9 @@ impl BlobWriter {
 }
 
 /// A streamed body is read this much at a time. Each reader beyond the in-memory budget holds
-/// about two chunks (one read, one decrypted on its way out), so this sets their memory: with
-/// 1 MiB, 64 readers of 1 MiB copies peaked at 65–73 MiB above idle; with 256 KiB, 59–63;
-/// 128 KiB saved nothing more and cost a fifth of their rate (`HOSO_BENCH_ONLY=memory`).
+/// about two chunks (one read, one decrypted on its way out), so this sets their memory: 1 MiB
+/// chunks held more under 64 readers, 128 KiB saved nothing more and cost a good part of their
+/// rate (`HOSO_BENCH_ONLY=memory`; the runs are in docs/benchmarks.md).
 const READ_CHUNK: usize = 256 * 1024;
 
 fn read_file_chunks(file: std::fs::File) -> BoxStream<'static, Result<Bytes, BlobError>> {

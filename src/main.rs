@@ -12,14 +12,14 @@ use tracing_subscriber::EnvFilter;
 ///
 /// - `MALLOC_ARENA_MAX`: glibc gives each thread that allocates an arena of its own, up to eight
 ///   per core, and keeps what is freed in it: under many concurrent copies the blocking
-///   threads' arenas alone held tens of MiB (the 64-reader benchmark, `scripts/bench`). One
+///   threads' arenas alone held a large share of the memory (the 64-reader benchmark). One
 ///   arena per core (two at least) bounds that.
 /// - `MALLOC_MMAP_THRESHOLD_`: glibc raises its threshold for mapping a block on its own each
 ///   time such a block is freed, so after the first few 1 MiB copies every large buffer came
 ///   from the arenas, and what the copies' buffers left there stayed: after a run of copies
-///   and intakes, 64 readers peaked 105 MiB above idle. Fixed at 512 KiB (intake's 200 KiB
+///   and intakes, 64 readers peaked far above idle. Fixed at 512 KiB (intake's 200 KiB
 ///   buffers stay in the arenas, where they are fast), a larger block is its own mapping,
-///   returned when freed: 60 MiB above idle after the same run, at the same copy rates. The
+///   returned when freed, and the peak fell markedly at the same copy rates. The
 ///   copies' buffers are kept for reuse anyway (`records::copy_buffers`), within their budget.
 fn bound_malloc() {
     use std::os::unix::process::CommandExt;

@@ -61,19 +61,7 @@ async fn verify_in(
     let chain_key = crate::crypto::HmacSha256::new(keys.audit_chain_key());
     let sorted = trusted.clone();
     let walking = tokio::task::spawn_blocking(move || walk_chain(received, &chain_key, &sorted));
-    // The signed heads' signatures do not depend on the walk: they are checked beside it, in
-    // the time the reading thread leaves (one Ed25519 check per 256 entries, run after the
-    // walk, was a noticeable share of a verify). What each means is decided after, in order.
-    let checking = {
-        let public = public.to_vec();
-        tokio::task::spawn_blocking(move || {
-            let signed = signed_heads
-                .iter()
-                .map(|h| head_signature_valid(&public, h))
-                .collect::<Vec<bool>>();
-            (signed_heads, signed)
-        })
-    };
+    let checking = check_signatures(public.to_vec(), signed_heads);
     let ((), walked, checked) = tokio::join!(store::read_chain(db, last, pages), walking, checking);
     let walked = walked.map_err(|e| ApiError::Internal(format!("the log walk stopped: {e}")))?;
     let (signed_heads, signed) =
@@ -82,20 +70,7 @@ async fn verify_in(
         Ok(walk) => walk,
         Err(bad) => return Ok(bad),
     };
-    if let Some(t) = trusted.iter().find(|t| t.size > walk.entries as u64) {
-        return Ok(walk.bad(
-            walk.entries + 1,
-            format!(
-                "{} holds a signed checkpoint of {} entries, but the log has only {}: entries \
-                 were removed (a rollback or a cut-off tail)",
-                t.source, t.size, walk.entries
-            ),
-        ));
-    }
-    if let Err(bad) = check_signed_heads(&signed_heads, &signed, &walk) {
-        return Ok(bad);
-    }
-    if let Err(bad) = check_head(public, &head, &walk) {
+    if let Err(bad) = check_walk(&walk, &trusted, (&signed_heads, &signed), public, &head) {
         return Ok(bad);
     }
     // The stored tree (what proofs are made from) must be the one the entries make.
@@ -113,6 +88,46 @@ async fn verify_in(
         first_bad_seq: None,
         problem: None,
     })
+}
+
+/// Checks the signed heads' signatures on a thread of their own: they do not depend on the
+/// walk, so they run in the time the reading thread leaves (run after the walk, one Ed25519
+/// check per 256 entries was a noticeable share of a verify). What each means is decided after
+/// the walk, in order. Returns the heads and, for each, whether its signature is valid.
+fn check_signatures(
+    public: Vec<u8>,
+    heads: Vec<Head>,
+) -> tokio::task::JoinHandle<(Vec<Head>, Vec<bool>)> {
+    tokio::task::spawn_blocking(move || {
+        let valid = heads
+            .iter()
+            .map(|h| head_signature_valid(&public, h))
+            .collect();
+        (heads, valid)
+    })
+}
+
+/// What an unbroken walk must still agree with: no trusted checkpoint beyond its end, every
+/// kept signed head (with whether its signature is valid), and the signed head.
+fn check_walk(
+    walk: &Walk,
+    trusted: &[checkpoints::Trusted],
+    (heads, valid): (&[Head], &[bool]),
+    public: &[u8],
+    head: &Head,
+) -> Result<(), Report> {
+    if let Some(t) = trusted.iter().find(|t| t.size > walk.entries as u64) {
+        return Err(walk.bad(
+            walk.entries + 1,
+            format!(
+                "{} holds a signed checkpoint of {} entries, but the log has only {}: entries \
+                 were removed (a rollback or a cut-off tail)",
+                t.source, t.size, walk.entries
+            ),
+        ));
+    }
+    check_signed_heads(heads, valid, walk)?;
+    check_head(public, head, walk)
 }
 
 /// The database's own copies of the checkpoints, as trusted checkpoints if they verify (one
@@ -182,50 +197,24 @@ fn walk_chain(
     chain_key: &crate::crypto::HmacSha256,
     trusted: &[checkpoints::Trusted],
 ) -> Result<Result<Walk, Report>, ApiError> {
-    let mut walk = Walk {
-        entries: 0,
-        last: [0; 32],
-        root: merkle::empty_root(),
-        at_signed_heads: std::collections::HashMap::new(),
+    let mut walker = Walker {
+        walk: Walk {
+            entries: 0,
+            last: [0; 32],
+            root: merkle::empty_root(),
+            at_signed_heads: std::collections::HashMap::new(),
+        },
+        tree: merkle::CompactRange::default(),
+        message: Vec::with_capacity(512),
+        last_hex: [b'0'; 64],
     };
-    let mut tree = merkle::CompactRange::default();
     let mut pending = trusted.iter().peekable();
-    let mut message = Vec::with_capacity(512);
-    // The last entry's hash as stored (hex), and this entry's, computed.
-    let mut last_hex = [b'0'; 64];
-    let (mut computed, mut hash) = ([0u8; 64], [0u8; 32]);
     while let Some(page) = pages.blocking_recv() {
         for e in page?.entries() {
-            let expected_seq = walk.entries + 1;
-            let problem = if e.seq != expected_seq {
-                Some((
-                    expected_seq,
-                    format!(
-                        "entry {expected_seq} is missing (next present is {})",
-                        e.seq
-                    ),
-                ))
-            } else if e.prev_hash != last_hex {
-                Some((e.seq, "does not follow the previous entry".to_owned()))
-            } else {
-                // prev_hash is the previous entry's hash, checked: its bytes are `walk.last`.
-                message.clear();
-                chain_message(&mut message, e.seq, e.at, &e.fields, &walk.last);
-                hash = chain_key.sign(&[&message]);
-                hex::encode_to_slice(hash, &mut computed).expect("64 hex digits");
-                (e.hash != computed).then(|| (e.seq, "content was altered".to_owned()))
-            };
-            if let Some((seq, problem)) = problem {
-                return Ok(Err(walk.bad(seq, problem)));
+            if let Err(bad) = walker.step(&e, chain_key) {
+                return Ok(Err(bad));
             }
-            // The stored hash is the computed one, so the leaf takes the computed bytes.
-            tree.push(merkle::leaf_hash_of(&[&message, &hash]));
-            walk.last = hash;
-            last_hex = computed;
-            if e.seq % SIGNED_HEAD_EVERY == 0 {
-                walk.at_signed_heads.insert(e.seq, walk.last_hash());
-            }
-            walk.entries = e.seq;
+            let (walk, tree) = (&walker.walk, &walker.tree);
             while let Some(t) = pending.next_if(|t| t.size <= tree.size()) {
                 if t.size == tree.size() && t.root != tree.root() {
                     return Ok(Err(walk.bad(
@@ -240,8 +229,60 @@ fn walk_chain(
             }
         }
     }
-    walk.root = tree.root();
-    Ok(Ok(walk))
+    walker.walk.root = walker.tree.root();
+    Ok(Ok(walker.walk))
+}
+
+/// A walk in progress: what it found so far, the tree of the entries walked, and buffers kept
+/// from one entry to the next.
+struct Walker {
+    walk: Walk,
+    tree: merkle::CompactRange,
+    message: Vec<u8>,
+    /// The last entry's hash as stored (hex).
+    last_hex: [u8; 64],
+}
+
+impl Walker {
+    /// Checks that `e` is the next entry, follows the last one and hashes to what it says, then
+    /// adds it to the walk and the tree.
+    fn step(
+        &mut self,
+        e: &store::ChainEntry<'_>,
+        chain_key: &crate::crypto::HmacSha256,
+    ) -> Result<(), Report> {
+        let walk = &mut self.walk;
+        let expected_seq = walk.entries + 1;
+        if e.seq != expected_seq {
+            let problem = format!(
+                "entry {expected_seq} is missing (next present is {})",
+                e.seq
+            );
+            return Err(walk.bad(expected_seq, problem));
+        }
+        if e.prev_hash != self.last_hex {
+            return Err(walk.bad(e.seq, "does not follow the previous entry".into()));
+        }
+        // prev_hash is the previous entry's hash, checked: its bytes are `walk.last`.
+        self.message.clear();
+        chain_message(&mut self.message, e.seq, e.at, &e.fields, &walk.last);
+        let hash = chain_key.sign(&[&self.message]);
+        let mut computed = [0u8; 64];
+        hex::encode_to_slice(hash, &mut computed).expect("64 hex digits");
+        if e.hash != computed {
+            return Err(walk.bad(e.seq, "content was altered".into()));
+        }
+        // The stored hash is the computed one, so the leaf takes the computed bytes.
+        self.tree
+            .push(merkle::leaf_hash_of(&[&self.message, &hash]));
+        walk.last = hash;
+        self.last_hex = computed;
+        if e.seq % SIGNED_HEAD_EVERY == 0 {
+            walk.at_signed_heads.insert(e.seq, walk.last_hash());
+        }
+        walk.entries = e.seq;
+        Ok(())
+    }
 }
 
 /// Every kept signed head must be signed (`signed`: whether each one's signature is valid)

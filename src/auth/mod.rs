@@ -197,8 +197,8 @@ impl Caller {
 
 /// Tokens whose signature this process has already checked, each by the SHA-256 of its whole
 /// text, under the token key that checked them. An officer's screen presents the same token on
-/// every request, and the Ed25519 check was the largest cost of a copy after the database
-/// (7 % of the CPU of 200 KiB copies, `perf` on `scripts/bench`). Only the signature is
+/// every request, and the Ed25519 check was the largest cost of a small copy after the
+/// database (`perf` on `scripts/bench`). Only the signature is
 /// remembered: algorithm, `iss`, `aud`, `exp`, `nbf` and the claims are checked on every
 /// request, and revocation is asked of the database every time. A different token key (a
 /// rotation) empties the memory, so every token is checked afresh.

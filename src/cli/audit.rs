@@ -70,7 +70,7 @@ pub async fn run(settings: Settings, command: AuditCommand) -> Result<ExitCode, 
         AuditCommand::Verify { witness_state } => verify(settings, witness_state.as_deref()).await,
         AuditCommand::Key => {
             let app = open(settings).await?;
-            println!("{}", records::auditing::verifier_key(&app.vault));
+            println!("{}", records::oversight::verifier_key(&app.vault));
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Witness {
@@ -108,7 +108,7 @@ async fn verify(settings: Settings, witness_state: Option<&Path>) -> Result<Exit
         },
     };
     let app = open(settings).await?;
-    let report = records::auditing::verify_all(&app.vault, witness)
+    let report = records::oversight::verify_all(&app.vault, witness)
         .await
         .map_err(cli_error)?;
     if report.ok {
@@ -204,18 +204,7 @@ async fn witness_round(url: &str, dir: &Path, pinned: Option<&str>) -> Result<St
     let before = held.and_then(|s| s.checkpoint).map(|(_, c)| c);
     let proof = match &before {
         Some(old) if old.size > 0 && old.size < new.size => {
-            let url = format!(
-                "{base}/v1/audit/proof/consistency?from={}&to={}",
-                old.size, new.size
-            );
-            let bytes = get(&url)
-                .await?
-                .bytes()
-                .await
-                .map_err(|e| Round::Unreachable(e.to_string()))?;
-            let body: serde_json::Value = serde_json::from_slice(&bytes)
-                .map_err(|e| Round::Inconsistent(format!("no consistency proof: {e}")))?;
-            decode_hashes(&body["hashes"]).map_err(Round::Inconsistent)?
+            consistency_proof(base, old.size, new.size).await?
         }
         _ => Vec::new(),
     };
@@ -232,6 +221,19 @@ async fn witness_round(url: &str, dir: &Path, pinned: Option<&str>) -> Result<St
             new.size
         ),
     })
+}
+
+/// The vault's proof that its log of `to` entries extends the one of `from`.
+async fn consistency_proof(base: &str, from: u64, to: u64) -> Result<Vec<Hash>, Round> {
+    let url = format!("{base}/v1/audit/proof/consistency?from={from}&to={to}");
+    let bytes = get(&url)
+        .await?
+        .bytes()
+        .await
+        .map_err(|e| Round::Unreachable(e.to_string()))?;
+    let body: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Round::Inconsistent(format!("no consistency proof: {e}")))?;
+    decode_hashes(&body["hashes"]).map_err(Round::Inconsistent)
 }
 
 fn decode_hashes(value: &serde_json::Value) -> Result<Vec<Hash>, String> {

@@ -266,8 +266,8 @@ pub fn open_fields(
 
 /// The state shared by the body's sealer and opener: key, header and per-segment nonces.
 /// Body segments use ring's AES-256-GCM (the same algorithm and bytes as the `aes-gcm` crate
-/// used for keys and fields; measured 1,637 against 1,194 MB/s on 64 KiB segments here, see
-/// `benches/compare.rs`): the body is where the bytes are.
+/// used for keys and fields, and faster on 64 KiB segments: `benches/compare.rs` measures both
+/// side by side): the body is where the bytes are.
 struct Segments {
     cipher: ring::aead::LessSafeKey,
     header: [u8; HEADER_LEN],

@@ -1,5 +1,6 @@
-//! Cryptography, split as `docs/design.md` says: aes-gcm seals bodies, fields and data keys; ring does
-//! SHA-256, HMAC, Ed25519 and randomness.
+//! Cryptography, split as `docs/design.md` says: aes-gcm seals personal fields and wraps data
+//! keys; ring seals bodies (the same AES-256-GCM bytes) and does SHA-256, HMAC, Ed25519 and
+//! randomness.
 
 pub mod attestation;
 pub mod envelope;

@@ -173,11 +173,9 @@ where
     rows.iter().map(from_row).collect()
 }
 
-/// Consumes one use if, at this instant, the grant is unrevoked, unexpired and has uses left.
-/// The check and the increment are one statement, so concurrent readers (in one process or many)
-/// can never spend more uses than the grant allows.
-/// Spends one use of each of `ids` that is still in force (not revoked, not expired, uses left),
-/// in one statement; returns the ones spent.
+/// Spends one use of each of `ids` that is still in force (not revoked, not expired, uses left)
+/// at this instant; returns the ones spent. The check and the increment are one statement, so
+/// concurrent readers (in one process or many) can never spend more uses than a grant allows.
 pub async fn consume_uses(tx: &mut Tx, ids: &[Uuid], now: i64) -> Result<Vec<Uuid>, DbError> {
     let mut spent = Vec::with_capacity(ids.len());
     // One parameter a grant; 500 stays far below every backend's limit.

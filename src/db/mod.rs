@@ -30,8 +30,8 @@ pub struct Db {
     pub backend: Backend,
     /// The SQLite database file (none for PostgreSQL, whose disk is the server's).
     file: Option<std::path::PathBuf>,
-    /// SQLite has one writer at a time and makes the others sleep-poll for its lock (waits of
-    /// over a second were measured under 8 clients). Queuing writers here instead, in process,
+    /// SQLite has one writer at a time and makes the others sleep-poll for its lock (long waits
+    /// under a handful of clients). Queuing writers here instead, in process,
     /// hands the lock over at once. PostgreSQL queues on row locks itself: no gate.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }

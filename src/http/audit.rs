@@ -15,7 +15,7 @@ use crate::audit::Report;
 use crate::auth::Caller;
 use crate::domain::NationalId;
 use crate::error::{ApiError, ApiResult};
-use crate::records::auditing::{
+use crate::records::oversight::{
     self, AccessLogQuery, AuditQuery, ConsistencyProof, InclusionProof, Page,
 };
 
@@ -36,7 +36,7 @@ pub fn router() -> Router<AppState> {
 /// The latest signed checkpoint, as the note's text; `hoso-log-key` names the verifier key
 /// (a witness pins it on first use). Public: it holds a size and a hash.
 async fn checkpoint(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let (note, key) = auditing::checkpoint(&state.vault).await?;
+    let (note, key) = oversight::checkpoint(&state.vault).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
@@ -59,7 +59,7 @@ async fn inclusion(
 ) -> ApiResult<Json<InclusionProof>> {
     let Query(q) = q.map_err(query_rejection)?;
     Ok(Json(
-        auditing::inclusion(&state.vault, q.seq, q.size).await?,
+        oversight::inclusion(&state.vault, q.seq, q.size).await?,
     ))
 }
 
@@ -76,7 +76,7 @@ async fn consistency(
 ) -> ApiResult<Json<ConsistencyProof>> {
     let Query(q) = q.map_err(query_rejection)?;
     Ok(Json(
-        auditing::consistency(&state.vault, q.from, q.to).await?,
+        oversight::consistency(&state.vault, q.from, q.to).await?,
     ))
 }
 
@@ -87,7 +87,7 @@ async fn access_proof(
 ) -> ApiResult<impl IntoResponse> {
     let national_id = NationalId::parse(&national_id)?;
     let seq: i64 = seq.parse().map_err(|_| ApiError::NotFound)?;
-    let proof = auditing::access_proof(&state.vault, &caller, &national_id, seq).await?;
+    let proof = oversight::access_proof(&state.vault, &caller, &national_id, seq).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], proof))
 }
 
@@ -97,11 +97,11 @@ async fn query(
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Json<Page>> {
     let Query(q) = q.map_err(query_rejection)?;
-    Ok(Json(auditing::query(&state.vault, &caller, q).await?))
+    Ok(Json(oversight::query(&state.vault, &caller, q).await?))
 }
 
 async fn verify_log(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Report>> {
-    Ok(Json(auditing::verify_log(&state.vault, &caller).await?))
+    Ok(Json(oversight::verify_log(&state.vault, &caller).await?))
 }
 
 async fn access_log(
@@ -113,6 +113,6 @@ async fn access_log(
     let national_id = NationalId::parse(&national_id)?;
     let Query(q) = q.map_err(query_rejection)?;
     Ok(Json(
-        auditing::access_log(&state.vault, &caller, &national_id, q).await?,
+        oversight::access_log(&state.vault, &caller, &national_id, q).await?,
     ))
 }

@@ -8,9 +8,9 @@ mod console;
 mod documents;
 mod grants;
 mod health;
+mod me;
 mod openapi;
 pub mod server;
-mod session;
 
 use axum::Router;
 use axum::body::Body;
@@ -34,7 +34,7 @@ pub fn app(state: AppState) -> Router {
         .merge(audit::router())
         .merge(health::router())
         .merge(openapi::router())
-        .merge(session::router())
+        .merge(me::router())
         .merge(console::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::map_response(security_headers))

@@ -3,8 +3,8 @@
 //! A copy small enough is read and decrypted in one buffer of its stored size (see
 //! [`super::read`]). Made and freed per copy, each buffer above glibc's mmap threshold was a
 //! fresh mapping, faulted in and zeroed page by page, then unmapped: for 1 MiB copies that was
-//! most of the cost after the cipher (`scripts/bench`: 1,520/s made per copy, 1,790–1,880/s
-//! kept). A kept buffer costs nothing after its first copy.
+//! most of the cost after the cipher (`scripts/bench` measures copies; see
+//! docs/benchmarks.md). A kept buffer costs nothing after its first copy.
 //!
 //! Every byte of a buffer's capacity, in use or idle, holds a permit of the budget
 //! (`HOSO_READ_MEMORY_BYTES`): copies in memory never hold more than the budget, busy or quiet,

@@ -11,6 +11,8 @@
 //! it is durable: a body under one part is held in memory until then, a larger one waits for it
 //! before its first part goes up), so an intake waits for one commit fewer in a row.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use super::Vault;
@@ -63,47 +65,17 @@ impl<'a> Intake<'a> {
         caller: Caller,
         national_id: &NationalId,
     ) -> Result<Self, ApiError> {
-        let mut keys = vault.keys();
+        let keys = vault.keys();
         let citizen = keys.citizen_index(national_id);
         let mut e = entry(&keys, &caller, AuditAction::DocumentIntake);
         e.citizen_idx = Some(citizen);
         require_role(vault, &e, &caller, &[Role::Clerk]).await?;
 
-        // Another process may have rotated the master key: pick up the new version.
-        let newest = db::kek_usage::newest_version(&vault.db.pool).await?;
-        if newest > i64::from(keys.current_kek().version) {
-            let newest = u32::try_from(newest)
-                .map_err(|_| ApiError::Internal("stored KEK version out of range".into()))?;
-            keys = vault
-                .keys
-                .at_least(newest)
-                .map_err(|e| ApiError::internal("reload keys", e))?;
-        }
+        let keys = newest_keys(vault, keys).await?;
         let kek_version = keys.current_kek().version;
         let document_id = Uuid::now_v7();
         let object_key = BlobStore::key_for(document_id);
-        // Committed by the log writer with whatever else is waiting (one fsync for many), on a
-        // task of its own so the body can arrive meanwhile; awaited in `intent_durable`.
-        let log = vault.log.clone();
-        let change_keys = keys.clone();
-        let intent_key = object_key.clone();
-        let intent = tokio::spawn(async move {
-            log.change(change_keys, move |tx| {
-                Box::pin(async move {
-                    let version = i64::from(kek_version);
-                    if !db::kek_usage::count_wrap(tx, version).await? {
-                        return Err(ApiError::Unavailable(format!(
-                            "master key version {kek_version} may wrap no more data keys; run \
-                             `hoso keys rotate`"
-                        )));
-                    }
-                    documents::insert_intent(tx, &intent_key, version, now_ms()).await?;
-                    Ok((None, ()))
-                })
-            })
-            .await
-        });
-
+        let intent = commit_intent(vault, keys.clone(), object_key.clone(), kek_version);
         let data_key = DataKey::generate();
         let binding = Binding {
             document_id,
@@ -448,6 +420,48 @@ async fn supersede(
         )));
     }
     Ok(Ok(()))
+}
+
+/// `keys`, or newer ones if another process has rotated the master key since they were read.
+async fn newest_keys(vault: &Vault, keys: Arc<Keyring>) -> Result<Arc<Keyring>, ApiError> {
+    let newest = db::kek_usage::newest_version(&vault.db.pool).await?;
+    if newest <= i64::from(keys.current_kek().version) {
+        return Ok(keys);
+    }
+    let newest = u32::try_from(newest)
+        .map_err(|_| ApiError::Internal("stored KEK version out of range".into()))?;
+    vault
+        .keys
+        .at_least(newest)
+        .map_err(|e| ApiError::internal("reload keys", e))
+}
+
+/// Commits the intake's intent (its object key, the KEK version that will wrap its data key)
+/// through the log writer with whatever else is waiting (one fsync for many), on a task of its
+/// own so the body can arrive meanwhile; awaited in `intent_durable`.
+fn commit_intent(
+    vault: &Vault,
+    keys: Arc<Keyring>,
+    object_key: String,
+    kek_version: u32,
+) -> tokio::task::JoinHandle<Result<(), ApiError>> {
+    let log = vault.log.clone();
+    tokio::spawn(async move {
+        log.change(keys, move |tx| {
+            Box::pin(async move {
+                let version = i64::from(kek_version);
+                if !db::kek_usage::count_wrap(tx, version).await? {
+                    return Err(ApiError::Unavailable(format!(
+                        "master key version {kek_version} may wrap no more data keys; run \
+                         `hoso keys rotate`"
+                    )));
+                }
+                documents::insert_intent(tx, &object_key, version, now_ms()).await?;
+                Ok((None, ()))
+            })
+        })
+        .await
+    })
 }
 
 /// Deletes an uncommitted object and its intent. A failure here is left for the sweeper.

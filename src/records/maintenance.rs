@@ -66,7 +66,7 @@ pub async fn doctor(
             }
         }
     }
-    let chain = super::auditing::verify_all(vault, None).await?;
+    let chain = super::oversight::verify_all(vault, None).await?;
     report.audit_ok = chain.ok;
     report.audit_entries = chain.entries;
     report.audit_problem = chain

@@ -4,8 +4,6 @@
 
 /// Who is asking, and the audit entries of their requests, refusals included.
 mod access;
-/// The audit log read back: the auditor's query and verification, the citizen's access log.
-pub mod auditing;
 /// Snapshot and restore of the embedded default.
 pub mod backup;
 /// The buffers copies are decrypted in, kept for the next copy.
@@ -20,6 +18,8 @@ pub mod intake;
 pub mod maintenance;
 /// Master-key rewrap, retirement and status.
 pub mod master_keys;
+/// The audit log read back: the auditor's query and verification, the citizen's access log.
+pub mod oversight;
 /// Reading documents: list, metadata, content.
 pub mod read;
 /// Verify and revoke.

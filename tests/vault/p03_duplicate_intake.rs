@@ -112,7 +112,7 @@ async fn the_same_scan_taken_in_at_once_is_stored_once_and_a_refusal_beside_it_s
     assert_eq!(vault.count(&logged("allowed", "IS NULL")).await, 2);
     assert_eq!(vault.count(&logged("allowed", "= 'duplicate'")).await, 7);
     assert_eq!(vault.count(&logged("denied", "= 'not_found'")).await, 1);
-    let verified = hoso::records::auditing::verify_all(&vault.state.vault, None)
+    let verified = hoso::records::oversight::verify_all(&vault.state.vault, None)
         .await
         .unwrap();
     assert!(verified.ok, "{verified:?}");

@@ -6,8 +6,9 @@ use super::Vault;
 use super::{entry, refuse, require_own_records, require_role};
 use crate::audit::merkle::Hash;
 use crate::audit::receipt::Receipt;
-use crate::audit::{self, AuditAction, Outcome, Report};
+use crate::audit::{self, AuditAction, Entry, Outcome, Report};
 use crate::auth::Caller;
+use crate::crypto::CitizenIndex;
 use crate::db::audit::{self as store, EntryRow, Filter};
 use crate::domain::format_rfc3339 as rfc3339;
 use crate::domain::{NationalId, Role};
@@ -164,6 +165,23 @@ pub struct AccessLogQuery {
     pub cursor: Option<String>,
 }
 
+/// The entry of a look at a citizen's access log, once the caller may: the citizen themself or
+/// an auditor (a refusal is logged).
+async fn access_log_entry(
+    vault: &Vault,
+    caller: &Caller,
+    national_id: &NationalId,
+    action: AuditAction,
+) -> Result<(Entry, CitizenIndex), ApiError> {
+    let keys = vault.keys();
+    let citizen = keys.citizen_index(national_id);
+    let mut e = entry(&keys, caller, action);
+    e.citizen_idx = Some(citizen);
+    require_role(vault, &e, caller, &[Role::Citizen, Role::Auditor]).await?;
+    require_own_records(vault, &e, caller, national_id, "access log").await?;
+    Ok((e, citizen))
+}
+
 /// Who read this citizen's records: every allowed list, metadata or content read by someone
 /// other than the citizen, with office and case.
 pub async fn access_log(
@@ -172,12 +190,8 @@ pub async fn access_log(
     national_id: &NationalId,
     q: AccessLogQuery,
 ) -> Result<Page, ApiError> {
-    let keys = vault.keys();
-    let citizen = keys.citizen_index(national_id);
-    let mut e = entry(&keys, caller, AuditAction::AccessLogRead);
-    e.citizen_idx = Some(citizen);
-    require_role(vault, &e, caller, &[Role::Citizen, Role::Auditor]).await?;
-    require_own_records(vault, &e, caller, national_id, "access log").await?;
+    let (e, citizen) =
+        access_log_entry(vault, caller, national_id, AuditAction::AccessLogRead).await?;
     let filter = Filter {
         citizen_idx: Some(citizen),
         after_seq: parse_cursor(q.cursor.as_deref())?,
@@ -325,12 +339,8 @@ pub async fn access_proof(
     national_id: &NationalId,
     seq: i64,
 ) -> Result<String, ApiError> {
-    let keys = vault.keys();
-    let citizen = keys.citizen_index(national_id);
-    let mut e = entry(&keys, caller, AuditAction::AccessLogProof);
-    e.citizen_idx = Some(citizen);
-    require_role(vault, &e, caller, &[Role::Citizen, Role::Auditor]).await?;
-    require_own_records(vault, &e, caller, national_id, "access log").await?;
+    let (e, citizen) =
+        access_log_entry(vault, caller, national_id, AuditAction::AccessLogProof).await?;
     let row = store::entry(&vault.db.pool, seq).await?;
     if row.as_ref().and_then(|r| r.citizen_idx) != Some(citizen) {
         return Err(refuse(vault, e, ApiError::NotFound).await);
