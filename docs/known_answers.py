@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Known-answer vectors for hoso's byte layouts, computed from the layouts as documented in
-src/crypto/envelope.rs, src/crypto/keyring.rs and src/audit/mod.rs with an independent library
+src/crypto/envelope.rs, src/crypto/keyring.rs, src/crypto/grant_seal.rs and src/audit/chain.rs with an independent library
 (pyca/cryptography), not with hoso's own code. The Rust tests pin the values this prints
 (`known_answer_*` tests); if a layout changes on purpose, bump its format version and rerun this.
 
@@ -79,6 +79,18 @@ def audit_entry_hash():
     return h(bytes([0x77] * 32), msg)
 
 
+def grant_seal():
+    def f(text):
+        data = text.encode()
+        return struct.pack(">I", len(data)) + data
+    msg = b"hoso/grant/v1" + bytes([0xA0] * 16) + bytes([0x42] * 32)
+    for text in ["cccd,birth_certificate", "000.00.31.H40-261124-0042", "Đăng ký kết hôn",
+                 "officer.binh", "UBND-HAICHAU", "lan.nguyen", "UBND-HAICHAU"]:
+        msg += f(text)
+    msg += struct.pack(">qqq", 1_764_547_200_000, 1_764_550_800_000, 2)
+    return h(bytes([0x55] * 32), msg)
+
+
 def pattern(n):
     return bytes(i % 251 for i in range(n))
 
@@ -91,3 +103,4 @@ print("wrapped_key     ", wrapped_key().hex())
 print("wrapped_key_v2  ", wrapped_key_v2("passport").hex())
 print("blind_index     ", blind_index("001099012345").hex())
 print("audit_entry     ", audit_entry_hash().hex())
+print("grant_seal      ", grant_seal().hex())

@@ -114,6 +114,9 @@ impl App {
         for version in keys.kek_versions() {
             crate::db::kek_usage::register_kek(&db.pool, i64::from(version)).await?;
         }
+        if keys.grant_seal_is_new {
+            seal_earlier_grants(&db, &keys).await?;
+        }
         let blobs = BlobStore::from_url(&settings.storage_url, &s3_limits(&settings))?;
         let metrics = Arc::new(Metrics::default());
         let built = crate::audit::build_missing_tree(&db, &metrics)
@@ -132,6 +135,22 @@ impl App {
             lifecycle: Lifecycle::default(),
         })
     }
+}
+
+/// Seals the grants of a vault from before grants were sealed, as they are, once: only the
+/// process that has just made the grant-seal key does, so a seal removed later (by someone
+/// holding the database) is never restored here; that grant stays refused.
+async fn seal_earlier_grants(db: &Db, keys: &Keyring) -> Result<(), StartupError> {
+    let mut tx = db.begin().await?;
+    let sealed = crate::db::grants::seal_unsealed(&mut tx, keys).await?;
+    tx.commit("seal earlier grants").await?;
+    if sealed > 0 {
+        tracing::warn!(
+            grants = sealed,
+            "sealed the grants made before grants were sealed"
+        );
+    }
+    Ok(())
 }
 
 fn s3_limits(settings: &Settings) -> crate::blob::S3Limits {

@@ -161,6 +161,8 @@ impl From<DbError> for ApiError {
             DbError::Constraint { .. } | DbError::Failed { .. } | DbError::Corrupt(_) => {
                 Self::Internal(err.to_string())
             }
+            // Refused as a tampered body is: nothing it would have allowed is sent.
+            DbError::Tampered(_) => Self::Integrity(err.to_string()),
         }
     }
 }

@@ -21,6 +21,17 @@ pub struct Report {
     pub first_bad_seq: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Grants whose row disagrees with the vault's seal or with the log (see
+    /// `records::oversight::check_grants`); any makes the report not ok.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<GrantProblem>,
+}
+
+/// A grant row that is not what the vault wrote.
+#[derive(Clone, Debug, Serialize)]
+pub struct GrantProblem {
+    pub grant_id: String,
+    pub problem: String,
 }
 
 /// Walks the whole chain and the Merkle tree it builds, and checks them against the signed
@@ -87,6 +98,7 @@ async fn verify_in(
         head: walk.last_hash(),
         first_bad_seq: None,
         problem: None,
+        grants: Vec::new(),
     })
 }
 
@@ -183,6 +195,7 @@ impl Walk {
             head: self.last_hash(),
             first_bad_seq: Some(seq),
             problem: Some(problem),
+            grants: Vec::new(),
         }
     }
 }

@@ -199,9 +199,13 @@ async fn write(
             _ => None,
         })
         .collect();
-    let refusals = spend_uses(&mut tx, uses).await?;
-    // Every job of a batch carries the same audit key (it does not rotate); sign with the last.
+    // Every job of a batch carries the same audit and grant keys (they do not rotate); sign and
+    // check with the last.
     let signer = batch.last().map(|(keys, _)| keys.clone());
+    let refusals = match &signer {
+        Some(keys) => spend_uses(&mut tx, keys, uses).await?,
+        None => Vec::new(),
+    };
     let mut results = Vec::with_capacity(batch.len());
     for ((keys, work), refused) in batch.into_iter().zip(refusals) {
         let result = match work {
@@ -270,6 +274,7 @@ async fn savepoint(tx: &mut Tx, statement: &'static str) -> Result<(), ApiError>
 /// (uses only grow; revocation and expiry do not undo), so its row is read once, for the reason.
 async fn spend_uses(
     tx: &mut Tx,
+    keys: &Keyring,
     uses: Vec<Option<(Uuid, Refusal)>>,
 ) -> Result<Vec<Option<ApiError>>, ApiError> {
     let now = now_ms();
@@ -292,10 +297,18 @@ async fn spend_uses(
             if spent.contains(&id) {
                 jobs.pop_front();
             } else {
-                let current = grants::get(&mut **tx, id).await?;
+                // Why, from the row as it is now: a row altered outside the vault says nothing.
+                let current = grants::get(&mut **tx, id)
+                    .await?
+                    .map(|g| g.open(keys))
+                    .transpose()
+                    .map_err(ApiError::from);
                 for i in jobs.drain(..) {
                     if let Some((_, refusal)) = uses[i] {
-                        refusals[i] = Some(refusal(current.as_ref(), now));
+                        refusals[i] = Some(match &current {
+                            Ok(current) => refusal(current.as_ref(), now),
+                            Err(e) => e.clone(),
+                        });
                     }
                 }
             }

@@ -111,20 +111,24 @@ async fn verify(settings: Settings, witness_state: Option<&Path>) -> Result<Exit
     let report = records::oversight::verify_all(&app.vault, witness)
         .await
         .map_err(cli_error)?;
-    if report.ok {
-        println!(
+    for g in &report.grants {
+        println!("grant {} NOT intact: {}", g.grant_id, g.problem);
+    }
+    match report.first_bad_seq {
+        None => println!(
             "audit log intact: {} entries, head {}",
             report.entries, report.head
-        );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!(
-            "audit log NOT intact: first bad entry is {} ({})",
-            report.first_bad_seq.unwrap_or_default(),
+        ),
+        Some(seq) => println!(
+            "audit log NOT intact: first bad entry is {seq} ({})",
             report.problem.unwrap_or_default()
-        );
-        Ok(ExitCode::from(1))
+        ),
     }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// One witness round. Exit 0: accepted (or unchanged); 1: the log is inconsistent; 2: the

@@ -16,6 +16,9 @@ pub async fn run(settings: Settings) -> Result<ExitCode, CliError> {
     for p in &report.problems {
         println!("document {}: {}", p.document_id, p.what);
     }
+    for g in &report.grants {
+        println!("grant {}: {}", g.grant_id, g.problem);
+    }
     println!(
         "{} documents checked, {} with problems; audit log {} ({} entries{})",
         report.documents,

@@ -5,6 +5,7 @@
 //! | `kek-NNNNNN.key` | 32 raw bytes, master key (KEK) version N; the highest version is current |
 //! | `blind-index.key` | 32 raw bytes, HMAC key of the citizen blind index |
 //! | `audit-chain.key` | 32 raw bytes, HMAC key of the audit hash chain |
+//! | `grant-seal.key` | 32 raw bytes, HMAC key of the seal on each grant row ([`super::grant_seal`]) |
 //! | `token-signing.p8` | Ed25519 PKCS#8, signs staff and grant tokens |
 //! | `attestation-signing.p8` | Ed25519 PKCS#8, signs verified-copy attestations |
 //! | `audit-signing.p8` | Ed25519 PKCS#8, signs audit checkpoints |
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use super::envelope::Kek;
+use super::grant_seal::{GrantScope, GrantSealKey};
 use super::signing::SigningKey;
 use super::{CitizenIndex, random_bytes};
 use crate::domain::NationalId;
@@ -29,6 +31,10 @@ pub struct Keyring {
     dir: PathBuf,
     blind_index: Zeroizing<[u8; 32]>,
     audit_chain: Zeroizing<[u8; 32]>,
+    grant_seal: GrantSealKey,
+    /// Whether this open made the grant-seal key (a vault from before grants were sealed):
+    /// then, and only then, the grants already stored are sealed once as they are.
+    pub grant_seal_is_new: bool,
     keks: BTreeMap<u32, Kek>,
     pub token: SigningKey,
     pub attestation: SigningKey,
@@ -58,6 +64,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
 impl Keyring {
     /// Loads the keys, creating any that are missing when `create` is set (`serve`, `init`).
     pub fn open(dir: &Path, create: bool) -> Result<Self, KeyError> {
+        let mut grant_seal_is_new = false;
         if create {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -66,6 +73,8 @@ impl Keyring {
                 .map_err(io_err(dir))?;
             ensure_file(dir, "blind-index.key", || random_bytes::<32>().to_vec())?;
             ensure_file(dir, "audit-chain.key", || random_bytes::<32>().to_vec())?;
+            grant_seal_is_new =
+                ensure_file(dir, "grant-seal.key", || random_bytes::<32>().to_vec())?;
             for name in [
                 "token-signing.p8",
                 "attestation-signing.p8",
@@ -91,6 +100,8 @@ impl Keyring {
             dir: dir.to_owned(),
             blind_index: read_key32(&dir.join("blind-index.key"))?,
             audit_chain: read_key32(&dir.join("audit-chain.key"))?,
+            grant_seal: GrantSealKey::new(&*read_grant_seal(dir)?),
+            grant_seal_is_new,
             keks,
             token: read_signing(dir, "token-signing.p8", "token")?,
             attestation: read_signing(dir, "attestation-signing.p8", super::attestation::PURPOSE)?,
@@ -104,6 +115,16 @@ impl Keyring {
 
     pub fn audit_chain_key(&self) -> &[u8] {
         self.audit_chain.as_ref()
+    }
+
+    /// The seal of a grant's fixed scope (hex).
+    pub fn seal_grant(&self, scope: &GrantScope<'_>) -> String {
+        self.grant_seal.seal(scope)
+    }
+
+    /// Whether `seal` is this vault's seal of `scope`.
+    pub fn grant_is_sealed(&self, scope: &GrantScope<'_>, seal: &str) -> bool {
+        self.grant_seal.is_sealed(scope, seal)
     }
 
     pub fn current_kek(&self) -> &Kek {
@@ -173,6 +194,20 @@ fn read_key32(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
     Ok(key)
 }
 
+/// The grant-seal key; a vault from before it existed is told how to make it.
+fn read_grant_seal(dir: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let path = dir.join("grant-seal.key");
+    if !path.exists() {
+        return Err(KeyError::Bad {
+            path,
+            message: "missing: run `hoso serve` or `hoso init` once to make it (grants made \
+                      before it existed are then sealed as they are)"
+                .into(),
+        });
+    }
+    read_key32(&path)
+}
+
 fn read_signing(dir: &Path, name: &str, purpose: &str) -> Result<SigningKey, KeyError> {
     let path = dir.join(name);
     check_mode(&path)?;
@@ -195,10 +230,11 @@ fn check_mode(path: &Path) -> Result<(), KeyError> {
     Ok(())
 }
 
-fn ensure_file(dir: &Path, name: &str, make: impl FnOnce() -> Vec<u8>) -> Result<(), KeyError> {
+/// Makes the key file `name` unless it exists. Returns whether this call made it.
+fn ensure_file(dir: &Path, name: &str, make: impl FnOnce() -> Vec<u8>) -> Result<bool, KeyError> {
     let path = dir.join(name);
     if path.exists() {
-        return Ok(());
+        return Ok(false);
     }
     let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(random_bytes::<6>())));
     let content = Zeroizing::new(make());
@@ -213,9 +249,9 @@ fn ensure_file(dir: &Path, name: &str, make: impl FnOnce() -> Vec<u8>) -> Result
     let linked = fs::hard_link(&tmp, &path);
     let _ = fs::remove_file(&tmp);
     match linked {
-        Ok(()) => sync_dir(dir),
+        Ok(()) => sync_dir(dir).map(|()| true),
         // Another process made it first; theirs is the key.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(io_err(&path)(e)),
     }
 }

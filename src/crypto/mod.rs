@@ -4,6 +4,7 @@
 
 pub mod attestation;
 pub mod envelope;
+pub mod grant_seal;
 pub mod keyring;
 pub mod signing;
 
@@ -68,6 +69,11 @@ pub struct HmacSha256(ring::hmac::Key);
 impl HmacSha256 {
     pub fn new(key: &[u8]) -> Self {
         Self(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key))
+    }
+
+    /// Whether `tag` is the MAC of `message`, compared in constant time.
+    pub fn verify(&self, message: &[u8], tag: &[u8]) -> bool {
+        ring::hmac::verify(&self.0, message, tag).is_ok()
     }
 
     /// The MAC of the concatenation of `parts`.

@@ -665,3 +665,26 @@ where
     .map_err(db_err("audit signed heads"))?;
     rows.iter().map(note_from_row).collect()
 }
+
+/// How many content reads the log holds as allowed through each grant that has any (by grant
+/// id as logged): what each grant's count of uses spent must equal, since a read spends its use
+/// in the transaction that logs it.
+pub async fn content_reads_by_grant<'e, E>(
+    executor: E,
+) -> Result<std::collections::HashMap<String, i64>, DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT grant_id, COUNT(*) AS n FROM audit_entries \
+         WHERE action = $1 AND outcome = $2 AND grant_id IS NOT NULL GROUP BY grant_id",
+    )
+    .bind(AuditAction::DocumentContent.as_str())
+    .bind(Outcome::Allowed.as_str())
+    .fetch_all(executor)
+    .await
+    .map_err(db_err("count content reads by grant"))?;
+    rows.iter()
+        .map(|r| Ok((col::<String>(r, "grant_id")?, col::<i64>(r, "n")?)))
+        .collect()
+}

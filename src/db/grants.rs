@@ -6,6 +6,8 @@ use uuid::Uuid;
 use super::documents::DocumentRow;
 use super::{Columns, DbError, Tx, col, db_err};
 use crate::crypto::CitizenIndex;
+use crate::crypto::grant_seal::GrantScope;
+use crate::crypto::keyring::Keyring;
 use crate::domain::{DocType, GrantState};
 
 #[derive(Clone, Debug)]
@@ -28,6 +30,24 @@ pub struct GrantRow {
 }
 
 impl GrantRow {
+    /// What the grant's seal covers: everything but the uses spent and the revocation.
+    pub fn scope(&self) -> GrantScope<'_> {
+        GrantScope {
+            id: self.id,
+            citizen: &self.citizen_idx,
+            doc_types: &self.doc_types,
+            case_ref: &self.case_ref,
+            purpose: &self.purpose,
+            grantee: &self.grantee,
+            grantee_office: &self.grantee_office,
+            created_by: &self.created_by,
+            office: &self.office,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            max_uses: self.max_uses,
+        }
+    }
+
     /// Where the grant stands at `now` (ms).
     pub fn state(&self, now: i64) -> GrantState {
         GrantState::at(
@@ -40,15 +60,44 @@ impl GrantRow {
     }
 }
 
-const COLUMNS: &str = "id, citizen_idx, doc_types, case_ref, purpose, grantee, grantee_office, \
-    created_by, office, created_at, expires_at, max_uses, uses, revoked_at";
+/// A grant row as the database holds it. Its scope is trusted only once its seal checks
+/// ([`StoredGrant::open`]): nothing here hands out a grant row otherwise.
+pub struct StoredGrant {
+    row: GrantRow,
+    seal: Option<String>,
+}
 
-fn from_row(row: &AnyRow) -> Result<GrantRow, DbError> {
+impl StoredGrant {
+    pub fn id(&self) -> Uuid {
+        self.row.id
+    }
+
+    /// The row, if its seal is the vault's seal of its scope; [`DbError::Tampered`] otherwise
+    /// (an edited scope, a seal removed or copied from another grant).
+    pub fn open(self, keys: &Keyring) -> Result<GrantRow, DbError> {
+        match &self.seal {
+            Some(seal) if keys.grant_is_sealed(&self.row.scope(), seal) => Ok(self.row),
+            _ => Err(DbError::Tampered(format!("grant {}", self.row.id))),
+        }
+    }
+}
+
+const COLUMNS: &str = "id, citizen_idx, doc_types, case_ref, purpose, grantee, grantee_office, \
+    created_by, office, created_at, expires_at, max_uses, uses, revoked_at, seal";
+
+fn from_row(row: &AnyRow) -> Result<StoredGrant, DbError> {
     from_columns(&Columns::new(row, 0))
 }
 
 /// The row from `c` (its columns from `COLUMNS`, wherever they start in a joined query).
-pub(super) fn from_columns(c: &Columns<'_>) -> Result<GrantRow, DbError> {
+pub(super) fn from_columns(c: &Columns<'_>) -> Result<StoredGrant, DbError> {
+    Ok(StoredGrant {
+        row: row_from_columns(c)?,
+        seal: c.get("seal")?,
+    })
+}
+
+fn row_from_columns(c: &Columns<'_>) -> Result<GrantRow, DbError> {
     let types: String = c.get("doc_types")?;
     Ok(GrantRow {
         id: Uuid::parse_str(&c.get::<String>("id")?)
@@ -72,10 +121,12 @@ pub(super) fn from_columns(c: &Columns<'_>) -> Result<GrantRow, DbError> {
     })
 }
 
-pub async fn insert(tx: &mut Tx, g: &GrantRow) -> Result<(), DbError> {
+/// Inserts a new grant, sealed with `keys`.
+pub async fn insert(tx: &mut Tx, g: &GrantRow, keys: &Keyring) -> Result<(), DbError> {
     let types: Vec<&str> = g.doc_types.iter().map(|t| t.as_str()).collect();
     sqlx::query(&format!(
-        "INSERT INTO grants ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        "INSERT INTO grants ({COLUMNS}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
     .bind(g.id.to_string())
     .bind(g.citizen_idx.to_hex())
@@ -91,13 +142,14 @@ pub async fn insert(tx: &mut Tx, g: &GrantRow) -> Result<(), DbError> {
     .bind(g.max_uses)
     .bind(g.uses)
     .bind(g.revoked_at)
+    .bind(keys.seal_grant(&g.scope()))
     .execute(&mut **tx)
     .await
     .map_err(db_err("insert grant"))?;
     Ok(())
 }
 
-pub async fn get<'e, E>(executor: E, id: Uuid) -> Result<Option<GrantRow>, DbError>
+pub async fn get<'e, E>(executor: E, id: Uuid) -> Result<Option<StoredGrant>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -116,7 +168,7 @@ pub async fn get_with_document<'e, E>(
     executor: E,
     grant: Uuid,
     document: Uuid,
-) -> Result<Option<(GrantRow, Option<DocumentRow>)>, DbError>
+) -> Result<Option<(StoredGrant, Option<DocumentRow>)>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -158,7 +210,7 @@ pub async fn list_for_citizen<'e, E>(
     executor: E,
     citizen_idx: &CitizenIndex,
     limit: i64,
-) -> Result<Vec<GrantRow>, DbError>
+) -> Result<Vec<StoredGrant>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -216,4 +268,40 @@ pub async fn revoke(tx: &mut Tx, id: Uuid, by: &str, now: i64) -> Result<bool, D
     .await
     .map_err(db_err("revoke grant"))?;
     Ok(result.rows_affected() == 1)
+}
+
+/// Seals every grant stored without a seal, as it is: run once, by the process that made the
+/// grant-seal key (grants from before seals existed). Returns how many were sealed.
+pub async fn seal_unsealed(tx: &mut Tx, keys: &Keyring) -> Result<u64, DbError> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM grants WHERE seal IS NULL"))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_err("list unsealed grants"))?;
+    for row in &rows {
+        let g = row_from_columns(&Columns::new(row, 0))?;
+        sqlx::query("UPDATE grants SET seal = $1 WHERE id = $2")
+            .bind(keys.seal_grant(&g.scope()))
+            .bind(g.id.to_string())
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err("seal a grant"))?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Every grant, a page at a time after `after` (by id), as stored: for `hoso audit verify` and
+/// `doctor`, which check each seal and each count of uses.
+pub async fn page<'e, E>(executor: E, after: &str, limit: i64) -> Result<Vec<StoredGrant>, DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM grants WHERE id > $1 ORDER BY id LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+    .map_err(db_err("page grants"))?;
+    rows.iter().map(from_row).collect()
 }

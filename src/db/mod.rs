@@ -126,6 +126,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "signed_heads",
         include_str!("../../migrations/sqlite/0005_signed_heads.sql"),
     ),
+    (
+        6,
+        "grant_seals",
+        include_str!("../../migrations/sqlite/0006_grant_seals.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -152,6 +157,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "signed_heads",
         include_str!("../../migrations/postgres/0005_signed_heads.sql"),
+    ),
+    (
+        6,
+        "grant_seals",
+        include_str!("../../migrations/postgres/0006_grant_seals.sql"),
     ),
 ];
 
@@ -356,6 +366,9 @@ pub enum DbError {
         context: &'static str,
         source: sqlx::Error,
     },
+    /// A sealed row whose seal does not check: someone edited it outside the vault.
+    #[error("{0} was altered outside the vault: its seal does not check")]
+    Tampered(String),
     /// A stored value no version of hoso writes: the row was altered or is corrupt.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),

@@ -8,11 +8,22 @@ use super::Vault;
 use super::{entry, refuse, require_own_records, require_role};
 use crate::audit::{self, AuditAction};
 use crate::auth::{self, Caller, TokenRequest};
-use crate::db::grants::{self as store, GrantRow};
+use crate::db::grants::{self as store, GrantRow, StoredGrant};
 use crate::db::now_ms;
 use crate::domain::format_rfc3339 as rfc3339;
 use crate::domain::{Code, DocType, GrantState, NationalId, Role, parse_text};
 use crate::error::ApiError;
+
+/// A stored grant whose seal checks. A row edited outside the vault (its citizen, types,
+/// dossier, expiry or limit; its seal removed or copied) is refused as a tampered body is:
+/// `integrity_error`, counted, and named in the server's log; it allows nothing.
+pub(super) fn open(vault: &Vault, stored: StoredGrant) -> Result<GrantRow, ApiError> {
+    stored.open(&vault.keys()).map_err(|e| {
+        crate::metrics::Metrics::inc(&vault.metrics.integrity_errors);
+        tracing::error!(error = %e, "refused a grant row altered outside the vault");
+        ApiError::from(e)
+    })
+}
 
 /// Longest a grant may live: one working month.
 pub const MAX_TTL_SECONDS: i64 = 31 * 24 * 3600;
@@ -133,7 +144,7 @@ pub async fn create(
     e.grant_id = Some(grant.id.to_string());
     e.case_ref = Some(grant.case_ref.clone());
     let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
-    store::insert(&mut tx, &grant).await?;
+    store::insert(&mut tx, &grant, &keys).await?;
     audit::append(&mut tx, &keys, &vault.metrics, e).await?;
     audit::commit(tx, &vault.metrics).await?;
     Ok(GrantCreated {
@@ -152,6 +163,7 @@ pub async fn revoke(vault: &Vault, caller: &Caller, id: Uuid) -> Result<(), ApiE
     let Some(grant) = store::get(&vault.db.pool, id).await? else {
         return Err(refuse(vault, e, ApiError::NotFound).await);
     };
+    let grant = open(vault, grant)?;
     e.citizen_idx = Some(grant.citizen_idx);
     e.case_ref = Some(grant.case_ref.clone());
     let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
@@ -221,7 +233,7 @@ pub async fn scope(vault: &Vault, caller: &Caller, id: Uuid) -> Result<GrantView
         return Err(refuse(vault, e, ApiError::ScopeDenied).await);
     }
     match store::get(&vault.db.pool, id).await? {
-        Some(g) => Ok(GrantView::new(&g, now_ms())),
+        Some(g) => Ok(GrantView::new(&open(vault, g)?, now_ms())),
         None => Err(refuse(vault, e, ApiError::NotFound).await),
     }
 }
@@ -251,7 +263,9 @@ pub async fn for_citizen(
     let rows = store::list_for_citizen(&vault.db.pool, &citizen, LIST_LIMIT).await?;
     vault.record(e).await?;
     let now = now_ms();
-    Ok(rows.iter().map(|g| GrantView::new(g, now)).collect())
+    rows.into_iter()
+        .map(|g| Ok(GrantView::new(&open(vault, g)?, now)))
+        .collect()
 }
 
 /// The QR code printed on the citizen's receipt, as SVG: the dossier code and the grant id,
@@ -265,7 +279,7 @@ pub async fn receipt_qr(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Stri
     let Some(grant) = store::get(&vault.db.pool, id).await? else {
         return Err(refuse(vault, e, ApiError::NotFound).await);
     };
-    qr_svg(&receipt_qr_text(&grant.case_ref, id))
+    qr_svg(&receipt_qr_text(&open(vault, grant)?.case_ref, id))
 }
 
 /// What the receipt's QR code says.

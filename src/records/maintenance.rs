@@ -22,6 +22,8 @@ pub struct DoctorReport {
     pub audit_ok: bool,
     pub audit_entries: i64,
     pub audit_problem: Option<String>,
+    /// Grants whose row is not what the vault wrote (seal, or uses against the log).
+    pub grants: Vec<crate::audit::verify::GrantProblem>,
 }
 
 impl DoctorReport {
@@ -69,6 +71,7 @@ pub async fn doctor(
     let chain = super::oversight::verify_all(vault, None).await?;
     report.audit_ok = chain.ok;
     report.audit_entries = chain.entries;
+    report.grants = chain.grants;
     report.audit_problem = chain
         .first_bad_seq
         .map(|seq| format!("entry {seq}: {}", chain.problem.unwrap_or_default()));

@@ -9,7 +9,9 @@ use crate::audit::receipt::Receipt;
 use crate::audit::{self, AuditAction, Entry, Outcome, Report};
 use crate::auth::Caller;
 use crate::crypto::CitizenIndex;
+use crate::crypto::keyring::Keyring;
 use crate::db::audit::{self as store, EntryRow, Filter};
+use crate::db::grants as grant_store;
 use crate::domain::format_rfc3339 as rfc3339;
 use crate::domain::{NationalId, Role};
 use crate::error::ApiError;
@@ -227,11 +229,55 @@ pub async fn verify_all(
                 head: String::new(),
                 first_bad_seq: Some(0),
                 problem: Some(problem),
+                grants: Vec::new(),
             });
         }
     };
     trusted.extend(witness);
-    audit::verify_log(&vault.db, &keys, &trusted).await
+    let mut report = audit::verify_log(&vault.db, &keys, &trusted).await?;
+    report.grants = check_grants(vault, &keys).await?;
+    report.ok &= report.grants.is_empty();
+    Ok(report)
+}
+
+/// Every grant row against the vault's seal of its scope, and its count of uses spent against
+/// the content reads the log holds through it (each read spends its use in the transaction
+/// that logs it, so the two agree unless someone edited the row): one database snapshot, the
+/// grants a page at a time.
+pub async fn check_grants(
+    vault: &Vault,
+    keys: &Keyring,
+) -> Result<Vec<audit::verify::GrantProblem>, ApiError> {
+    let mut snapshot = vault.db.snapshot().await?;
+    let reads = store::content_reads_by_grant(&mut *snapshot).await?;
+    let mut problems = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = grant_store::page(&mut *snapshot, &after, 500).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id().to_string();
+        for stored in page {
+            let id = stored.id().to_string();
+            let logged = reads.get(&id).copied().unwrap_or(0);
+            let problem = match stored.open(keys) {
+                Err(_) => {
+                    Some("its row was altered outside the vault: the seal does not check".into())
+                }
+                Ok(g) if g.uses != logged => Some(format!(
+                    "{} uses spent, but the log holds {logged} content reads through it: its count \
+                     was altered outside the vault",
+                    g.uses
+                )),
+                Ok(_) => None,
+            };
+            problems.extend(problem.map(|problem| audit::verify::GrantProblem {
+                grant_id: id,
+                problem,
+            }));
+        }
+    }
+    snapshot.rollback().await?;
+    Ok(problems)
 }
 
 // ---- Checkpoints, proofs and receipts: public, like a transparency log's (hashes only).

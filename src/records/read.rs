@@ -12,7 +12,7 @@ use crate::audit::{self, AuditAction, Entry, Outcome};
 use crate::auth::Caller;
 use crate::crypto::envelope::BodyOpener;
 use crate::db::documents::{self, DocumentRow};
-use crate::db::grants::{self as grant_store, GrantRow};
+use crate::db::grants::{self as grant_store, GrantRow, StoredGrant};
 use crate::db::now_ms;
 use crate::domain::{DocStatus, GrantState, NationalId, Role};
 use crate::error::ApiError;
@@ -28,7 +28,7 @@ const IN_MEMORY_LIMIT: i64 = 8 * 1024 * 1024;
 /// grant's dossier and office as soon as the grant is found, so a refusal is logged with them.
 async fn live_grant(vault: &Vault, caller: &Caller, e: &mut Entry) -> Result<GrantRow, ApiError> {
     let grant = grant_store::get(&vault.db.pool, token_grant(caller)?).await?;
-    grant_in_force(grant, caller, e)
+    grant_in_force(vault, grant, caller, e)
 }
 
 /// The grant an officer's token was issued for.
@@ -40,11 +40,12 @@ fn token_grant(caller: &Caller) -> Result<Uuid, ApiError> {
 
 /// The checks of [`live_grant`] on a grant row already read (`None`: it is gone).
 fn grant_in_force(
-    grant: Option<GrantRow>,
+    vault: &Vault,
+    grant: Option<StoredGrant>,
     caller: &Caller,
     e: &mut Entry,
 ) -> Result<GrantRow, ApiError> {
-    let grant = grant.ok_or(ApiError::GrantRevoked)?;
+    let grant = super::grants::open(vault, grant.ok_or(ApiError::GrantRevoked)?)?;
     e.case_ref = Some(grant.case_ref.clone());
     e.office = grant.grantee_office.clone();
     e.citizen_idx.get_or_insert(grant.citizen_idx);
@@ -107,7 +108,7 @@ async fn scoped_document(
             Err(err) => return Err(refuse(vault, e.clone(), err).await),
         };
         let (grant, doc) = both.map_or((None, None), |(g, d)| (Some(g), d));
-        match grant_in_force(grant, caller, e) {
+        match grant_in_force(vault, grant, caller, e) {
             Ok(g) => (Some(g), doc),
             Err(err) => return Err(refuse(vault, e.clone(), err).await),
         }

@@ -288,6 +288,19 @@ impl TestVault {
         grantee: &str,
         max_uses: i64,
     ) -> (String, String) {
+        self.grant_for(national_id, doc_types, grantee, max_uses, 3600)
+            .await
+    }
+
+    /// A grant that lives `ttl_seconds`.
+    pub async fn grant_for(
+        &self,
+        national_id: &str,
+        doc_types: &[&str],
+        grantee: &str,
+        max_uses: i64,
+        ttl_seconds: i64,
+    ) -> (String, String) {
         let reply = self
             .post(
                 "/v1/grants",
@@ -299,7 +312,7 @@ impl TestVault {
                     "purpose": "Đăng ký kết hôn",
                     "grantee": grantee,
                     "grantee_office": "STP-DANANG",
-                    "ttl_seconds": 3600,
+                    "ttl_seconds": ttl_seconds,
                     "max_uses": max_uses,
                 }),
             )
@@ -312,7 +325,6 @@ impl TestVault {
         )
     }
 
-    /// Runs SQL straight against the database file, as an intruder with file access would.
     /// What `hoso serve`'s checkpointer does every second: publishes a checkpoint of the log as
     /// it is now, if one is due (requests never publish).
     pub async fn publish_checkpoint(&self) {
@@ -327,6 +339,7 @@ impl TestVault {
         .unwrap();
     }
 
+    /// Runs SQL straight against the database file, as an intruder with file access would.
     pub async fn sql(&self, statement: &str) {
         sqlx::raw_sql(statement)
             .execute(&self.state.vault.db.pool)

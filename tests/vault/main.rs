@@ -8,6 +8,7 @@ mod console;
 mod contract;
 mod faults;
 mod hardening;
+mod insider;
 mod interop;
 
 mod p01_tampered_bodies;

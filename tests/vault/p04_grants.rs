@@ -209,12 +209,10 @@ async fn expired_and_revoked_grants_are_refused_and_logged() {
     let Setup { vault, a_cccd, .. } = setup().await;
     let path = format!("/v1/documents/{a_cccd}/content");
 
-    let (expired_id, expired) = vault.grant(CITIZEN_A, &["cccd"], "officer.binh", 5).await;
-    vault
-        .sql(&format!(
-            "UPDATE grants SET expires_at = 1 WHERE id = '{expired_id}'"
-        ))
+    let (_, expired) = vault
+        .grant_for(CITIZEN_A, &["cccd"], "officer.binh", 5, 1)
         .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     vault
         .get(&path, &expired)
         .await
