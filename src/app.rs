@@ -89,6 +89,14 @@ pub enum StartupError {
     /// A file or directory whose mode could not be made owner-only.
     #[error("{0}")]
     Files(String),
+    /// The database holds objects hoso did not make (a planted trigger, view, rule…), or lacks
+    /// ones it did: nothing is served from it.
+    #[error(
+        "the database's schema is not the one hoso makes, so it may act behind hoso's back: {}; \
+         remove what is not hoso's (or restore a clean backup) before starting",
+        .0.join("; ")
+    )]
+    Schema(Vec<String>),
     /// The audit log could not be brought up to date (its Merkle tree).
     #[error("the audit log: {0}")]
     AuditLog(String),
@@ -111,6 +119,10 @@ impl App {
             Duration::from_secs(settings.db_acquire_timeout_seconds),
         )
         .await?;
+        let foreign = crate::db::schema::differences(&db).await?;
+        if !foreign.is_empty() {
+            return Err(StartupError::Schema(foreign));
+        }
         for version in keys.kek_versions() {
             crate::db::kek_usage::register_kek(&db.pool, i64::from(version)).await?;
         }

@@ -34,6 +34,11 @@ pub fn object_key(size: u64) -> String {
     format!("{PREFIX}/{size:020}")
 }
 
+/// The size a checkpoint object's key names ([`object_key`]), if it is one.
+pub fn size_of_key(key: &str) -> Option<u64> {
+    key.strip_prefix(PREFIX)?.strip_prefix('/')?.parse().ok()
+}
+
 /// Whether a checkpoint is due for a log of `size` entries, given the latest one made.
 pub fn due(policy: &CheckpointPolicy, size: u64, latest: Option<&NoteRow>, now: i64) -> bool {
     match latest {

@@ -20,8 +20,8 @@ pub async fn backup(settings: Settings, dir: &Path) -> Result<ExitCode, CliError
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn restore(settings: &Settings, dir: &Path) -> Result<ExitCode, CliError> {
-    let n = records::backup::restore(dir, &settings.database_url, &settings.storage_url)?;
+pub async fn restore(settings: &Settings, dir: &Path) -> Result<ExitCode, CliError> {
+    let n = records::backup::restore(dir, &settings.database_url, &settings.storage_url).await?;
     println!(
         "restored the database and {n} bodies from {}; now run `hoso doctor`",
         dir.display()

@@ -99,7 +99,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Doctor => doctor::run(settings).await,
         Command::Sweep { delete } => sweep::run(settings, delete).await,
         Command::Backup { dir } => backup::backup(settings, &dir).await,
-        Command::Restore { dir } => backup::restore(&settings, &dir),
+        Command::Restore { dir } => backup::restore(&settings, &dir).await,
         Command::VerifyCopy {
             file,
             attestation,

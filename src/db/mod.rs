@@ -8,6 +8,7 @@ pub mod documents;
 pub mod grants;
 pub mod kek_usage;
 pub mod revoked_tokens;
+pub mod schema;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -165,6 +166,37 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// Applies every migration not applied yet on `conn`, recording each in `hoso_migrations`. The
+/// one way a schema is made: the live database's, and the expected one [`schema`] compares it
+/// with.
+async fn apply_migrations(
+    conn: &mut sqlx::AnyConnection,
+    migrations: &[(i64, &str, &str)],
+) -> Result<(), sqlx::Error> {
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS hoso_migrations \
+         (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .await?;
+    for (version, name, sql) in migrations {
+        let mut tx = conn.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO hoso_migrations (version, name, applied_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(*version)
+        .bind(*name)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 1 {
+            tx.execute(sqlx::raw_sql(sql)).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
 impl Db {
     /// Connects by URL (`sqlite://PATH` creates the file; `postgres://…`) and migrates.
     pub async fn connect(url: &DatabaseUrl, acquire_timeout: Duration) -> Result<Self, DbError> {
@@ -213,10 +245,7 @@ impl Db {
     }
 
     async fn migrate(&self) -> Result<(), DbError> {
-        let migrations = match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS,
-            Backend::Postgres => POSTGRES_MIGRATIONS,
-        };
+        let migrations = self.migrations();
         let fail = db_err("migrate the database");
         let mut conn = self.pool.acquire().await.map_err(&fail)?;
         // Several processes may start at once on one PostgreSQL database: one migrates, the
@@ -226,37 +255,21 @@ impl Db {
                 .await
                 .map_err(&fail)?;
         }
-        let result = async {
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS hoso_migrations \
-                 (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-            )
-            .await?;
-            for (version, name, sql) in migrations {
-                let mut tx = conn.begin().await?;
-                let claimed = sqlx::query(
-                    "INSERT INTO hoso_migrations (version, name, applied_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (version) DO NOTHING",
-                )
-                .bind(*version)
-                .bind(*name)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
-                if claimed.rows_affected() == 1 {
-                    tx.execute(sqlx::raw_sql(sql)).await?;
-                }
-                tx.commit().await?;
-            }
-            Ok::<(), sqlx::Error>(())
-        }
-        .await;
+        let result = apply_migrations(&mut conn, migrations).await;
         if self.backend == Backend::Postgres {
             conn.execute("SELECT pg_advisory_unlock(7301730173)")
                 .await
                 .map_err(&fail)?;
         }
         result.map_err(&fail)
+    }
+
+    /// The migrations of this database's dialect.
+    fn migrations(&self) -> &'static [(i64, &'static str, &'static str)] {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        }
     }
 
     /// Begins a write transaction (every transaction here writes). On SQLite `BEGIN IMMEDIATE`

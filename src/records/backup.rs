@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use futures_util::StreamExt;
 
 use super::Vault;
+use crate::audit::checkpoints;
 use crate::blob::BlobStore;
 use crate::config::{DatabaseUrl, StorageUrl};
 use crate::db::{Backend, Db, documents};
@@ -85,17 +86,70 @@ pub async fn backup(
         }
         progress(done);
     }
+    copy_checkpoints(vault, &copy, &store).await?;
     copy.pool.close().await;
     Ok(done)
 }
 
+/// Copies the published checkpoints that the snapshot's log covers (those published after the
+/// snapshot was taken would, restored, make its log look rolled back), so a restored vault
+/// still detects a wiped or rolled-back log.
+async fn copy_checkpoints(vault: &Vault, snapshot: &Db, store: &BlobStore) -> Result<(), ApiError> {
+    let size = crate::db::audit::head(&snapshot.pool).await?.seq as u64;
+    for key in vault.blobs.list_under(checkpoints::PREFIX).await? {
+        if checkpoints::size_of_key(&key).is_some_and(|s| s <= size) {
+            store
+                .put_all(&key, vault.blobs.get_all(&key).await?)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Puts a backup in place for the settings' database file and storage directory, both of which
-/// must be empty or absent: a restore never overwrites a vault.
-pub fn restore(
+/// must be empty or absent: a restore never overwrites a vault. What is restored is then opened
+/// as the vault would be and refused (and removed) unless its schema is hoso's own.
+///
+/// A backup is data from elsewhere, and its directory may be changed while this runs: every
+/// file is opened without following a link (`O_NOFOLLOW`, relative to its directory's open
+/// handle), checked on that handle to be a regular file or a directory, and copied from it.
+/// A link, a device or a pipe anywhere in it refuses the whole restore.
+pub async fn restore(
     dir: &Path,
     database_url: &DatabaseUrl,
     storage_url: &StorageUrl,
 ) -> Result<u64, String> {
+    let (database, storage) = restore_targets(database_url, storage_url)?;
+    let copied = copy_backup(dir, database, storage);
+    let checked = match copied {
+        Ok(n) => check_restored(database_url).await.map(|()| n),
+        Err(e) => Err(e),
+    };
+    if checked.is_err() {
+        // Both were absent or empty before: what is there now is this restore's.
+        for f in [
+            database.to_owned(),
+            with_suffix(database, "-wal"),
+            with_suffix(database, "-shm"),
+        ] {
+            let _ = std::fs::remove_file(f);
+        }
+        let _ = std::fs::remove_dir_all(storage);
+    }
+    checked
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The database file and storage directory a restore writes, which must not hold a vault.
+fn restore_targets<'u>(
+    database_url: &'u DatabaseUrl,
+    storage_url: &'u StorageUrl,
+) -> Result<(&'u Path, &'u Path), String> {
     let DatabaseUrl::Sqlite { file: database, .. } = database_url else {
         return Err(
             "restore covers the embedded default: HOSO_DATABASE_URL must be sqlite://".into(),
@@ -104,10 +158,6 @@ pub fn restore(
     let StorageUrl::Local(storage) = storage_url else {
         return Err("restore covers the embedded default: HOSO_STORAGE_URL must be file://".into());
     };
-    let snapshot = dir.join("hoso.db");
-    if !snapshot.exists() {
-        return Err(format!("{} holds no hoso.db: not a backup", dir.display()));
-    }
     if database.exists() {
         return Err(format!(
             "{} exists; restore only into an empty place",
@@ -120,62 +170,152 @@ pub fn restore(
             storage.display()
         ));
     }
-    let io = |what: &Path| {
-        let what = what.display().to_string();
-        move |e: std::io::Error| format!("{what}: {e}")
-    };
-    let from = dir.join("storage");
-    let files = crate::blob::files_under(&from).map_err(io(&from))?;
-    // A backup is data from elsewhere: it holds regular files only, and a restore never follows
-    // a link out of it (onto a key file, say, or over the live database).
-    for path in std::iter::once(&snapshot)
-        .chain(std::iter::once(&from))
-        .chain(&files)
-    {
-        let kind = std::fs::symlink_metadata(path)
-            .map_err(io(path))?
-            .file_type();
-        let expected = if *path == from {
-            kind.is_dir()
+    Ok((database, storage))
+}
+
+/// Copies `dir/hoso.db` to `database` and the tree `dir/storage` into `storage`, every file
+/// from a handle opened without following links. Returns how many files the storage held.
+fn copy_backup(dir: &Path, database: &Path, storage: &Path) -> Result<u64, String> {
+    use rustix::fs::{Mode, OFlags};
+    let source = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let snapshot = open_entry(&source, dir, std::ffi::OsStr::new("hoso.db")).map_err(|e| {
+        if e.contains("No such file") {
+            format!("{} holds no hoso.db: not a backup", dir.display())
         } else {
-            kind.is_file()
-        };
-        if !expected {
-            return Err(format!(
-                "{} is not a regular {} (a link, a device?): refusing to restore this backup",
-                path.display(),
-                if *path == from { "directory" } else { "file" }
-            ));
+            e
         }
-    }
+    })?;
+    let Entry::File(snapshot) = snapshot else {
+        return Err(format!(
+            "{}/hoso.db is a directory: not a backup",
+            dir.display()
+        ));
+    };
     if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
-    copy_synced(&snapshot, database).map_err(io(database))?;
-    let mut synced_dirs = std::collections::BTreeSet::new();
-    for path in &files {
-        let rel = path.strip_prefix(&from).unwrap_or(path);
-        let to = storage.join(rel);
-        let to_dir = to.parent().unwrap_or(storage).to_owned();
-        std::fs::create_dir_all(&to_dir).map_err(io(&to_dir))?;
-        copy_synced(path, &to).map_err(io(path))?;
-        // The new directory entries, up to the storage root, must reach the disk too.
-        let mut d = Some(to_dir.as_path());
-        while let Some(dir) = d.filter(|d| d.starts_with(storage)) {
-            synced_dirs.insert(dir.to_owned());
-            d = dir.parent();
-        }
-    }
-    for d in synced_dirs.iter().rev() {
-        std::fs::File::open(d)
-            .and_then(|d| d.sync_all())
-            .map_err(io(d))?;
-    }
-    let copied = files.len() as u64;
+    copy_file(snapshot, database)?;
+    let from = dir.join("storage");
+    let Entry::Dir(bodies) = open_entry(&source, dir, std::ffi::OsStr::new("storage"))? else {
+        return Err(format!(
+            "{} is not a directory: not a backup",
+            from.display()
+        ));
+    };
+    std::fs::create_dir_all(storage).map_err(|e| format!("{}: {e}", storage.display()))?;
+    let copied = copy_tree(&bodies, &from, storage)?;
+    sync_dir(storage)?;
     Ok(copied)
 }
 
-fn copy_synced(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::copy(from, to)?;
-    std::fs::File::open(to)?.sync_all()
+/// An entry of a backup, opened.
+enum Entry {
+    File(std::fs::File),
+    Dir(rustix::fd::OwnedFd),
+}
+
+/// Opens `name` in the directory `parent` (named `parent_path` in messages) without following
+/// a link, and says from the open handle what it is; anything but a regular file or a
+/// directory is refused.
+fn open_entry(
+    parent: &rustix::fd::OwnedFd,
+    parent_path: &Path,
+    name: &std::ffi::OsStr,
+) -> Result<Entry, String> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let path = parent_path.join(name);
+    // NONBLOCK: opening a named pipe must not wait for a writer; it is refused just below.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = rustix::fs::openat(parent, name, flags, Mode::empty()).map_err(|e| {
+        if e == rustix::io::Errno::LOOP {
+            format!(
+                "{} is a link: refusing to restore this backup",
+                path.display()
+            )
+        } else {
+            format!("{}: {e}", path.display())
+        }
+    })?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| format!("{}: {e}", path.display()))?;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => Ok(Entry::File(std::fs::File::from(fd))),
+        FileType::Directory => Ok(Entry::Dir(fd)),
+        other => Err(format!(
+            "{} is not a regular file or directory ({other:?}): refusing to restore this backup",
+            path.display()
+        )),
+    }
+}
+
+/// Copies every entry of the open directory `from` (named `from_path`) into `to`, recursively.
+fn copy_tree(from: &rustix::fd::OwnedFd, from_path: &Path, to: &Path) -> Result<u64, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let listing = |e: rustix::io::Errno| format!("{}: {e}", from_path.display());
+    let mut copied = 0;
+    for entry in rustix::fs::Dir::read_from(from).map_err(listing)? {
+        let entry = entry.map_err(listing)?;
+        let name = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes());
+        if name == "." || name == ".." {
+            continue;
+        }
+        let target = to.join(name);
+        match open_entry(from, from_path, name)? {
+            Entry::File(file) => {
+                copy_file(file, &target)?;
+                copied += 1;
+            }
+            Entry::Dir(dir) => {
+                std::fs::create_dir(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+                copied += copy_tree(&dir, &from_path.join(name), &target)?;
+                sync_dir(&target)?;
+            }
+        }
+    }
+    Ok(copied)
+}
+
+/// Copies an open file to a new file `to` (0600, never over an existing one), synced.
+fn copy_file(mut from: std::fs::File, to: &Path) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |e: std::io::Error| format!("{}: {e}", to.display());
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(fail)?;
+    std::io::copy(&mut from, &mut out).map_err(fail)?;
+    out.sync_all().map_err(fail)
+}
+
+/// A directory's new entries reach the disk.
+fn sync_dir(dir: &Path) -> Result<(), String> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// Opens the restored database as the vault would (migrating it) and refuses it unless its
+/// schema is hoso's own: a backup may carry a trigger that acts behind the vault's back.
+async fn check_restored(database_url: &DatabaseUrl) -> Result<(), String> {
+    let db = Db::connect(database_url, std::time::Duration::from_secs(10))
+        .await
+        .map_err(|e| format!("the restored database: {e}"))?;
+    let foreign = crate::db::schema::differences(&db).await;
+    db.pool.close().await;
+    let foreign = foreign.map_err(|e| format!("the restored database: {e}"))?;
+    if foreign.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the backup's database holds what hoso did not make, so it may act behind hoso's \
+             back: {}; nothing was restored",
+            foreign.join("; ")
+        ))
+    }
 }

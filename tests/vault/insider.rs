@@ -154,3 +154,220 @@ async fn a_count_of_uses_reset_in_the_database_is_named_by_verify_and_doctor() {
     )
     .await;
 }
+
+/// A trigger that puts every grant's uses back to 0, as an insider would plant it.
+fn reset_trigger() -> &'static str {
+    match backend() {
+        Backend::SqliteLocal => {
+            "CREATE TRIGGER keep_uses AFTER UPDATE OF uses ON grants \
+             BEGIN UPDATE grants SET uses = 0 WHERE id = NEW.id; END"
+        }
+        Backend::PostgresS3 => {
+            "CREATE FUNCTION keep_uses() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN NEW.uses := 0; RETURN NEW; END $$; \
+             CREATE TRIGGER keep_uses BEFORE UPDATE ON grants FOR EACH ROW EXECUTE FUNCTION keep_uses()"
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_vault_refuses_to_start_on_a_database_with_a_planted_trigger_view_or_table() {
+    let vault = TestVault::new().await;
+    let settings = vault.state.settings.clone();
+    for (plant, named) in [
+        (reset_trigger(), "trigger keep_uses"),
+        (
+            "CREATE VIEW every_grant AS SELECT * FROM grants",
+            "view every_grant",
+        ),
+        ("CREATE TABLE notes_of_mine (x TEXT)", "notes_of_mine"),
+    ] {
+        vault.sql(plant).await;
+        let refused = hoso::app::App::open(settings.clone(), false).await;
+        let message = refused.err().expect("refused to start").to_string();
+        assert!(
+            message.contains("schema is not the one hoso makes"),
+            "{message}"
+        );
+        assert!(message.contains(named), "{named} named: {message}");
+        let out = hoso_cli(&vault, &["doctor"]).await;
+        assert_eq!(out.status.code(), Some(2), "the CLI refuses too");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(named));
+        // Removed, the vault starts again.
+        let drop = match plant.split_whitespace().nth(1) {
+            Some("TRIGGER") | Some("FUNCTION") => match backend() {
+                Backend::SqliteLocal => "DROP TRIGGER keep_uses".to_owned(),
+                Backend::PostgresS3 => {
+                    "DROP TRIGGER keep_uses ON grants; DROP FUNCTION keep_uses()".to_owned()
+                }
+            },
+            Some(kind) => format!("DROP {kind} {}", plant.split_whitespace().nth(2).unwrap()),
+            None => unreachable!(),
+        };
+        vault.sql(&drop).await;
+        assert!(hoso::app::App::open(settings.clone(), false).await.is_ok());
+    }
+}
+
+/// A backup of `vault` (SQLite + files) in `vault`'s directory.
+async fn backup_of(vault: &TestVault) -> std::path::PathBuf {
+    let backup = vault.path().join("backup");
+    let out = hoso_cli(vault, &["backup", backup.to_str().unwrap()]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    backup
+}
+
+/// The settings of `vault` pointed at a fresh, empty place (the same keys).
+fn elsewhere(vault: &TestVault, place: &std::path::Path) -> hoso::config::Settings {
+    let mut s = vault.state.settings.clone();
+    s.database_url = format!("sqlite://{}", place.join("hoso.db").display())
+        .parse()
+        .unwrap();
+    s.storage_url = format!("file://{}", place.join("storage").display())
+        .parse()
+        .unwrap();
+    s
+}
+
+async fn restore(backup: &std::path::Path, s: &hoso::config::Settings) -> Result<u64, String> {
+    hoso::records::backup::restore(backup, &s.database_url, &s.storage_url).await
+}
+
+#[tokio::test]
+async fn a_body_swapped_for_a_link_while_restore_runs_is_never_followed() {
+    if backend() != Backend::SqliteLocal {
+        println!("backup/restore cover the embedded default: nothing to test on this pair");
+        return;
+    }
+    let vault = TestVault::new().await;
+    for seed in 0..8 {
+        vault
+            .take_in(CITIZEN_A, "other", &pdf(70 + seed, 4000))
+            .await;
+    }
+    let backup = backup_of(&vault).await;
+    let key_path = vault.state.settings.keys_dir.join("attestation-signing.p8");
+    let key = std::fs::read(&key_path).unwrap();
+    let bodies = hoso::blob::files_under(&backup.join("storage")).unwrap();
+    let body = bodies
+        .iter()
+        .find(|p| p.to_string_lossy().contains("bodies"))
+        .unwrap()
+        .clone();
+    let aside = body.with_extension("aside");
+    // The attacker's thread: the body and a link to the key file take turns at its name.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, body, aside, key_path) = (stop.clone(), body.clone(), aside.clone(), key_path);
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::rename(&body, &aside).unwrap();
+                std::os::unix::fs::symlink(&key_path, &body).unwrap();
+                std::fs::remove_file(&body).unwrap();
+                std::fs::rename(&aside, &body).unwrap();
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let (mut refused, mut restored) = (0, 0);
+    for _ in 0..40 {
+        let place = tempfile::tempdir().unwrap();
+        match restore(&backup, &elsewhere(&vault, place.path())).await {
+            Ok(_) => {
+                restored += 1;
+                for file in hoso::blob::files_under(&place.path().join("storage")).unwrap() {
+                    assert!(
+                        !contains(&std::fs::read(&file).unwrap(), &key[..16]),
+                        "{} holds the key file",
+                        file.display()
+                    );
+                }
+            }
+            Err(e) => {
+                refused += 1;
+                assert!(
+                    e.contains("refusing to restore") || e.contains("No such file"),
+                    "{e}"
+                );
+                assert!(!place.path().join("hoso.db").exists(), "nothing left: {e}");
+                assert!(!place.path().join("storage").exists(), "nothing left: {e}");
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    println!("40 restores during {swaps} swaps: {restored} restored, {refused} refused");
+    assert!(swaps > 0);
+}
+
+#[tokio::test]
+async fn a_restore_refuses_a_backup_whose_database_holds_a_trigger() {
+    if backend() != Backend::SqliteLocal {
+        println!("backup/restore cover the embedded default: nothing to test on this pair");
+        return;
+    }
+    let vault = TestVault::new().await;
+    vault.take_in(CITIZEN_A, "cccd", &pdf(80, 3000)).await;
+    let backup = backup_of(&vault).await;
+    let url = format!("sqlite://{}", backup.join("hoso.db").display());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::raw_sql(reset_trigger())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let place = tempfile::tempdir().unwrap();
+    let refused = restore(&backup, &elsewhere(&vault, place.path()))
+        .await
+        .unwrap_err();
+    assert!(refused.contains("trigger keep_uses"), "{refused}");
+    assert!(!place.path().join("hoso.db").exists(), "nothing restored");
+    assert!(!place.path().join("storage").exists(), "nothing restored");
+}
+
+#[tokio::test]
+async fn a_restored_vault_still_finds_its_log_wiped_from_the_checkpoints_its_backup_carried() {
+    if backend() != Backend::SqliteLocal {
+        println!("backup/restore cover the embedded default: nothing to test on this pair");
+        return;
+    }
+    let vault = TestVault::with(|s| s.checkpoint_every = 1).await;
+    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(81, 3000)).await;
+    for _ in 0..3 {
+        vault
+            .get(&format!("/v1/documents/{id}"), &vault.clerk())
+            .await
+            .expect(StatusCode::OK);
+    }
+    vault.publish_checkpoint().await;
+    let backup = backup_of(&vault).await;
+    let place = tempfile::tempdir().unwrap();
+    let settings = elsewhere(&vault, place.path());
+    restore(&backup, &settings).await.unwrap();
+    let restored = TestVault::open(place, settings).await;
+    assert_eq!(verify(&restored).await["ok"], true, "restored intact");
+    restored
+        .sql(
+            "DELETE FROM audit_entries; DELETE FROM audit_tree; DELETE FROM audit_notes; \
+             DELETE FROM audit_signed_heads; \
+             UPDATE audit_head SET seq = 0, hash = '0000000000000000000000000000000000000000000000000000000000000000', signature = ''",
+        )
+        .await;
+    let report = verify(&restored).await;
+    assert_eq!(report["ok"], false, "{report}");
+    assert!(
+        report["problem"]
+            .as_str()
+            .unwrap()
+            .contains("entries were removed"),
+        "{report}"
+    );
+}

@@ -279,10 +279,12 @@ async fn a_backup_taken_under_load_restores_every_document_acknowledged_before_i
         .unwrap();
     let restored =
         hoso::records::backup::restore(&backup_dir, &settings.database_url, &settings.storage_url)
+            .await
             .unwrap();
     assert_eq!(restored, copied);
     assert!(
         hoso::records::backup::restore(&backup_dir, &settings.database_url, &settings.storage_url)
+            .await
             .is_err(),
         "never over a vault"
     );
