@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::audit::checkpoints::{CheckpointPolicy, Publisher};
 use crate::auth::TokenPolicy;
 use crate::blob::BlobStore;
 use crate::config::{DatabaseUrl, Settings, StorageUrl};
@@ -140,7 +141,20 @@ impl App {
                 "built the audit Merkle tree for earlier entries"
             );
         }
-        let vault = vault(&settings, db, blobs, keys, metrics);
+        let checkpoints = Arc::new(Publisher::new(
+            CheckpointPolicy {
+                origin: settings.audit_origin.clone(),
+                every: settings.checkpoint_every,
+                seconds: settings.checkpoint_seconds,
+                strict: settings.audit_strict,
+            },
+            metrics.clone(),
+        ));
+        checkpoints
+            .start_from(&db)
+            .await
+            .map_err(|e| StartupError::AuditLog(format!("reading its head: {e}")))?;
+        let vault = vault(&settings, db, blobs, keys, metrics, checkpoints);
         Ok(Self {
             settings,
             vault,
@@ -181,9 +195,15 @@ fn vault(
     blobs: BlobStore,
     keys: Keyring,
     metrics: Arc<Metrics>,
+    checkpoints: Arc<Publisher>,
 ) -> Vault {
     Vault {
-        log: crate::audit::writer::LogWriter::start(db.clone(), metrics.clone()),
+        log: crate::audit::writer::LogWriter::start(crate::audit::writer::Sink {
+            db: db.clone(),
+            metrics: metrics.clone(),
+            checkpoints: checkpoints.clone(),
+            blobs: blobs.clone(),
+        }),
         db,
         blobs,
         keys: KeyCache::new(&settings.keys_dir, keys),
@@ -199,11 +219,7 @@ fn vault(
         copy_buffers: crate::records::copy_buffers::CopyBuffers::new(settings.read_memory_bytes),
         refusals: crate::records::RefusalLimiter::new(settings.refusals_per_minute),
         console_url: settings.console_url(),
-        checkpoints: crate::audit::checkpoints::CheckpointPolicy {
-            origin: settings.audit_origin.clone(),
-            every: settings.checkpoint_every,
-            seconds: settings.checkpoint_seconds,
-        },
+        checkpoints,
         test_fault: settings.test_fault,
     }
 }

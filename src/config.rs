@@ -341,6 +341,15 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_seconds: u64,
 
+    /// Publish a checkpoint after every batch of the audit log, before any request in it is
+    /// answered: no document byte or personal field leaves before a checkpoint covering its
+    /// entry is in the object store, so no read can be rolled back unseen (one object write per
+    /// batch, shared by its requests). `false` leaves a window of up to
+    /// HOSO_CHECKPOINT_SECONDS in which a database holder can roll reads back unseen.
+    #[arg(long, env = "HOSO_AUDIT_STRICT", default_value_t = true, global = true,
+          action = clap::ArgAction::Set)]
+    pub audit_strict: bool,
+
     /// The address people open the console at, for sign-in links (`hoso token issue --link`,
     /// a grant's officer link), e.g. `https://hoso.haichau.danang.gov.vn`. Default: `http://`
     /// and the listen address.
@@ -430,6 +439,7 @@ mod tests {
         assert_eq!(s.listen.port(), 0);
         assert_eq!(s.max_upload_bytes, 50 * MIB);
         assert_eq!(s.checkpoint_every, 256);
+        assert!(s.audit_strict);
         assert_eq!(s.audit_origin, "hoso.local/audit");
         assert_eq!(s.public_url, None);
         assert_eq!(s.test_fault, None);

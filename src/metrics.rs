@@ -15,6 +15,9 @@ pub struct Metrics {
     pub audit_failures: AtomicU64,
     /// Transactions of the group-committed log writer (entries per batch = entries / batches).
     pub audit_batches: AtomicU64,
+    /// Times the database's log was found behind, or different from, what this process
+    /// committed (an alarm: see `audit::checkpoints::Publisher`).
+    pub audit_rollbacks: AtomicU64,
 }
 
 impl Metrics {
@@ -39,7 +42,9 @@ impl Metrics {
              # TYPE hoso_audit_failures_total counter\n\
              hoso_audit_failures_total {}\n\
              # TYPE hoso_audit_batches_total counter\n\
-             hoso_audit_batches_total {}\n",
+             hoso_audit_batches_total {}\n\
+             # TYPE hoso_audit_rollbacks_total counter\n\
+             hoso_audit_rollbacks_total {}\n",
             get(&self.responses_2xx),
             get(&self.responses_4xx),
             get(&self.responses_5xx),
@@ -48,6 +53,7 @@ impl Metrics {
             get(&self.integrity_errors),
             get(&self.audit_failures),
             get(&self.audit_batches),
+            get(&self.audit_rollbacks),
         )
     }
 }

@@ -2,9 +2,9 @@
 //! nodes, a signed head every [`SIGNED_HEAD_EVERY`] entries and the signed head after the last.
 //!
 //! Fail closed: an entry is written in the same transaction as the change it records; if it
-//! cannot be written the change is not made. Every way in ([`begin`], [`append`], [`commit`])
-//! counts its own failures, so `hoso_audit_failures_total` sees every request that failed
-//! closed; the log writer ([`super::writer`]) counts its requests' failures itself.
+//! cannot be written the change is not made. Every change a request makes goes through the
+//! process's log writer ([`super::writer`], which counts its requests' failures); [`begin`]
+//! takes the chain's lock for the writer and for the one-off tree build at start-up.
 
 use super::chain::{entry_hash, entry_leaf, head_message};
 use super::{Entry, tree};
@@ -39,19 +39,9 @@ pub struct Appended {
     pub leaf: super::merkle::Hash,
 }
 
-/// Appends an entry inside a transaction from [`begin`].
-pub async fn append(
-    tx: &mut Tx,
-    keys: &Keyring,
-    metrics: &Metrics,
-    entry: Entry,
-) -> Result<Appended, ApiError> {
-    counted(metrics, append_row(tx, keys, entry)).await
-}
-
 /// Commits a transaction from [`begin`]: the change and its entry become durable together, or
 /// neither does.
-pub async fn commit(tx: Tx, metrics: &Metrics) -> Result<(), ApiError> {
+async fn commit(tx: Tx, metrics: &Metrics) -> Result<(), ApiError> {
     counted(metrics, close(tx)).await
 }
 
@@ -70,13 +60,6 @@ async fn counted<T>(
         .inspect_err(|_| Metrics::inc(&metrics.audit_failures))
 }
 
-async fn append_row(tx: &mut Tx, keys: &Keyring, entry: Entry) -> Result<Appended, ApiError> {
-    let mut appender = Appender::start(tx).await?;
-    let appended = appender.append(keys, entry)?;
-    appender.finish(tx, keys).await?;
-    Ok(appended)
-}
-
 /// Appends entries inside one transaction from [`begin`]: the head and the tree's right edge are
 /// read once, each entry is chained, hashed into the tree and its head signed every
 /// [`SIGNED_HEAD_EVERY`] in memory, and [`Appender::finish`] stores the entries, the new tree
@@ -84,6 +67,7 @@ async fn append_row(tx: &mut Tx, keys: &Keyring, entry: Entry) -> Result<Appende
 /// signed head in a few statements. What commits is the same chain, tree and signed head as one
 /// entry at a time; a batch just costs one head signature and a handful of round trips.
 pub struct Appender {
+    started: i64,
     seq: i64,
     hash: String,
     tree: tree::Frontier,
@@ -96,6 +80,7 @@ impl Appender {
         let head = store::head(&mut **tx).await?;
         let tree = tree::Frontier::load(tx, head.seq as u64).await?;
         Ok(Self {
+            started: head.seq,
             seq: head.seq,
             hash: head.hash,
             tree,
@@ -136,6 +121,23 @@ impl Appender {
             seq: self.seq,
             leaf,
         })
+    }
+
+    /// The log's size when this appender started (the database's head then).
+    pub fn started_at(&self) -> u64 {
+        self.started as u64
+    }
+
+    /// The log as it will be once what was appended commits: size and root.
+    /// `None` when nothing was appended (the log is as it was).
+    pub fn mark(&self) -> Option<super::checkpoints::Mark> {
+        if self.seq == self.started {
+            return None;
+        }
+        let size = self.seq as u64;
+        self.tree
+            .root(size)
+            .map(|root| super::checkpoints::Mark { size, root })
     }
 
     fn signed(&self, keys: &Keyring) -> Head {

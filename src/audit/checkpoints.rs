@@ -1,9 +1,25 @@
 //! Signed checkpoints of the audit tree, published where the database's administrators cannot
 //! rewind them: each is written once to the object store (`audit/checkpoints/<size>`, never
-//! overwritten) and kept in the database for serving. `hoso serve` makes one whenever
-//! [`CheckpointPolicy::every`] entries or [`CheckpointPolicy::seconds`] have passed since the
-//! last (while entries arrive), so every logged read is under a signed checkpoint within that
-//! time; witnesses fetch them and keep what they saw.
+//! overwritten) and kept in the database for serving; witnesses fetch them and keep what they
+//! saw.
+//!
+//! What is published comes from this process's own high-water mark ([`Mark`]: the size and root
+//! the log writer committed last), never from what the database says now, so a database rolled
+//! back under a running vault cannot make it sign the rolled-back log; when the database's head
+//! is found behind the mark, or its tree differs at the mark, the [`Publisher`] raises an alarm
+//! (error log, `hoso_audit_rollbacks_total`, `/readyz`) and the writer appends nothing more.
+//!
+//! When a checkpoint is made:
+//! - strict (`HOSO_AUDIT_STRICT`, the default): after every batch the writer commits, before any
+//!   request in it is answered, so no document byte or personal field leaves before a
+//!   checkpoint covering its entry is in the object store (one write per batch, shared by
+//!   every request in it);
+//! - and in any mode, by `hoso serve`'s checkpointer once [`CheckpointPolicy::every`] entries or
+//!   [`CheckpointPolicy::seconds`] (on the process's monotonic clock) have passed, which also
+//!   keeps the database's copy for proofs, and a last one when the process drains.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -15,19 +31,22 @@ use crate::crypto::keyring::Keyring;
 use crate::db::audit::{self as store, NoteRow};
 use crate::db::{Db, now_ms};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 /// Where checkpoints live in the object store.
 pub const PREFIX: &str = "audit/checkpoints";
 
-/// How often checkpoints are made.
+/// How checkpoints are made.
 #[derive(Clone, Debug)]
 pub struct CheckpointPolicy {
     /// The log's name: the first line of every checkpoint and the signing key's name.
     pub origin: String,
-    /// At most this many entries between checkpoints.
+    /// At most this many entries between the checkpointer's checkpoints.
     pub every: u64,
-    /// At most this many seconds between a logged entry and a checkpoint covering it.
+    /// At most this many seconds between a logged entry and a checkpointer's checkpoint.
     pub seconds: u64,
+    /// A checkpoint after every batch the writer commits, before its requests are answered.
+    pub strict: bool,
 }
 
 pub fn object_key(size: u64) -> String {
@@ -39,70 +58,218 @@ pub fn size_of_key(key: &str) -> Option<u64> {
     key.strip_prefix(PREFIX)?.strip_prefix('/')?.parse().ok()
 }
 
-/// Whether a checkpoint is due for a log of `size` entries, given the latest one made.
-pub fn due(policy: &CheckpointPolicy, size: u64, latest: Option<&NoteRow>, now: i64) -> bool {
-    match latest {
-        None => size > 0,
-        Some(n) => {
-            let behind = size.saturating_sub(n.size as u64);
-            behind > 0
-                && (behind >= policy.every
-                    || now - n.made_at >= i64::try_from(policy.seconds * 1000).unwrap_or(i64::MAX))
-        }
-    }
+/// The log as this process last committed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark {
+    pub size: u64,
+    pub root: Hash,
 }
 
-/// Makes and publishes a checkpoint of the log as it is now, if one is due. The object is
-/// written before the database row, so the database never holds a checkpoint the object store
-/// lacks. Several processes may race here: the note for a size is deterministic, so they write
-/// the same bytes; different bytes under an existing key are a fork and fail loudly.
-pub async fn publish_if_due(
-    db: &Db,
-    blobs: &BlobStore,
-    keys: &Keyring,
-    policy: &CheckpointPolicy,
-) -> Result<Option<Checkpoint>, ApiError> {
-    let mut snapshot = db.snapshot().await?;
-    let head = store::head(&mut *snapshot).await?;
-    let latest = store::latest_note(&mut *snapshot).await?;
-    let size = head.seq as u64;
-    if !due(policy, size, latest.as_ref(), now_ms()) {
-        snapshot.rollback().await?;
-        return Ok(None);
+/// The process's checkpoint publisher: its high-water mark, what it published last and when
+/// (monotonic), and the rollback alarm.
+pub struct Publisher {
+    pub policy: CheckpointPolicy,
+    metrics: std::sync::Arc<Metrics>,
+    state: Mutex<State>,
+    alarm: Mutex<Option<String>>,
+}
+
+#[derive(Default)]
+struct State {
+    mark: Option<Mark>,
+    /// Size of the checkpointer's last checkpoint and when (the database's copy was made then).
+    kept: Option<(u64, Instant)>,
+    /// Size of the last checkpoint this process put in the object store.
+    published: u64,
+}
+
+impl Publisher {
+    pub fn new(policy: CheckpointPolicy, metrics: std::sync::Arc<Metrics>) -> Self {
+        Self {
+            policy,
+            metrics,
+            state: Mutex::default(),
+            alarm: Mutex::default(),
+        }
     }
-    let root = tree::root(&mut snapshot, size).await?;
-    snapshot.rollback().await?;
-    let checkpoint = Checkpoint {
-        origin: policy.origin.clone(),
-        size,
-        root,
-    };
-    let signed = note::sign(&keys.audit, &checkpoint);
-    write_once(blobs, &object_key(size), signed.as_bytes()).await?;
-    // A write like any other: through the write gate, so on SQLite it queues behind the log
-    // writer instead of sleep-polling for the lock.
-    let mut tx = db.begin().await?;
-    store::insert_note(
-        &mut *tx,
-        &NoteRow {
-            size: size as i64,
-            root: hex::encode(root),
-            note: signed,
-            made_at: now_ms(),
-        },
-    )
-    .await?;
-    tx.commit("keep audit checkpoint").await?;
-    Ok(Some(checkpoint))
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("checkpoint publisher state")
+    }
+
+    pub fn mark(&self) -> Option<Mark> {
+        self.state().mark
+    }
+
+    /// Records what the writer just committed. The mark only grows.
+    pub fn advance(&self, mark: Mark) {
+        let mut state = self.state();
+        if state.mark.is_none_or(|m| m.size < mark.size) {
+            state.mark = Some(mark);
+        }
+    }
+
+    /// Why the log cannot be trusted any more, if an alarm was raised.
+    pub fn alarm(&self) -> Option<String> {
+        self.alarm.lock().expect("alarm").clone()
+    }
+
+    /// Raises the rollback alarm (once per problem), and returns the refusal to answer with.
+    pub fn raise(&self, problem: String) -> ApiError {
+        let mut alarm = self.alarm.lock().expect("alarm");
+        if alarm.as_ref() != Some(&problem) {
+            tracing::error!(%problem, "ALARM: the audit log in the database went backwards");
+            Metrics::inc(&self.metrics.audit_rollbacks);
+            *alarm = Some(problem.clone());
+        }
+        ApiError::Unavailable(format!("the audit log cannot be trusted: {problem}"))
+    }
+
+    /// Refuses to append to a log whose head (`head`, as the database says) is behind what this
+    /// process committed: the entries between were removed, and appending would fork the log.
+    pub fn check_head(&self, head: u64) -> Result<(), ApiError> {
+        match self.mark() {
+            Some(mark) if head < mark.size => Err(self.raise(format!(
+                "the database's log has {head} entries, but this process committed {}",
+                mark.size
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the database's tree against the mark: the same root at the mark's size, or the
+    /// log was rewritten (rolled back and regrown).
+    pub async fn check_tree(&self, db: &Db) -> Result<(), ApiError> {
+        let Some(mark) = self.mark() else {
+            return Ok(());
+        };
+        let mut snapshot = db.snapshot().await?;
+        let head = store::head(&mut *snapshot).await?.seq as u64;
+        let root = if head >= mark.size {
+            Some(tree::root(&mut snapshot, mark.size).await)
+        } else {
+            None
+        };
+        snapshot.rollback().await?;
+        match root {
+            None => self.check_head(head),
+            Some(Ok(root)) if root == mark.root => Ok(()),
+            Some(_) => Err(self.raise(format!(
+                "the database's tree at {} entries is not the one this process committed: \
+                     the log was rewritten",
+                mark.size
+            ))),
+        }
+    }
+
+    /// Puts a checkpoint of `mark` in the object store (strict mode, after each batch).
+    pub async fn publish(
+        &self,
+        blobs: &BlobStore,
+        keys: &Keyring,
+        mark: Mark,
+    ) -> Result<String, ApiError> {
+        let signed = self.sign(keys, mark);
+        // A different checkpoint of the same size already published: the log this process
+        // appended to is not the one published before (rolled back, then grown again).
+        write_once(blobs, &object_key(mark.size), signed.as_bytes())
+            .await
+            .map_err(|e| match e {
+                ApiError::Conflict(problem) => self.raise(problem),
+                other => other,
+            })?;
+        let mut state = self.state();
+        state.published = state.published.max(mark.size);
+        Ok(signed)
+    }
+
+    fn sign(&self, keys: &Keyring, mark: Mark) -> String {
+        let checkpoint = Checkpoint {
+            origin: self.policy.origin.clone(),
+            size: mark.size,
+            root: mark.root,
+        };
+        note::sign(&keys.audit, &checkpoint)
+    }
+
+    /// The checkpointer's step: when [`CheckpointPolicy::every`] entries or
+    /// [`CheckpointPolicy::seconds`] have passed since its last (monotonic clock), publishes the
+    /// mark and keeps the database's copy (for proofs). The object is written before the
+    /// database row, so the database never holds a checkpoint the object store lacks. Several
+    /// processes may race: the note for a size is deterministic, so they write the same bytes;
+    /// different bytes under an existing key are a fork and fail loudly.
+    pub async fn publish_if_due(
+        &self,
+        db: &Db,
+        blobs: &BlobStore,
+        keys: &Keyring,
+    ) -> Result<Option<Mark>, ApiError> {
+        let Some(mark) = self.mark() else {
+            return Ok(None);
+        };
+        let due = match self.state().kept {
+            None => mark.size > 0,
+            Some((size, at)) => {
+                let behind = mark.size.saturating_sub(size);
+                behind > 0
+                    && (behind >= self.policy.every
+                        || at.elapsed() >= Duration::from_secs(self.policy.seconds))
+            }
+        };
+        if !due {
+            return Ok(None);
+        }
+        self.keep(db, blobs, keys, mark).await?;
+        Ok(Some(mark))
+    }
+
+    /// Publishes `mark` and keeps the database's copy of it, now.
+    pub async fn keep(
+        &self,
+        db: &Db,
+        blobs: &BlobStore,
+        keys: &Keyring,
+        mark: Mark,
+    ) -> Result<(), ApiError> {
+        let signed = self.publish(blobs, keys, mark).await?;
+        // A write like any other: through the write gate, so on SQLite it queues behind the log
+        // writer instead of sleep-polling for the lock.
+        let mut tx = db.begin().await?;
+        store::insert_note(
+            &mut *tx,
+            &NoteRow {
+                size: mark.size as i64,
+                root: hex::encode(mark.root),
+                note: signed,
+                made_at: now_ms(),
+            },
+        )
+        .await?;
+        tx.commit("keep audit checkpoint").await?;
+        self.state().kept = Some((mark.size, Instant::now()));
+        Ok(())
+    }
+
+    /// Starts from the log as the database has it at start-up: the only time the mark is read
+    /// from the database (a process that has committed nothing knows no better).
+    pub async fn start_from(&self, db: &Db) -> Result<(), ApiError> {
+        let mut snapshot = db.snapshot().await?;
+        let size = store::head(&mut *snapshot).await?.seq as u64;
+        let root = tree::root(&mut snapshot, size).await;
+        snapshot.rollback().await?;
+        self.advance(Mark { size, root: root? });
+        Ok(())
+    }
 }
 
 async fn write_once(blobs: &BlobStore, key: &str, bytes: &[u8]) -> Result<(), ApiError> {
     match blobs.get_all(key).await {
         Ok(existing) if existing == bytes => return Ok(()),
         Ok(_) => {
-            return Err(ApiError::Internal(format!(
+            return Err(ApiError::Conflict(format!(
                 "{key} already holds a different checkpoint of the same size: the audit log \
-                 has forked; nothing was overwritten"
+                 in the database is not the one published (rolled back and regrown); nothing \
+                 was overwritten"
             )));
         }
         Err(BlobError::Missing(_)) => {}

@@ -34,9 +34,7 @@ pub mod verify;
 pub mod witness;
 pub mod writer;
 
-pub use append::{
-    Appended, Appender, SIGNED_HEAD_EVERY, append, begin, build_missing_tree, commit,
-};
+pub use append::{Appended, Appender, SIGNED_HEAD_EVERY, begin, build_missing_tree};
 pub use chain::{entry_hash, entry_leaf, entry_leaf_data};
 pub use verify::{Report, verify_log};
 

@@ -62,6 +62,15 @@ impl Frontier {
         Ok(())
     }
 
+    /// The root of the first `size` leaves, when `size` is what this edge was loaded at plus
+    /// the leaves added since (`None` if a node of the edge was never stored: a tree built for
+    /// an older log, read back from the database instead).
+    pub fn root(&self, size: u64) -> Option<Hash> {
+        let edge = merkle::complete_subtrees(0, size);
+        let hashes: Option<Vec<Hash>> = edge.iter().map(|n| self.known.get(n).copied()).collect();
+        hashes.map(|h| merkle::fold(&h))
+    }
+
     /// Stores the nodes made since [`Frontier::load`] (or the last store).
     pub async fn store(&mut self, tx: &mut Tx) -> Result<(), DbError> {
         let made: Vec<(u32, u64, String)> = self

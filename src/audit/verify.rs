@@ -63,7 +63,7 @@ async fn verify_in(
     let public = keys.audit.public_key();
     let signed_heads = store::signed_heads(&mut **snapshot).await?;
     let head = store::head(&mut **snapshot).await?;
-    let notes = db_notes(snapshot, public).await?;
+    let (notes, future) = db_notes(snapshot, public).await?;
     let last = store::last_seq(&mut **snapshot).await?;
     let mut trusted: Vec<checkpoints::Trusted> = trusted.iter().cloned().chain(notes).collect();
     trusted.sort_by_key(|t| t.size);
@@ -83,6 +83,16 @@ async fn verify_in(
     };
     if let Err(bad) = check_walk(&walk, &trusted, (&signed_heads, &signed), public, &head) {
         return Ok(bad);
+    }
+    if let Some((size, at)) = future {
+        return Ok(walk.bad(
+            size,
+            format!(
+                "the database's checkpoint of {size} entries is dated {}, in the future: its \
+                 clock was set ahead (to stop time-based checkpoints)",
+                crate::domain::format_rfc3339(at)
+            ),
+        ));
     }
     // The stored tree (what proofs are made from) must be the one the entries make.
     let stored = tree::root(snapshot, walk.entries as u64).await;
@@ -128,7 +138,8 @@ fn check_walk(
     public: &[u8],
     head: &Head,
 ) -> Result<(), Report> {
-    if let Some(t) = trusted.iter().find(|t| t.size > walk.entries as u64) {
+    // The largest, which says how much is missing (`trusted` is sorted by size).
+    if let Some(t) = trusted.iter().rev().find(|t| t.size > walk.entries as u64) {
         return Err(walk.bad(
             walk.entries + 1,
             format!(
@@ -142,21 +153,31 @@ fn check_walk(
     check_head(public, head, walk)
 }
 
+/// How far in the future a checkpoint's time may be (clocks of several machines disagree a
+/// little); beyond, someone set it ahead to stop time-based checkpoints.
+const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
 /// The database's own copies of the checkpoints, as trusted checkpoints if they verify (one
-/// that does not is reported by its size, with a root nothing matches).
+/// that does not is reported by its size, with a root nothing matches); and the first one whose
+/// time is in the future, if any (size and time).
 async fn db_notes(
     snapshot: &mut crate::db::Tx,
     public: &[u8],
-) -> Result<Vec<checkpoints::Trusted>, ApiError> {
+) -> Result<(Vec<checkpoints::Trusted>, Option<(i64, i64)>), ApiError> {
     let mut out = Vec::new();
+    let mut future = None;
     let mut after = -1;
+    let now = crate::db::now_ms();
     loop {
         let rows = store::notes_after(&mut **snapshot, after, 1000).await?;
         let Some(last) = rows.last() else {
-            return Ok(out);
+            return Ok((out, future));
         };
         after = last.size;
         for row in rows {
+            if row.made_at > now + CLOCK_SKEW_MS && future.is_none() {
+                future = Some((row.size, row.made_at));
+            }
             let origin = row.note.split('\n').next().unwrap_or_default().to_owned();
             let root = match note::open(&row.note, &origin, public) {
                 Ok(c) if c.size == row.size as u64 => c.root,

@@ -20,7 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::append::{self, Appended, Appender};
+use super::checkpoints::Publisher;
 use super::{Entry, Outcome};
+use crate::blob::BlobStore;
 use crate::crypto::keyring::Keyring;
 use crate::db::grants::{self, GrantRow};
 use crate::db::{Db, DbError, Tx, now_ms};
@@ -82,11 +84,20 @@ pub struct LogWriter {
     metrics: Arc<Metrics>,
 }
 
+/// Where the writer writes: the database, and where checkpoints of what it commits go.
+pub struct Sink {
+    pub db: Db,
+    pub metrics: Arc<Metrics>,
+    pub checkpoints: Arc<Publisher>,
+    pub blobs: BlobStore,
+}
+
 impl LogWriter {
     /// Starts the writer task on the current runtime.
-    pub fn start(db: Db, metrics: Arc<Metrics>) -> Self {
+    pub fn start(sink: Sink) -> Self {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(writer(db, metrics.clone(), queue));
+        let metrics = sink.metrics.clone();
+        tokio::spawn(writer(sink, queue));
         Self { jobs, metrics }
     }
 
@@ -148,7 +159,7 @@ impl LogWriter {
     }
 }
 
-async fn writer(db: Db, metrics: Arc<Metrics>, mut queue: mpsc::Receiver<Job>) {
+async fn writer(sink: Sink, mut queue: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // The work goes into the transaction; the replies wait here for its outcome.
@@ -156,7 +167,7 @@ async fn writer(db: Db, metrics: Arc<Metrics>, mut queue: mpsc::Receiver<Job>) {
             .drain(..)
             .map(|job| ((job.keys, job.work), job.reply))
             .unzip();
-        match write(&db, &metrics, work).await {
+        match write(&sink, work).await {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);
@@ -181,14 +192,15 @@ async fn writer(db: Db, metrics: Arc<Metrics>, mut queue: mpsc::Receiver<Job>) {
 
 /// One transaction for the whole batch. The per-job results are only sent after the commit.
 async fn write(
-    db: &Db,
-    metrics: &Metrics,
+    sink: &Sink,
     batch: Vec<(Arc<Keyring>, Work)>,
 ) -> Result<Vec<Result<Done, ApiError>>, ApiError> {
-    Metrics::inc(&metrics.audit_batches);
+    Metrics::inc(&sink.metrics.audit_batches);
     // Failures are counted per request (in `submit`), not here per batch.
-    let mut tx = append::open(db).await?;
+    let mut tx = append::open(&sink.db).await?;
     let mut appender = Appender::start(&mut tx).await?;
+    // A log behind what this process committed was rolled back: appending would fork it.
+    sink.checkpoints.check_head(appender.started_at())?;
     // The grant each job reads through (the jobs themselves stay out of the awaits there).
     let uses = batch
         .iter()
@@ -208,36 +220,57 @@ async fn write(
     };
     let mut results = Vec::with_capacity(batch.len());
     for ((keys, work), refused) in batch.into_iter().zip(refusals) {
-        let result = match work {
-            Work::Entry { mut entry, .. } => {
-                if let Some(err) = &refused {
-                    entry.outcome = Outcome::Denied;
-                    entry.reason = Some(err.code().to_owned());
-                }
-                let appended = appender.append(&keys, entry)?;
-                match refused {
-                    Some(err) => Err(err),
-                    None => Ok(Done {
-                        appended: Some(appended),
-                        answer: None,
-                    }),
-                }
-            }
-            Work::Change(change) => match isolated(&mut tx, change).await? {
-                Ok((entry, answer)) => Ok(Done {
-                    appended: entry.map(|e| appender.append(&keys, e)).transpose()?,
-                    answer: Some(answer),
-                }),
-                Err(err) => Err(err),
-            },
-        };
-        results.push(result);
+        results.push(run(&mut tx, &mut appender, &keys, work, refused).await?);
     }
-    if let Some(keys) = signer {
-        appender.finish(&mut tx, &keys).await?;
+    let mark = appender.mark();
+    if let Some(keys) = &signer {
+        appender.finish(&mut tx, keys).await?;
     }
     append::close(tx).await?;
+    if let (Some(mark), Some(keys)) = (mark, &signer) {
+        sink.checkpoints.advance(mark);
+        // Strict: nothing is answered (no byte leaves) before a checkpoint covering every
+        // entry of the batch is in the object store. The entries are committed either way; if
+        // the checkpoint cannot be written, the requests fail closed.
+        if sink.checkpoints.policy.strict {
+            sink.checkpoints.publish(&sink.blobs, keys, mark).await?;
+        }
+    }
     Ok(results)
+}
+
+/// One job of a batch: its entry appended (as denied, with the reason, when its grant use was
+/// `refused`), or its change run and its entry appended. The outer error fails the batch.
+async fn run(
+    tx: &mut Tx,
+    appender: &mut Appender,
+    keys: &Keyring,
+    work: Work,
+    refused: Option<ApiError>,
+) -> Result<Result<Done, ApiError>, ApiError> {
+    Ok(match work {
+        Work::Entry { mut entry, .. } => {
+            if let Some(err) = &refused {
+                entry.outcome = Outcome::Denied;
+                entry.reason = Some(err.code().to_owned());
+            }
+            let appended = appender.append(keys, entry)?;
+            match refused {
+                Some(err) => Err(err),
+                None => Ok(Done {
+                    appended: Some(appended),
+                    answer: None,
+                }),
+            }
+        }
+        Work::Change(change) => match isolated(tx, change).await? {
+            Ok((entry, answer)) => Ok(Done {
+                appended: entry.map(|e| appender.append(keys, e)).transpose()?,
+                answer: Some(answer),
+            }),
+            Err(err) => Err(err),
+        },
+    })
 }
 
 /// Runs a change inside a savepoint: its failure rolls back its own writes only. The outer

@@ -42,23 +42,14 @@ pub async fn run(settings: Settings) -> Result<ExitCode, CliError> {
             tokio::time::sleep(Duration::from_secs(600)).await;
         }
     });
-    // Signed checkpoints of the audit log, published to the object store: checked every
-    // second, made when HOSO_CHECKPOINT_EVERY entries or HOSO_CHECKPOINT_SECONDS have passed.
+    // Every second: the database's log checked against what this process committed (the
+    // rollback alarm), and a checkpoint published from it when HOSO_CHECKPOINT_EVERY entries or
+    // HOSO_CHECKPOINT_SECONDS have passed.
     let checkpointer = state.clone();
     tokio::spawn(async move {
-        let vault = &checkpointer.vault;
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            if let Err(e) = crate::audit::checkpoints::publish_if_due(
-                &vault.db,
-                &vault.blobs,
-                &vault.keys(),
-                &vault.checkpoints,
-            )
-            .await
-            {
-                tracing::warn!(error = ?e, "could not publish an audit checkpoint; will retry");
-            }
+            checkpoint_step(&checkpointer.vault).await;
         }
     });
     tracing::info!(%listen, "hoso is listening");
@@ -85,9 +76,41 @@ pub async fn run(settings: Settings) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Refuses new work (`/readyz` 503) and waits for requests in flight, at most `grace`. What is
-/// still running then is cut when the process exits: an intake cut midway commits nothing, and
-/// its object, if any, is left to the sweeper.
+/// One round of the checkpointer (see [`crate::audit::checkpoints`]).
+async fn checkpoint_step(vault: &records::Vault) {
+    let checkpoints = &vault.checkpoints;
+    if let Err(e) = checkpoints.check_tree(&vault.db).await {
+        tracing::warn!(error = ?e, "the audit log could not be checked against this process's mark");
+        return;
+    }
+    if let Err(e) = checkpoints
+        .publish_if_due(&vault.db, &vault.blobs, &vault.keys())
+        .await
+    {
+        tracing::warn!(error = ?e, "could not publish an audit checkpoint; will retry");
+    }
+}
+
+/// Publishes a checkpoint of everything this process committed, so no read it served is left
+/// uncovered when it stops (the last of a drain).
+async fn final_checkpoint(vault: &records::Vault) {
+    let Some(mark) = vault.checkpoints.mark() else {
+        return;
+    };
+    match vault
+        .checkpoints
+        .keep(&vault.db, &vault.blobs, &vault.keys(), mark)
+        .await
+    {
+        Ok(()) => tracing::info!(entries = mark.size, "published the last checkpoint"),
+        Err(e) => tracing::error!(error = ?e, "could not publish the last checkpoint"),
+    }
+}
+
+/// Refuses new work (`/readyz` 503) and waits for requests in flight, at most `grace`; then
+/// publishes a checkpoint of everything this process committed. What is still running then is
+/// cut when the process exits: an intake cut midway commits nothing, and its object, if any,
+/// is left to the sweeper.
 async fn drain(state: &AppState, grace: Duration) {
     state.lifecycle.start_draining();
     let deadline = tokio::time::Instant::now() + grace;
@@ -103,6 +126,7 @@ async fn drain(state: &AppState, grace: Duration) {
     if cut > 0 {
         tracing::warn!(cut, "grace period over: cutting requests still in flight");
     }
+    final_checkpoint(&state.vault).await;
     tracing::info!("shut down");
 }
 

@@ -27,7 +27,10 @@ pub async fn differences(db: &Db) -> Result<Vec<String>, DbError> {
     };
     let mut out: Vec<String> = actual
         .difference(&expected)
-        .map(|(kind, name, detail)| format!("{kind} {name} ({detail}) is not hoso's"))
+        .map(|(kind, name, detail)| match detail.as_str() {
+            "" => format!("{kind} {name} is not hoso's"),
+            on => format!("{kind} {name} ({on}) is not hoso's"),
+        })
         .collect();
     out.extend(
         expected
@@ -69,9 +72,13 @@ async fn sqlite_expected(db: &Db) -> Result<BTreeSet<Object>, DbError> {
 }
 
 /// Relations (tables, views, indexes, sequences…), triggers, rules and row policies on them,
-/// and functions, in schema `$1`; with their kind or the table they belong to.
+/// and functions, in schema `$1`; with the table each trigger, rule or policy is on (SQLite's
+/// catalog gives the statement that made each object instead).
 const POSTGRES_OBJECTS: &str = "\
-    SELECT 'relation'::text AS kind, c.relname::text AS name, c.relkind::text AS detail FROM pg_class c \
+    SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN \
+      'materialized view' WHEN 'i' THEN 'index' WHEN 'S' THEN 'sequence' WHEN 'f' THEN \
+      'foreign table' WHEN 'p' THEN 'partitioned table' ELSE 'relation' END AS kind, \
+      c.relname::text AS name, '' AS detail FROM pg_class c \
       JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 \
     UNION ALL SELECT 'trigger', t.tgname::text, c.relname::text FROM pg_trigger t \
       JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \

@@ -40,7 +40,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         .any(|free| free < min_free);
     // Keys are loaded at start-up and kept in memory: present if we are running.
     let draining = state.lifecycle.is_draining();
-    let ok = db && store && !disk_full && !draining;
+    // The database's log went behind what this process committed: nothing it says can be
+    // trusted, and the balancer should stop sending traffic here.
+    let alarm = vault.checkpoints.alarm();
+    let ok = db && store && !disk_full && !draining && alarm.is_none();
     let status = if ok {
         StatusCode::OK
     } else {
@@ -55,6 +58,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "keys": true,
             "disk_full": disk_full,
             "draining": draining,
+            "audit_log_rolled_back": alarm,
             "database_free_bytes": database_free,
             "storage_free_bytes": storage_free,
         })),

@@ -174,7 +174,7 @@ fn restore_targets<'u>(
 }
 
 /// Copies `dir/hoso.db` to `database` and the tree `dir/storage` into `storage`, every file
-/// from a handle opened without following links. Returns how many files the storage held.
+/// from a handle opened without following links. Returns how many bodies it held.
 fn copy_backup(dir: &Path, database: &Path, storage: &Path) -> Result<u64, String> {
     use rustix::fs::{Mode, OFlags};
     let source = rustix::fs::open(
@@ -208,9 +208,11 @@ fn copy_backup(dir: &Path, database: &Path, storage: &Path) -> Result<u64, Strin
         ));
     };
     std::fs::create_dir_all(storage).map_err(|e| format!("{}: {e}", storage.display()))?;
-    let copied = copy_tree(&bodies, &from, storage)?;
+    copy_tree(&bodies, &from, storage)?;
     sync_dir(storage)?;
-    Ok(copied)
+    // The bodies, as a backup counts them (its published checkpoints are not documents).
+    let bodies = storage.join("bodies");
+    Ok(crate::blob::files_under(&bodies).map_or(0, |f| f.len() as u64))
 }
 
 /// An entry of a backup, opened.
@@ -253,10 +255,9 @@ fn open_entry(
 }
 
 /// Copies every entry of the open directory `from` (named `from_path`) into `to`, recursively.
-fn copy_tree(from: &rustix::fd::OwnedFd, from_path: &Path, to: &Path) -> Result<u64, String> {
+fn copy_tree(from: &rustix::fd::OwnedFd, from_path: &Path, to: &Path) -> Result<(), String> {
     use std::os::unix::ffi::OsStrExt;
     let listing = |e: rustix::io::Errno| format!("{}: {e}", from_path.display());
-    let mut copied = 0;
     for entry in rustix::fs::Dir::read_from(from).map_err(listing)? {
         let entry = entry.map_err(listing)?;
         let name = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes());
@@ -265,18 +266,15 @@ fn copy_tree(from: &rustix::fd::OwnedFd, from_path: &Path, to: &Path) -> Result<
         }
         let target = to.join(name);
         match open_entry(from, from_path, name)? {
-            Entry::File(file) => {
-                copy_file(file, &target)?;
-                copied += 1;
-            }
+            Entry::File(file) => copy_file(file, &target)?,
             Entry::Dir(dir) => {
                 std::fs::create_dir(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-                copied += copy_tree(&dir, &from_path.join(name), &target)?;
+                copy_tree(&dir, &from_path.join(name), &target)?;
                 sync_dir(&target)?;
             }
         }
     }
-    Ok(copied)
+    Ok(())
 }
 
 /// Copies an open file to a new file `to` (0600, never over an existing one), synced.

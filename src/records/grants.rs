@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::Vault;
 use super::{entry, refuse, require_own_records, require_role};
-use crate::audit::{self, AuditAction};
+use crate::audit::AuditAction;
 use crate::auth::{self, Caller, TokenRequest};
 use crate::db::grants::{self as store, GrantRow, StoredGrant};
 use crate::db::now_ms;
@@ -143,16 +143,21 @@ pub async fn create(
     e.citizen_idx = Some(citizen);
     e.grant_id = Some(grant.id.to_string());
     e.case_ref = Some(grant.case_ref.clone());
-    let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
-    store::insert(&mut tx, &grant, &keys).await?;
-    audit::append(&mut tx, &keys, &vault.metrics, e).await?;
-    audit::commit(tx, &vault.metrics).await?;
-    Ok(GrantCreated {
+    let created = GrantCreated {
         grant_id: grant.id,
         link: super::tokens::sign_in_link(&vault.console_url, &token),
         token,
         expires_at: rfc3339(grant.expires_at),
-    })
+    };
+    vault
+        .change(move |tx| {
+            Box::pin(async move {
+                store::insert(tx, &grant, &keys).await?;
+                Ok((Some(e), ()))
+            })
+        })
+        .await?;
+    Ok(created)
 }
 
 pub async fn revoke(vault: &Vault, caller: &Caller, id: Uuid) -> Result<(), ApiError> {
@@ -166,11 +171,15 @@ pub async fn revoke(vault: &Vault, caller: &Caller, id: Uuid) -> Result<(), ApiE
     let grant = open(vault, grant)?;
     e.citizen_idx = Some(grant.citizen_idx);
     e.case_ref = Some(grant.case_ref.clone());
-    let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
-    store::revoke(&mut tx, id, caller.staff_or_none(), now_ms()).await?;
-    audit::append(&mut tx, &keys, &vault.metrics, e).await?;
-    audit::commit(tx, &vault.metrics).await?;
-    Ok(())
+    let by = caller.staff_or_none().to_owned();
+    vault
+        .change(move |tx| {
+            Box::pin(async move {
+                store::revoke(tx, id, &by, now_ms()).await?;
+                Ok((Some(e), ()))
+            })
+        })
+        .await
 }
 
 /// What a grant allows and how much of it is left: no personal fields, so the officer's screen

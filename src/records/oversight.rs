@@ -214,25 +214,22 @@ pub async fn verify_all(
     witness: Option<audit::checkpoints::Trusted>,
 ) -> Result<Report, ApiError> {
     let keys = vault.keys();
-    let mut trusted = match audit::checkpoints::published(
-        &vault.blobs,
-        &keys,
-        &vault.checkpoints.origin,
-    )
-    .await?
-    {
-        Ok(t) => t,
-        Err(problem) => {
-            return Ok(Report {
-                ok: false,
-                entries: 0,
-                head: String::new(),
-                first_bad_seq: Some(0),
-                problem: Some(problem),
-                grants: Vec::new(),
-            });
-        }
-    };
+    let mut trusted =
+        match audit::checkpoints::published(&vault.blobs, &keys, &vault.checkpoints.policy.origin)
+            .await?
+        {
+            Ok(t) => t,
+            Err(problem) => {
+                return Ok(Report {
+                    ok: false,
+                    entries: 0,
+                    head: String::new(),
+                    first_bad_seq: Some(0),
+                    problem: Some(problem),
+                    grants: Vec::new(),
+                });
+            }
+        };
     trusted.extend(witness);
     let mut report = audit::verify_log(&vault.db, &keys, &trusted).await?;
     report.grants = check_grants(vault, &keys).await?;
@@ -292,7 +289,10 @@ pub async fn checkpoint(vault: &Vault) -> Result<(String, String), ApiError> {
 }
 
 pub fn verifier_key(vault: &Vault) -> String {
-    audit::note::verifier_key(&vault.checkpoints.origin, vault.keys().audit.public_key())
+    audit::note::verifier_key(
+        &vault.checkpoints.policy.origin,
+        vault.keys().audit.public_key(),
+    )
 }
 
 #[derive(Debug, Serialize)]
@@ -397,7 +397,7 @@ pub async fn access_proof(
             ApiError::Unavailable(format!(
                 "no published checkpoint covers entry {seq} yet; one is published within \
              HOSO_CHECKPOINT_SECONDS ({} s)",
-                vault.checkpoints.seconds
+                vault.checkpoints.policy.seconds
             ))
         })?;
     let (leaf, hashes) = inclusion_hashes(vault, seq, note.size).await?;

@@ -6,10 +6,12 @@
 use uuid::Uuid;
 
 use super::{DocumentView, Vault, attest, entry, refuse, require_role, view};
-use crate::audit::{self, AuditAction, Entry};
+use futures_util::future::BoxFuture;
+
+use crate::audit::{AuditAction, Entry};
 use crate::auth::Caller;
 use crate::db::documents::{self, DocumentRow};
-use crate::db::{Tx, now_ms};
+use crate::db::{DbError, Tx, now_ms};
 use crate::domain::{DocStatus, Role};
 use crate::error::ApiError;
 
@@ -24,20 +26,22 @@ async fn target(vault: &Vault, e: &mut Entry, id: Uuid) -> Result<DocumentRow, A
 
 /// Runs `change` (a conditional update that says whether it applied) with the entry `e` in one
 /// audited transaction. A change that no longer applies means another request won the race.
-async fn audited_change(
-    vault: &Vault,
-    e: Entry,
-    change: impl AsyncFnOnce(&mut Tx) -> Result<bool, ApiError>,
-) -> Result<(), ApiError> {
-    let keys = vault.keys();
-    let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
-    if !change(&mut tx).await? {
-        return Err(ApiError::Conflict(
-            "the document changed meanwhile; retry".into(),
-        ));
-    }
-    audit::append(&mut tx, &keys, &vault.metrics, e).await?;
-    audit::commit(tx, &vault.metrics).await
+async fn audited_change<F>(vault: &Vault, e: Entry, change: F) -> Result<(), ApiError>
+where
+    F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<bool, DbError>> + Send + 'static,
+{
+    vault
+        .change(move |tx| {
+            Box::pin(async move {
+                if !change(tx).await? {
+                    return Err(ApiError::Conflict(
+                        "the document changed meanwhile; retry".into(),
+                    ));
+                }
+                Ok((Some(e), ()))
+            })
+        })
+        .await
 }
 
 pub async fn verify_document(
@@ -76,8 +80,9 @@ pub async fn verify_document(
         &caller.office,
         now,
     )?;
-    audited_change(vault, e, async |tx| {
-        Ok(documents::mark_verified(tx, id, &clerk, &caller.office, now, &attestation).await?)
+    let (by, office, signed) = (clerk.clone(), caller.office.clone(), attestation.clone());
+    audited_change(vault, e, move |tx| {
+        Box::pin(async move { documents::mark_verified(tx, id, &by, &office, now, &signed).await })
     })
     .await?;
     doc.status = DocStatus::Verified;
@@ -130,8 +135,10 @@ pub async fn revoke(
         DocStatus::Verified,
         DocStatus::Superseded,
     ];
-    audited_change(vault, e, async |tx| {
-        Ok(documents::change_status(tx, id, &from, DocStatus::Revoked, &by, now).await?)
+    audited_change(vault, e, move |tx| {
+        Box::pin(async move {
+            documents::change_status(tx, id, &from, DocStatus::Revoked, &by, now).await
+        })
     })
     .await?;
     Ok(answer)

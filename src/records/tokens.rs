@@ -2,7 +2,7 @@
 //! (`hoso token revoke`). Both are logged: who may act as whom is part of what auditors check.
 
 use super::Vault;
-use crate::audit::{self, AuditAction, Entry};
+use crate::audit::{AuditAction, Entry};
 use crate::auth::{self, TokenRequest};
 use crate::db::revoked_tokens;
 use crate::domain::{NationalId, Role};
@@ -68,9 +68,14 @@ pub async fn revoke(vault: &Vault, token: &str) -> Result<String, ApiError> {
     }
     e.grant_id = claims.grant.clone();
     e.reason = e.reason.map(|r| format!("{r}, jti {}", claims.jti));
-    let mut tx = audit::begin(&vault.db, &vault.metrics).await?;
-    revoked_tokens::revoke_token(&mut *tx, &claims.jti, claims.exp).await?;
-    audit::append(&mut tx, &keys, &vault.metrics, e).await?;
-    audit::commit(tx, &vault.metrics).await?;
+    let (jti, exp) = (claims.jti.clone(), claims.exp);
+    vault
+        .change(move |tx| {
+            Box::pin(async move {
+                revoked_tokens::revoke_token(&mut **tx, &jti, exp).await?;
+                Ok((Some(e), ()))
+            })
+        })
+        .await?;
     Ok(claims.jti)
 }

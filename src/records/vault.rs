@@ -5,14 +5,16 @@
 use std::sync::Arc;
 
 use crate::audit::Entry;
-use crate::audit::writer::LogWriter;
+use crate::audit::writer::{Changed, LogWriter};
 use crate::auth::TokenPolicy;
 use crate::blob::BlobStore;
 use crate::config::FaultPoint;
 use crate::crypto::keyring::{KeyCache, Keyring};
 use crate::db::Db;
+use crate::db::Tx;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use futures_util::future::BoxFuture;
 
 pub struct Vault {
     /// Metadata: documents, grants, audit log.
@@ -36,8 +38,9 @@ pub struct Vault {
     pub copy_buffers: Arc<super::copy_buffers::CopyBuffers>,
     /// Each actor's refusals this minute (see [`super::access::refuse`]).
     pub refusals: super::RefusalLimiter,
-    /// The audit log's name and how often it is checkpointed.
-    pub checkpoints: crate::audit::checkpoints::CheckpointPolicy,
+    /// The audit log's checkpoints: its name, how often they are made, this process's
+    /// high-water mark and the rollback alarm.
+    pub checkpoints: Arc<crate::audit::checkpoints::Publisher>,
     /// Where the console is (`HOSO_PUBLIC_URL`), for the sign-in links grants hand out.
     pub console_url: String,
     /// Test-only crash simulation (`HOSO_TEST_FAULT`); refused outside debug builds.
@@ -62,6 +65,17 @@ impl Vault {
     /// [`LogWriter::record_read`] and [`LogWriter::change`], which count the same way.
     pub async fn record(&self, entry: Entry) -> Result<(), ApiError> {
         self.log.record(self.keys(), entry).await.map(|_| ())
+    }
+
+    /// Makes a change and logs it in one transaction (the log writer's next): `change` runs
+    /// in it and returns the entry to append and its answer, which is returned once both are
+    /// committed. A change that fails is rolled back alone and its error is the answer.
+    pub async fn change<T, F>(&self, change: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Changed<T>> + Send + 'static,
+    {
+        self.log.change(self.keys(), change).await
     }
 
     /// Test-only crash simulation: stops the operation dead at `point`, with an error that

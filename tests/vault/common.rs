@@ -165,6 +165,30 @@ impl TestVault {
         Self::open(dir, s).await
     }
 
+    /// After the database was rolled back under it: this process notices by itself (its log
+    /// writer and readiness refuse, with the rollback alarm), and the insider restarts the
+    /// vault, as after restoring a database; the fresh process knows no better.
+    pub async fn noticed_then_restarted(self) -> Self {
+        self.get("/v1/audit/verify", &self.auditor())
+            .await
+            .expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        let ready = self.get("/readyz", "").await;
+        assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+        let alarm = ready.json()["audit_log_rolled_back"].clone();
+        assert!(alarm.is_string(), "the alarm names the problem: {alarm}");
+        self.restart(|_| {}).await
+    }
+
+    /// What `hoso audit verify` says of this vault: whether it exited 0, and its output. The
+    /// auditor's way when the running vault refuses (its own rollback alarm).
+    pub async fn cli_verify(&self) -> (bool, String) {
+        let out = hoso_cli(self, &["audit", "verify"]).await;
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
     pub fn path(&self) -> PathBuf {
         self.dir.path().to_owned()
     }
@@ -329,14 +353,11 @@ impl TestVault {
     /// it is now, if one is due (requests never publish).
     pub async fn publish_checkpoint(&self) {
         let vault = &self.state.vault;
-        hoso::audit::checkpoints::publish_if_due(
-            &vault.db,
-            &vault.blobs,
-            &vault.keys(),
-            &vault.checkpoints,
-        )
-        .await
-        .unwrap();
+        vault
+            .checkpoints
+            .publish_if_due(&vault.db, &vault.blobs, &vault.keys())
+            .await
+            .unwrap();
     }
 
     /// Runs SQL straight against the database file, as an intruder with file access would.
@@ -572,4 +593,41 @@ pub async fn hoso_cli(vault: &TestVault, args: &[&str]) -> std::process::Output 
     tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap()
+}
+
+/// What a database administrator does to make the log look as it was at `keep` entries: the
+/// later entries, tree nodes, checkpoints and notes deleted, the head they saved put back.
+pub async fn roll_back(vault: &TestVault, keep: i64, head: &(String, String)) {
+    vault
+        .sql(&format!("DELETE FROM audit_entries WHERE seq > {keep}"))
+        .await;
+    for level in 0..40 {
+        vault
+            .sql(&format!(
+                "DELETE FROM audit_tree WHERE level = {level} AND idx >= {}",
+                keep >> level
+            ))
+            .await;
+    }
+    vault
+        .sql(&format!("DELETE FROM audit_notes WHERE size > {keep}"))
+        .await;
+    vault
+        .sql(&format!(
+            "DELETE FROM audit_signed_heads WHERE seq > {keep}"
+        ))
+        .await;
+    vault
+        .sql(&format!(
+            "UPDATE audit_head SET seq = {keep}, hash = '{}', signature = '{}'",
+            head.0, head.1
+        ))
+        .await;
+}
+
+pub async fn saved_head(vault: &TestVault) -> (String, String) {
+    (
+        vault.fetch_text("SELECT hash FROM audit_head").await,
+        vault.fetch_text("SELECT signature FROM audit_head").await,
+    )
 }

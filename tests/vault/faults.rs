@@ -305,46 +305,67 @@ async fn a_full_disk_never_serves_an_unlogged_read_and_recovers_without_a_restar
     );
 }
 
+/// A full store refuses intakes (507). Reads need the store too in strict mode: no copy leaves
+/// before a checkpoint covering its entry is written there, so they fail closed, with no byte
+/// sent; without strict mode they keep being served. Space freed, everything works again.
 #[tokio::test]
-async fn a_full_store_alone_refuses_intakes_as_insufficient_storage_and_keeps_serving_reads() {
-    let disk = Tmpfs::mount(8);
-    let vault = TestVault::with(|s| {
-        s.storage_url = format!("file://{}", disk.path().join("storage").display())
-            .parse()
-            .unwrap();
-    })
-    .await;
-    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(1, 100_000)).await;
-    let filler = disk.fill();
-
-    let reply = vault
-        .intake(
-            &vault.clerk(),
-            CITIZEN_A,
-            &metadata("passport"),
-            &pdf(2, 100_000),
-        )
+async fn a_full_store_refuses_intakes_and_strict_reads_but_serves_reads_without_strict_mode() {
+    for strict in [true, false] {
+        let disk = Tmpfs::mount(8);
+        let vault = TestVault::with(|s| {
+            s.storage_url = format!("file://{}", disk.path().join("storage").display())
+                .parse()
+                .unwrap();
+            s.audit_strict = strict;
+        })
         .await;
-    reply.expect_error(
-        axum::http::StatusCode::INSUFFICIENT_STORAGE,
-        "insufficient_storage",
-    );
-    // The database has room: reads are logged and served.
-    vault
-        .get(&format!("/v1/documents/{id}/content"), &vault.clerk())
-        .await
-        .expect(axum::http::StatusCode::OK);
+        let id = vault.take_in(CITIZEN_A, "cccd", &pdf(1, 100_000)).await;
+        let filler = disk.fill();
 
-    std::fs::remove_file(filler).unwrap();
-    let reply = vault
-        .intake(
-            &vault.clerk(),
-            CITIZEN_A,
-            &metadata("passport"),
-            &pdf(2, 100_000),
-        )
-        .await;
-    reply.expect(axum::http::StatusCode::CREATED);
+        let reply = vault
+            .intake(
+                &vault.clerk(),
+                CITIZEN_A,
+                &metadata("passport"),
+                &pdf(2, 100_000),
+            )
+            .await;
+        reply.expect_error(
+            axum::http::StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+        );
+        let read = vault
+            .get(&format!("/v1/documents/{id}/content"), &vault.clerk())
+            .await;
+        if strict {
+            read.expect_error(
+                axum::http::StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+            );
+            assert!(
+                !contains(&read.body, &pdf(1, 100_000)[..4096]),
+                "no byte sent"
+            );
+        } else {
+            // The database has room: reads are logged and served.
+            read.expect(axum::http::StatusCode::OK);
+        }
+
+        std::fs::remove_file(filler).unwrap();
+        vault
+            .get(&format!("/v1/documents/{id}/content"), &vault.clerk())
+            .await
+            .expect(axum::http::StatusCode::OK);
+        let reply = vault
+            .intake(
+                &vault.clerk(),
+                CITIZEN_A,
+                &metadata("passport"),
+                &pdf(2, 100_000),
+            )
+            .await;
+        reply.expect(axum::http::StatusCode::CREATED);
+    }
 }
 
 /// Sends the head and the first `first` bytes of an intake's body now; the rest when told.

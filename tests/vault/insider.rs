@@ -315,14 +315,10 @@ async fn a_restore_refuses_a_backup_whose_database_holds_a_trigger() {
     let vault = TestVault::new().await;
     vault.take_in(CITIZEN_A, "cccd", &pdf(80, 3000)).await;
     let backup = backup_of(&vault).await;
-    let url = format!("sqlite://{}", backup.join("hoso.db").display());
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
-        .await
-        .unwrap();
-    sqlx::raw_sql(reset_trigger())
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    // Planted in hoso.db itself (not in a write-ahead log beside it, which restore never reads).
+    let conn = rusqlite::Connection::open(backup.join("hoso.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    conn.execute_batch(reset_trigger()).unwrap();
     drop(conn);
     let place = tempfile::tempdir().unwrap();
     let refused = restore(&backup, &elsewhere(&vault, place.path()))
@@ -361,13 +357,147 @@ async fn a_restored_vault_still_finds_its_log_wiped_from_the_checkpoints_its_bac
              UPDATE audit_head SET seq = 0, hash = '0000000000000000000000000000000000000000000000000000000000000000', signature = ''",
         )
         .await;
-    let report = verify(&restored).await;
-    assert_eq!(report["ok"], false, "{report}");
+    let restored = restored.noticed_then_restarted().await;
+    let (ok, said) = restored.cli_verify().await;
+    assert!(!ok, "{said}");
+    assert!(said.contains("entries were removed"), "{said}");
+}
+
+/// A `hoso serve` on `vault`'s database and store, never checkpointing on its own schedule
+/// (`HOSO_CHECKPOINT_EVERY` and `_SECONDS` far off), strict or not.
+async fn quiet_server(vault: &TestVault, strict: &str) -> crate::processes::Fleet {
+    let env = [
+        ("HOSO_AUDIT_STRICT", strict),
+        ("HOSO_CHECKPOINT_EVERY", "100000"),
+        ("HOSO_CHECKPOINT_SECONDS", "86400"),
+        ("HOSO_SHUTDOWN_GRACE_SECONDS", "2"),
+    ];
+    crate::processes::start_fleet_with(vault, 1, &env).await
+}
+
+/// Stops the server with `signal` and waits for it to exit.
+fn stop(fleet: &mut crate::processes::Fleet, signal: &str) {
+    let child = &mut fleet.0[0].0;
+    let pid = child.id().to_string();
     assert!(
-        report["problem"]
-            .as_str()
+        std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
             .unwrap()
-            .contains("entries were removed"),
-        "{report}"
+            .success()
     );
+    child.wait().unwrap();
+}
+
+/// Takes a scan in through the server and reads it twice; returns the log's size and head as
+/// they were before the two reads, for the insider to roll back to.
+async fn two_reads_through(
+    vault: &TestVault,
+    addr: std::net::SocketAddr,
+) -> (i64, (String, String)) {
+    let clerk = vault.clerk();
+    let (status, doc) =
+        crate::processes::intake(addr, &clerk, CITIZEN_A, "cccd", pdf(85, 3000)).await;
+    assert_eq!(status, 201, "{doc}");
+    let keep = vault.count("SELECT seq FROM audit_head").await;
+    let head = saved_head(vault).await;
+    let path = format!("/v1/documents/{}/content", doc["id"].as_str().unwrap());
+    for _ in 0..2 {
+        let (status, _) = crate::processes::call(addr, "GET", &path, Some(&clerk), None)
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+    }
+    (keep, head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_just_before_a_graceful_stop_cannot_be_rolled_back_unseen() {
+    // Without strict mode only the drain's last checkpoint covers the two reads; with it (the
+    // default) every batch was covered already. Either way the rollback is found.
+    for strict in ["false", "true"] {
+        let vault = TestVault::new().await;
+        let mut server = quiet_server(&vault, strict).await;
+        let (keep, head) = two_reads_through(&vault, server.0[0].1).await;
+        stop(&mut server, "-TERM");
+        roll_back(&vault, keep, &head).await;
+        let (ok, said) = vault.cli_verify().await;
+        assert!(!ok, "strict={strict}: {said}");
+        assert!(
+            said.contains("entries were removed"),
+            "strict={strict}: {said}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_inside_a_checkpoint_interval_cannot_be_rolled_back_unseen_in_strict_mode() {
+    let vault = TestVault::new().await;
+    let mut server = quiet_server(&vault, "true").await;
+    let (keep, head) = two_reads_through(&vault, server.0[0].1).await;
+    // The server keeps running; the insider rolls the reads back under it.
+    roll_back(&vault, keep, &head).await;
+    let (ok, said) = vault.cli_verify().await;
+    assert!(!ok, "{said}");
+    assert!(said.contains("entries were removed"), "{said}");
+    stop(&mut server, "-KILL");
+
+    // The window strict mode closes: without it, and with the process killed before any
+    // checkpoint, the same rollback goes unseen (what `HOSO_AUDIT_STRICT=false` risks).
+    let vault = TestVault::new().await;
+    let mut server = quiet_server(&vault, "false").await;
+    let (keep, head) = two_reads_through(&vault, server.0[0].1).await;
+    stop(&mut server, "-KILL");
+    roll_back(&vault, keep, &head).await;
+    let (ok, said) = vault.cli_verify().await;
+    assert!(ok, "unseen without strict mode: {said}");
+}
+
+#[tokio::test]
+async fn a_checkpoint_clock_set_ahead_in_the_database_stops_no_checkpoint_and_is_flagged() {
+    let vault = TestVault::with(|s| {
+        s.audit_strict = false;
+        s.checkpoint_every = 100_000;
+        s.checkpoint_seconds = 1;
+    })
+    .await;
+    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(86, 3000)).await;
+    vault.publish_checkpoint().await;
+    let ten_years = 10 * 365 * 24 * 3600 * 1000_i64;
+    vault
+        .sql(&format!(
+            "UPDATE audit_notes SET made_at = made_at + {ten_years}"
+        ))
+        .await;
+    let path = format!("/v1/documents/{id}/content");
+    for _ in 0..2 {
+        vault
+            .get(&path, &vault.clerk())
+            .await
+            .expect(StatusCode::OK);
+    }
+    let published = vault
+        .state
+        .vault
+        .blobs
+        .list_under("audit/checkpoints")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    vault.publish_checkpoint().await;
+    let now = vault
+        .state
+        .vault
+        .blobs
+        .list_under("audit/checkpoints")
+        .await
+        .unwrap();
+    assert_eq!(
+        now.len(),
+        published.len() + 1,
+        "due by the process's own clock: {now:?}"
+    );
+    let (ok, said) = vault.cli_verify().await;
+    assert!(!ok, "{said}");
+    assert!(said.contains("in the future"), "{said}");
 }

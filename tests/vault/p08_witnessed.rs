@@ -44,43 +44,6 @@ async fn size(vault: &TestVault) -> i64 {
     vault.count("SELECT seq FROM audit_head").await
 }
 
-/// What a database administrator does to make the log look as it was at `keep` entries: the
-/// later entries, tree nodes, checkpoints and notes deleted, the head they saved put back.
-async fn roll_back(vault: &TestVault, keep: i64, head: &(String, String)) {
-    vault
-        .sql(&format!("DELETE FROM audit_entries WHERE seq > {keep}"))
-        .await;
-    for level in 0..40 {
-        vault
-            .sql(&format!(
-                "DELETE FROM audit_tree WHERE level = {level} AND idx >= {}",
-                keep >> level
-            ))
-            .await;
-    }
-    vault
-        .sql(&format!("DELETE FROM audit_notes WHERE size > {keep}"))
-        .await;
-    vault
-        .sql(&format!(
-            "DELETE FROM audit_signed_heads WHERE seq > {keep}"
-        ))
-        .await;
-    vault
-        .sql(&format!(
-            "UPDATE audit_head SET seq = {keep}, hash = '{}', signature = '{}'",
-            head.0, head.1
-        ))
-        .await;
-}
-
-async fn saved_head(vault: &TestVault) -> (String, String) {
-    (
-        vault.fetch_text("SELECT hash FROM audit_head").await,
-        vault.fetch_text("SELECT signature FROM audit_head").await,
-    )
-}
-
 #[tokio::test]
 async fn a_rollback_in_the_database_is_found_from_the_object_stores_checkpoints() {
     let vault = vault().await;
@@ -94,18 +57,31 @@ async fn a_rollback_in_the_database_is_found_from_the_object_stores_checkpoints(
     assert_eq!(checkpoint(&vault).await as i64, keep + 2);
     assert_eq!(verify(&vault).await["ok"], true);
 
+    // Strict mode published every batch: the last checkpoint covers the whole log.
+    let before = size(&vault).await;
     roll_back(&vault, keep, &head).await;
-    let r = verify(&vault).await;
-    assert_eq!(r["ok"], false, "{r}");
-    assert_eq!(r["first_bad_seq"], keep + 1, "{r}");
-    let problem = r["problem"].as_str().unwrap();
+    let vault = vault.noticed_then_restarted().await;
+    let (ok, said) = vault.cli_verify().await;
+    assert!(!ok, "{said}");
     assert!(
-        problem.contains("the object store") && problem.contains(&format!("{} entries", keep + 2)),
-        "{problem}"
+        said.contains(&format!("NOT intact: first bad entry is {}", keep + 1)),
+        "{said}"
     );
-    let out = hoso_cli(&vault, &["audit", "verify"]).await;
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("NOT intact"));
+    assert!(
+        said.contains("the object store") && said.contains(&format!("{before} entries")),
+        "{said}"
+    );
+    // The restarted vault's next entry would fork the published log: it refuses, and says so.
+    vault
+        .get(&format!("/v1/documents/{id}"), &vault.clerk())
+        .await
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    let ready = vault.get("/readyz", "").await.json();
+    let alarm = ready["audit_log_rolled_back"].as_str().unwrap_or_default();
+    assert!(
+        alarm.contains("different checkpoint of the same size"),
+        "{ready}"
+    );
 }
 
 #[tokio::test]
@@ -121,15 +97,10 @@ async fn a_wiped_log_and_a_forged_checkpoint_are_found() {
             "0".repeat(64)
         ))
         .await;
-    let r = verify(&vault).await;
-    assert_eq!(r["ok"], false, "a wipe: {r}");
-    assert!(
-        r["problem"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("{signed} entries")),
-        "{r}"
-    );
+    let vault = vault.noticed_then_restarted().await;
+    let (ok, said) = vault.cli_verify().await;
+    assert!(!ok, "a wipe: {said}");
+    assert!(said.contains(&format!("{signed} entries")), "{said}");
 
     // A checkpoint signed by some other key, dropped into the bucket.
     let vault = self::vault().await;
@@ -216,6 +187,7 @@ async fn a_rollback_that_also_deletes_the_published_checkpoints_and_regrows_is_c
             vault.state.vault.blobs.delete(&key).await.unwrap();
         }
     }
+    let vault = vault.noticed_then_restarted().await;
     // Without a witness, nothing outside the database remembers: the log looks intact...
     assert_eq!(verify(&vault).await["ok"], true);
     // ...but the witness does.
