@@ -2,6 +2,7 @@
 // entry's detail, the chain's verification status, and a CSV export of the filtered view.
 
 import { allPages, api } from './api.js';
+import { csvText } from './csv.js';
 import { errorNotice } from './views.js';
 import { download, field, h, notice, put, when } from './dom.js';
 import { ACTIONS, locale, t } from './i18n.js';
@@ -156,20 +157,13 @@ async function checkChain() {
 
 const CSV_COLUMNS = ['seq', 'at', 'actor', 'role', 'office', 'action', 'outcome', 'document_id', 'grant_id', 'case_ref', 'reason'];
 
-/** One CSV field (RFC 4180), with a leading quote on anything a spreadsheet would run as a formula. */
-function csvField(value) {
-  let text = value === null || value === undefined ? '' : String(value);
-  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-}
 
 async function exportCsv(ev) {
   const button = ev.target;
   button.disabled = true;
   try {
     const all = await allPages('/v1/audit', filters, (n) => { button.textContent = t('audit.csv_progress', n); });
-    const lines = [CSV_COLUMNS.join(',')].concat(all.map((e) => CSV_COLUMNS.map((c) => csvField(e[c])).join(',')));
-    download(new Blob([`${lines.join('\r\n')}\r\n`], { type: 'text/csv;charset=utf-8' }), `hoso-audit-${new Date().toISOString().slice(0, 10)}.csv`);
+    download(new Blob([csvText(CSV_COLUMNS, all)], { type: 'text/csv;charset=utf-8' }), `hoso-audit-${new Date().toISOString().slice(0, 10)}.csv`);
   } catch (error) {
     document.getElementById('log').prepend(errorNotice(error));
   } finally {

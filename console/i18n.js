@@ -215,6 +215,7 @@ const vi = {
   'action.access_log.proof': 'Lấy bằng chứng một lượt đọc',
   'action.token.issue': 'Cấp phiên đăng nhập',
   'action.token.revoke': 'Thu hồi phiên đăng nhập',
+  'action.token.refused': 'Từ chối phiên hết hạn hoặc đã thu hồi',
   'action.refusals.limited': 'Giới hạn yêu cầu bị từ chối',
   'action.keys.rewrap': 'Bọc lại khóa dữ liệu',
   'action.keys.retire': 'Ngừng dùng khóa chủ',
@@ -476,6 +477,7 @@ const en = {
   'action.access_log.proof': 'Fetch the proof of a read',
   'action.token.issue': 'Issue a sign-in',
   'action.token.revoke': 'Revoke a sign-in',
+  'action.token.refused': 'Refuse an expired or revoked sign-in',
   'action.refusals.limited': 'Refusals limited',
   'action.keys.rewrap': 'Rewrap data keys',
   'action.keys.retire': 'Retire a master key',
@@ -558,7 +560,7 @@ export const DOC_TYPES = ['cccd', 'passport', 'birth_certificate', 'marriage_cer
 export const ACTIONS = ['document.intake', 'document.list', 'document.read', 'document.content',
   'document.verify', 'document.revoke', 'grant.create', 'grant.revoke', 'grant.list', 'grant.read',
   'audit.query', 'audit.verify', 'access_log.read', 'access_log.proof', 'token.issue',
-  'token.revoke', 'refusals.limited', 'keys.rewrap', 'keys.retire'];
+  'token.revoke', 'token.refused', 'refusals.limited', 'keys.rewrap', 'keys.retire'];
 
 /** The message for an API error: plain words for its code. */
 export function apiMessage(error) {

@@ -28,13 +28,13 @@ export function codeProblem(text) {
   return null;
 }
 
-/** Free text: not empty, no control characters, no invisible formatting, bounded. The same
- * characters as `parse_text` in src/domain.rs refuses; tests/rules_cases.json is run against both. */
+/** Free text: not empty, no control or invisible characters, bounded. The same characters as
+ * `parse_text` in src/domain.rs refuses (by Unicode general category: Cc, Cf, Zl, Zp, Co, Cs, Cn,
+ * and the Hangul fillers); tests/rules_cases.json is run against both. */
 export function textProblem(text, max = 200) {
   if (text.trim() === '') return 'err.required';
   if ([...text].length > max) return 'err.too_long';
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u061c]/.test(text)) return 'err.control';
+  if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cs}\p{Cn}\u115F\u1160\u3164\uFFA0]/u.test(text)) return 'err.control';
   return null;
 }
 

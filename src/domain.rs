@@ -191,6 +191,7 @@ string_enum!(
         AccessLogProof = "access_log.proof",
         TokenIssue = "token.issue",
         TokenRevoke = "token.revoke",
+        TokenRefused = "token.refused",
         RefusalsLimited = "refusals.limited",
         KeysRewrap = "keys.rewrap",
         KeysRetire = "keys.retire",
@@ -294,22 +295,34 @@ pub fn parse_text(input: &str, what: &str, max_chars: usize) -> Result<String, D
             "{what} must not contain control characters"
         )));
     }
-    if input.chars().any(is_invisible_formatting) {
+    if input.chars().any(is_hidden) {
         return Err(DomainError::InvalidMetadata(format!(
-            "{what} must not contain invisible formatting characters (bidirectional overrides, \
-             zero-width characters)"
+            "{what} must not contain invisible characters (formatting marks such as bidirectional \
+             overrides or zero-width spaces, line or paragraph separators, private-use or \
+             unassigned code points, Hangul fillers)"
         )));
     }
     Ok(input.to_owned())
 }
 
-/// Characters that change how text displays without being seen: bidirectional embeddings,
-/// overrides and isolates (which can make "Nguyễn" read as another name on a screen or a
-/// printed receipt), zero-width spaces and joiners, and the byte-order mark.
-fn is_invisible_formatting(c: char) -> bool {
-    matches!(c,
-        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
-        | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}')
+/// Characters that change how text displays, or display as nothing, without being seen: by
+/// Unicode general category, every format character (Cf: bidirectional embeddings, overrides
+/// and isolates, which can make "Nguyễn" read as another name on a screen or a printed receipt;
+/// zero-width spaces and joiners; the soft hyphen; tag characters; the byte-order mark), line
+/// and paragraph separators (Zl, Zp), private-use (Co), surrogate (Cs) and unassigned (Cn)
+/// code points; and the Hangul fillers, letters that draw as blank space. Control characters
+/// (Cc) are refused before, with their own message. `console/rules.js` refuses the same set.
+fn is_hidden(c: char) -> bool {
+    use unicode_general_category::{GeneralCategory as G, get_general_category};
+    matches!(
+        get_general_category(c),
+        G::Format
+            | G::LineSeparator
+            | G::ParagraphSeparator
+            | G::PrivateUse
+            | G::Surrogate
+            | G::Unassigned
+    ) || matches!(c, '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}')
 }
 
 /// A calendar date written `YYYY-MM-DD`; 2023-02-30 is refused. The shape is checked first:

@@ -183,6 +183,21 @@ impl Publisher {
         Ok(signed)
     }
 
+    /// Makes sure a checkpoint covering `mark` is in the object store: done already when this
+    /// process has published one at least as large (it covers every entry below its size),
+    /// else published now.
+    pub async fn publish_covering(
+        &self,
+        blobs: &BlobStore,
+        keys: &Keyring,
+        mark: Mark,
+    ) -> Result<(), ApiError> {
+        if self.state().published >= mark.size {
+            return Ok(());
+        }
+        self.publish(blobs, keys, mark).await.map(|_| ())
+    }
+
     fn sign(&self, keys: &Keyring, mark: Mark) -> String {
         let checkpoint = Checkpoint {
             origin: self.policy.origin.clone(),

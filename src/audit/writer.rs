@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::append::{self, Appended, Appender};
-use super::checkpoints::Publisher;
+use super::checkpoints::{Mark, Publisher};
 use super::{Entry, Outcome};
 use crate::blob::BlobStore;
 use crate::crypto::keyring::Keyring;
@@ -168,10 +168,20 @@ async fn writer(sink: Sink, mut queue: mpsc::Receiver<Job>) {
             .map(|job| ((job.keys, job.work), job.reply))
             .unzip();
         match write(&sink, work).await {
-            Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
+            Ok((results, None)) => answer(replies, results),
+            // Strict: nothing is answered (no byte leaves) before a checkpoint covering every
+            // entry of the batch is in the object store. The entries are committed either way;
+            // if the checkpoint cannot be written, the requests fail closed. Published beside
+            // the writer, which goes on with the next batch meanwhile (a slow store slows the
+            // answers, not the log).
+            Ok((results, Some((mark, keys)))) => {
+                let (checkpoints, blobs) = (sink.checkpoints.clone(), sink.blobs.clone());
+                tokio::spawn(async move {
+                    match checkpoints.publish_covering(&blobs, &keys, mark).await {
+                        Ok(()) => answer(replies, results),
+                        Err(e) => answer(replies, results.into_iter().map(|_| Err(e.clone()))),
+                    }
+                });
             }
             Err(e) => {
                 for reply in replies {
@@ -190,11 +200,21 @@ async fn writer(sink: Sink, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
+fn answer(
+    replies: Vec<oneshot::Sender<Result<Done, ApiError>>>,
+    results: impl IntoIterator<Item = Result<Done, ApiError>>,
+) {
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
+    }
+}
+
+/// What a batch committed: each job's result, and in strict mode the checkpoint still to
+/// publish before any of them is answered (with the keys to sign it).
+type Written = (Vec<Result<Done, ApiError>>, Option<(Mark, Arc<Keyring>)>);
+
 /// One transaction for the whole batch. The per-job results are only sent after the commit.
-async fn write(
-    sink: &Sink,
-    batch: Vec<(Arc<Keyring>, Work)>,
-) -> Result<Vec<Result<Done, ApiError>>, ApiError> {
+async fn write(sink: &Sink, batch: Vec<(Arc<Keyring>, Work)>) -> Result<Written, ApiError> {
     Metrics::inc(&sink.metrics.audit_batches);
     // Failures are counted per request (in `submit`), not here per batch.
     let mut tx = append::open(&sink.db).await?;
@@ -227,16 +247,14 @@ async fn write(
         appender.finish(&mut tx, keys).await?;
     }
     append::close(tx).await?;
-    if let (Some(mark), Some(keys)) = (mark, &signer) {
-        sink.checkpoints.advance(mark);
-        // Strict: nothing is answered (no byte leaves) before a checkpoint covering every
-        // entry of the batch is in the object store. The entries are committed either way; if
-        // the checkpoint cannot be written, the requests fail closed.
-        if sink.checkpoints.policy.strict {
-            sink.checkpoints.publish(&sink.blobs, keys, mark).await?;
+    let publish = match (mark, signer) {
+        (Some(mark), Some(keys)) => {
+            sink.checkpoints.advance(mark);
+            sink.checkpoints.policy.strict.then_some((mark, keys))
         }
-    }
-    Ok(results)
+        _ => None,
+    };
+    Ok((results, publish))
 }
 
 /// One job of a batch: its entry appended (as denied, with the reason, when its grant use was

@@ -241,6 +241,16 @@ impl VerifiedTokens {
     }
 }
 
+/// Why a token was refused. One the vault itself issued, refused only because it expired or
+/// was revoked, names its holder: such a refusal is logged like any other (see
+/// `records::refuse_token`). A token that is not the vault's names nobody.
+#[derive(Debug)]
+pub enum Refusal {
+    Invalid(ApiError),
+    Expired(Caller),
+    Revoked(Caller),
+}
+
 /// Checks a bearer token completely: signature (once per token, see [`VerifiedTokens`]) and
 /// claims, then the revocation list.
 pub async fn authenticate(
@@ -249,12 +259,38 @@ pub async fn authenticate(
     verified: &VerifiedTokens,
     db: &Db,
     token: &str,
-) -> Result<Caller, ApiError> {
-    let claims = verified.decode(keys, policy, token)?;
-    if crate::db::revoked_tokens::is_token_revoked(&db.pool, &claims.jti).await? {
-        return Err(ApiError::Unauthenticated(
-            "the token has been revoked".into(),
-        ));
+) -> Result<Caller, Refusal> {
+    let claims = match verified.decode(keys, policy, token) {
+        Ok(claims) => claims,
+        Err(ApiError::TokenExpired) => {
+            return Err(match expired_caller(keys, policy, token) {
+                Some(caller) => Refusal::Expired(caller),
+                None => Refusal::Invalid(ApiError::TokenExpired),
+            });
+        }
+        Err(e) => return Err(Refusal::Invalid(e)),
+    };
+    let revoked = crate::db::revoked_tokens::is_token_revoked(&db.pool, &claims.jti)
+        .await
+        .map_err(|e| Refusal::Invalid(e.into()))?;
+    let caller = Caller::from_claims(claims).map_err(Refusal::Invalid)?;
+    if revoked {
+        return Err(Refusal::Revoked(caller));
     }
-    Caller::from_claims(claims)
+    Ok(caller)
+}
+
+/// Who holds an expired token that is otherwise the vault's own: signature, algorithm, issuer,
+/// audience and claims all checked, only `exp` not.
+fn expired_caller(keys: &Keyring, policy: &TokenPolicy, token: &str) -> Option<Caller> {
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_issuer(&[&policy.issuer]);
+    validation.set_audience(&[&policy.audience]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+    validation.validate_exp = false;
+    validation.validate_nbf = true;
+    validation.leeway = LEEWAY_SECONDS;
+    let data =
+        jsonwebtoken::decode::<Claims>(token, &keys.token.decoding_key(), &validation).ok()?;
+    Caller::from_claims(data.claims).ok()
 }

@@ -35,7 +35,7 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let vault = &state.vault;
-        auth::authenticate(
+        let refusal = match auth::authenticate(
             &vault.keys(),
             &vault.token_policy,
             &vault.verified_tokens,
@@ -43,5 +43,10 @@ impl FromRequestParts<AppState> for Caller {
             bearer(parts)?,
         )
         .await
+        {
+            Ok(caller) => return Ok(caller),
+            Err(refusal) => refusal,
+        };
+        Err(crate::records::refuse_token(vault, refusal).await)
     }
 }

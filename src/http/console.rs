@@ -32,6 +32,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
     ("app.js", JS, include_bytes!("../../console/app.js")),
     ("api.js", JS, include_bytes!("../../console/api.js")),
+    ("csv.js", JS, include_bytes!("../../console/csv.js")),
     ("dom.js", JS, include_bytes!("../../console/dom.js")),
     ("i18n.js", JS, include_bytes!("../../console/i18n.js")),
     ("rules.js", JS, include_bytes!("../../console/rules.js")),
@@ -120,5 +121,56 @@ mod tests {
         let out: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert!(out["checked"].as_u64().unwrap() > 30, "{out}");
         assert_eq!(out["wrong"], serde_json::json!([]), "console/rules.js");
+    }
+
+    /// The audit log's CSV, written by the console's own module, read back by Python's `csv`
+    /// as a spreadsheet in a `,` locale and in a `;` locale (Vietnamese) would split it: no cell
+    /// begins with a character that starts a formula.
+    #[test]
+    fn the_audit_csv_starts_no_cell_with_a_formula_in_either_locale() {
+        let csv = node(
+            r#"const { csvText } = await import('./console/csv.js');
+               const reasons = ["Nhầm hồ sơ;=cmd|' /C calc'!A0", "=1+1", "+SUM(A1)", "-2", "@x",
+                 "\ta", "\r=b", 'ok, =HYPERLINK("http://x")', "a\t\t=c", "tab\t+1", 'say "hi"'];
+               const rows = reasons.map((reason, seq) => ({ seq, reason, actor: '=evil' }));
+               process.stdout.write(csvText(['seq', 'actor', 'reason'], rows));"#,
+        );
+        let check = r#"
+import csv, io, sys
+text = sys.stdin.read()
+bad = []
+for delimiter in [",", ";"]:
+    for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+        bad += [(delimiter, cell) for cell in row if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    # An importer that splits on the separator whatever the quotes.
+    for line in text.splitlines():
+        bad += [(delimiter + " naive", cell) for cell in line.split(delimiter)
+                if cell.lstrip('"')[:1] in ("=", "+", "-", "@", "\t", "\r")]
+rows = list(csv.reader(io.StringIO(text, newline="")))
+assert len(rows) == 12 and rows[1][2] == "Nhầm hồ sơ;'=cmd|' /C calc'!A0", rows[:2]
+assert rows[11][2] == 'say "hi"', rows[11]
+print(bad)
+"#;
+        let mut python = std::process::Command::new("python3")
+            .args(["-c", check])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 is needed to read the CSV back");
+        use std::io::Write;
+        python
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(csv.as_bytes())
+            .unwrap();
+        let out = python.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]", "{csv}");
     }
 }

@@ -7,11 +7,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use std::net::SocketAddr;
-
-use axum::Extension;
-use axum::extract::ConnectInfo;
-
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::Role;
@@ -65,15 +60,14 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Open to a scraper on the same machine; from anywhere else it takes an admin or auditor
-/// token (or `HOSO_METRICS_PUBLIC=true`): counts of reads and refusals are not for the world.
+/// Takes an admin or auditor token, whoever asks (or `HOSO_METRICS_PUBLIC=true`): counts of
+/// reads and refusals are not for the world, and a peer's address says nothing of who it is (a
+/// reverse proxy on the same machine makes every client look local).
 async fn metrics(
     State(state): State<AppState>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     caller: Result<Caller, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let local = peer.is_some_and(|Extension(ConnectInfo(addr))| addr.ip().is_loopback());
-    if !(local || state.settings.metrics_public) {
+    if !state.settings.metrics_public {
         caller?.require(&[Role::Admin, Role::Auditor])?;
     }
     Ok((

@@ -4,7 +4,6 @@
 //! in the kernel's backlog, so a flood of half-open connections cannot use up the process's
 //! file descriptors and starve `/healthz`).
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +30,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits)
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let (stream, peer) = match listener.accept().await {
+        let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors, or a connection reset before it was accepted: wait a
@@ -44,13 +43,13 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits)
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         tokio::spawn(async move {
-            connection(stream, peer, app, limits).await;
+            connection(stream, app, limits).await;
             drop(slot);
         });
     }
 }
 
-async fn connection(stream: TcpStream, peer: SocketAddr, app: Router, limits: ConnectionLimits) {
+async fn connection(stream: TcpStream, app: Router, limits: ConnectionLimits) {
     let started = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
     let io = TokioIo::new(Watched {
@@ -62,11 +61,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, app: Router, limits: Co
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    // Each request carries its peer as axum's `ConnectInfo` (`/metrics` asks who connected).
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        request
-            .extensions_mut()
-            .insert(axum::extract::ConnectInfo(peer));
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let mut app = app.clone();
         async move { tower_service::Service::call(&mut app, request).await }
     });

@@ -3,7 +3,7 @@
 
 use super::Vault;
 use crate::audit::{AuditAction, Entry, Outcome};
-use crate::auth::Caller;
+use crate::auth::{Caller, Refusal};
 use crate::crypto::keyring::Keyring;
 use crate::domain::{NationalId, Role};
 use crate::error::ApiError;
@@ -37,7 +37,18 @@ pub fn entry(keys: &Keyring, caller: &Caller, action: AuditAction) -> Entry {
 /// answer 429 `too_many_requests` unlogged. A 429 carries nothing personal, and a flood of
 /// refusals cannot grow the log without bound (it grows at most by the limit plus one entry a
 /// minute per actor, in each process).
-pub async fn refuse(vault: &Vault, mut entry: Entry, err: ApiError) -> ApiError {
+pub async fn refuse(vault: &Vault, entry: Entry, err: ApiError) -> ApiError {
+    let reason = err.code().to_owned();
+    refuse_because(vault, entry, err, reason).await
+}
+
+/// [`refuse`], with the entry's reason given rather than the error's code.
+async fn refuse_because(
+    vault: &Vault,
+    mut entry: Entry,
+    err: ApiError,
+    reason: String,
+) -> ApiError {
     // A failure of the vault itself (database down, disk full) is not a refusal of the caller,
     // and logging it would wait a second time on what just failed: it is answered as it is.
     if err.status().is_server_error() {
@@ -61,11 +72,32 @@ pub async fn refuse(vault: &Vault, mut entry: Entry, err: ApiError) -> ApiError 
         Admission::Limited => return ApiError::TooManyRequests,
     }
     entry.outcome = Outcome::Denied;
-    entry.reason = Some(err.code().to_owned());
+    entry.reason = Some(reason);
     match vault.record(entry).await {
         Ok(()) => err,
         Err(audit_err) => audit_err,
     }
+}
+
+/// The answer to a refused token, logged when the token was the vault's own (it names who
+/// holds it) and refused only because it expired or was revoked, like any other refusal (the
+/// same per-actor limit). A grant's token past its expiry is the grant expiring: 403
+/// `grant_expired`, logged with the grant.
+pub async fn refuse_token(vault: &Vault, refusal: Refusal) -> ApiError {
+    let (caller, err, reason) = match refusal {
+        Refusal::Invalid(err) => return err,
+        Refusal::Expired(caller) if caller.grant.is_some() => {
+            (caller, ApiError::GrantExpired, "grant_expired")
+        }
+        Refusal::Expired(caller) => (caller, ApiError::TokenExpired, "token_expired"),
+        Refusal::Revoked(caller) => (
+            caller,
+            ApiError::Unauthenticated("the token has been revoked".into()),
+            "token_revoked",
+        ),
+    };
+    let e = entry(&vault.keys(), &caller, AuditAction::TokenRefused);
+    refuse_because(vault, e, err, reason.into()).await
 }
 
 /// Counts each actor's refusals in the current minute.

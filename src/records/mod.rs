@@ -29,7 +29,7 @@ pub mod tokens;
 /// What the service works with.
 pub mod vault;
 
-pub use access::RefusalLimiter;
+pub use access::{RefusalLimiter, refuse_token};
 use access::{entry, refuse, require_own_records, require_role};
 pub use document::{DocumentView, Stamp, attest};
 use document::{binding, data_key, view};

@@ -509,7 +509,7 @@ async fn story() {
     let csv = String::from_utf8(csv).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 3, "a header and the two filtered rows: {csv}");
-    assert!(lines[0].starts_with("seq,at,actor,role,office,action,outcome"));
+    assert!(lines[0].starts_with(r#""seq","at","actor","role","office","action","outcome""#));
     assert!(
         lines[2].contains("denied") && lines[2].contains(DOSSIER),
         "{csv}"
@@ -598,6 +598,7 @@ async fn the_console_is_served_with_a_strict_policy_and_every_file_it_names() {
         "dom.js",
         "i18n.js",
         "rules.js",
+        "csv.js",
         "clerk.js",
         "officer.js",
         "auditor.js",

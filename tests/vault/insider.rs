@@ -501,3 +501,111 @@ async fn a_checkpoint_clock_set_ahead_in_the_database_stops_no_checkpoint_and_is
     assert!(!ok, "{said}");
     assert!(said.contains("in the future"), "{said}");
 }
+
+#[tokio::test]
+async fn a_revoked_or_expired_token_is_refused_and_logged_and_a_grant_token_past_expiry_is_grant_expired()
+ {
+    let vault = TestVault::new().await;
+    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(87, 3000)).await;
+    let clerk = vault.clerk();
+    let path = format!("/v1/citizens/{CITIZEN_A}/documents");
+    hoso::records::tokens::revoke(&vault.state.vault, &clerk)
+        .await
+        .unwrap();
+    vault
+        .get(&path, &clerk)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+
+    let (grant, _) = vault
+        .grant_for(CITIZEN_A, &["cccd"], "officer.binh", 3, 1)
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // The grant's token as it is once its expiry and the clock-skew leeway have passed.
+    let keys = vault.state.vault.keys();
+    let policy = &vault.state.vault.token_policy;
+    let now = hoso::db::now_ms() / 1000;
+    let claims = hoso::auth::Claims {
+        iss: policy.issuer.clone(),
+        aud: policy.audience.clone(),
+        sub: "officer.binh".into(),
+        role: hoso::domain::Role::Officer,
+        office: Some("STP-DANANG".into()),
+        iat: now - 3600,
+        nbf: now - 3600,
+        exp: now - hoso::auth::LEEWAY_SECONDS as i64 - 60,
+        jti: uuid::Uuid::now_v7().to_string(),
+        grant: Some(grant.clone()),
+    };
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(keys.token.kid().to_owned());
+    let officer = jsonwebtoken::encode(&header, &claims, &keys.token.encoding_key()).unwrap();
+    vault
+        .get(&format!("/v1/documents/{id}/content"), &officer)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "grant_expired");
+
+    let refused = |reason: &str, extra: &str| {
+        format!(
+            "SELECT COUNT(*) FROM audit_entries WHERE action = 'token.refused' \
+             AND outcome = 'denied' AND reason = '{reason}' {extra}"
+        )
+    };
+    assert_eq!(
+        vault
+            .count(&refused("token_revoked", "AND actor = 'clerk.lan'"))
+            .await,
+        1
+    );
+    assert_eq!(
+        vault
+            .count(&refused(
+                "grant_expired",
+                &format!("AND grant_id = '{grant}' AND actor = 'officer.binh'")
+            ))
+            .await,
+        1
+    );
+    // A token that is not the vault's names nobody: refused, not logged.
+    let before = vault.count("SELECT COUNT(*) FROM audit_entries").await;
+    vault
+        .get(&path, "not.a.token")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_eq!(
+        vault.count("SELECT COUNT(*) FROM audit_entries").await,
+        before
+    );
+}
+
+#[tokio::test]
+async fn invisible_characters_are_refused_in_every_free_text_field() {
+    let vault = TestVault::new().await;
+    for sneaky in [
+        "Hồ\u{2028}sơ",
+        "soft\u{AD}hyphen",
+        "tag\u{E0041}",
+        "\u{3164}",
+        "pua\u{E000}",
+    ] {
+        let reply = vault
+            .post(
+                "/v1/grants",
+                &vault.clerk(),
+                serde_json::json!({
+                    "national_id": CITIZEN_A, "doc_types": ["cccd"],
+                    "case_ref": "000.00.31.H40-261124-0001", "purpose": sneaky,
+                    "grantee": "officer.binh", "grantee_office": "STP-DANANG",
+                    "ttl_seconds": 60, "max_uses": 1,
+                }),
+            )
+            .await;
+        reply.expect_error(StatusCode::BAD_REQUEST, "invalid_request");
+        let mut meta = metadata("cccd");
+        meta["holder_name"] = format!("Nguyễn{sneaky}").into();
+        vault
+            .intake(&vault.clerk(), CITIZEN_A, &meta, &pdf(88, 3000))
+            .await
+            .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_metadata");
+    }
+}

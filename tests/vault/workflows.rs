@@ -441,7 +441,7 @@ async fn health_readiness_metrics_and_keys_are_public() {
             .all(|k| k["kty"] == "OKP" && k["crv"] == "Ed25519" && k.get("d").is_none())
     );
     vault.take_in(CITIZEN_A, "cccd", &pdf(160, 900)).await;
-    // Without a peer on loopback (this in-process router has none), metrics need a token.
+    // Metrics need an admin or auditor token, whoever asks.
     get("/metrics")
         .await
         .expect_error(StatusCode::UNAUTHORIZED, "unauthenticated");
