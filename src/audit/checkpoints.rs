@@ -65,6 +65,13 @@ pub struct Mark {
     pub root: Hash,
 }
 
+fn behind(head: u64, mark: Mark) -> String {
+    format!(
+        "the database's log has {head} entries, but this process committed {}",
+        mark.size
+    )
+}
+
 /// The process's checkpoint publisher: its high-water mark, what it published last and when
 /// (monotonic), and the rollback alarm.
 pub struct Publisher {
@@ -129,10 +136,7 @@ impl Publisher {
     /// process committed: the entries between were removed, and appending would fork the log.
     pub fn check_head(&self, head: u64) -> Result<(), ApiError> {
         match self.mark() {
-            Some(mark) if head < mark.size => Err(self.raise(format!(
-                "the database's log has {head} entries, but this process committed {}",
-                mark.size
-            ))),
+            Some(mark) if head < mark.size => Err(self.raise(behind(head, mark))),
             _ => Ok(()),
         }
     }
@@ -151,8 +155,10 @@ impl Publisher {
             None
         };
         snapshot.rollback().await?;
+        // The mark was read before the snapshot, and a mark only advances after its commit, so
+        // the snapshot holds at least the mark's entries unless they were removed.
         match root {
-            None => self.check_head(head),
+            None => Err(self.raise(behind(head, mark))),
             Some(Ok(root)) if root == mark.root => Ok(()),
             Some(_) => Err(self.raise(format!(
                 "the database's tree at {} entries is not the one this process committed: \

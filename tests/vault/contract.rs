@@ -103,3 +103,23 @@ async fn the_vault_serves_its_contract() {
     assert_eq!(reply.json(), contract());
     assert_eq!(reply.json()["openapi"], "3.1.0");
 }
+
+#[test]
+fn the_contract_lists_every_audit_action_role_and_outcome_the_vault_logs() {
+    let spec = contract();
+    let entry = &spec["components"]["schemas"]["AuditEntry"]["properties"];
+    let words = |all: Vec<&str>| serde_json::json!(all);
+    use hoso::domain::{AuditAction, Outcome, Role};
+    assert_eq!(
+        entry["action"]["enum"],
+        words(AuditAction::ALL.iter().map(|a| a.as_str()).collect())
+    );
+    assert_eq!(
+        entry["role"]["enum"],
+        words(Role::ALL.iter().map(|a| a.as_str()).collect())
+    );
+    assert_eq!(
+        entry["outcome"]["enum"],
+        words(Outcome::ALL.iter().map(|a| a.as_str()).collect())
+    );
+}
