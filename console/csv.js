@@ -1,10 +1,11 @@
 // The audit log as CSV (RFC 4180), safe to open in a spreadsheet in any locale. Every field is
 // quoted, and a character a spreadsheet would start a formula with (= + - @ tab CR) gets a
 // leading apostrophe wherever a cell could begin: at the start of the field, and after every
-// comma, semicolon, tab or line break inside it — Vietnamese spreadsheets split on ";" (the comma is their
-// decimal mark), and some importers split on a separator even inside quotes.
+// comma, semicolon, tab or line break inside it (and any quotes after that) — Vietnamese
+// spreadsheets split on ";" (the comma is their decimal mark), and some importers split on a
+// separator even inside quotes.
 
-const TRIGGER = /(?<=^|[,;\t\r\n])(?=[=+\-@\t\r])/g;
+const TRIGGER = /(?<=(?:^|[,;\t\r\n])"*)(?=[=+\-@\t\r])/g;
 
 /** One field, quoted and neutralised. */
 export function csvField(value) {

@@ -151,7 +151,7 @@ impl App {
             metrics.clone(),
         ));
         checkpoints
-            .start_from(&db)
+            .start_from(&db, &blobs, &keys)
             .await
             .map_err(|e| StartupError::AuditLog(format!("reading its head: {e}")))?;
         let vault = vault(&settings, db, blobs, keys, metrics, checkpoints);
@@ -163,13 +163,16 @@ impl App {
     }
 }
 
-/// Seals the grants of a vault from before grants were sealed, as they are, once: only the
-/// process that has just made the grant-seal key does, so a seal removed later (by someone
-/// holding the database) is never restored here; that grant stays refused.
+/// Seals the grants of a vault from before grants were sealed, as they are, once: only while
+/// the marker made with the grant-seal key is there (it goes once they are sealed), so a seal
+/// removed later by someone holding the database is never restored here; that grant stays
+/// refused.
 async fn seal_earlier_grants(db: &Db, keys: &Keyring) -> Result<(), StartupError> {
     let mut tx = db.begin().await?;
     let sealed = crate::db::grants::seal_unsealed(&mut tx, keys).await?;
     tx.commit("seal earlier grants").await?;
+    keys.grants_sealed()
+        .map_err(|e| StartupError::Keys(e.to_string()))?;
     if sealed > 0 {
         tracing::warn!(
             grants = sealed,

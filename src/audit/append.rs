@@ -128,18 +128,6 @@ impl Appender {
         self.started as u64
     }
 
-    /// The log as it will be once what was appended commits: size and root.
-    /// `None` when nothing was appended (the log is as it was).
-    pub fn mark(&self) -> Option<super::checkpoints::Mark> {
-        if self.seq == self.started {
-            return None;
-        }
-        let size = self.seq as u64;
-        self.tree
-            .root(size)
-            .map(|root| super::checkpoints::Mark { size, root })
-    }
-
     fn signed(&self, keys: &Keyring) -> Head {
         Head {
             seq: self.seq,
@@ -150,9 +138,18 @@ impl Appender {
 
     /// Stores what was appended (entries, tree nodes, signed heads) and the signed head after
     /// the last entry.
-    pub async fn finish(mut self, tx: &mut Tx, keys: &Keyring) -> Result<(), ApiError> {
+    ///
+    /// Returns the log as it will be once this commits (`None` if nothing was appended). The
+    /// root comes from the tree's right edge in memory, or, if a node of it was never loaded,
+    /// from the tree just stored; a tree that cannot give one fails the batch: what is
+    /// appended is always covered by what the process can publish.
+    pub async fn finish(
+        mut self,
+        tx: &mut Tx,
+        keys: &Keyring,
+    ) -> Result<Option<super::checkpoints::Mark>, ApiError> {
         if self.rows.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         store::insert_all(tx, &self.rows).await?;
         self.tree.store(tx).await?;
@@ -160,7 +157,12 @@ impl Appender {
             store::insert_signed_head(tx, head, *at).await?;
         }
         store::set_head(tx, &self.signed(keys)).await?;
-        Ok(())
+        let size = self.seq as u64;
+        let root = match self.tree.root(size) {
+            Some(root) => root,
+            None => tree::root(tx, size).await?,
+        };
+        Ok(Some(super::checkpoints::Mark { size, root }))
     }
 }
 

@@ -67,7 +67,7 @@ pub struct Mark {
 
 fn behind(head: u64, mark: Mark) -> String {
     format!(
-        "the database's log has {head} entries, but this process committed {}",
+        "the database's log has {head} entries, but {} were committed before",
         mark.size
     )
 }
@@ -134,7 +134,13 @@ impl Publisher {
 
     /// Refuses to append to a log whose head (`head`, as the database says) is behind what this
     /// process committed: the entries between were removed, and appending would fork the log.
+    /// Also refuses while an alarm is raised: the log is not the one this process published.
     pub fn check_head(&self, head: u64) -> Result<(), ApiError> {
+        if let Some(problem) = self.alarm() {
+            return Err(ApiError::Unavailable(format!(
+                "the audit log cannot be trusted: {problem}"
+            )));
+        }
         match self.mark() {
             Some(mark) if head < mark.size => Err(self.raise(behind(head, mark))),
             _ => Ok(()),
@@ -198,6 +204,11 @@ impl Publisher {
         keys: &Keyring,
         mark: Mark,
     ) -> Result<(), ApiError> {
+        if let Some(problem) = self.alarm() {
+            return Err(ApiError::Unavailable(format!(
+                "the audit log cannot be trusted: {problem}"
+            )));
+        }
         if self.state().published >= mark.size {
             return Ok(());
         }
@@ -271,33 +282,101 @@ impl Publisher {
         Ok(())
     }
 
-    /// Starts from the log as the database has it at start-up: the only time the mark is read
-    /// from the database (a process that has committed nothing knows no better).
-    pub async fn start_from(&self, db: &Db) -> Result<(), ApiError> {
+    /// Starts from the log as the database has it at start-up (the only time the mark is read
+    /// from the database: a process that has committed nothing knows no better), checked
+    /// against the largest checkpoint published: a log shorter than it, or different at its
+    /// size, was rolled back while no process was watching, and the alarm is raised.
+    pub async fn start_from(
+        &self,
+        db: &Db,
+        blobs: &BlobStore,
+        keys: &Keyring,
+    ) -> Result<(), ApiError> {
+        let published = match largest_published(blobs, keys, &self.policy.origin).await? {
+            Ok(published) => published,
+            Err(problem) => {
+                self.raise(problem);
+                None
+            }
+        };
         let mut snapshot = db.snapshot().await?;
         let size = store::head(&mut *snapshot).await?.seq as u64;
         let root = tree::root(&mut snapshot, size).await;
+        let at_published = match &published {
+            Some(c) if c.size <= size => Some(tree::root(&mut snapshot, c.size).await?),
+            _ => None,
+        };
         snapshot.rollback().await?;
         self.advance(Mark { size, root: root? });
+        if let Some(c) = published {
+            let mark = Mark {
+                size: c.size,
+                root: c.root,
+            };
+            if c.size > size {
+                self.raise(behind(size, mark));
+            } else if at_published != Some(c.root) {
+                self.raise(format!(
+                    "the database's tree at {} entries is not the one published: the log was \
+                     rewritten",
+                    c.size
+                ));
+            }
+        }
         Ok(())
     }
 }
 
+/// Writes `bytes` under `key` unless it is there already. Another process (or this one's
+/// checkpointer) may write the same checkpoint at the same moment: a write that loses that race
+/// is fine if what won is the same bytes.
 async fn write_once(blobs: &BlobStore, key: &str, bytes: &[u8]) -> Result<(), ApiError> {
-    match blobs.get_all(key).await {
-        Ok(existing) if existing == bytes => return Ok(()),
-        Ok(_) => {
-            return Err(ApiError::Conflict(format!(
-                "{key} already holds a different checkpoint of the same size: the audit log \
-                 in the database is not the one published (rolled back and regrown); nothing \
-                 was overwritten"
-            )));
-        }
-        Err(BlobError::Missing(_)) => {}
-        Err(e) => return Err(e.into()),
+    if same_or_absent(blobs, key, bytes).await? {
+        return Ok(());
     }
-    blobs.put_all(key, Bytes::copy_from_slice(bytes)).await?;
+    if let Err(e) = blobs.put_all(key, Bytes::copy_from_slice(bytes)).await {
+        return match same_or_absent(blobs, key, bytes).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(e.into()),
+            Err(conflict) => Err(conflict),
+        };
+    }
     Ok(())
+}
+
+/// `true` if `key` holds `bytes`, `false` if it holds nothing; a fork if it holds anything else.
+async fn same_or_absent(blobs: &BlobStore, key: &str, bytes: &[u8]) -> Result<bool, ApiError> {
+    match blobs.get_all(key).await {
+        Ok(existing) if existing == bytes => Ok(true),
+        Ok(_) => Err(ApiError::Conflict(format!(
+            "{key} already holds a different checkpoint of the same size: the audit log in \
+             the database is not the one published (rolled back and regrown); nothing was \
+             overwritten"
+        ))),
+        Err(BlobError::Missing(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The largest checkpoint in the object store (keys sort by size), checked against the key.
+async fn largest_published(
+    blobs: &BlobStore,
+    keys: &Keyring,
+    origin: &str,
+) -> Result<Result<Option<Checkpoint>, String>, ApiError> {
+    let Some(key) = blobs
+        .list_under(PREFIX)
+        .await?
+        .into_iter()
+        .filter(|k| size_of_key(k).is_some())
+        .max()
+    else {
+        return Ok(Ok(None));
+    };
+    let text = String::from_utf8_lossy(&blobs.get_all(&key).await?).into_owned();
+    Ok(note::open(&text, origin, keys.audit.public_key())
+        .map(Some)
+        .map_err(|e| format!("the published checkpoint {key} does not verify: {e}")))
 }
 
 /// A checkpoint someone outside the database vouches for: the object store's, or a witness's.

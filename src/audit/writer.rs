@@ -242,10 +242,10 @@ async fn write(sink: &Sink, batch: Vec<(Arc<Keyring>, Work)>) -> Result<Written,
     for ((keys, work), refused) in batch.into_iter().zip(refusals) {
         results.push(run(&mut tx, &mut appender, &keys, work, refused).await?);
     }
-    let mark = appender.mark();
-    if let Some(keys) = &signer {
-        appender.finish(&mut tx, keys).await?;
-    }
+    let mark = match &signer {
+        Some(keys) => appender.finish(&mut tx, keys).await?,
+        None => None,
+    };
     append::close(tx).await?;
     let publish = match (mark, signer) {
         (Some(mark), Some(keys)) => {

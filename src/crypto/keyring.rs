@@ -32,8 +32,10 @@ pub struct Keyring {
     blind_index: Zeroizing<[u8; 32]>,
     audit_chain: Zeroizing<[u8; 32]>,
     grant_seal: GrantSealKey,
-    /// Whether this open made the grant-seal key (a vault from before grants were sealed):
-    /// then, and only then, the grants already stored are sealed once as they are.
+    /// Whether the grants already stored still wait to be sealed once, as they are: set when
+    /// the grant-seal key is made (a vault from before grants were sealed), by a marker file
+    /// beside it made first, and cleared by [`Keyring::grants_sealed`] once they are. A
+    /// database holder cannot make the vault seal a grant they edited: the marker is in `keys/`.
     pub grant_seal_is_new: bool,
     keks: BTreeMap<u32, Kek>,
     pub token: SigningKey,
@@ -64,7 +66,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
 impl Keyring {
     /// Loads the keys, creating any that are missing when `create` is set (`serve`, `init`).
     pub fn open(dir: &Path, create: bool) -> Result<Self, KeyError> {
-        let mut grant_seal_is_new = false;
         if create {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -73,8 +74,12 @@ impl Keyring {
                 .map_err(io_err(dir))?;
             ensure_file(dir, "blind-index.key", || random_bytes::<32>().to_vec())?;
             ensure_file(dir, "audit-chain.key", || random_bytes::<32>().to_vec())?;
-            grant_seal_is_new =
-                ensure_file(dir, "grant-seal.key", || random_bytes::<32>().to_vec())?;
+            // The marker first: a crash between the two leaves the marker, never a key without
+            // it (which would leave earlier grants unsealed, and refused, for good).
+            if !dir.join("grant-seal.key").exists() {
+                ensure_file(dir, GRANTS_TO_SEAL, Vec::new)?;
+            }
+            ensure_file(dir, "grant-seal.key", || random_bytes::<32>().to_vec())?;
             for name in [
                 "token-signing.p8",
                 "attestation-signing.p8",
@@ -101,7 +106,7 @@ impl Keyring {
             blind_index: read_key32(&dir.join("blind-index.key"))?,
             audit_chain: read_key32(&dir.join("audit-chain.key"))?,
             grant_seal: GrantSealKey::new(&*read_grant_seal(dir)?),
-            grant_seal_is_new,
+            grant_seal_is_new: dir.join(GRANTS_TO_SEAL).exists(),
             keks,
             token: read_signing(dir, "token-signing.p8", "token")?,
             attestation: read_signing(dir, "attestation-signing.p8", super::attestation::PURPOSE)?,
@@ -115,6 +120,16 @@ impl Keyring {
 
     pub fn audit_chain_key(&self) -> &[u8] {
         self.audit_chain.as_ref()
+    }
+
+    /// The grants stored before the grant-seal key existed are sealed: the marker goes.
+    pub fn grants_sealed(&self) -> Result<(), KeyError> {
+        let path = self.dir.join(GRANTS_TO_SEAL);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
     }
 
     /// The seal of a grant's fixed scope (hex).
@@ -158,6 +173,9 @@ impl Keyring {
         serde_json::json!({"keys": [self.token.jwk(), self.attestation.jwk(), self.audit.jwk()]})
     }
 }
+
+/// The marker of grants still to be sealed (see [`Keyring::grant_seal_is_new`]).
+const GRANTS_TO_SEAL: &str = "grant-seal.pending";
 
 fn kek_file_name(version: u32) -> String {
     format!("kek-{version:06}.key")

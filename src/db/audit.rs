@@ -666,25 +666,60 @@ where
     rows.iter().map(note_from_row).collect()
 }
 
-/// How many content reads the log holds as allowed through each grant that has any (by grant
-/// id as logged): what each grant's count of uses spent must equal, since a read spends its use
-/// in the transaction that logs it.
-pub async fn content_reads_by_grant<'e, E>(
-    executor: E,
-) -> Result<std::collections::HashMap<String, i64>, DbError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
+/// The content reads the log holds as allowed through one grant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrantReads {
+    /// How many: what the grant's count of uses spent must equal, since a read spends its use
+    /// in the transaction that logs it.
+    pub count: i64,
+    /// When the last was logged (ms).
+    pub last_at: i64,
+    /// How many were logged after the grant's own revocation entry.
+    pub after_revocation: i64,
+}
+
+/// [`GrantReads`] of every grant that has any (by grant id as logged).
+pub async fn content_reads_by_grant(
+    tx: &mut Tx,
+) -> Result<std::collections::HashMap<String, GrantReads>, DbError> {
+    let (read, revoke, allowed) = (
+        AuditAction::DocumentContent.as_str(),
+        AuditAction::GrantRevoke.as_str(),
+        Outcome::Allowed.as_str(),
+    );
     let rows = sqlx::query(
-        "SELECT grant_id, COUNT(*) AS n FROM audit_entries \
+        "SELECT grant_id, COUNT(*) AS n, MAX(at) AS last_at FROM audit_entries \
          WHERE action = $1 AND outcome = $2 AND grant_id IS NOT NULL GROUP BY grant_id",
     )
-    .bind(AuditAction::DocumentContent.as_str())
-    .bind(Outcome::Allowed.as_str())
-    .fetch_all(executor)
+    .bind(read)
+    .bind(allowed)
+    .fetch_all(&mut **tx)
     .await
     .map_err(db_err("count content reads by grant"))?;
-    rows.iter()
-        .map(|r| Ok((col::<String>(r, "grant_id")?, col::<i64>(r, "n")?)))
-        .collect()
+    let mut out = std::collections::HashMap::new();
+    for r in &rows {
+        let reads = GrantReads {
+            count: col(r, "n")?,
+            last_at: col(r, "last_at")?,
+            after_revocation: 0,
+        };
+        out.insert(col::<String>(r, "grant_id")?, reads);
+    }
+    let late = sqlx::query(
+        "SELECT r.grant_id AS grant_id, COUNT(*) AS n FROM audit_entries r \
+         JOIN audit_entries v ON v.grant_id = r.grant_id AND v.action = $1 AND v.outcome = $2 \
+         WHERE r.action = $3 AND r.outcome = $2 AND r.seq > v.seq GROUP BY r.grant_id",
+    )
+    .bind(revoke)
+    .bind(allowed)
+    .bind(read)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_err("count reads after revocation"))?;
+    for r in &late {
+        if let Some(reads) = out.get_mut(&col::<String>(r, "grant_id")?) {
+            reads.after_revocation = col(r, "n")?;
+        }
+    }
+    Ok(out)
 }

@@ -40,15 +40,17 @@ pub async fn differences(db: &Db) -> Result<Vec<String>, DbError> {
     Ok(out)
 }
 
-/// What SQLite's catalog says, but its own internal objects. `sql` is the statement that made
-/// each object as SQLite keeps it, so a table or trigger redefined under hoso's name differs.
+/// What SQLite's catalog says, but the statistics `ANALYZE` keeps (they change plans, not
+/// results). `sql` is the statement that made each object as SQLite keeps it, so a table or
+/// trigger redefined under hoso's name, or given another default or check, differs. SQLite's
+/// own objects (automatic indexes) are made the same way in the expected schema.
 async fn sqlite_objects<'e, E>(executor: E) -> Result<BTreeSet<Object>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let rows = sqlx::query(
         "SELECT type, name, COALESCE(sql, '') AS sql FROM sqlite_master \
-         WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+         WHERE NOT (type = 'table' AND name LIKE 'sqlite\\_stat%' ESCAPE '\\')",
     )
     .fetch_all(executor)
     .await
@@ -71,15 +73,32 @@ async fn sqlite_expected(db: &Db) -> Result<BTreeSet<Object>, DbError> {
     objects
 }
 
-/// Relations (tables, views, indexes, sequences…), triggers, rules and row policies on them,
-/// and functions, in schema `$1`; with the table each trigger, rule or policy is on (SQLite's
-/// catalog gives the statement that made each object instead).
+/// Relations (tables, views, indexes, sequences…) and every column's type, default and
+/// generation; constraints and index definitions; triggers, rules and row policies on them;
+/// tables inheriting from them; functions; in schema `$1` (its name taken out of definitions, so
+/// the scratch schema's read the same). Event triggers are the database's, listed for the live
+/// schema only. A default or a check that calls a function from another schema shows in its
+/// definition.
 const POSTGRES_OBJECTS: &str = "\
     SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN \
       'materialized view' WHEN 'i' THEN 'index' WHEN 'S' THEN 'sequence' WHEN 'f' THEN \
       'foreign table' WHEN 'p' THEN 'partitioned table' ELSE 'relation' END AS kind, \
       c.relname::text AS name, '' AS detail FROM pg_class c \
       JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 \
+    UNION ALL SELECT 'column', c.relname::text || '.' || a.attname::text, \
+      format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END \
+      || COALESCE(' default ' || replace(pg_get_expr(d.adbin, d.adrelid), $1 || '.', ''), '') \
+      || a.attgenerated::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+      JOIN pg_namespace n ON n.oid = c.relnamespace \
+      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+      WHERE n.nspname = $1 AND a.attnum > 0 AND NOT a.attisdropped \
+    UNION ALL SELECT 'constraint', k.conname::text, \
+      replace(pg_get_constraintdef(k.oid), $1 || '.', '') FROM pg_constraint k \
+      JOIN pg_namespace n ON n.oid = k.connamespace WHERE n.nspname = $1 \
+    UNION ALL SELECT 'index definition', i.indexrelid::regclass::text, \
+      replace(pg_get_indexdef(i.indexrelid), $1 || '.', '') FROM pg_index i \
+      JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+      WHERE n.nspname = $1 \
     UNION ALL SELECT 'trigger', t.tgname::text, c.relname::text FROM pg_trigger t \
       JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
       WHERE n.nspname = $1 AND NOT t.tgisinternal \
@@ -89,6 +108,9 @@ const POSTGRES_OBJECTS: &str = "\
     UNION ALL SELECT 'policy', p.polname::text, c.relname::text FROM pg_policy p \
       JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
       WHERE n.nspname = $1 \
+    UNION ALL SELECT 'inheriting table', h.inhrelid::regclass::text, c.relname::text \
+      FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhparent \
+      JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 \
     UNION ALL SELECT 'function', p.proname::text, p.prokind::text FROM pg_proc p \
       JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 \
     UNION ALL SELECT 'event trigger', e.evtname::text, e.evtevent::text FROM pg_event_trigger e \

@@ -131,7 +131,7 @@ mod tests {
         let csv = node(
             r#"const { csvText } = await import('./console/csv.js');
                const reasons = ["Nhầm hồ sơ;=cmd|' /C calc'!A0", "=1+1", "+SUM(A1)", "-2", "@x",
-                 "\ta", "\r=b", 'ok, =HYPERLINK("http://x")', "a\t\t=c", "tab\t+1", 'say "hi"'];
+                 "\ta", "\r=b", 'ok, =HYPERLINK("http://x")', "a\t\t=c", "tab\t+1", 'a,"=cmd', 'say "hi"'];
                const rows = reasons.map((reason, seq) => ({ seq, reason, actor: '=evil' }));
                process.stdout.write(csvText(['seq', 'actor', 'reason'], rows));"#,
         );
@@ -147,8 +147,8 @@ for delimiter in [",", ";"]:
         bad += [(delimiter + " naive", cell) for cell in line.split(delimiter)
                 if cell.lstrip('"')[:1] in ("=", "+", "-", "@", "\t", "\r")]
 rows = list(csv.reader(io.StringIO(text, newline="")))
-assert len(rows) == 12 and rows[1][2] == "Nhầm hồ sơ;'=cmd|' /C calc'!A0", rows[:2]
-assert rows[11][2] == 'say "hi"', rows[11]
+assert len(rows) == 13 and rows[1][2] == "Nhầm hồ sơ;'=cmd|' /C calc'!A0", rows[:2]
+assert rows[12][2] == 'say "hi"', rows[12]
 print(bad)
 "#;
         let mut python = std::process::Command::new("python3")

@@ -245,6 +245,11 @@ fn open_entry(
     })?;
     let stat = rustix::fs::fstat(&fd).map_err(|e| format!("{}: {e}", path.display()))?;
     match FileType::from_raw_mode(stat.st_mode) {
+        // Another name for the same file (a hard link) could be a key file's.
+        FileType::RegularFile if stat.st_nlink > 1 => Err(format!(
+            "{} has other names (a hard link): refusing to restore this backup",
+            path.display()
+        )),
         FileType::RegularFile => Ok(Entry::File(std::fs::File::from(fd))),
         FileType::Directory => Ok(Entry::Dir(fd)),
         other => Err(format!(

@@ -11,7 +11,7 @@ use crate::auth::Caller;
 use crate::crypto::CitizenIndex;
 use crate::crypto::keyring::Keyring;
 use crate::db::audit::{self as store, EntryRow, Filter};
-use crate::db::grants as grant_store;
+use crate::db::grants::{self as grant_store, GrantRow};
 use crate::domain::format_rfc3339 as rfc3339;
 use crate::domain::{NationalId, Role};
 use crate::error::ApiError;
@@ -237,6 +237,33 @@ pub async fn verify_all(
     Ok(report)
 }
 
+/// What is wrong with a (sealed) grant's reads as the log holds them, if anything: a count of
+/// uses that is not the count of reads, or reads the grant never allowed (more than its limit,
+/// after its expiry, after its revocation), which only an edited row could have let through.
+fn grant_reads_problem(g: &GrantRow, logged: &store::GrantReads) -> Option<String> {
+    let edited = "its row was edited outside the vault";
+    if g.uses != logged.count {
+        Some(format!(
+            "{} uses spent, but the log holds {} content reads through it: {edited}",
+            g.uses, logged.count
+        ))
+    } else if logged.count > g.max_uses {
+        Some(format!(
+            "{} content reads logged, over its limit of {}: {edited}",
+            logged.count, g.max_uses
+        ))
+    } else if logged.count > 0 && logged.last_at > g.expires_at {
+        Some(format!("content reads logged after it expired: {edited}"))
+    } else if logged.after_revocation > 0 {
+        Some(format!(
+            "{} content reads logged after it was revoked: {edited}",
+            logged.after_revocation
+        ))
+    } else {
+        None
+    }
+}
+
 /// Every grant row against the vault's seal of its scope, and its count of uses spent against
 /// the content reads the log holds through it (each read spends its use in the transaction
 /// that logs it, so the two agree unless someone edited the row): one database snapshot, the
@@ -246,7 +273,7 @@ pub async fn check_grants(
     keys: &Keyring,
 ) -> Result<Vec<audit::verify::GrantProblem>, ApiError> {
     let mut snapshot = vault.db.snapshot().await?;
-    let reads = store::content_reads_by_grant(&mut *snapshot).await?;
+    let reads = store::content_reads_by_grant(&mut snapshot).await?;
     let mut problems = Vec::new();
     let mut after = String::new();
     loop {
@@ -255,17 +282,12 @@ pub async fn check_grants(
         after = last.id().to_string();
         for stored in page {
             let id = stored.id().to_string();
-            let logged = reads.get(&id).copied().unwrap_or(0);
+            let logged = reads.get(&id).copied().unwrap_or_default();
             let problem = match stored.open(keys) {
                 Err(_) => {
                     Some("its row was altered outside the vault: the seal does not check".into())
                 }
-                Ok(g) if g.uses != logged => Some(format!(
-                    "{} uses spent, but the log holds {logged} content reads through it: its count \
-                     was altered outside the vault",
-                    g.uses
-                )),
-                Ok(_) => None,
+                Ok(g) => grant_reads_problem(&g, &logged),
             };
             problems.extend(problem.map(|problem| audit::verify::GrantProblem {
                 grant_id: id,

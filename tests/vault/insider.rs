@@ -609,3 +609,163 @@ async fn invisible_characters_are_refused_in_every_free_text_field() {
             .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_metadata");
     }
 }
+
+#[tokio::test]
+async fn a_read_never_leaves_unpublished_when_the_trees_edge_is_removed() {
+    let vault = TestVault::new().await;
+    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(89, 3000)).await;
+    let path = format!("/v1/documents/{id}/content");
+    for _ in 0..3 {
+        vault
+            .get(&path, &vault.clerk())
+            .await
+            .expect(StatusCode::OK);
+    }
+    // The subtree over the first four entries, which the next append's root needs.
+    vault.sql("DELETE FROM audit_tree WHERE level = 2").await;
+    let read = vault.get(&path, &vault.clerk()).await;
+    assert!(read.status.is_server_error(), "{:?}", read.status);
+    assert!(
+        !contains(&read.body, &pdf(89, 3000)[..1024]),
+        "no byte sent"
+    );
+}
+
+#[tokio::test]
+async fn a_tree_rewritten_under_a_running_vault_raises_the_alarm_and_stops_the_writer() {
+    let vault = TestVault::new().await;
+    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(90, 3000)).await;
+    let path = format!("/v1/documents/{id}");
+    vault
+        .get(&path, &vault.clerk())
+        .await
+        .expect(StatusCode::OK);
+    let v = &vault.state.vault;
+    v.checkpoints.check_tree(&v.db).await.unwrap();
+    vault
+        .sql(&format!(
+            "UPDATE audit_tree SET hash = '{}'",
+            "ab".repeat(32)
+        ))
+        .await;
+    // What the checkpointer does every second.
+    assert!(v.checkpoints.check_tree(&v.db).await.is_err());
+    vault
+        .get(&path, &vault.clerk())
+        .await
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    let ready = vault.get("/readyz", "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        ready.json()["audit_log_rolled_back"]
+            .as_str()
+            .unwrap()
+            .contains("rewritten")
+    );
+}
+
+#[tokio::test]
+async fn a_log_rolled_back_while_no_vault_ran_raises_the_alarm_at_start() {
+    let vault = TestVault::new().await;
+    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(91, 3000)).await;
+    let keep = vault.count("SELECT seq FROM audit_head").await;
+    let head = saved_head(&vault).await;
+    for _ in 0..2 {
+        vault
+            .get(&format!("/v1/documents/{id}"), &vault.clerk())
+            .await
+            .expect(StatusCode::OK);
+    }
+    // The vault is stopped; the insider rolls the database back; the vault starts again.
+    let stopped = vault.restart(|_| {}).await;
+    roll_back(&stopped, keep, &head).await;
+    let started = stopped.restart(|_| {}).await;
+    let ready = started.get("/readyz", "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    let alarm = ready.json()["audit_log_rolled_back"].clone();
+    assert!(
+        alarm.as_str().unwrap().contains("were committed before"),
+        "{alarm}"
+    );
+    started
+        .get(&format!("/v1/documents/{id}"), &started.clerk())
+        .await
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+}
+
+#[tokio::test]
+async fn reads_a_grant_never_allowed_are_named_even_when_its_row_is_put_back() {
+    let vault = TestVault::new().await;
+    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(92, 3000)).await;
+    let path = format!("/v1/documents/{id}/content");
+    let (grant, officer) = vault.grant(CITIZEN_A, &["cccd"], "officer.binh", 3).await;
+    vault.get(&path, &officer).await.expect(StatusCode::OK);
+    vault
+        .delete(&format!("/v1/grants/{grant}"), &vault.clerk())
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    // The revocation undone for one read, then put back, uses and all.
+    vault
+        .sql(&format!(
+            "UPDATE grants SET revoked_at = NULL WHERE id = '{grant}'"
+        ))
+        .await;
+    vault.get(&path, &officer).await.expect(StatusCode::OK);
+    vault
+        .sql(&format!(
+            "UPDATE grants SET revoked_at = 1 WHERE id = '{grant}'"
+        ))
+        .await;
+    let report = verify(&vault).await;
+    assert_eq!(report["ok"], false, "{report}");
+    let problem = report["grants"][0]["problem"].as_str().unwrap();
+    assert!(problem.contains("after it was revoked"), "{report}");
+}
+
+#[tokio::test]
+async fn grants_from_before_seals_are_sealed_once_and_a_seal_removed_later_stays_refused() {
+    let vault = TestVault::new().await;
+    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(93, 3000)).await;
+    let (grant, officer) = vault.grant(CITIZEN_A, &["cccd"], "officer.binh", 5).await;
+    // As a vault from before seals: no key, no seals.
+    let keys_dir = vault.state.settings.keys_dir.clone();
+    std::fs::remove_file(keys_dir.join("grant-seal.key")).unwrap();
+    vault.sql("UPDATE grants SET seal = NULL").await;
+    let vault = vault.restart(|_| {}).await;
+    assert!(
+        !keys_dir.join("grant-seal.pending").exists(),
+        "sealed, marker gone"
+    );
+    let path = format!("/v1/documents/{id}/content");
+    vault.get(&path, &officer).await.expect(StatusCode::OK);
+    // Later, a database holder strips the seal: no restart seals it again.
+    vault
+        .sql(&format!(
+            "UPDATE grants SET seal = NULL WHERE id = '{grant}'"
+        ))
+        .await;
+    let vault = vault.restart(|_| {}).await;
+    vault
+        .get(&path, &officer)
+        .await
+        .expect_error(StatusCode::INTERNAL_SERVER_ERROR, "integrity_error");
+}
+
+#[tokio::test]
+async fn a_restore_refuses_a_hard_link_to_a_key_file() {
+    if backend() != Backend::SqliteLocal {
+        println!("backup/restore cover the embedded default: nothing to test on this pair");
+        return;
+    }
+    let vault = TestVault::new().await;
+    vault.take_in(CITIZEN_A, "cccd", &pdf(94, 3000)).await;
+    let backup = backup_of(&vault).await;
+    let key = vault.state.settings.keys_dir.join("attestation-signing.p8");
+    std::fs::hard_link(&key, backup.join("storage").join("looks-like-a-body")).unwrap();
+    let place = tempfile::tempdir().unwrap();
+    let refused = restore(&backup, &elsewhere(&vault, place.path()))
+        .await
+        .unwrap_err();
+    assert!(refused.contains("hard link"), "{refused}");
+    assert!(!place.path().join("storage").exists(), "nothing restored");
+}
