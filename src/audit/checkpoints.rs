@@ -263,7 +263,12 @@ impl Publisher {
         keys: &Keyring,
         mark: Mark,
     ) -> Result<(), ApiError> {
-        let signed = self.publish(blobs, keys, mark).await?;
+        // The object may be out already (strict mode published it after its batch).
+        let signed = if self.state().published >= mark.size {
+            self.sign(keys, mark)
+        } else {
+            self.publish(blobs, keys, mark).await?
+        };
         // A write like any other: through the write gate, so on SQLite it queues behind the log
         // writer instead of sleep-polling for the lock.
         let mut tx = db.begin().await?;
@@ -327,13 +332,12 @@ impl Publisher {
     }
 }
 
-/// Writes `bytes` under `key` unless it is there already. Another process (or this one's
-/// checkpointer) may write the same checkpoint at the same moment: a write that loses that race
-/// is fine if what won is the same bytes.
+/// Writes `bytes` under `key`, never over what is there: the store's put refuses an existing
+/// key (`PutMode::Create`: `O_EXCL` locally, `If-None-Match: *` on S3). A put refused because
+/// another process (or this one's checkpointer) wrote the same checkpoint first is fine; one
+/// refused because the key holds other bytes is a fork. One store round trip in the usual case,
+/// so a read waits for one write, not a read and a write.
 async fn write_once(blobs: &BlobStore, key: &str, bytes: &[u8]) -> Result<(), ApiError> {
-    if same_or_absent(blobs, key, bytes).await? {
-        return Ok(());
-    }
     if let Err(e) = blobs.put_all(key, Bytes::copy_from_slice(bytes)).await {
         return match same_or_absent(blobs, key, bytes).await {
             Ok(true) => Ok(()),
