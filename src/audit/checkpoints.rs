@@ -332,12 +332,20 @@ impl Publisher {
     }
 }
 
-/// Writes `bytes` under `key`, never over what is there: the store's put refuses an existing
-/// key (`PutMode::Create`: `O_EXCL` locally, `If-None-Match: *` on S3). A put refused because
-/// another process (or this one's checkpointer) wrote the same checkpoint first is fine; one
-/// refused because the key holds other bytes is a fork. One store round trip in the usual case,
-/// so a read waits for one write, not a read and a write.
+/// Writes `bytes` under `key`, never over other bytes: an existing key is compared, not
+/// written (the same checkpoint from another process, or this one's checkpointer, is fine; other
+/// bytes are a fork). Asked with a HEAD, which carries no body, so a read waits for at most one
+/// body going through the store, its own. The put itself refuses an existing key where the store
+/// can (`O_EXCL` locally; `If-None-Match: *` on S3, which some S3 stores, Garage among them,
+/// ignore), so a put refused because another process got there first is compared too.
 async fn write_once(blobs: &BlobStore, key: &str, bytes: &[u8]) -> Result<(), ApiError> {
+    if blobs.exists(key).await? {
+        return match same_or_absent(blobs, key, bytes).await? {
+            true => Ok(()),
+            // Gone between the two asks: nothing to compare with; write it.
+            false => Box::pin(write_once(blobs, key, bytes)).await,
+        };
+    }
     if let Err(e) = blobs.put_all(key, Bytes::copy_from_slice(bytes)).await {
         return match same_or_absent(blobs, key, bytes).await {
             Ok(true) => Ok(()),

@@ -334,11 +334,19 @@ impl Browser {
     pub async fn downloaded(&self, suffix: &str) -> (String, Vec<u8>) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            for entry in std::fs::read_dir(self.downloads.path()).unwrap() {
-                let path = entry.unwrap().path();
+            // Chromium reserves the final name with an empty file while the bytes go to a
+            // `.crdownload` beside it: the download is done once that one is gone.
+            let names: Vec<std::path::PathBuf> = std::fs::read_dir(self.downloads.path())
+                .unwrap()
+                .map(|entry| entry.unwrap().path())
+                .collect();
+            let writing = names
+                .iter()
+                .any(|p| p.extension().is_some_and(|e| e == "crdownload"));
+            for path in names.iter().filter(|_| !writing) {
                 let name = path.file_name().unwrap().to_string_lossy().to_string();
                 if name.ends_with(suffix) {
-                    return (name, std::fs::read(&path).unwrap());
+                    return (name, std::fs::read(path).unwrap());
                 }
             }
             assert!(Instant::now() < deadline, "no download ending {suffix}");

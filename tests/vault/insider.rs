@@ -769,3 +769,38 @@ async fn a_restore_refuses_a_hard_link_to_a_key_file() {
     assert!(refused.contains("hard link"), "{refused}");
     assert!(!place.path().join("storage").exists(), "nothing restored");
 }
+
+/// A checkpoint is written once: publishing another one at a size already published (what a
+/// process appending to a rolled-back, regrown log would do) leaves the published one as it is,
+/// is refused, and raises the alarm; on every store, including S3 stores that ignore
+/// conditional puts.
+#[tokio::test]
+async fn a_different_checkpoint_is_never_written_over_a_published_one() {
+    let vault = TestVault::new().await;
+    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(95, 3000)).await;
+    vault
+        .get(&format!("/v1/documents/{id}"), &vault.clerk())
+        .await
+        .expect(StatusCode::OK);
+    let v = &vault.state.vault;
+    let mark = v.checkpoints.mark().unwrap();
+    let key = hoso::audit::checkpoints::object_key(mark.size);
+    let published = vault.raw_object(&key).await;
+    let forked = hoso::audit::checkpoints::Mark {
+        size: mark.size,
+        root: [9; 32],
+    };
+    assert!(
+        v.checkpoints
+            .publish(&v.blobs, &v.keys(), forked)
+            .await
+            .is_err()
+    );
+    assert_eq!(vault.raw_object(&key).await, published, "left as it was");
+    assert!(
+        v.checkpoints
+            .alarm()
+            .unwrap()
+            .contains("different checkpoint")
+    );
+}
