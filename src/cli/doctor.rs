@@ -20,7 +20,8 @@ pub async fn run(settings: Settings) -> Result<ExitCode, CliError> {
         println!("grant {}: {}", g.grant_id, g.problem);
     }
     println!(
-        "{} documents checked, {} with problems; audit log {} ({} entries{})",
+        "{} documents checked, {} with problems; audit log {} ({} entries{}); {} grants not as \
+         the vault wrote them",
         report.documents,
         report.problems.len(),
         if report.audit_ok {
@@ -33,7 +34,8 @@ pub async fn run(settings: Settings) -> Result<ExitCode, CliError> {
             .audit_problem
             .as_deref()
             .map(|p| format!(", first bad {p}"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        report.grants.len()
     );
     Ok(if report.healthy() {
         ExitCode::SUCCESS
