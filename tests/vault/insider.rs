@@ -209,6 +209,46 @@ async fn the_vault_refuses_to_start_on_a_database_with_a_planted_trigger_view_or
     }
 }
 
+/// On PostgreSQL a table can run someone else's code without a trigger: a check or a default
+/// that calls a function. Both are named; so is a table inheriting from hoso's (its rows would
+/// show in hoso's reads).
+#[tokio::test]
+async fn a_check_a_default_or_an_inheriting_table_planted_on_postgresql_is_refused() {
+    if backend() != Backend::PostgresS3 {
+        println!("checks and defaults are part of SQLite's table text, compared above");
+        return;
+    }
+    let vault = TestVault::new().await;
+    let settings = vault.state.settings.clone();
+    for (plant, named, undo) in [
+        (
+            "ALTER TABLE grants ADD CONSTRAINT sneaky CHECK (uses >= 0)",
+            "constraint sneaky",
+            "ALTER TABLE grants DROP CONSTRAINT sneaky",
+        ),
+        (
+            "ALTER TABLE grants ALTER COLUMN revoked_at SET DEFAULT 0",
+            "column grants.revoked_at",
+            "ALTER TABLE grants ALTER COLUMN revoked_at DROP DEFAULT",
+        ),
+        (
+            "CREATE SCHEMA elsewhere; CREATE TABLE elsewhere.more_grants () INHERITS (grants)",
+            "inheriting table",
+            "DROP SCHEMA elsewhere CASCADE",
+        ),
+    ] {
+        vault.sql(plant).await;
+        let message = hoso::app::App::open(settings.clone(), false)
+            .await
+            .err()
+            .expect("refused to start")
+            .to_string();
+        assert!(message.contains(named), "{named} named: {message}");
+        vault.sql(undo).await;
+        assert!(hoso::app::App::open(settings.clone(), false).await.is_ok());
+    }
+}
+
 /// A backup of `vault` (SQLite + files) in `vault`'s directory.
 async fn backup_of(vault: &TestVault) -> std::path::PathBuf {
     let backup = vault.path().join("backup");
