@@ -336,6 +336,20 @@ impl BlobStore {
             .map_err(|e| BlobError::failed("object store list", e))
     }
 
+    /// The keys under `prefix` that sort after `after`, in no particular order.
+    pub async fn list_under_after(
+        &self,
+        prefix: &str,
+        after: &str,
+    ) -> Result<Vec<String>, BlobError> {
+        self.store
+            .list_with_offset(Some(&Path::from(prefix)), &Path::from(after))
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .map_err(|e| BlobError::failed("object store list", e))
+    }
+
     /// Every document body with its last-modified time (ms since the epoch). Audit checkpoints,
     /// under their own prefix, are never listed here (and so never swept).
     pub async fn list(&self) -> Result<Vec<(String, i64)>, BlobError> {

@@ -68,6 +68,9 @@ async fn counted<T>(
 /// entry at a time; a batch just costs one head signature and a handful of round trips.
 pub struct Appender {
     started: i64,
+    /// The root of the log as this appender found it, from the tree's right edge (`None` if a
+    /// node of the edge was never stored).
+    start_root: Option<super::merkle::Hash>,
     seq: i64,
     hash: String,
     tree: tree::Frontier,
@@ -80,6 +83,7 @@ impl Appender {
         let head = store::head(&mut **tx).await?;
         let tree = tree::Frontier::load(tx, head.seq as u64).await?;
         Ok(Self {
+            start_root: tree.root(head.seq as u64),
             started: head.seq,
             seq: head.seq,
             hash: head.hash,
@@ -126,6 +130,11 @@ impl Appender {
     /// The log's size when this appender started (the database's head then).
     pub fn started_at(&self) -> u64 {
         self.started as u64
+    }
+
+    /// The log's root when this appender started, if the loaded edge gives it.
+    pub fn start_root(&self) -> Option<super::merkle::Hash> {
+        self.start_root
     }
 
     fn signed(&self, keys: &Keyring) -> Head {

@@ -29,7 +29,7 @@ use super::tree;
 use crate::blob::{BlobError, BlobStore};
 use crate::crypto::keyring::Keyring;
 use crate::db::audit::{self as store, NoteRow};
-use crate::db::{Db, now_ms};
+use crate::db::{Db, Tx, now_ms};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -63,6 +63,13 @@ pub fn size_of_key(key: &str) -> Option<u64> {
 pub struct Mark {
     pub size: u64,
     pub root: Hash,
+}
+
+fn rewritten(size: u64) -> String {
+    format!(
+        "the database's tree at {size} entries is not the one committed and published: the log \
+         was rewritten"
+    )
 }
 
 fn behind(head: u64, mark: Mark) -> String {
@@ -116,6 +123,17 @@ impl Publisher {
         }
     }
 
+    /// Nothing is appended or published once the alarm is raised: either would build on, or
+    /// sign, a log that is not the one published.
+    fn refuse_if_alarmed(&self) -> Result<(), ApiError> {
+        match self.alarm() {
+            Some(problem) => Err(ApiError::Unavailable(format!(
+                "the audit log cannot be trusted: {problem}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Why the log cannot be trusted any more, if an alarm was raised.
     pub fn alarm(&self) -> Option<String> {
         self.alarm.lock().expect("alarm").clone()
@@ -136,15 +154,35 @@ impl Publisher {
     /// process committed: the entries between were removed, and appending would fork the log.
     /// Also refuses while an alarm is raised: the log is not the one this process published.
     pub fn check_head(&self, head: u64) -> Result<(), ApiError> {
-        if let Some(problem) = self.alarm() {
-            return Err(ApiError::Unavailable(format!(
-                "the audit log cannot be trusted: {problem}"
-            )));
-        }
+        self.refuse_if_alarmed()?;
         match self.mark() {
             Some(mark) if head < mark.size => Err(self.raise(behind(head, mark))),
             _ => Ok(()),
         }
+    }
+
+    /// The writer's check, in the batch's transaction (under the log's lock) before it appends:
+    /// the log found there (`head` entries, root `start_root` when known) must hold what this
+    /// process committed, the same root at the mark's size; else it was rolled back, or rewritten
+    /// with its head kept, and appending would build on (and strict mode sign) a forked log.
+    pub async fn check_log(
+        &self,
+        tx: &mut Tx,
+        head: u64,
+        start_root: Option<Hash>,
+    ) -> Result<(), ApiError> {
+        self.check_head(head)?;
+        let Some(mark) = self.mark() else {
+            return Ok(());
+        };
+        let root = match start_root {
+            Some(root) if head == mark.size => root,
+            _ => tree::root(tx, mark.size).await?,
+        };
+        if root == mark.root {
+            return Ok(());
+        }
+        Err(self.raise(rewritten(mark.size)))
     }
 
     /// Checks the database's tree against the mark: the same root at the mark's size, or the
@@ -166,11 +204,7 @@ impl Publisher {
         match root {
             None => Err(self.raise(behind(head, mark))),
             Some(Ok(root)) if root == mark.root => Ok(()),
-            Some(_) => Err(self.raise(format!(
-                "the database's tree at {} entries is not the one this process committed: \
-                     the log was rewritten",
-                mark.size
-            ))),
+            Some(_) => Err(self.raise(rewritten(mark.size))),
         }
     }
 
@@ -181,6 +215,7 @@ impl Publisher {
         keys: &Keyring,
         mark: Mark,
     ) -> Result<String, ApiError> {
+        self.refuse_if_alarmed()?;
         let signed = self.sign(keys, mark);
         // A different checkpoint of the same size already published: the log this process
         // appended to is not the one published before (rolled back, then grown again).
@@ -204,11 +239,7 @@ impl Publisher {
         keys: &Keyring,
         mark: Mark,
     ) -> Result<(), ApiError> {
-        if let Some(problem) = self.alarm() {
-            return Err(ApiError::Unavailable(format!(
-                "the audit log cannot be trusted: {problem}"
-            )));
-        }
+        self.refuse_if_alarmed()?;
         if self.state().published >= mark.size {
             return Ok(());
         }
@@ -264,7 +295,7 @@ impl Publisher {
         mark: Mark,
     ) -> Result<(), ApiError> {
         // The object may be out already (strict mode published it after its batch).
-        let signed = if self.state().published >= mark.size {
+        let signed = if self.state().published == mark.size {
             self.sign(keys, mark)
         } else {
             self.publish(blobs, keys, mark).await?
@@ -297,7 +328,10 @@ impl Publisher {
         blobs: &BlobStore,
         keys: &Keyring,
     ) -> Result<(), ApiError> {
-        let published = match largest_published(blobs, keys, &self.policy.origin).await? {
+        // Only checkpoints at or past the database's head are listed (strict mode writes one
+        // per batch: listing them all at every start would grow with the log).
+        let head = store::head(&db.pool).await?.seq as u64;
+        let published = match largest_published(blobs, keys, &self.policy.origin, head).await? {
             Ok(published) => published,
             Err(problem) => {
                 self.raise(problem);
@@ -321,11 +355,7 @@ impl Publisher {
             if c.size > size {
                 self.raise(behind(size, mark));
             } else if at_published != Some(c.root) {
-                self.raise(format!(
-                    "the database's tree at {} entries is not the one published: the log was \
-                     rewritten",
-                    c.size
-                ));
+                self.raise(rewritten(c.size));
             }
         }
         Ok(())
@@ -340,11 +370,13 @@ impl Publisher {
 /// ignore), so a put refused because another process got there first is compared too.
 async fn write_once(blobs: &BlobStore, key: &str, bytes: &[u8]) -> Result<(), ApiError> {
     if blobs.exists(key).await? {
-        return match same_or_absent(blobs, key, bytes).await? {
-            true => Ok(()),
-            // Gone between the two asks: nothing to compare with; write it.
-            false => Box::pin(write_once(blobs, key, bytes)).await,
-        };
+        if same_or_absent(blobs, key, bytes).await? {
+            return Ok(());
+        }
+        // There for the HEAD, gone for the GET: a store that does not agree with itself.
+        return Err(ApiError::Unavailable(format!(
+            "{key} was there and then not: the object store is not answering consistently"
+        )));
     }
     if let Err(e) = blobs.put_all(key, Bytes::copy_from_slice(bytes)).await {
         return match same_or_absent(blobs, key, bytes).await {
@@ -370,14 +402,16 @@ async fn same_or_absent(blobs: &BlobStore, key: &str, bytes: &[u8]) -> Result<bo
     }
 }
 
-/// The largest checkpoint in the object store (keys sort by size), checked against the key.
+/// The largest checkpoint in the object store of at least `from` entries (keys sort by size),
+/// checked against the key.
 async fn largest_published(
     blobs: &BlobStore,
     keys: &Keyring,
     origin: &str,
+    from: u64,
 ) -> Result<Result<Option<Checkpoint>, String>, ApiError> {
     let Some(key) = blobs
-        .list_under(PREFIX)
+        .list_under_after(PREFIX, &object_key(from.saturating_sub(1)))
         .await?
         .into_iter()
         .filter(|k| size_of_key(k).is_some())

@@ -219,8 +219,11 @@ async fn write(sink: &Sink, batch: Vec<(Arc<Keyring>, Work)>) -> Result<Written,
     // Failures are counted per request (in `submit`), not here per batch.
     let mut tx = append::open(&sink.db).await?;
     let mut appender = Appender::start(&mut tx).await?;
-    // A log behind what this process committed was rolled back: appending would fork it.
-    sink.checkpoints.check_head(appender.started_at())?;
+    // A log behind, or different from, what this process committed was rolled back or
+    // rewritten: appending would fork it.
+    sink.checkpoints
+        .check_log(&mut tx, appender.started_at(), appender.start_root())
+        .await?;
     // The grant each job reads through (the jobs themselves stay out of the awaits there).
     let uses = batch
         .iter()
