@@ -696,7 +696,12 @@ async fn a_tree_rewritten_under_a_running_vault_raises_the_alarm_and_stops_the_w
     // And so does the checkpointer, every second; nothing more is published.
     assert!(v.checkpoints.check_tree(&v.db).await.is_err());
     let mark = v.checkpoints.mark().unwrap();
-    assert!(v.checkpoints.publish(&v.blobs, &v.keys(), mark).await.is_err());
+    assert!(
+        v.checkpoints
+            .publish(&v.blobs, &v.keys(), mark)
+            .await
+            .is_err()
+    );
     let ready = vault.get("/readyz", "").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
