@@ -434,26 +434,39 @@ pub struct Trusted {
     pub source: String,
 }
 
-/// Every checkpoint in the object store, opened with the audit key, smallest first. A note that
-/// does not open (forged, or signed by another key) is an error naming its object.
+/// The largest checkpoint in the object store, opened with the audit key: it alone says
+/// whether the log was rolled back (it is longer than the log) or rewritten (the log's root at
+/// its size differs), whatever smaller ones say, and strict mode writes one per batch, so
+/// reading them all would grow with the log. The keys are all listed: one that does not name a
+/// checkpoint, or a largest note that does not open (forged, or signed by another key), is an
+/// error naming its object.
 pub async fn published(
     blobs: &BlobStore,
     keys: &Keyring,
     origin: &str,
 ) -> Result<Result<Vec<Trusted>, String>, ApiError> {
-    let mut out = Vec::new();
+    let mut largest: Option<(u64, String)> = None;
     for key in blobs.list_under(PREFIX).await? {
-        let bytes = blobs.get_all(&key).await?;
-        let text = String::from_utf8_lossy(&bytes);
-        match note::open(&text, origin, keys.audit.public_key()) {
-            Ok(c) => out.push(Trusted {
-                size: c.size,
-                root: c.root,
-                source: format!("the object store ({key})"),
-            }),
-            Err(e) => return Ok(Err(format!("the checkpoint {key} does not verify: {e}"))),
+        let Some(size) = size_of_key(&key) else {
+            return Ok(Err(format!(
+                "{key} in the checkpoints' place is not a checkpoint"
+            )));
+        };
+        if largest.as_ref().is_none_or(|(s, _)| size > *s) {
+            largest = Some((size, key));
         }
     }
-    out.sort_by_key(|t| t.size);
-    Ok(Ok(out))
+    let Some((_, key)) = largest else {
+        return Ok(Ok(Vec::new()));
+    };
+    let bytes = blobs.get_all(&key).await?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(match note::open(&text, origin, keys.audit.public_key()) {
+        Ok(c) => Ok(vec![Trusted {
+            size: c.size,
+            root: c.root,
+            source: format!("the object store ({key})"),
+        }]),
+        Err(e) => Err(format!("the checkpoint {key} does not verify: {e}")),
+    })
 }
