@@ -127,7 +127,7 @@ impl App {
         for version in keys.kek_versions() {
             crate::db::kek_usage::register_kek(&db.pool, i64::from(version)).await?;
         }
-        if keys.grant_seal_is_new {
+        if keys.grants_await_seal {
             seal_earlier_grants(&db, &keys).await?;
         }
         let blobs = BlobStore::from_url(&settings.storage_url, &s3_limits(&settings))?;

@@ -150,31 +150,48 @@ impl Publisher {
         ApiError::Unavailable(format!("the audit log cannot be trusted: {problem}"))
     }
 
-    /// Refuses to append to a log whose head (`head`, as the database says) is behind what this
-    /// process committed: the entries between were removed, and appending would fork the log.
-    /// Also refuses while an alarm is raised: the log is not the one this process published.
-    pub fn check_head(&self, head: u64) -> Result<(), ApiError> {
-        self.refuse_if_alarmed()?;
-        match self.mark() {
-            Some(mark) if head < mark.size => Err(self.raise(behind(head, mark))),
-            _ => Ok(()),
-        }
-    }
-
     /// The writer's check, in the batch's transaction (under the log's lock) before it appends:
     /// the log found there (`head` entries, root `start_root` when known) must hold what this
-    /// process committed, the same root at the mark's size; else it was rolled back, or rewritten
-    /// with its head kept, and appending would build on (and strict mode sign) a forked log.
+    /// process committed. See [`Publisher::check_against`].
     pub async fn check_log(
         &self,
         tx: &mut Tx,
         head: u64,
         start_root: Option<Hash>,
     ) -> Result<(), ApiError> {
-        self.check_head(head)?;
-        let Some(mark) = self.mark() else {
+        self.check_against(tx, head, start_root, self.mark()).await
+    }
+
+    /// The checkpointer's check, every second, so a rollback or rewrite is found even while no
+    /// batch comes. The mark is read before the snapshot: a mark only advances after its
+    /// commit, so the snapshot holds at least its entries unless they were removed.
+    pub async fn check_tree(&self, db: &Db) -> Result<(), ApiError> {
+        let mark = self.mark();
+        let mut snapshot = db.snapshot().await?;
+        let head = store::head(&mut *snapshot).await?.seq as u64;
+        let checked = self.check_against(&mut snapshot, head, None, mark).await;
+        snapshot.rollback().await?;
+        checked
+    }
+
+    /// Whether the log in `tx` (`head` entries, root `start_root` when known) holds `mark`: as
+    /// many entries at least, and the same root at the mark's size. Else it was rolled back, or
+    /// rewritten with its head kept, and appending would build on (and strict mode sign) a
+    /// forked log: the alarm is raised. Refuses too while an alarm is raised.
+    async fn check_against(
+        &self,
+        tx: &mut Tx,
+        head: u64,
+        start_root: Option<Hash>,
+        mark: Option<Mark>,
+    ) -> Result<(), ApiError> {
+        self.refuse_if_alarmed()?;
+        let Some(mark) = mark else {
             return Ok(());
         };
+        if head < mark.size {
+            return Err(self.raise(behind(head, mark)));
+        }
         let root = match start_root {
             Some(root) if head == mark.size => root,
             _ => tree::root(tx, mark.size).await?,
@@ -183,29 +200,6 @@ impl Publisher {
             return Ok(());
         }
         Err(self.raise(rewritten(mark.size)))
-    }
-
-    /// Checks the database's tree against the mark: the same root at the mark's size, or the
-    /// log was rewritten (rolled back and regrown).
-    pub async fn check_tree(&self, db: &Db) -> Result<(), ApiError> {
-        let Some(mark) = self.mark() else {
-            return Ok(());
-        };
-        let mut snapshot = db.snapshot().await?;
-        let head = store::head(&mut *snapshot).await?.seq as u64;
-        let root = if head >= mark.size {
-            Some(tree::root(&mut snapshot, mark.size).await)
-        } else {
-            None
-        };
-        snapshot.rollback().await?;
-        // The mark was read before the snapshot, and a mark only advances after its commit, so
-        // the snapshot holds at least the mark's entries unless they were removed.
-        match root {
-            None => Err(self.raise(behind(head, mark))),
-            Some(Ok(root)) if root == mark.root => Ok(()),
-            Some(_) => Err(self.raise(rewritten(mark.size))),
-        }
     }
 
     /// Puts a checkpoint of `mark` in the object store (strict mode, after each batch).
@@ -340,24 +334,23 @@ impl Publisher {
         };
         let mut snapshot = db.snapshot().await?;
         let size = store::head(&mut *snapshot).await?.seq as u64;
+        // The largest published checkpoint is what was committed before this process, whoever
+        // committed it. A mismatch raises the alarm (the vault starts, refusing to append, and
+        // `/readyz` says why); only a failure to read is an error here.
+        let published = published.map(|c| Mark {
+            size: c.size,
+            root: c.root,
+        });
+        if let Err(e) = self
+            .check_against(&mut snapshot, size, None, published)
+            .await
+            && self.alarm().is_none()
+        {
+            return Err(e);
+        }
         let root = tree::root(&mut snapshot, size).await;
-        let at_published = match &published {
-            Some(c) if c.size <= size => Some(tree::root(&mut snapshot, c.size).await?),
-            _ => None,
-        };
         snapshot.rollback().await?;
         self.advance(Mark { size, root: root? });
-        if let Some(c) = published {
-            let mark = Mark {
-                size: c.size,
-                root: c.root,
-            };
-            if c.size > size {
-                self.raise(behind(size, mark));
-            } else if at_published != Some(c.root) {
-                self.raise(rewritten(c.size));
-            }
-        }
         Ok(())
     }
 }
@@ -410,19 +403,30 @@ async fn largest_published(
     origin: &str,
     from: u64,
 ) -> Result<Result<Option<Checkpoint>, String>, ApiError> {
-    let Some(key) = blobs
+    let listed = blobs
         .list_under_after(PREFIX, &object_key(from.saturating_sub(1)))
-        .await?
+        .await?;
+    let largest = listed
         .into_iter()
         .filter(|k| size_of_key(k).is_some())
-        .max()
-    else {
+        .max();
+    open_largest(blobs, keys, origin, largest).await
+}
+
+/// The checkpoint stored under `key` (the largest of a listing), opened with the audit key.
+async fn open_largest(
+    blobs: &BlobStore,
+    keys: &Keyring,
+    origin: &str,
+    key: Option<String>,
+) -> Result<Result<Option<Checkpoint>, String>, ApiError> {
+    let Some(key) = key else {
         return Ok(Ok(None));
     };
     let text = String::from_utf8_lossy(&blobs.get_all(&key).await?).into_owned();
     Ok(note::open(&text, origin, keys.audit.public_key())
         .map(Some)
-        .map_err(|e| format!("the published checkpoint {key} does not verify: {e}")))
+        .map_err(|e| format!("the checkpoint {key} does not verify: {e}")))
 }
 
 /// A checkpoint someone outside the database vouches for: the object store's, or a witness's.
@@ -445,28 +449,21 @@ pub async fn published(
     keys: &Keyring,
     origin: &str,
 ) -> Result<Result<Vec<Trusted>, String>, ApiError> {
-    let mut largest: Option<(u64, String)> = None;
-    for key in blobs.list_under(PREFIX).await? {
-        let Some(size) = size_of_key(&key) else {
-            return Ok(Err(format!(
-                "{key} in the checkpoints' place is not a checkpoint"
-            )));
-        };
-        if largest.as_ref().is_none_or(|(s, _)| size > *s) {
-            largest = Some((size, key));
-        }
+    let listed = blobs.list_under(PREFIX).await?;
+    if let Some(stray) = listed.iter().find(|k| size_of_key(k).is_none()) {
+        return Ok(Err(format!(
+            "{stray} in the checkpoints' place is not a checkpoint"
+        )));
     }
-    let Some((_, key)) = largest else {
-        return Ok(Ok(Vec::new()));
-    };
-    let bytes = blobs.get_all(&key).await?;
-    let text = String::from_utf8_lossy(&bytes);
-    Ok(match note::open(&text, origin, keys.audit.public_key()) {
-        Ok(c) => Ok(vec![Trusted {
+    // Keys name sizes with leading zeros: the largest name is the largest size.
+    let largest = listed.into_iter().max();
+    Ok(open_largest(blobs, keys, origin, largest).await?.map(|c| {
+        c.map(|c| Trusted {
             size: c.size,
             root: c.root,
-            source: format!("the object store ({key})"),
-        }]),
-        Err(e) => Err(format!("the checkpoint {key} does not verify: {e}")),
-    })
+            source: format!("the object store ({})", object_key(c.size)),
+        })
+        .into_iter()
+        .collect()
+    }))
 }

@@ -36,7 +36,7 @@ pub struct Keyring {
     /// the grant-seal key is made (a vault from before grants were sealed), by a marker file
     /// beside it made first, and cleared by [`Keyring::grants_sealed`] once they are. A
     /// database holder cannot make the vault seal a grant they edited: the marker is in `keys/`.
-    pub grant_seal_is_new: bool,
+    pub grants_await_seal: bool,
     keks: BTreeMap<u32, Kek>,
     pub token: SigningKey,
     pub attestation: SigningKey,
@@ -106,7 +106,7 @@ impl Keyring {
             blind_index: read_key32(&dir.join("blind-index.key"))?,
             audit_chain: read_key32(&dir.join("audit-chain.key"))?,
             grant_seal: GrantSealKey::new(&*read_grant_seal(dir)?),
-            grant_seal_is_new: dir.join(GRANTS_TO_SEAL).exists(),
+            grants_await_seal: dir.join(GRANTS_TO_SEAL).exists(),
             keks,
             token: read_signing(dir, "token-signing.p8", "token")?,
             attestation: read_signing(dir, "attestation-signing.p8", super::attestation::PURPOSE)?,
@@ -174,7 +174,7 @@ impl Keyring {
     }
 }
 
-/// The marker of grants still to be sealed (see [`Keyring::grant_seal_is_new`]).
+/// The marker of grants still to be sealed (see [`Keyring::grants_await_seal`]).
 const GRANTS_TO_SEAL: &str = "grant-seal.pending";
 
 fn kek_file_name(version: u32) -> String {

@@ -3,7 +3,7 @@
 
 use sqlx::any::AnyRow;
 
-use super::{DbError, Tx, col, db_err};
+use super::{DbError, Tx, citizen_index, col, db_err, parse_col};
 use crate::crypto::CitizenIndex;
 use crate::domain::{AuditAction, Outcome, Role};
 
@@ -33,33 +33,19 @@ fn from_row(row: &AnyRow) -> Result<EntryRow, DbError> {
         seq: col(row, "seq")?,
         at: col(row, "at")?,
         actor: col(row, "actor")?,
-        role: parsed(row, "role", Role::parse)?,
+        role: parse_col(&col::<String>(row, "role")?)?,
         office: col(row, "office")?,
-        action: parsed(row, "action", AuditAction::parse)?,
-        outcome: parsed(row, "outcome", Outcome::parse)?,
+        action: parse_col(&col::<String>(row, "action")?)?,
+        outcome: parse_col(&col::<String>(row, "outcome")?)?,
         document_id: col(row, "document_id")?,
         citizen_idx: col::<Option<String>>(row, "citizen_idx")?
-            .map(|hex| {
-                CitizenIndex::from_hex(&hex).ok_or_else(|| {
-                    DbError::Corrupt("an audit citizen_idx is not 32 hex bytes".into())
-                })
-            })
+            .map(|hex| citizen_index(&hex))
             .transpose()?,
         grant_id: col(row, "grant_id")?,
         case_ref: col(row, "case_ref")?,
         reason: col(row, "reason")?,
         prev_hash: col(row, "prev_hash")?,
         hash: col(row, "hash")?,
-    })
-}
-
-/// A column holding one of a vocabulary's words; any other text was not written by hoso.
-fn parsed<T>(row: &AnyRow, name: &str, parse: fn(&str) -> Option<T>) -> Result<T, DbError> {
-    let text: String = col(row, name)?;
-    parse(&text).ok_or_else(|| {
-        DbError::Corrupt(format!(
-            "audit {name} {text:?} is not one hoso writes: the row was altered (hoso audit verify names it)"
-        ))
     })
 }
 
