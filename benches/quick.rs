@@ -119,6 +119,7 @@ async fn main() {
             office: Some("BENCH"),
             ttl_seconds: 3600,
             grant: None,
+            via: None,
         };
         auth::issue(&state.vault.keys(), &state.vault.token_policy, req)
             .expect("token")

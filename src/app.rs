@@ -154,7 +154,9 @@ impl App {
             .start_from(&db, &blobs, &keys)
             .await
             .map_err(|e| StartupError::AuditLog(format!("reading its head: {e}")))?;
-        let vault = vault(&settings, db, blobs, keys, metrics, checkpoints);
+        let sign_in = crate::records::sign_in::SignIn::from_settings(&settings.sign_in)
+            .map_err(StartupError::Setting)?;
+        let vault = vault(&settings, db, blobs, keys, metrics, checkpoints, sign_in);
         Ok(Self {
             settings,
             vault,
@@ -199,6 +201,7 @@ fn vault(
     keys: Keyring,
     metrics: Arc<Metrics>,
     checkpoints: Arc<Publisher>,
+    sign_in: crate::records::sign_in::SignIn,
 ) -> Vault {
     Vault {
         log: crate::audit::writer::LogWriter::start(crate::audit::writer::Sink {
@@ -222,6 +225,7 @@ fn vault(
         copy_buffers: crate::records::copy_buffers::CopyBuffers::new(settings.read_memory_bytes),
         refusals: crate::records::RefusalLimiter::new(settings.refusals_per_minute),
         console_url: settings.console_url(),
+        sign_in,
         checkpoints,
         test_fault: settings.test_fault,
     }

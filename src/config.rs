@@ -356,10 +356,127 @@ pub struct Settings {
     #[arg(long, env = "HOSO_PUBLIC_URL", global = true, value_parser = parse_public_url)]
     pub public_url: Option<String>,
 
+    /// Signing in through identity providers (OpenID Connect), for staff and for citizens.
+    #[command(flatten)]
+    pub sign_in: SignInSettings,
+
     /// Test-only: make intakes stop dead at this point, leaving storage and database exactly as
     /// a crash there would. Never set in production.
     #[arg(long, env = "HOSO_TEST_FAULT", hide = true, global = true)]
     pub test_fault: Option<FaultPoint>,
+}
+
+/// Signing in through an OpenID Connect provider: staff through their agency's, citizens through
+/// the national eID. A kind of person whose issuer is not set signs in only by a link from
+/// `hoso token issue --link` (the embedded default, and the break-glass way in).
+#[derive(clap::Args, Clone, Debug)]
+pub struct SignInSettings {
+    /// Staff provider's issuer URL (its metadata is read from
+    /// ISSUER/.well-known/openid-configuration); https, or http on loopback only.
+    #[arg(long, env = "HOSO_OIDC_STAFF_ISSUER", global = true, value_parser = parse_issuer)]
+    pub oidc_staff_issuer: Option<String>,
+
+    /// hoso's client id at the staff provider.
+    #[arg(long, env = "HOSO_OIDC_STAFF_CLIENT_ID", global = true)]
+    pub oidc_staff_client_id: Option<String>,
+
+    /// File holding hoso's client secret at the staff provider (mode 0600; read at start-up,
+    /// never logged).
+    #[arg(long, env = "HOSO_OIDC_STAFF_CLIENT_SECRET_FILE", global = true)]
+    pub oidc_staff_client_secret_file: Option<PathBuf>,
+
+    /// The claim carrying a staff member's hoso role: clerk, officer, auditor or admin.
+    #[arg(
+        long,
+        env = "HOSO_OIDC_STAFF_ROLE_CLAIM",
+        default_value = "hoso_role",
+        global = true
+    )]
+    pub oidc_staff_role_claim: String,
+
+    /// The claim carrying a staff member's office code, e.g. UBND-HAICHAU.
+    #[arg(
+        long,
+        env = "HOSO_OIDC_STAFF_OFFICE_CLAIM",
+        default_value = "hoso_office",
+        global = true
+    )]
+    pub oidc_staff_office_claim: String,
+
+    /// The claim that becomes the staff id in hoso (grants name officers by it), e.g.
+    /// `preferred_username`; letters, digits and .-_/:@ only.
+    #[arg(
+        long,
+        env = "HOSO_OIDC_STAFF_ID_CLAIM",
+        default_value = "sub",
+        global = true
+    )]
+    pub oidc_staff_id_claim: String,
+
+    /// The national eID's issuer URL (VNeID through the National Public Service Portal, or any
+    /// OpenID provider).
+    #[arg(long, env = "HOSO_OIDC_CITIZEN_ISSUER", global = true, value_parser = parse_issuer)]
+    pub oidc_citizen_issuer: Option<String>,
+
+    /// hoso's client id at the national eID.
+    #[arg(long, env = "HOSO_OIDC_CITIZEN_CLIENT_ID", global = true)]
+    pub oidc_citizen_client_id: Option<String>,
+
+    /// File holding hoso's client secret at the national eID (mode 0600, never logged).
+    #[arg(long, env = "HOSO_OIDC_CITIZEN_CLIENT_SECRET_FILE", global = true)]
+    pub oidc_citizen_client_secret_file: Option<PathBuf>,
+
+    /// The claim carrying the citizen's 12-digit personal identification number.
+    #[arg(
+        long,
+        env = "HOSO_OIDC_CITIZEN_ID_CLAIM",
+        default_value = "national_id",
+        global = true
+    )]
+    pub oidc_citizen_id_claim: String,
+
+    /// The assurance levels (`acr`) a citizen's sign-in must have, comma-separated, the lowest
+    /// first, e.g. `vneid-2,vneid-3`; asked of the provider as `acr_values`. Unset: any.
+    #[arg(
+        long,
+        env = "HOSO_OIDC_CITIZEN_ACR",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub oidc_citizen_acr: Vec<String>,
+
+    /// Scopes asked of both providers.
+    #[arg(
+        long,
+        env = "HOSO_OIDC_SCOPES",
+        default_value = "openid profile",
+        global = true
+    )]
+    pub oidc_scopes: String,
+
+    /// How long a session made by signing in lasts, in hours (never longer than the token a
+    /// link would give: the console signs out then).
+    #[arg(long, env = "HOSO_SESSION_HOURS", default_value_t = 8, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=24))]
+    pub session_hours: u64,
+
+    /// Seconds to wait for an identity provider's answer before telling the person it is not
+    /// answering.
+    #[arg(long, env = "HOSO_OIDC_TIMEOUT_SECONDS", default_value_t = 5, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub oidc_timeout_seconds: u64,
+}
+
+/// An issuer is an https URL, or http on a loopback address (a provider on the same machine);
+/// no query or fragment (OpenID Connect Discovery §3).
+pub fn parse_issuer(text: &str) -> Result<String, String> {
+    if !crate::auth::oidc::allowed_url(text) || text.contains(['?', '#']) {
+        return Err(format!(
+            "the issuer {text:?} must be an https:// URL (http:// only on 127.0.0.1, ::1 or \
+             localhost) without ? or #"
+        ));
+    }
+    Ok(text.trim_end_matches('/').to_owned())
 }
 
 /// A log origin is a key name in signed notes: printable, no spaces, no `+`.

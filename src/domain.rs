@@ -163,6 +163,15 @@ impl GrantState {
 }
 
 string_enum!(
+    /// Who signs in through an identity provider: staff through their agency's, citizens
+    /// through the national eID. Each has its own provider, client and rules.
+    SignInKind, "sign-in kind" {
+        Staff = "staff",
+        Citizen = "citizen",
+    }
+);
+
+string_enum!(
     /// What an audit entry says happened to the act it records.
     Outcome, "outcome" {
         Allowed = "allowed",
@@ -195,6 +204,8 @@ string_enum!(
         RefusalsLimited = "refusals.limited",
         KeysRewrap = "keys.rewrap",
         KeysRetire = "keys.retire",
+        SessionSignIn = "session.sign_in",
+        SessionSignOut = "session.sign_out",
     }
 );
 

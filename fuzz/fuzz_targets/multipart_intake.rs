@@ -29,7 +29,7 @@ fn fixture() -> &'static Fixture {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let app = runtime.block_on(App::open(settings, true)).unwrap();
         let state = AppState(Arc::new(app));
-        let request = TokenRequest { role: Role::Clerk, sub: "fuzz", office: Some("FUZZ"), ttl_seconds: 86_400, grant: None };
+        let request = TokenRequest { role: Role::Clerk, sub: "fuzz", office: Some("FUZZ"), ttl_seconds: 86_400, grant: None, via: None };
         let token = issue(&state.vault.keys(), &state.vault.token_policy, request).unwrap().0;
         Fixture { router: router(state), runtime, token }
     })

@@ -5,13 +5,15 @@
 //! `aud`, `exp`, `nbf` and `sub` are required and checked; claims of the wrong JSON type fail
 //! deserialisation; a revoked `jti` is refused until the token expires.
 
+pub mod oidc;
+
 use jsonwebtoken::{Algorithm, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::crypto::keyring::Keyring;
 use crate::db::Db;
-use crate::domain::{Code, NOT_APPLICABLE, NationalId, Role};
+use crate::domain::{Code, NOT_APPLICABLE, NationalId, Role, SignInKind};
 use crate::error::ApiError;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
@@ -33,6 +35,10 @@ pub struct Claims {
     /// Set only on grant tokens: the grant this token is a handle for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,
+    /// Set only on tokens given at a sign-in through an identity provider: which one (its
+    /// end-session endpoint is where signing out sends the browser next).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<SignInKind>,
 }
 
 /// The settings a token is checked against.
@@ -49,6 +55,8 @@ pub struct TokenRequest<'a> {
     pub office: Option<&'a str>,
     pub ttl_seconds: i64,
     pub grant: Option<Uuid>,
+    /// The identity provider the person signed in through, if any.
+    pub via: Option<SignInKind>,
 }
 
 pub fn issue(
@@ -68,6 +76,7 @@ pub fn issue(
         exp: now + req.ttl_seconds,
         jti: Uuid::now_v7().to_string(),
         grant: req.grant.map(|g| g.to_string()),
+        via: req.via,
     };
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(keys.token.kid().to_owned());
@@ -120,6 +129,10 @@ pub struct Caller {
     pub grant: Option<Uuid>,
     /// When the token expires, in seconds since the epoch (the console signs out then).
     pub expires_at: i64,
+    /// The token's id, which signing out revokes.
+    pub jti: String,
+    /// The identity provider the caller signed in through, if any.
+    pub via: Option<SignInKind>,
 }
 
 impl Caller {
@@ -152,6 +165,8 @@ impl Caller {
             office,
             grant,
             expires_at: claims.exp,
+            jti: claims.jti,
+            via: claims.via,
         })
     }
 

@@ -75,6 +75,7 @@ async fn issue(
         office,
         ttl_seconds: parse_ttl(ttl)?,
         grant: None,
+        via: None,
     };
     let app = open(settings).await?;
     let token = records::tokens::issue(&app.vault, request)

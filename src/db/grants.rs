@@ -225,6 +225,33 @@ where
     rows.iter().map(from_row).collect()
 }
 
+/// The grants in force made for one officer at one office, newest first: not revoked, not
+/// expired, uses left.
+pub async fn list_for_grantee<'e, E>(
+    executor: E,
+    grantee: &str,
+    office: &str,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<StoredGrant>, DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM grants WHERE grantee = $1 AND grantee_office = $2 \
+         AND revoked_at IS NULL AND expires_at > $3 AND uses < max_uses \
+         ORDER BY created_at DESC, id DESC LIMIT $4"
+    ))
+    .bind(grantee)
+    .bind(office)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+    .map_err(db_err("list an officer's grants"))?;
+    rows.iter().map(from_row).collect()
+}
+
 /// Spends one use of each of `ids` that is still in force (not revoked, not expired, uses left)
 /// at this instant; returns the ones spent. The check and the increment are one statement, so
 /// concurrent readers (in one process or many) can never spend more uses than a grant allows.

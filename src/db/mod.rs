@@ -9,6 +9,7 @@ pub mod grants;
 pub mod kek_usage;
 pub mod revoked_tokens;
 pub mod schema;
+pub mod sign_in_flows;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -132,6 +133,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "grant_seals",
         include_str!("../../migrations/sqlite/0006_grant_seals.sql"),
     ),
+    (
+        7,
+        "sign_in",
+        include_str!("../../migrations/sqlite/0007_sign_in.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -163,6 +169,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "grant_seals",
         include_str!("../../migrations/postgres/0006_grant_seals.sql"),
+    ),
+    (
+        7,
+        "sign_in",
+        include_str!("../../migrations/postgres/0007_sign_in.sql"),
     ),
 ];
 

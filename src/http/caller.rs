@@ -44,9 +44,44 @@ impl FromRequestParts<AppState> for Caller {
         )
         .await
         {
-            Ok(caller) => return Ok(caller),
+            Ok(caller) => return with_grant_header(parts, caller),
             Err(refusal) => refusal,
         };
         Err(crate::records::refuse_token(vault, refusal).await)
     }
+}
+
+/// The header a signed-in officer names the grant they read through with (a grant's own token
+/// names it in its claims instead).
+pub const GRANT_HEADER: &str = "hoso-grant";
+
+/// An officer's session reads through the grant the `Hoso-Grant` header names; the grant's
+/// own checks (the grantee and office must be the caller's) decide whether it may. A grant
+/// token's claim cannot be swapped for another grant by the header.
+fn with_grant_header(parts: &Parts, mut caller: Caller) -> Result<Caller, ApiError> {
+    let Some(value) = parts.headers.get(GRANT_HEADER) else {
+        return Ok(caller);
+    };
+    let id = value
+        .to_str()
+        .ok()
+        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
+        .ok_or_else(|| {
+            ApiError::InvalidRequest("the Hoso-Grant header is not a grant id".into())
+        })?;
+    match (caller.role, caller.grant) {
+        (crate::domain::Role::Officer, None) => caller.grant = Some(id),
+        (crate::domain::Role::Officer, Some(own)) if own == id => {}
+        (crate::domain::Role::Officer, Some(_)) => {
+            return Err(ApiError::Forbidden(
+                "a grant's token reads only through its own grant".into(),
+            ));
+        }
+        _ => {
+            return Err(ApiError::Forbidden(
+                "only officers read through a grant".into(),
+            ));
+        }
+    }
+    Ok(caller)
 }

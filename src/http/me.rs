@@ -10,7 +10,9 @@ use crate::auth::Caller;
 use crate::domain::format_rfc3339;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/me", get(me))
+    Router::new()
+        .route("/v1/me", get(me))
+        .route("/v1/me/grants", get(my_grants))
 }
 
 /// Answers only from the caller's own, checked token (signature, expiry, revocation) and the
@@ -23,6 +25,16 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Json<Value> {
         "sub": caller.subject(),
         "office": caller.office,
         "grant_id": caller.grant,
+        "signed_in_via": caller.via,
         "expires_at": format_rfc3339(caller.expires_at * 1000),
     }))
+}
+
+/// A signed-in officer's grants in force, newest first (`{"grants": [...]}`).
+async fn my_grants(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, crate::error::ApiError> {
+    let grants = crate::records::grants::for_me(&state.vault, &caller).await?;
+    Ok(Json(json!({ "grants": grants })))
 }

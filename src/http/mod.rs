@@ -11,6 +11,7 @@ mod health;
 mod me;
 mod openapi;
 pub mod server;
+mod sign_in;
 
 use axum::Router;
 use axum::body::Body;
@@ -35,6 +36,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(openapi::router())
         .merge(me::router())
+        .merge(sign_in::router())
         .merge(console::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::map_response(security_headers))

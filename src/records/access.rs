@@ -43,7 +43,7 @@ pub async fn refuse(vault: &Vault, entry: Entry, err: ApiError) -> ApiError {
 }
 
 /// [`refuse`], with the entry's reason given rather than the error's code.
-async fn refuse_because(
+pub(super) async fn refuse_because(
     vault: &Vault,
     mut entry: Entry,
     err: ApiError,

@@ -138,6 +138,7 @@ pub async fn create(
             office: Some(grant.grantee_office.as_str()),
             ttl_seconds: req.ttl_seconds,
             grant: Some(grant.id),
+            via: None,
         },
     )?;
     e.citizen_idx = Some(citizen);
@@ -272,6 +273,28 @@ pub async fn for_citizen(
     let rows = store::list_for_citizen(&vault.db.pool, &citizen, LIST_LIMIT).await?;
     vault.record(e).await?;
     let now = now_ms();
+    rows.into_iter()
+        .map(|g| Ok(GrantView::new(&open(vault, g)?, now)))
+        .collect()
+}
+
+/// The grants in force made for the signed-in officer at their office, newest first, so they
+/// open one without its link. Logged: which dossiers an officer holds is for auditors to see.
+pub async fn for_me(vault: &Vault, caller: &Caller) -> Result<Vec<GrantView>, ApiError> {
+    let keys = vault.keys();
+    let mut e = entry(&keys, caller, AuditAction::GrantList);
+    e.reason = Some("the officer's own grants".into());
+    require_role(vault, &e, caller, &[Role::Officer]).await?;
+    let now = now_ms();
+    let rows = store::list_for_grantee(
+        &vault.db.pool,
+        caller.staff_or_none(),
+        &caller.office,
+        now,
+        LIST_LIMIT,
+    )
+    .await?;
+    vault.record(e).await?;
     rows.into_iter()
         .map(|g| Ok(GrantView::new(&open(vault, g)?, now)))
         .collect()

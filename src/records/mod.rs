@@ -22,6 +22,8 @@ pub mod master_keys;
 pub mod oversight;
 /// Reading documents: list, metadata, content.
 pub mod read;
+/// Signing in through an identity provider, and signing out.
+pub mod sign_in;
 /// Verify and revoke.
 pub mod status;
 /// Token revocation.

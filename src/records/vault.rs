@@ -41,8 +41,11 @@ pub struct Vault {
     /// The audit log's checkpoints: its name, how often they are made, this process's
     /// high-water mark and the rollback alarm.
     pub checkpoints: Arc<crate::audit::checkpoints::Publisher>,
-    /// Where the console is (`HOSO_PUBLIC_URL`), for the sign-in links grants hand out.
+    /// Where the console is (`HOSO_PUBLIC_URL`), for the sign-in links grants hand out and the
+    /// identity providers' redirects.
     pub console_url: String,
+    /// Signing in through identity providers (none configured: links only).
+    pub sign_in: super::sign_in::SignIn,
     /// Test-only crash simulation (`HOSO_TEST_FAULT`); refused outside debug builds.
     pub test_fault: Option<FaultPoint>,
 }

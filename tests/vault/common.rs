@@ -204,6 +204,7 @@ impl TestVault {
             office,
             ttl_seconds: 3600,
             grant: None,
+            via: None,
         };
         auth::issue(
             &self.state.vault.keys(),

@@ -255,6 +255,7 @@ async fn roles_without_the_right_are_refused_and_logged() {
             office: Some("TUPHAP"),
             ttl_seconds: 600,
             grant: None,
+            via: None,
         },
     )
     .unwrap()

@@ -1,0 +1,14 @@
+-- A sign-in through an identity provider between its start (/auth/*/login) and its end
+-- (/auth/*/callback): taken once, by the browser that started it, before it expires. The state
+-- is kept only as its SHA-256 (it travels in the browser's address bar), the browser by the
+-- SHA-256 of its sign-in cookie.
+CREATE TABLE sign_in_flows (
+    state_hash    TEXT PRIMARY KEY,
+    browser_hash  TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    nonce         TEXT NOT NULL,
+    code_verifier TEXT NOT NULL,
+    expires_at    BIGINT NOT NULL
+);
+-- A signed-in officer's list of the grants made for them.
+CREATE INDEX grants_by_grantee ON grants (grantee, grantee_office, created_at);

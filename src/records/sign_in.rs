@@ -1,0 +1,596 @@
+//! Signing in through an identity provider: staff through their agency's OpenID Connect
+//! provider, citizens through the national eID. The provider says who the person is; hoso
+//! checks its ID token completely ([`crate::auth::oidc`]), maps its claims to a hoso role,
+//! office and subject by the rules of that kind of sign-in, and issues its own short token, so
+//! the API keeps one way to authenticate. Every sign-in, refusal and sign-out is logged first.
+//!
+//! A flow's state is single-use, expires in [`FLOW_SECONDS`] and is bound to the browser that
+//! started it (the SHA-256 of a random cookie set at the start): a link with someone else's
+//! state, a replayed callback or one from another browser ends in a refusal, logged.
+
+use std::time::Duration;
+
+use super::Vault;
+use super::access::refuse_because;
+use crate::audit::{AuditAction, Entry};
+use crate::auth::oidc::{OidcError, Provider, Registration, Secrets};
+use crate::auth::{self, Caller, TokenRequest};
+use crate::config::{SecretString, SignInSettings};
+use crate::db::sign_in_flows::{self, Flow};
+use crate::domain::{Code, NOT_APPLICABLE, NationalId, Role, SignInKind};
+use crate::error::ApiError;
+
+/// How long a started sign-in may take, provider's login page included.
+pub const FLOW_SECONDS: i64 = 600;
+
+/// How a kind of person's claims become a hoso identity.
+pub enum Rules {
+    Staff {
+        role_claim: String,
+        office_claim: String,
+        id_claim: String,
+    },
+    Citizen {
+        id_claim: String,
+        /// Accepted `acr` values, the lowest first; empty: any.
+        acr: Vec<String>,
+    },
+}
+
+/// One kind of sign-in: its provider and its rules.
+pub struct Desk {
+    pub provider: Provider,
+    pub rules: Rules,
+}
+
+/// The sign-ins this vault offers; a kind without a provider signs in by link only.
+pub struct SignIn {
+    pub staff: Option<Desk>,
+    pub citizen: Option<Desk>,
+    /// Lifetime of the token a sign-in gives.
+    pub session_seconds: i64,
+}
+
+impl SignIn {
+    /// From the settings, reading each client secret file (which must be 0600).
+    pub fn from_settings(s: &SignInSettings) -> Result<Self, String> {
+        let timeout = Duration::from_secs(s.oidc_timeout_seconds);
+        let desk = |kind: SignInKind,
+                    issuer: &Option<String>,
+                    id: &Option<String>,
+                    secret: &Option<std::path::PathBuf>,
+                    rules: Rules|
+         -> Result<Option<Desk>, String> {
+            let (Some(issuer), Some(client_id), Some(secret)) = (issuer, id, secret) else {
+                if issuer.is_some() || id.is_some() || secret.is_some() {
+                    return Err(format!(
+                        "{kind} sign-in needs all three of HOSO_OIDC_{0}_ISSUER, \
+                         HOSO_OIDC_{0}_CLIENT_ID and HOSO_OIDC_{0}_CLIENT_SECRET_FILE",
+                        kind.as_str().to_uppercase()
+                    ));
+                }
+                return Ok(None);
+            };
+            let registration = Registration {
+                issuer: issuer.clone(),
+                client_id: client_id.clone(),
+                client_secret: read_secret(secret)?,
+                scopes: s.oidc_scopes.clone(),
+            };
+            Ok(Some(Desk {
+                provider: Provider::new(registration, timeout)?,
+                rules,
+            }))
+        };
+        Ok(Self {
+            staff: desk(
+                SignInKind::Staff,
+                &s.oidc_staff_issuer,
+                &s.oidc_staff_client_id,
+                &s.oidc_staff_client_secret_file,
+                Rules::Staff {
+                    role_claim: s.oidc_staff_role_claim.clone(),
+                    office_claim: s.oidc_staff_office_claim.clone(),
+                    id_claim: s.oidc_staff_id_claim.clone(),
+                },
+            )?,
+            citizen: desk(
+                SignInKind::Citizen,
+                &s.oidc_citizen_issuer,
+                &s.oidc_citizen_client_id,
+                &s.oidc_citizen_client_secret_file,
+                Rules::Citizen {
+                    id_claim: s.oidc_citizen_id_claim.clone(),
+                    acr: s.oidc_citizen_acr.clone(),
+                },
+            )?,
+            session_seconds: i64::try_from(s.session_hours * 3600).unwrap_or(8 * 3600),
+        })
+    }
+
+    pub fn desk(&self, kind: SignInKind) -> Option<&Desk> {
+        match kind {
+            SignInKind::Staff => self.staff.as_ref(),
+            SignInKind::Citizen => self.citizen.as_ref(),
+        }
+    }
+}
+
+/// A client secret from its file: owner-only, trimmed, not empty.
+fn read_secret(path: &std::path::Path) -> Result<SecretString, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("the client secret file {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "the client secret file {} can be read by other users; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("the client secret file {}: {e}", path.display()))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(format!(
+            "the client secret file {} is empty",
+            path.display()
+        ));
+    }
+    Ok(secret.parse().unwrap_or_else(|never| match never {}))
+}
+
+/// Why a sign-in did not end in a session: what the person is told, by a stable code.
+#[derive(Debug)]
+pub enum SignInError {
+    /// This kind of sign-in has no provider here.
+    NotConfigured,
+    /// The provider did not answer in time.
+    Unreachable,
+    /// The provider answered something unusable.
+    ProviderFault,
+    /// The person cancelled, or the provider refused them (`error=` on the callback).
+    Cancelled,
+    /// The sign-in's state is unknown, used, expired or from another browser.
+    Expired,
+    /// The provider's token failed a check (forged, for another client, another issuer…).
+    Invalid,
+    /// The person is who they say, but hoso cannot give them a session.
+    Refused(Refusal),
+    /// Too many refusals this minute.
+    TooMany,
+    /// The vault itself failed (database, audit log).
+    Vault(ApiError),
+}
+
+/// Why a checked identity gets no session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    NoRole,
+    UnknownRole,
+    BadOffice,
+    BadStaffId,
+    BadNationalId,
+    /// The lowest accepted assurance level.
+    AcrTooLow(String),
+}
+
+impl SignInError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotConfigured => "not_configured",
+            Self::Unreachable => "provider_unreachable",
+            Self::ProviderFault => "provider_error",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "sign_in_expired",
+            Self::Invalid => "sign_in_invalid",
+            Self::Refused(Refusal::NoRole) => "no_role",
+            Self::Refused(Refusal::UnknownRole) => "unknown_role",
+            Self::Refused(Refusal::BadOffice) => "bad_office",
+            Self::Refused(Refusal::BadStaffId) => "bad_staff_id",
+            Self::Refused(Refusal::BadNationalId) => "bad_national_id",
+            Self::Refused(Refusal::AcrTooLow(_)) => "acr_too_low",
+            Self::TooMany => "too_many_requests",
+            Self::Vault(_) => "unavailable",
+        }
+    }
+}
+
+impl From<OidcError> for SignInError {
+    fn from(e: OidcError) -> Self {
+        match e {
+            OidcError::Unreachable(_) => Self::Unreachable,
+            OidcError::BadAnswer(_) => Self::ProviderFault,
+            OidcError::Invalid(_) => Self::Invalid,
+        }
+    }
+}
+
+fn hash_hex(text: &str) -> String {
+    hex::encode(crate::crypto::sha256(text.as_bytes()))
+}
+
+/// Where the provider sends the browser back for this kind.
+pub fn redirect_uri(vault: &Vault, kind: SignInKind) -> String {
+    format!("{}/auth/{kind}/callback", vault.console_url)
+}
+
+/// Starts a sign-in for the browser whose sign-in cookie is `browser`: keeps the flow and
+/// answers the provider's URL to send it to.
+pub async fn start(vault: &Vault, kind: SignInKind, browser: &str) -> Result<String, SignInError> {
+    let desk = vault.sign_in.desk(kind).ok_or(SignInError::NotConfigured)?;
+    let metadata = desk.provider.metadata().await.map_err(|e| {
+        tracing::warn!(%kind, error = %e, "sign-in could not start");
+        SignInError::from(e)
+    })?;
+    let secrets = Secrets::fresh();
+    let now = crate::db::now_ms();
+    let flow = Flow {
+        kind,
+        browser_hash: hash_hex(browser),
+        nonce: secrets.nonce.clone(),
+        code_verifier: secrets.code_verifier.clone(),
+        expires_at: now + FLOW_SECONDS * 1000,
+    };
+    let keep = async {
+        let mut tx = vault.db.begin().await?;
+        sign_in_flows::insert(&mut tx, &hash_hex(&secrets.state), &flow, now).await?;
+        tx.commit("keep a sign-in").await
+    };
+    keep.await
+        .map_err(|e| SignInError::Vault(ApiError::from(e)))?;
+    let acr = match &desk.rules {
+        Rules::Citizen { acr, .. } => acr.as_slice(),
+        Rules::Staff { .. } => &[],
+    };
+    Ok(desk
+        .provider
+        .authorization_url(&metadata, &redirect_uri(vault, kind), &secrets, acr)?)
+}
+
+/// What the provider sent back on the redirect URI.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Callback {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub iss: Option<String>,
+}
+
+/// Who a checked ID token names, in hoso's terms.
+struct Person {
+    role: Role,
+    sub: String,
+    office: Option<String>,
+    citizen: Option<NationalId>,
+}
+
+/// Ends a sign-in: takes its flow, redeems the code, checks the ID token, maps its claims and
+/// issues hoso's token, logged first. Every refusal is logged too (see the module's notes).
+pub async fn finish(
+    vault: &Vault,
+    kind: SignInKind,
+    browser: Option<&str>,
+    callback: Callback,
+) -> Result<String, SignInError> {
+    let desk = vault.sign_in.desk(kind).ok_or(SignInError::NotConfigured)?;
+    let issuer = desk.provider.registration.issuer.clone();
+    let attempt = Attempt {
+        vault,
+        kind,
+        issuer: &issuer,
+    };
+    let flow = match callback.state.as_deref() {
+        Some(state) => {
+            let take = async {
+                let mut tx = vault.db.begin().await?;
+                let flow = sign_in_flows::take(&mut tx, &hash_hex(state)).await?;
+                tx.commit("take a sign-in").await?;
+                Ok::<_, crate::db::DbError>(flow)
+            };
+            take.await.map_err(|e| SignInError::Vault(e.into()))?
+        }
+        None => None,
+    };
+    let now = crate::db::now_ms();
+    let flow = match flow {
+        Some(f)
+            if f.kind == kind
+                && f.expires_at > now
+                && browser.map(hash_hex) == Some(f.browser_hash.clone()) =>
+        {
+            f
+        }
+        Some(f) if f.expires_at <= now => {
+            return Err(attempt
+                .refuse(None, "the sign-in expired", SignInError::Expired)
+                .await);
+        }
+        Some(_) => {
+            return Err(attempt
+                .refuse(
+                    None,
+                    "the sign-in was started in another browser or for another kind",
+                    SignInError::Expired,
+                )
+                .await);
+        }
+        None => {
+            return Err(attempt
+                .refuse(
+                    None,
+                    "the sign-in's state is unknown or already used",
+                    SignInError::Expired,
+                )
+                .await);
+        }
+    };
+    if let Some(error) = &callback.error {
+        let error = if Code::parse(error, "error").is_ok() {
+            error.as_str()
+        } else {
+            "(unreadable)"
+        };
+        let why = format!("the provider answered error={error}");
+        return Err(attempt.refuse(None, &why, SignInError::Cancelled).await);
+    }
+    let metadata = desk.provider.metadata().await?;
+    // RFC 9207: an `iss` on the callback must be the issuer; one is required when the provider
+    // says it sends it (a mix-up attack swaps providers' answers).
+    match &callback.iss {
+        Some(iss) if iss != &metadata.issuer => {
+            return Err(attempt
+                .refuse(
+                    None,
+                    "the callback's iss is another issuer",
+                    SignInError::Invalid,
+                )
+                .await);
+        }
+        None if metadata.authorization_response_iss_parameter_supported => {
+            return Err(attempt
+                .refuse(
+                    None,
+                    "the callback has no iss though the provider sends one",
+                    SignInError::Invalid,
+                )
+                .await);
+        }
+        _ => {}
+    }
+    let Some(code) = callback.code.as_deref() else {
+        return Err(attempt
+            .refuse(None, "the callback has no code", SignInError::Invalid)
+            .await);
+    };
+    let id_token = desk
+        .provider
+        .redeem(
+            &metadata,
+            code,
+            &flow.code_verifier,
+            &redirect_uri(vault, kind),
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!(%kind, error = %e, "sign-in: the code could not be redeemed");
+            SignInError::from(e)
+        })?;
+    let claims = match desk
+        .provider
+        .check_id_token(&metadata, &id_token, &flow.nonce)
+        .await
+    {
+        Ok(claims) => claims,
+        Err(OidcError::Invalid(why)) => {
+            return Err(attempt.refuse(None, &why, SignInError::Invalid).await);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let acr = claims
+        .get("acr")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let person = match person(&desk.rules, &claims) {
+        Ok(person) => person,
+        Err((refusal, known)) => {
+            let why = format!("{refusal:?}, acr {}", acr.as_deref().unwrap_or("-"));
+            return Err(attempt
+                .refuse(Some(known), &why, SignInError::Refused(refusal))
+                .await);
+        }
+    };
+    let keys = vault.keys();
+    let (token, claims) = auth::issue(
+        &keys,
+        &vault.token_policy,
+        TokenRequest {
+            role: person.role,
+            sub: &person.sub,
+            office: person.office.as_deref(),
+            ttl_seconds: vault.sign_in.session_seconds,
+            grant: None,
+            via: Some(kind),
+        },
+    )
+    .map_err(SignInError::Vault)?;
+    let mut e = attempt.entry(&Known {
+        role: Some(person.role),
+        staff_id: person.citizen.is_none().then(|| person.sub.clone()),
+        office: person.office.clone(),
+        citizen: person.citizen.clone(),
+    });
+    e.reason = Some(format!(
+        "{kind} sign-in via {issuer}, acr {}, jti {}",
+        acr.as_deref().unwrap_or("-"),
+        claims.jti
+    ));
+    vault.record(e).await.map_err(SignInError::Vault)?;
+    Ok(token)
+}
+
+/// What is known of the person at a refusal, for its log entry.
+#[derive(Default)]
+struct Known {
+    role: Option<Role>,
+    staff_id: Option<String>,
+    office: Option<String>,
+    citizen: Option<NationalId>,
+}
+
+/// One sign-in attempt, for its log entries.
+struct Attempt<'a> {
+    vault: &'a Vault,
+    kind: SignInKind,
+    issuer: &'a str,
+}
+
+impl Attempt<'_> {
+    /// The entry for this attempt. A refused staff member whose role is unknown is recorded as
+    /// `officer`, the role with no standing rights; the reason says why they were refused.
+    fn entry(&self, known: &Known) -> Entry {
+        let keys = self.vault.keys();
+        let citizen_idx = known.citizen.as_ref().map(|id| keys.citizen_index(id));
+        let actor = match (&known.staff_id, &citizen_idx) {
+            (Some(staff), _) => staff.clone(),
+            (None, Some(idx)) => format!("citizen:{}", &idx.to_hex()[..16]),
+            (None, None) => "unknown".to_owned(),
+        };
+        let role = known.role.unwrap_or(match self.kind {
+            SignInKind::Citizen => Role::Citizen,
+            SignInKind::Staff => Role::Officer,
+        });
+        let office = known
+            .office
+            .clone()
+            .unwrap_or_else(|| NOT_APPLICABLE.to_owned());
+        let mut e = Entry::new(actor, role, office, AuditAction::SessionSignIn);
+        e.citizen_idx = citizen_idx;
+        e
+    }
+
+    /// Logs a refused sign-in and returns what the person is told.
+    async fn refuse(&self, known: Option<Known>, why: &str, err: SignInError) -> SignInError {
+        let e = self.entry(&known.unwrap_or_default());
+        let reason = format!("{} sign-in via {}: {why}", self.kind, self.issuer);
+        tracing::info!(kind = %self.kind, reason = %why.escape_debug(), "sign-in refused");
+        match refuse_because(self.vault, e, ApiError::Forbidden(why.to_owned()), reason).await {
+            ApiError::TooManyRequests => SignInError::TooMany,
+            ApiError::Forbidden(_) => err,
+            other => SignInError::Vault(other),
+        }
+    }
+}
+
+/// A claim as text, if it is one.
+fn text<'a>(claims: &'a serde_json::Map<String, serde_json::Value>, name: &str) -> Option<&'a str> {
+    claims.get(name).and_then(|v| v.as_str())
+}
+
+/// Maps checked claims to a person by `rules`; a refusal comes with what is known of them.
+fn person(
+    rules: &Rules,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Person, (Refusal, Known)> {
+    match rules {
+        Rules::Staff {
+            role_claim,
+            office_claim,
+            id_claim,
+        } => {
+            let staff_id = text(claims, id_claim).and_then(|s| Code::parse(s, "staff id").ok());
+            let office = text(claims, office_claim).and_then(|s| Code::parse(s, "office").ok());
+            let role = text(claims, role_claim).map(Role::parse);
+            let known = Known {
+                role: role.flatten().filter(|r| *r != Role::Citizen),
+                staff_id: staff_id.as_ref().map(Code::to_string),
+                office: office.as_ref().map(Code::to_string),
+                citizen: None,
+            };
+            let role = match role {
+                None => return Err((Refusal::NoRole, known)),
+                // A staff provider cannot make citizens: their sign-in is the national eID's.
+                Some(None) | Some(Some(Role::Citizen)) => {
+                    return Err((Refusal::UnknownRole, known));
+                }
+                Some(Some(role)) => role,
+            };
+            let Some(staff_id) = staff_id else {
+                return Err((Refusal::BadStaffId, known));
+            };
+            let Some(office) = office else {
+                return Err((Refusal::BadOffice, known));
+            };
+            Ok(Person {
+                role,
+                sub: staff_id.to_string(),
+                office: Some(office.to_string()),
+                citizen: None,
+            })
+        }
+        Rules::Citizen { id_claim, acr } => {
+            let Some(id) = text(claims, id_claim).and_then(|s| NationalId::parse(s).ok()) else {
+                return Err((
+                    Refusal::BadNationalId,
+                    Known {
+                        role: Some(Role::Citizen),
+                        ..Known::default()
+                    },
+                ));
+            };
+            let known = Known {
+                role: Some(Role::Citizen),
+                citizen: Some(id.clone()),
+                ..Known::default()
+            };
+            if let Some(lowest) = acr.first()
+                && !text(claims, "acr").is_some_and(|a| acr.iter().any(|ok| ok == a))
+            {
+                return Err((Refusal::AcrTooLow(lowest.clone()), known));
+            }
+            Ok(Person {
+                role: Role::Citizen,
+                sub: id.expose().to_owned(),
+                office: None,
+                citizen: Some(id),
+            })
+        }
+    }
+}
+
+/// Signs the caller out: their token is refused from now on, logged with it. Answers where
+/// to send the browser next when the caller signed in through a provider that advertises an
+/// end-session endpoint (RP-initiated logout, back to the console); a provider that does not
+/// answer now only loses that step, the token is revoked all the same.
+pub async fn sign_out(vault: &Vault, caller: &Caller) -> Result<Option<String>, ApiError> {
+    let mut e = super::entry(&vault.keys(), caller, AuditAction::SessionSignOut);
+    e.reason = Some(format!("jti {}", caller.jti));
+    let (jti, exp) = (caller.jti.clone(), caller.expires_at);
+    vault
+        .change(move |tx| {
+            Box::pin(async move {
+                crate::db::revoked_tokens::revoke_token(&mut **tx, &jti, exp).await?;
+                Ok((Some(e), ()))
+            })
+        })
+        .await?;
+    let Some(desk) = caller.via.and_then(|kind| vault.sign_in.desk(kind)) else {
+        return Ok(None);
+    };
+    let Ok(metadata) = desk.provider.metadata().await else {
+        return Ok(None);
+    };
+    let Some(end) = metadata.end_session_endpoint.as_deref() else {
+        return Ok(None);
+    };
+    let Ok(mut url) = url::Url::parse(end) else {
+        return Ok(None);
+    };
+    url.query_pairs_mut()
+        .append_pair("client_id", &desk.provider.registration.client_id)
+        .append_pair(
+            "post_logout_redirect_uri",
+            &format!("{}/", vault.console_url),
+        );
+    Ok(Some(url.into()))
+}
