@@ -11,7 +11,7 @@
 // registered for `http://127.0.0.1/auth/{staff,citizen}/callback` as loopback clients (RFC 8252:
 // any port, since each test's vault listens on its own). The login page is the provider's own
 // interaction, a plain form; any password is accepted, the login name picks the test person.
-// Consent is taken as given (first-party clients), as an agency's SSO does for its own apps.
+// Consent is given at once (hoso is a first-party application), as an agency's SSO does.
 
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -22,7 +22,7 @@ const secret = readFileSync(process.argv[2], 'utf8').trim();
 // The test people. Claim names are hoso's defaults (HOSO_OIDC_STAFF_ROLE_CLAIM and so on).
 const people = {
   'lan.nguyen': { name: 'Nguyễn Thị Lan', hoso_role: 'clerk', hoso_office: 'UBND-HAICHAU' },
-  'binh.tran': { name: 'Trần Văn Bình', hoso_role: 'officer', hoso_office: 'SO-TNMT' },
+  'binh.tran': { name: 'Trần Văn Bình', hoso_role: 'officer', hoso_office: 'STP-DANANG' },
   'hoa.le': { name: 'Lê Thị Hoa', hoso_role: 'auditor', hoso_office: 'THANHTRA-DN' },
   'khong.vaitro': { name: 'Không Vai Trò', hoso_office: 'UBND-HAICHAU' },
   'vai.tro.la': { name: 'Vai Trò Lạ', hoso_role: 'superuser', hoso_office: 'UBND-HAICHAU' },
@@ -64,15 +64,6 @@ server.listen(0, '127.0.0.1', () => {
         return { sub, ...claims };
       },
     },
-    loadExistingGrant: async (ctx) => {
-      const grant = new ctx.oidc.provider.Grant({
-        clientId: ctx.oidc.client.clientId,
-        accountId: ctx.oidc.session.accountId,
-      });
-      grant.addOIDCScope('openid profile');
-      await grant.save();
-      return grant;
-    },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     ttl: { Session: 3600, Interaction: 600, Grant: 3600, AccessToken: 600, AuthorizationCode: 60, IdToken: 600 },
   });
@@ -81,6 +72,14 @@ server.listen(0, '127.0.0.1', () => {
 
   const interaction = async (req, res) => {
     const details = await provider.interactionDetails(req, res);
+    if (details.prompt.name === 'consent') {
+      // hoso is a first-party application of this provider: consent is given by the agency.
+      const grant = new provider.Grant({ clientId: details.params.client_id, accountId: details.session.accountId });
+      grant.addOIDCScope(details.params.scope);
+      await provider.interactionFinished(req, res, { consent: { grantId: await grant.save() } },
+        { mergeWithLastSubmission: true });
+      return;
+    }
     if (req.method === 'GET') {
       res.setHeader('Content-Type', 'text/html; charset=utf-8');
       res.end(`<!doctype html><html lang="vi"><meta charset="utf-8"><title>Đăng nhập</title>

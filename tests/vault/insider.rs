@@ -576,6 +576,7 @@ async fn a_revoked_or_expired_token_is_refused_and_logged_and_a_grant_token_past
         exp: now - hoso::auth::LEEWAY_SECONDS as i64 - 60,
         jti: uuid::Uuid::now_v7().to_string(),
         grant: Some(grant.clone()),
+        via: None,
     };
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some(keys.token.kid().to_owned());

@@ -25,5 +25,6 @@ mod p10_nothing_in_clear;
 mod processes;
 mod reliability;
 mod scale_out;
+mod sign_in;
 mod survival;
 mod workflows;

@@ -1,0 +1,569 @@
+//! Promise 11: a person signs in only as who their provider says they are. Against a real
+//! OpenID provider (panva's oidc-provider, `tests/oidc/`, one for the whole run), its login
+//! page driven over plain HTTP; forged answers come from a small provider made here
+//! ([`fake`]), since a real one never signs them.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::common::{CITIZEN_A, TestVault, png};
+
+/// The test provider: its issuer and the client secret file both clients use.
+pub struct RealProvider {
+    pub issuer: String,
+    pub secret_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    _process: std::process::Child,
+}
+
+/// Starts the one provider of this run (installing its pinned packages first if needed).
+pub fn provider() -> &'static RealProvider {
+    static PROVIDER: OnceLock<RealProvider> = OnceLock::new();
+    PROVIDER.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
+        if !root.join("node_modules/oidc-provider").exists() {
+            let status = std::process::Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--silent"])
+                .current_dir(&root)
+                .status()
+                .expect("npm, to install the test OpenID provider (Node 20 and npm are needed)");
+            assert!(status.success(), "npm ci in tests/oidc failed");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("client-secret");
+        std::fs::write(&secret_file, "a-test-client-secret-of-no-value\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut process = std::process::Command::new("node")
+            .arg(root.join("provider.mjs"))
+            .arg(&secret_file)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node, to run the test OpenID provider");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(process.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let issuer = line
+            .strip_prefix("ready ")
+            .unwrap_or_else(|| panic!("the test OpenID provider did not start: {line:?}"))
+            .trim()
+            .to_owned();
+        RealProvider {
+            issuer,
+            secret_file,
+            _dir: dir,
+            _process: process,
+        }
+    })
+}
+
+/// A vault that signs staff and citizens in through the test provider; citizens need `vneid-2`.
+pub async fn vault() -> TestVault {
+    let p = provider();
+    TestVault::with(|s| {
+        s.sign_in.oidc_staff_issuer = Some(p.issuer.clone());
+        s.sign_in.oidc_staff_client_id = Some("hoso-staff".into());
+        s.sign_in.oidc_staff_client_secret_file = Some(p.secret_file.clone());
+        s.sign_in.oidc_citizen_issuer = Some(p.issuer.clone());
+        s.sign_in.oidc_citizen_client_id = Some("hoso-citizen".into());
+        s.sign_in.oidc_citizen_client_secret_file = Some(p.secret_file.clone());
+        s.sign_in.oidc_citizen_acr = vec!["vneid-2".into()];
+    })
+    .await
+}
+
+/// A browser's cookies, by name (the provider's are path-scoped, but names do not clash).
+#[derive(Default)]
+pub struct Jar(HashMap<String, String>);
+
+impl Jar {
+    fn take(&mut self, headers: &axum::http::HeaderMap) {
+        for value in headers.get_all(header::SET_COOKIE) {
+            let text = value.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty()
+                || text.contains("Max-Age=0")
+                || text.contains("expires=Thu, 01 Jan 1970")
+            {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+fn location(headers: &axum::http::HeaderMap) -> String {
+    headers[header::LOCATION].to_str().unwrap().to_owned()
+}
+
+/// The provider's side of a sign-in, as a browser goes through it: the authorization URL, its
+/// login page, the form posted with `login`, and every redirect until the one back to hoso,
+/// whose query is returned.
+pub async fn at_provider(authorize: &str, login: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let issuer = &provider().issuer;
+    let mut jar = Jar::default();
+    let mut url = authorize.to_owned();
+    let mut posted = false;
+    for _ in 0..10 {
+        if !url.starts_with(issuer.as_str()) {
+            // Back at hoso's callback.
+            assert!(url.contains("/callback?"), "{url}");
+            return url.split_once('?').unwrap().1.to_owned();
+        }
+        let reply = http
+            .get(&url)
+            .header(header::COOKIE, jar.header())
+            .send()
+            .await
+            .unwrap();
+        let mut headers = axum::http::HeaderMap::new();
+        for (k, v) in reply.headers() {
+            headers.append(k.clone(), v.clone());
+        }
+        jar.take(&headers);
+        if reply.status().is_redirection() {
+            url = absolute(issuer, &location(&headers));
+            continue;
+        }
+        let page = reply.text().await.unwrap();
+        assert!(
+            !posted,
+            "the provider showed a page after the login: {page}"
+        );
+        assert!(
+            page.contains("name=\"login\""),
+            "the provider's login page: {page}"
+        );
+        let reply = http
+            .post(&url)
+            .header(header::COOKIE, jar.header())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(format!("login={login}&password=any"))
+            .send()
+            .await
+            .unwrap();
+        let mut headers = axum::http::HeaderMap::new();
+        for (k, v) in reply.headers() {
+            headers.append(k.clone(), v.clone());
+        }
+        jar.take(&headers);
+        assert!(
+            reply.status().is_redirection(),
+            "login posted: {}",
+            reply.status()
+        );
+        url = absolute(issuer, &location(&headers));
+        posted = true;
+    }
+    panic!("too many redirects at the provider");
+}
+
+fn absolute(issuer: &str, location: &str) -> String {
+    if location.starts_with("http") {
+        location.to_owned()
+    } else {
+        format!("{issuer}{location}")
+    }
+}
+
+/// hoso's start of a sign-in: where it sends the browser, and the browser's sign-in cookie.
+pub async fn start(vault: &TestVault, kind: &str) -> (String, String) {
+    let reply = vault.get(&format!("/auth/{kind}/login"), "").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    (location(&reply.headers), cookie)
+}
+
+/// hoso's callback with `query`, from the browser holding `cookie`.
+pub async fn callback(
+    vault: &TestVault,
+    kind: &str,
+    query: &str,
+    cookie: &str,
+) -> crate::common::Reply {
+    let request = Request::get(format!("/auth/{kind}/callback?{query}"))
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap();
+    vault.send(request).await
+}
+
+/// A whole sign-in as `login`: hoso's answer at the end.
+pub async fn sign_in(vault: &TestVault, kind: &str, login: &str) -> crate::common::Reply {
+    let (authorize, cookie) = start(vault, kind).await;
+    let query = at_provider(&authorize, login).await;
+    callback(vault, kind, &query, &cookie).await
+}
+
+/// The token a successful sign-in hands the console.
+#[track_caller]
+pub fn token_of(reply: &crate::common::Reply) -> String {
+    assert_eq!(
+        reply.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let to = location(&reply.headers);
+    to.strip_prefix("/#token=")
+        .unwrap_or_else(|| panic!("{to}"))
+        .to_owned()
+}
+
+/// The refusal page's code (its `data-code`).
+#[track_caller]
+pub fn refused_with(reply: &crate::common::Reply, status: StatusCode, code: &str) {
+    let page = String::from_utf8_lossy(&reply.body);
+    assert_eq!(reply.status, status, "{page}");
+    assert!(
+        page.contains(&format!("data-code=\"{code}\"")),
+        "{code}: {page}"
+    );
+    assert!(
+        page.contains("lang=\"vi\"") && page.contains("href=\"/\""),
+        "{page}"
+    );
+}
+
+async fn sign_ins(vault: &TestVault, outcome: &str) -> i64 {
+    vault
+        .count(&format!(
+            "SELECT COUNT(*) FROM audit_entries WHERE action = 'session.sign_in' AND outcome = '{outcome}'"
+        ))
+        .await
+}
+
+#[tokio::test]
+async fn a_clerk_signs_in_through_the_provider_and_gets_a_session_of_their_role_and_office() {
+    let vault = vault().await;
+    let token = token_of(&sign_in(&vault, "staff", "lan.nguyen").await);
+    let me = vault.get("/v1/me", &token).await;
+    me.expect(StatusCode::OK);
+    let me = me.json();
+    assert_eq!(me["role"], "clerk");
+    assert_eq!(me["sub"], "lan.nguyen");
+    assert_eq!(me["office"], "UBND-HAICHAU");
+    assert_eq!(me["signed_in_via"], "staff");
+    // The session works at the desk, and is logged as the person's own sign-in.
+    vault
+        .get(&format!("/v1/citizens/{CITIZEN_A}/documents"), &token)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(sign_ins(&vault, "allowed").await, 1);
+    let reason = vault
+        .fetch_text("SELECT reason FROM audit_entries WHERE action = 'session.sign_in'")
+        .await;
+    assert!(
+        reason.contains(&provider().issuer) && reason.contains("jti"),
+        "{reason}"
+    );
+    assert_eq!(
+        vault
+            .fetch_text("SELECT actor FROM audit_entries WHERE action = 'session.sign_in'")
+            .await,
+        "lan.nguyen"
+    );
+}
+
+#[tokio::test]
+async fn a_citizen_signs_in_with_the_national_eid_and_sees_their_documents_and_who_read_them() {
+    let vault = vault().await;
+    vault.take_in("048090001234", "cccd", &png(1, 4000)).await;
+    let token = token_of(&sign_in(&vault, "citizen", "cong.dan").await);
+    let me = vault.get("/v1/me", &token).await.json();
+    assert_eq!(me["role"], "citizen");
+    assert_eq!(me["sub"], "048090001234");
+    let docs = vault
+        .get("/v1/citizens/048090001234/documents", &token)
+        .await;
+    docs.expect(StatusCode::OK);
+    assert_eq!(docs.json()["documents"].as_array().unwrap().len(), 1);
+    vault
+        .get("/v1/citizens/048090001234/access-log", &token)
+        .await
+        .expect(StatusCode::OK);
+    // Someone else's records stay closed.
+    vault
+        .get(&format!("/v1/citizens/{CITIZEN_A}/documents"), &token)
+        .await
+        .expect(StatusCode::FORBIDDEN);
+    // The sign-in names the citizen by blind index only.
+    assert_eq!(sign_ins(&vault, "allowed").await, 1);
+    let logged = vault
+        .count(
+            "SELECT COUNT(*) FROM audit_entries WHERE action = 'session.sign_in' \
+             AND citizen_idx IS NOT NULL AND actor LIKE 'citizen:%' \
+             AND reason NOT LIKE '%048090001234%' AND actor NOT LIKE '%048090001234%'",
+        )
+        .await;
+    assert_eq!(logged, 1);
+}
+
+#[tokio::test]
+async fn an_officer_signs_in_and_opens_a_grant_from_their_list_without_its_link() {
+    let vault = vault().await;
+    let doc = vault.take_in(CITIZEN_A, "cccd", &png(2, 4000)).await;
+    let (grant, _link_token) = vault.grant(CITIZEN_A, &["cccd"], "binh.tran", 2).await;
+    let token = token_of(&sign_in(&vault, "staff", "binh.tran").await);
+    let list = vault.get("/v1/me/grants", &token).await;
+    list.expect(StatusCode::OK);
+    let grants = list.json()["grants"].as_array().unwrap().clone();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0]["grant_id"], grant.as_str());
+    // Through the grant, by naming it; without naming it, nothing.
+    let with_grant = |path: String| {
+        Request::get(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header("Hoso-Grant", grant.as_str())
+            .body(Body::empty())
+            .unwrap()
+    };
+    vault
+        .send(with_grant(format!("/v1/grants/{grant}/documents")))
+        .await
+        .expect(StatusCode::OK);
+    vault
+        .send(with_grant(format!("/v1/documents/{doc}/content")))
+        .await
+        .expect(StatusCode::OK);
+    vault
+        .get(&format!("/v1/documents/{doc}/content"), &token)
+        .await
+        .expect(StatusCode::FORBIDDEN);
+    // The same staff id at another office, and a clerk, see none of it.
+    let elsewhere = vault.token(hoso::domain::Role::Officer, "binh.tran", Some("SO-TNMT"));
+    assert_eq!(
+        vault.get("/v1/me/grants", &elsewhere).await.json()["grants"],
+        json!([])
+    );
+    let request = Request::get(format!("/v1/documents/{doc}/content"))
+        .header(header::AUTHORIZATION, format!("Bearer {elsewhere}"))
+        .header("Hoso-Grant", grant.as_str())
+        .body(Body::empty())
+        .unwrap();
+    vault.send(request).await.expect(StatusCode::FORBIDDEN);
+    vault
+        .get("/v1/me/grants", &vault.clerk())
+        .await
+        .expect(StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_replayed_or_foreign_browser_callback_is_refused_and_logged() {
+    let vault = vault().await;
+    let (authorize, cookie) = start(&vault, "staff").await;
+    let query = at_provider(&authorize, "lan.nguyen").await;
+    // Another browser (no cookie, or another one) cannot finish it…
+    let other = "hoso_sign_in=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    refused_with(
+        &callback(&vault, "staff", &query, other).await,
+        StatusCode::BAD_REQUEST,
+        "sign_in_expired",
+    );
+    // …and the state is spent: the right browser cannot use it afterwards either.
+    refused_with(
+        &callback(&vault, "staff", &query, &cookie).await,
+        StatusCode::BAD_REQUEST,
+        "sign_in_expired",
+    );
+    // A fresh one used twice: once, then refused.
+    let (authorize, cookie) = start(&vault, "staff").await;
+    let query = at_provider(&authorize, "lan.nguyen").await;
+    token_of(&callback(&vault, "staff", &query, &cookie).await);
+    refused_with(
+        &callback(&vault, "staff", &query, &cookie).await,
+        StatusCode::BAD_REQUEST,
+        "sign_in_expired",
+    );
+    // The staff callback does not take a citizen's state.
+    let (authorize, cookie) = start(&vault, "citizen").await;
+    let query = at_provider(&authorize, "cong.dan").await;
+    refused_with(
+        &callback(&vault, "staff", &query, &cookie).await,
+        StatusCode::BAD_REQUEST,
+        "sign_in_expired",
+    );
+    assert_eq!(sign_ins(&vault, "denied").await, 4);
+    assert_eq!(sign_ins(&vault, "allowed").await, 1);
+}
+
+#[tokio::test]
+async fn people_whose_claims_map_to_no_session_see_a_page_saying_why_and_are_logged() {
+    let vault = vault().await;
+    let cases = [
+        ("staff", "khong.vaitro", "no_role"),
+        ("staff", "vai.tro.la", "unknown_role"),
+        ("staff", "van.phong.sai", "bad_office"),
+        ("citizen", "cong.dan.muc1", "acr_too_low"),
+        ("citizen", "cong.dan.sai", "bad_national_id"),
+        ("staff", "no.such.person", "cancelled"),
+    ];
+    for (n, (kind, login, code)) in cases.iter().enumerate() {
+        let reply = sign_in(&vault, kind, login).await;
+        refused_with(&reply, StatusCode::FORBIDDEN, code);
+        assert_eq!(sign_ins(&vault, "denied").await, n as i64 + 1, "{login}");
+    }
+    // The low assurance page names the level needed.
+    let reply = sign_in(&vault, "citizen", "cong.dan.muc1").await;
+    assert!(String::from_utf8_lossy(&reply.body).contains("vneid-2"));
+    assert_eq!(sign_ins(&vault, "allowed").await, 0);
+    // The refused citizen is named by blind index, never by number.
+    let clear = vault
+        .count("SELECT COUNT(*) FROM audit_entries WHERE reason LIKE '%048090005678%' OR actor LIKE '%048090005678%'")
+        .await;
+    assert_eq!(clear, 0);
+}
+
+#[tokio::test]
+async fn signing_out_revokes_the_token_and_sends_the_browser_to_the_providers_end_session() {
+    let vault = vault().await;
+    let token = token_of(&sign_in(&vault, "staff", "lan.nguyen").await);
+    let out = vault.post("/v1/me/sign-out", &token, json!({})).await;
+    out.expect(StatusCode::OK);
+    let next = out.json()["end_session_url"].as_str().unwrap().to_owned();
+    assert!(
+        next.starts_with(&format!("{}/session/end?", provider().issuer)),
+        "{next}"
+    );
+    assert!(next.contains("post_logout_redirect_uri="), "{next}");
+    // The provider takes it (its sign-out confirmation page).
+    let page = reqwest::get(&next).await.unwrap();
+    assert_eq!(page.status(), 200);
+    vault
+        .get("/v1/me", &token)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_eq!(
+        vault
+            .count("SELECT COUNT(*) FROM audit_entries WHERE action = 'session.sign_out'")
+            .await,
+        1
+    );
+    // A link's session signs out too, with nowhere else to go.
+    let link = vault.clerk();
+    let out = vault.post("/v1/me/sign-out", &link, json!({})).await;
+    assert_eq!(out.json()["end_session_url"], Value::Null);
+    vault
+        .get("/v1/me", &link)
+        .await
+        .expect(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_provider_that_does_not_answer_is_said_so_within_seconds() {
+    // A port nothing listens on, and one that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    for issuer in ["http://127.0.0.1:9".to_owned(), silent_url] {
+        let p = provider();
+        let vault = TestVault::with(|s| {
+            s.sign_in.oidc_staff_issuer = Some(issuer.clone());
+            s.sign_in.oidc_staff_client_id = Some("hoso-staff".into());
+            s.sign_in.oidc_staff_client_secret_file = Some(p.secret_file.clone());
+            s.sign_in.oidc_timeout_seconds = 2;
+        })
+        .await;
+        let began = Instant::now();
+        let reply = vault.get("/auth/staff/login", "").await;
+        refused_with(
+            &reply,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "provider_unreachable",
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "{issuer}: {:?}",
+            began.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_parameter_chooses_where_the_browser_goes() {
+    let vault = vault().await;
+    // A return address or redirect URI slipped into the start is ignored: the provider is told
+    // hoso's own callback, and the end goes to the console itself.
+    let reply = vault
+        .get("/auth/staff/login?return_to=https://evil.example/&redirect_uri=https://evil.example/cb", "")
+        .await;
+    let to = location(&reply.headers);
+    assert!(to.starts_with(&provider().issuer), "{to}");
+    assert!(!to.contains("evil"), "{to}");
+    let redirect = url::Url::parse(&to).unwrap();
+    let redirect_uri = redirect
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .unwrap()
+        .1;
+    assert!(
+        redirect_uri.ends_with("/auth/staff/callback"),
+        "{redirect_uri}"
+    );
+    assert!(
+        redirect_uri.starts_with(&vault.state.vault.console_url),
+        "{redirect_uri}"
+    );
+    // The provider refuses a redirect URI it does not know (its own check, seen from hoso's
+    // side: no code is ever sent elsewhere).
+    let evil = to.replace(
+        &url::form_urlencoded::byte_serialize(redirect_uri.as_bytes()).collect::<String>(),
+        "https%3A%2F%2Fevil.example%2Fcb",
+    );
+    let answer = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(&evil)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_client_error(), "{}", answer.status());
+    // The providers offered to the console's front door.
+    let offered = vault.get("/auth/providers", "").await.json();
+    assert_eq!(offered, json!({"staff": true, "citizen": true}));
+    let plain = TestVault::new().await;
+    assert_eq!(
+        plain.get("/auth/providers", "").await.json(),
+        json!({"staff": false, "citizen": false})
+    );
+    refused_with(
+        &plain.get("/auth/staff/login", "").await,
+        StatusCode::NOT_FOUND,
+        "not_configured",
+    );
+}
