@@ -219,6 +219,8 @@ const vi = {
   'action.refusals.limited': 'Giới hạn yêu cầu bị từ chối',
   'action.keys.rewrap': 'Bọc lại khóa dữ liệu',
   'action.keys.retire': 'Ngừng dùng khóa chủ',
+  'action.session.sign_in': 'Đăng nhập qua hệ thống định danh',
+  'action.session.sign_out': 'Đăng xuất',
   // Citizen
   'citizen.mine': 'Hồ sơ của tôi',
   'citizen.mine_lead': 'Giấy tờ của bạn đang lưu trong kho. Bạn không phải nộp lại các giấy tờ này cho những thủ tục sau.',
@@ -481,6 +483,8 @@ const en = {
   'action.refusals.limited': 'Refusals limited',
   'action.keys.rewrap': 'Rewrap data keys',
   'action.keys.retire': 'Retire a master key',
+  'action.session.sign_in': 'Sign in through an identity provider',
+  'action.session.sign_out': 'Sign out',
   'citizen.mine': 'My records',
   'citizen.mine_lead': 'Your documents kept in the vault. You need not hand them in again for later procedures.',
   'citizen.who': 'Who read my records',
@@ -560,7 +564,8 @@ export const DOC_TYPES = ['cccd', 'passport', 'birth_certificate', 'marriage_cer
 export const ACTIONS = ['document.intake', 'document.list', 'document.read', 'document.content',
   'document.verify', 'document.revoke', 'grant.create', 'grant.revoke', 'grant.list', 'grant.read',
   'audit.query', 'audit.verify', 'access_log.read', 'access_log.proof', 'token.issue',
-  'token.revoke', 'token.refused', 'refusals.limited', 'keys.rewrap', 'keys.retire'];
+  'token.revoke', 'token.refused', 'refusals.limited', 'keys.rewrap', 'keys.retire',
+  'session.sign_in', 'session.sign_out'];
 
 /** The message for an API error: plain words for its code. */
 export function apiMessage(error) {

@@ -182,8 +182,9 @@ fn words(kind: SignInKind, e: &SignInError) -> (StatusCode, String, String) {
         SignInKind::Citizen => ("hệ thống định danh điện tử", "the national eID service"),
     };
     let (status, vi, en): (StatusCode, String, String) = match e {
+        // This vault does not offer that sign-in (RFC 9110 §15.6.2).
         SignInError::NotConfigured => (
-            StatusCode::NOT_FOUND,
+            StatusCode::NOT_IMPLEMENTED,
             "Kho hồ sơ này chưa kết nối với hệ thống đăng nhập đó. Hãy dùng đường dẫn đăng nhập do quản trị viên cấp.".into(),
             "This vault is not connected to that sign-in service. Use a sign-in link from your administrator.".into(),
         ),

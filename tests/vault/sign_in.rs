@@ -563,7 +563,7 @@ async fn no_parameter_chooses_where_the_browser_goes() {
     );
     refused_with(
         &plain.get("/auth/staff/login", "").await,
-        StatusCode::NOT_FOUND,
+        StatusCode::NOT_IMPLEMENTED,
         "not_configured",
     );
 }
