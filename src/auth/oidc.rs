@@ -48,7 +48,7 @@ pub const MAX_ANSWER: usize = 256 * 1024;
 /// How long the provider's metadata is used before it is read again.
 const METADATA_FOR: Duration = Duration::from_secs(3600);
 
-/// The least time between two reads of the provider's keys.
+/// The least time between two reads of the provider's keys for a `kid` they lack.
 const JWKS_AT_MOST_EVERY: Duration = Duration::from_secs(60);
 
 /// `https://…`, or `http://` to a loopback host (127.0.0.1, [::1], localhost).
@@ -129,7 +129,8 @@ pub fn code_challenge(code_verifier: &str) -> String {
 struct Cache {
     metadata: Option<(Arc<Metadata>, Instant)>,
     jwks: Option<JwkSet>,
-    jwks_read_at: Option<Instant>,
+    /// When the keys were last read because a token named a `kid` they lacked.
+    unknown_kid_read_at: Option<Instant>,
 }
 
 /// One provider: its registration, the HTTP client and what was read from it.
@@ -338,8 +339,9 @@ impl Provider {
     }
 
     /// The provider's key for a token: by `kid` (or the one key that fits when the token names
-    /// none), reading the JWKS again if the `kid` is unknown and the last read is over a minute
-    /// old. A key that names its algorithm must name the token's.
+    /// none), reading the JWKS again if the `kid` is unknown (a rotated key) and no such read
+    /// was made in the last minute (made-up `kid`s cannot make hoso hammer the provider). A key
+    /// that names its algorithm must name the token's.
     async fn key(
         &self,
         metadata: &Metadata,
@@ -347,17 +349,20 @@ impl Provider {
         alg: Algorithm,
     ) -> Result<DecodingKey, OidcError> {
         let mut cache = self.cache.lock().await;
-        let stale = cache
-            .jwks_read_at
-            .is_none_or(|at| at.elapsed() >= JWKS_AT_MOST_EVERY);
         let known = cache
             .jwks
             .as_ref()
             .is_some_and(|set| pick(set, kid, alg).is_some());
-        if !known && stale {
+        // The first read is always made; a read for an unknown `kid` at most once a minute.
+        let may_read_again = cache
+            .unknown_kid_read_at
+            .is_none_or(|at| at.elapsed() >= JWKS_AT_MOST_EVERY);
+        if cache.jwks.is_none() || (!known && may_read_again) {
+            if cache.jwks.is_some() {
+                cache.unknown_kid_read_at = Some(Instant::now());
+            }
             let set: JwkSet = parse(&self.get(&metadata.jwks_uri).await?, "keys")?;
             cache.jwks = Some(set);
-            cache.jwks_read_at = Some(Instant::now());
         }
         let jwk = cache
             .jwks

@@ -567,3 +567,324 @@ async fn no_parameter_chooses_where_the_browser_goes() {
         "not_configured",
     );
 }
+
+/// A provider made here, to answer what a real one never signs: a forged, expired or misdirected
+/// ID token, `alg: none`, HS256 keyed with the provider's own public key. It serves discovery,
+/// its keys and a token endpoint that answers whatever ID token the test sets, made from the
+/// nonce hoso sent.
+mod fake {
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::State;
+    use axum::routing::{get, post};
+    use axum::{Json, Router};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    use serde_json::{Value, json};
+
+    /// How the next ID token is made from the claims a good one would carry.
+    pub type Forge = Box<dyn Fn(&Provider, Value) -> String + Send + Sync>;
+
+    pub struct Provider {
+        pub issuer: String,
+        /// The signing keys, by kid; the JWKS publishes `published` of them.
+        pub keys: Mutex<Vec<(String, Ed25519KeyPair)>>,
+        pub published: Mutex<usize>,
+        pub forge: Mutex<Option<Forge>>,
+        pub nonce: Mutex<String>,
+    }
+
+    pub fn key(kid: &str) -> (String, Ed25519KeyPair) {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        (
+            kid.to_owned(),
+            Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap(),
+        )
+    }
+
+    impl Provider {
+        /// A good ID token's claims for `hoso-staff`, as lan.nguyen the clerk.
+        pub fn claims(&self) -> Value {
+            let now = hoso::db::now_ms() / 1000;
+            json!({
+                "iss": self.issuer, "aud": "hoso-staff", "sub": "lan.nguyen",
+                "iat": now, "exp": now + 300, "nonce": *self.nonce.lock().unwrap(),
+                "hoso_role": "clerk", "hoso_office": "UBND-HAICHAU",
+            })
+        }
+
+        /// Signs `claims` with the key `kid` (EdDSA), as a provider does.
+        pub fn sign(&self, kid: &str, claims: &Value) -> String {
+            let keys = self.keys.lock().unwrap();
+            let (_, pair) = keys.iter().find(|(k, _)| k == kid).unwrap();
+            let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": kid});
+            signed(&header, claims, |m| pair.sign(m).as_ref().to_vec())
+        }
+
+        pub fn public_key(&self, kid: &str) -> Vec<u8> {
+            let keys = self.keys.lock().unwrap();
+            keys.iter()
+                .find(|(k, _)| k == kid)
+                .unwrap()
+                .1
+                .public_key()
+                .as_ref()
+                .to_vec()
+        }
+    }
+
+    /// header.claims.signature, with `sign` over the first two.
+    pub fn signed(header: &Value, claims: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
+        let part = |v: &Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap());
+        let message = format!("{}.{}", part(header), part(claims));
+        let signature = URL_SAFE_NO_PAD.encode(sign(message.as_bytes()));
+        format!("{message}.{signature}")
+    }
+
+    pub async fn start() -> Arc<Provider> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let provider = Arc::new(Provider {
+            issuer,
+            keys: Mutex::new(vec![key("k1")]),
+            published: Mutex::new(1),
+            forge: Mutex::new(None),
+            nonce: Mutex::new(String::new()),
+        });
+        let app = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks", get(jwks))
+            .route("/token", post(token))
+            .with_state(provider.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        provider
+    }
+
+    async fn discovery(State(p): State<Arc<Provider>>) -> Json<Value> {
+        Json(json!({
+            "issuer": p.issuer,
+            "authorization_endpoint": format!("{}/auth", p.issuer),
+            "token_endpoint": format!("{}/token", p.issuer),
+            "jwks_uri": format!("{}/jwks", p.issuer),
+        }))
+    }
+
+    async fn jwks(State(p): State<Arc<Provider>>) -> Json<Value> {
+        let published = *p.published.lock().unwrap();
+        let keys = p.keys.lock().unwrap();
+        let list: Vec<Value> = keys
+            .iter()
+            .take(published)
+            .map(|(kid, pair)| {
+                json!({"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": kid,
+                       "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref())})
+            })
+            .collect();
+        Json(json!({ "keys": list }))
+    }
+
+    async fn token(State(p): State<Arc<Provider>>) -> Json<Value> {
+        let claims = p.claims();
+        let forge = p.forge.lock().unwrap();
+        let id_token = match forge.as_ref() {
+            Some(forge) => forge(&p, claims),
+            None => p.sign("k1", &claims),
+        };
+        Json(json!({"access_token": "opaque", "token_type": "Bearer", "id_token": id_token}))
+    }
+}
+
+/// A vault whose staff sign in through the fake provider.
+async fn vault_with_fake(p: &fake::Provider) -> TestVault {
+    let secret = provider().secret_file.clone();
+    let issuer = p.issuer.clone();
+    TestVault::with(move |s| {
+        s.sign_in.oidc_staff_issuer = Some(issuer);
+        s.sign_in.oidc_staff_client_id = Some("hoso-staff".into());
+        s.sign_in.oidc_staff_client_secret_file = Some(secret);
+    })
+    .await
+}
+
+/// A sign-in through the fake provider whose token endpoint answers `forge`'s token.
+async fn with_forged(
+    vault: &TestVault,
+    p: &fake::Provider,
+    forge: Option<fake::Forge>,
+) -> crate::common::Reply {
+    *p.forge.lock().unwrap() = forge;
+    let (authorize, cookie) = start(vault, "staff").await;
+    let url = url::Url::parse(&authorize).unwrap();
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .unwrap()
+            .1
+            .into_owned()
+    };
+    assert_eq!(param("code_challenge_method"), "S256");
+    *p.nonce.lock().unwrap() = param("nonce");
+    let query = format!("code=c0de&state={}", param("state"));
+    callback(vault, "staff", &query, &cookie).await
+}
+
+#[tokio::test]
+async fn forged_misdirected_or_expired_id_tokens_give_no_session_and_a_log_entry() {
+    let p = fake::start().await;
+    let vault = vault_with_fake(&p).await;
+    // The genuine article first, so each refusal below is the token's doing.
+    token_of(&with_forged(&vault, &p, None).await);
+    let now = hoso::db::now_ms() / 1000;
+    let edit = |change: fn(&mut Value, i64)| -> Option<fake::Forge> {
+        Some(Box::new(move |p: &fake::Provider, mut claims: Value| {
+            change(&mut claims, now);
+            p.sign("k1", &claims)
+        }))
+    };
+    let cases: Vec<(&str, Option<fake::Forge>)> = vec![
+        (
+            "another issuer",
+            edit(|c, _| c["iss"] = json!("https://sso.elsewhere.example")),
+        ),
+        (
+            "another client",
+            edit(|c, _| c["aud"] = json!("someone-else")),
+        ),
+        (
+            "several audiences, no azp",
+            edit(|c, _| c["aud"] = json!(["hoso-staff", "someone-else"])),
+        ),
+        (
+            "azp of another client",
+            edit(|c, _| c["azp"] = json!("someone-else")),
+        ),
+        (
+            "expired",
+            edit(|c, now| {
+                c["iat"] = json!(now - 7200);
+                c["exp"] = json!(now - 3600)
+            }),
+        ),
+        (
+            "issued in the future",
+            edit(|c, now| c["iat"] = json!(now + 3600)),
+        ),
+        (
+            "no exp",
+            edit(|c, _| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+        ),
+        (
+            "another nonce",
+            edit(|c, _| c["nonce"] = json!("not-the-one-sent")),
+        ),
+        (
+            "no nonce",
+            edit(|c, _| {
+                c.as_object_mut().unwrap().remove("nonce");
+            }),
+        ),
+        (
+            "alg none",
+            Some(Box::new(|_: &fake::Provider, claims: Value| {
+                fake::signed(&json!({"alg": "none", "typ": "JWT"}), &claims, |_| {
+                    Vec::new()
+                })
+            })),
+        ),
+        (
+            "HS256 keyed with the provider's public key",
+            Some(Box::new(|p: &fake::Provider, claims: Value| {
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &p.public_key("k1"));
+                fake::signed(
+                    &json!({"alg": "HS256", "typ": "JWT", "kid": "k1"}),
+                    &claims,
+                    |m| ring::hmac::sign(&key, m).as_ref().to_vec(),
+                )
+            })),
+        ),
+        (
+            "a key the provider does not publish",
+            Some(Box::new(|_: &fake::Provider, claims: Value| {
+                let (_, stranger) = fake::key("k1");
+                use ring::signature::KeyPair as _;
+                let _ = stranger.public_key();
+                fake::signed(
+                    &json!({"alg": "EdDSA", "typ": "JWT", "kid": "k1"}),
+                    &claims,
+                    |m| stranger.sign(m).as_ref().to_vec(),
+                )
+            })),
+        ),
+        (
+            "a flipped signature",
+            Some(Box::new(|p: &fake::Provider, claims: Value| {
+                let good = p.sign("k1", &claims);
+                let (rest, sig) = good.rsplit_once('.').unwrap();
+                let flipped = if sig.starts_with('A') {
+                    sig.replacen('A', "B", 1)
+                } else {
+                    format!("A{}", &sig[1..])
+                };
+                format!("{rest}.{flipped}")
+            })),
+        ),
+    ];
+    let count = cases.len() as i64;
+    for (what, forge) in cases {
+        let reply = with_forged(&vault, &p, forge).await;
+        let page = String::from_utf8_lossy(&reply.body);
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{what}: {page}");
+        assert!(
+            page.contains("data-code=\"sign_in_invalid\""),
+            "{what}: {page}"
+        );
+    }
+    assert_eq!(sign_ins(&vault, "denied").await, count);
+    assert_eq!(sign_ins(&vault, "allowed").await, 1);
+}
+
+#[tokio::test]
+async fn a_provider_that_rotates_its_signing_key_is_followed_to_the_new_key() {
+    let p = fake::start().await;
+    let vault = vault_with_fake(&p).await;
+    token_of(&with_forged(&vault, &p, None).await);
+    // The provider adds a key, publishes it and signs with it: hoso's cached keys do not know
+    // it, so it reads them again at once.
+    p.keys.lock().unwrap().push(fake::key("k2"));
+    *p.published.lock().unwrap() = 2;
+    let reply = with_forged(
+        &vault,
+        &p,
+        Some(Box::new(|p: &fake::Provider, claims: Value| {
+            p.sign("k2", &claims)
+        })),
+    )
+    .await;
+    token_of(&reply);
+    // A kid the provider never published: refused, and the keys are not read again within the
+    // minute (a third key published now is not seen yet).
+    p.keys.lock().unwrap().push(fake::key("k3"));
+    let forged = with_forged(
+        &vault,
+        &p,
+        Some(Box::new(|p: &fake::Provider, claims: Value| {
+            p.sign("k3", &claims)
+        })),
+    )
+    .await;
+    refused_with(&forged, StatusCode::FORBIDDEN, "sign_in_invalid");
+    *p.published.lock().unwrap() = 3;
+    let soon = with_forged(
+        &vault,
+        &p,
+        Some(Box::new(|p: &fake::Provider, claims: Value| {
+            p.sign("k3", &claims)
+        })),
+    )
+    .await;
+    refused_with(&soon, StatusCode::FORBIDDEN, "sign_in_invalid");
+}
