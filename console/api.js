@@ -13,6 +13,14 @@ export function setToken(value) {
 
 export function clearToken() {
   sessionStorage.removeItem(TOKEN_KEY);
+  grant = null;
+}
+
+/** The grant a signed-in officer reads through, sent as `Hoso-Grant` (a grant link's token
+ * names its grant itself). */
+let grant = null;
+export function setGrant(id) {
+  grant = id;
 }
 
 /** An answer the API refused, with its stable code. */
@@ -51,6 +59,7 @@ export async function api(method, path, { json, raw = false } = {}) {
   const headers = { Accept: 'application/json' };
   const bearer = token();
   if (bearer) headers.Authorization = `Bearer ${bearer}`;
+  if (grant) headers['Hoso-Grant'] = grant;
   let body;
   if (json !== undefined) {
     headers['Content-Type'] = 'application/json';

@@ -35,6 +35,23 @@ function signOut(reason) {
   start();
 }
 
+/** "Đăng xuất": the vault revokes the token at once; a session from an identity provider then
+ * ends there too (its end-session page sends the browser back here). */
+async function signOutNow() {
+  let next = null;
+  try {
+    next = (await api('POST', '/v1/me/sign-out')).end_session_url;
+  } catch {
+    // Already ended (expired, revoked): signing out here is all that is left.
+  }
+  if (next) {
+    clearToken();
+    window.location.assign(next);
+    return;
+  }
+  signOut('signed_out');
+}
+
 function drawBar(me) {
   const who = me
     ? h('div', { class: 'who', id: 'who' },
@@ -51,20 +68,27 @@ function drawBar(me) {
       type: 'button', class: 'link-button', id: 'lang', lang: lang() === 'vi' ? 'en' : 'vi',
       onclick: () => { setLang(lang() === 'vi' ? 'en' : 'vi'); start(); },
     }, t('app.lang')),
-    me ? h('button', { type: 'button', class: 'secondary', id: 'signout', onclick: () => signOut('signed_out') }, t('app.signout')) : null);
+    me ? h('button', { type: 'button', class: 'secondary', id: 'signout', onclick: signOutNow }, t('app.signout')) : null);
 }
 
-function signInScreen() {
+async function signInScreen() {
   drawBar(null);
   const input = h('input', { type: 'url', autocomplete: 'off', spellcheck: 'false' });
   const linkField = field(t('signin.paste'), input, t('signin.paste_hint'));
   const reason = signedOutBecause;
   signedOutBecause = null;
+  // The identity providers this vault signs people in through, if any.
+  const offered = await fetch('/auth/providers', { cache: 'no-store' }).then((r) => r.json()).catch(() => ({}));
+  const buttons = [
+    offered.citizen ? h('a', { class: 'button', id: 'signin-citizen', href: '/auth/citizen/login' }, t('signin.citizen')) : null,
+    offered.staff ? h('a', { class: 'button secondary', id: 'signin-staff', href: '/auth/staff/login' }, t('signin.staff')) : null,
+  ].filter(Boolean);
   put(main,
     h('h1', {}, t('signin.title')),
     reason ? notice(reason === 'signed_out' ? 'info' : 'warning', reason === 'signed_out' ? t('signin.signed_out')
       : reason === 'expired' ? t('signin.expired') : t('signin.refused', reason)) : null,
-    h('p', { class: 'lead' }, t('signin.lead')),
+    buttons.length ? h('div', { class: 'providers', id: 'providers' }, buttons) : null,
+    h('p', { class: 'lead' }, buttons.length ? t('signin.or_link') : t('signin.lead')),
     h('form', {
       novalidate: true,
       onsubmit: (ev) => {
@@ -89,7 +113,7 @@ async function start() {
   document.documentElement.lang = lang();
   document.title = t('app.title');
   takeTokenFromFragment();
-  if (!token()) { signInScreen(); return; }
+  if (!token()) { await signInScreen(); return; }
   put(main, h('p', { class: 'loading' }, t('app.loading')));
   let me;
   try {
@@ -97,7 +121,7 @@ async function start() {
   } catch (error) {
     clearToken();
     signedOutBecause = error.code === 'token_expired' ? 'expired' : t(`api.${error.code}`);
-    signInScreen();
+    await signInScreen();
     return;
   }
   drawBar(me);

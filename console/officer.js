@@ -2,7 +2,7 @@
 // and copies. Each copy read spends a use, so a copy is fetched once and those same bytes are
 // previewed, checked and downloaded.
 
-import { api } from './api.js';
+import { api, setGrant } from './api.js';
 import { badge, documentFacts, errorNotice, previewOf } from './views.js';
 import { h, notice, put, when, download } from './dom.js';
 import { locale, t } from './i18n.js';
@@ -13,7 +13,34 @@ let me;
 export async function mount(main, who) {
   root = main;
   me = who;
-  await scopeScreen();
+  if (me.grant_id) await scopeScreen();
+  else await myGrantsScreen();
+}
+
+/** A signed-in officer (no grant link): the grants made for them, newest first; opening one
+ * reads through it with their own session. */
+async function myGrantsScreen() {
+  let grants;
+  try {
+    grants = (await api('GET', '/v1/me/grants')).grants;
+  } catch (error) {
+    put(root, h('h1', {}, t('officer.mine')), errorNotice(error));
+    return;
+  }
+  const open = (g) => {
+    setGrant(g.grant_id);
+    me = { ...me, grant_id: g.grant_id };
+    scopeScreen();
+  };
+  put(root,
+    h('h1', {}, t('officer.mine')),
+    grants.length
+      ? h('ul', { class: 'cards', id: 'my-grants' }, grants.map((g) => h('li', { class: 'card' },
+        h('h2', {}, g.case_ref),
+        h('p', {}, g.purpose),
+        h('p', { class: 'hint' }, t('officer.mine_until', when(g.expires_at, locale()), g.uses_left)),
+        h('button', { type: 'button', class: 'open-grant', onclick: () => open(g) }, t('officer.open_grant', g.case_ref)))))
+      : h('p', { class: 'empty', id: 'my-grants-empty' }, t('officer.mine_none')));
 }
 
 async function scopeScreen(opened = null) {

@@ -888,3 +888,107 @@ async fn a_provider_that_rotates_its_signing_key_is_followed_to_the_new_key() {
     .await;
     refused_with(&soon, StatusCode::FORBIDDEN, "sign_in_invalid");
 }
+
+/// As people do it: a real headless Chromium on a real `hoso serve`, through the provider's own
+/// login page. The clerk signs in, signs out (the provider's end-session page, confirmed, brings
+/// the browser back), then the officer signs in and opens a grant from their list.
+#[test]
+fn in_a_browser_staff_sign_in_through_the_providers_page_and_sign_out_through_it() {
+    // A long story: in a debug build its future outgrows a test thread's stack (as the
+    // console's own story does), so it runs on a thread with room.
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(browser_story())
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+async fn browser_story() {
+    use crate::browser::Browser;
+    use crate::processes::start_fleet_with;
+    let p = provider();
+    let vault = vault().await;
+    let doc = vault.take_in(CITIZEN_A, "cccd", &png(3, 4000)).await;
+    let (grant, _) = vault.grant(CITIZEN_A, &["cccd"], "binh.tran", 3).await;
+    let secret = p.secret_file.to_str().unwrap().to_owned();
+    let env = [
+        ("HOSO_OIDC_STAFF_ISSUER", p.issuer.as_str()),
+        ("HOSO_OIDC_STAFF_CLIENT_ID", "hoso-staff"),
+        ("HOSO_OIDC_STAFF_CLIENT_SECRET_FILE", secret.as_str()),
+        ("HOSO_OIDC_CITIZEN_ISSUER", p.issuer.as_str()),
+        ("HOSO_OIDC_CITIZEN_CLIENT_ID", "hoso-citizen"),
+        ("HOSO_OIDC_CITIZEN_CLIENT_SECRET_FILE", secret.as_str()),
+    ];
+    let fleet = start_fleet_with(&vault, 1, &env).await;
+    let console = format!("http://{}/", fleet.0[0].1);
+    let browser = Browser::open().await;
+    browser.goto("about:blank").await;
+    browser.goto(&console).await;
+    browser
+        .wait("#signin-citizen", Some("định danh điện tử"))
+        .await;
+    browser.wait("#signin-staff", Some("cán bộ")).await;
+    browser.screenshot("sign-in-front-door").await;
+
+    browser.click("#signin-staff").await;
+    browser.fill("#login", "lan.nguyen").await;
+    browser.fill("#password", "any").await;
+    browser.click("#submit").await;
+    browser.wait("#who", Some("lan.nguyen")).await;
+    browser.wait("#who", Some("UBND-HAICHAU")).await;
+    assert!(
+        !browser.url().await.contains("token"),
+        "the token leaves the address bar"
+    );
+    browser.screenshot("signed-in-through-provider").await;
+
+    browser.click("#signout").await;
+    browser.click("button[name=logout][value=yes]").await;
+    // Back at the console, signed out there and at the provider.
+    browser.wait("#signin-staff", None).await;
+    assert!(
+        browser.url().await.starts_with(&console),
+        "{}",
+        browser.url().await
+    );
+    assert_eq!(
+        vault
+            .count("SELECT COUNT(*) FROM audit_entries WHERE action = 'session.sign_out'")
+            .await,
+        1
+    );
+
+    // The officer: the provider asks who it is again (the clerk's session there has ended).
+    browser.click("#signin-staff").await;
+    browser.fill("#login", "binh.tran").await;
+    browser.fill("#password", "any").await;
+    browser.click("#submit").await;
+    browser.wait("#who", Some("binh.tran")).await;
+    browser
+        .wait("#my-grants", Some("000.00.31.H40-261124-0001"))
+        .await;
+    browser.screenshot("officer-grants-list").await;
+    browser.click(".open-grant").await;
+    browser
+        .wait("#scope-dossier", Some("000.00.31.H40-261124-0001"))
+        .await;
+    browser.wait("#documents", None).await;
+    let reads = vault
+        .count(&format!(
+            "SELECT COUNT(*) FROM audit_entries WHERE grant_id = '{grant}' AND actor = 'binh.tran' AND outcome = 'allowed'"
+        ))
+        .await;
+    assert!(
+        reads >= 1,
+        "the officer's reads through the grant are logged as theirs"
+    );
+    let _ = doc;
+}
