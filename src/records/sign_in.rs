@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::Vault;
 use super::access::refuse_because;
 use crate::audit::{AuditAction, Entry};
-use crate::auth::oidc::{OidcError, Provider, Registration, Secrets};
+use crate::auth::oidc::{Metadata, OidcError, Provider, Registration, Secrets};
 use crate::auth::{self, Caller, TokenRequest};
 use crate::config::{SecretString, SignInSettings};
 use crate::db::sign_in_flows::{self, Flow};
@@ -280,97 +280,26 @@ pub async fn finish(
         kind,
         issuer: &issuer,
     };
-    let flow = match callback.state.as_deref() {
-        Some(state) => {
-            let take = async {
-                let mut tx = vault.db.begin().await?;
-                let flow = sign_in_flows::take(&mut tx, &hash_hex(state)).await?;
-                tx.commit("take a sign-in").await?;
-                Ok::<_, crate::db::DbError>(flow)
-            };
-            take.await.map_err(|e| SignInError::Vault(e.into()))?
-        }
-        None => None,
-    };
-    let now = crate::db::now_ms();
-    let flow = match flow {
-        Some(f)
-            if f.kind == kind
-                && f.expires_at > now
-                && browser.map(hash_hex) == Some(f.browser_hash.clone()) =>
-        {
-            f
-        }
-        Some(f) if f.expires_at <= now => {
-            return Err(attempt
-                .refuse(None, "the sign-in expired", SignInError::Expired)
-                .await);
-        }
-        Some(_) => {
-            return Err(attempt
-                .refuse(
-                    None,
-                    "the sign-in was started in another browser or for another kind",
-                    SignInError::Expired,
-                )
-                .await);
-        }
-        None => {
-            return Err(attempt
-                .refuse(
-                    None,
-                    "the sign-in's state is unknown or already used",
-                    SignInError::Expired,
-                )
-                .await);
-        }
-    };
+    let flow = take_flow(vault, callback.state.as_deref()).await?;
+    if let Err(why) = flow_fits(flow.as_ref(), kind, browser) {
+        return Err(attempt.refuse(None, why, SignInError::Expired).await);
+    }
+    let flow = flow.expect("flow_fits refuses a missing flow");
     if let Some(error) = &callback.error {
-        let error = if Code::parse(error, "error").is_ok() {
-            error.as_str()
-        } else {
-            "(unreadable)"
-        };
+        let error =
+            Code::parse(error, "error").map_or("(unreadable)".to_owned(), |c| c.to_string());
         let why = format!("the provider answered error={error}");
         return Err(attempt.refuse(None, &why, SignInError::Cancelled).await);
     }
     let metadata = desk.provider.metadata().await?;
-    // RFC 9207: an `iss` on the callback must be the issuer; one is required when the provider
-    // says it sends it (a mix-up attack swaps providers' answers).
-    match &callback.iss {
-        Some(iss) if iss != &metadata.issuer => {
-            return Err(attempt
-                .refuse(
-                    None,
-                    "the callback's iss is another issuer",
-                    SignInError::Invalid,
-                )
-                .await);
-        }
-        None if metadata.authorization_response_iss_parameter_supported => {
-            return Err(attempt
-                .refuse(
-                    None,
-                    "the callback has no iss though the provider sends one",
-                    SignInError::Invalid,
-                )
-                .await);
-        }
-        _ => {}
-    }
-    let Some(code) = callback.code.as_deref() else {
-        return Err(attempt
-            .refuse(None, "the callback has no code", SignInError::Invalid)
-            .await);
+    let code = match answer_fits(&callback, &metadata) {
+        Ok(code) => code,
+        Err(why) => return Err(attempt.refuse(None, why, SignInError::Invalid).await),
     };
+    let redirect = redirect_uri(vault, kind);
     let id_token = desk
         .provider
-        .redeem(
-            &metadata,
-            code,
-            &flow.code_verifier,
-            &redirect_uri(vault, kind),
-        )
+        .redeem(&metadata, code, &flow.code_verifier, &redirect)
         .await
         .map_err(|e| {
             tracing::warn!(%kind, error = %e, "sign-in: the code could not be redeemed");
@@ -387,46 +316,62 @@ pub async fn finish(
         }
         Err(e) => return Err(e.into()),
     };
-    let acr = claims
-        .get("acr")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
-    let person = match person(&desk.rules, &claims) {
-        Ok(person) => person,
+    let acr = text(&claims, "acr").unwrap_or("-").to_owned();
+    match person(&desk.rules, &claims) {
+        Ok(person) => attempt.session(person, &acr).await,
         Err((refusal, known)) => {
-            let why = format!("{refusal:?}, acr {}", acr.as_deref().unwrap_or("-"));
-            return Err(attempt
+            let why = format!("{refusal:?}, acr {acr}");
+            Err(attempt
                 .refuse(Some(known), &why, SignInError::Refused(refusal))
-                .await);
+                .await)
         }
+    }
+}
+
+/// Takes the flow named by the callback's state, if any: it is gone afterwards either way.
+async fn take_flow(vault: &Vault, state: Option<&str>) -> Result<Option<Flow>, SignInError> {
+    let Some(state) = state else {
+        return Ok(None);
     };
-    let keys = vault.keys();
-    let (token, claims) = auth::issue(
-        &keys,
-        &vault.token_policy,
-        TokenRequest {
-            role: person.role,
-            sub: &person.sub,
-            office: person.office.as_deref(),
-            ttl_seconds: vault.sign_in.session_seconds,
-            grant: None,
-            via: Some(kind),
-        },
-    )
-    .map_err(SignInError::Vault)?;
-    let mut e = attempt.entry(&Known {
-        role: Some(person.role),
-        staff_id: person.citizen.is_none().then(|| person.sub.clone()),
-        office: person.office.clone(),
-        citizen: person.citizen.clone(),
-    });
-    e.reason = Some(format!(
-        "{kind} sign-in via {issuer}, acr {}, jti {}",
-        acr.as_deref().unwrap_or("-"),
-        claims.jti
-    ));
-    vault.record(e).await.map_err(SignInError::Vault)?;
-    Ok(token)
+    let take = async {
+        let mut tx = vault.db.begin().await?;
+        let flow = sign_in_flows::take(&mut tx, &hash_hex(state)).await?;
+        tx.commit("take a sign-in").await?;
+        Ok::<_, crate::db::DbError>(flow)
+    };
+    take.await.map_err(|e| SignInError::Vault(e.into()))
+}
+
+/// Whether a taken flow may end here: this kind, in time, from the browser that started it.
+fn flow_fits(
+    flow: Option<&Flow>,
+    kind: SignInKind,
+    browser: Option<&str>,
+) -> Result<(), &'static str> {
+    let Some(flow) = flow else {
+        return Err("the sign-in's state is unknown or already used");
+    };
+    if flow.expires_at <= crate::db::now_ms() {
+        return Err("the sign-in expired");
+    }
+    if flow.kind != kind || browser.map(hash_hex).as_deref() != Some(flow.browser_hash.as_str()) {
+        return Err("the sign-in was started in another browser or for another kind");
+    }
+    Ok(())
+}
+
+/// The code from the provider's answer, once its `iss` fits. RFC 9207: an `iss` on the
+/// callback must be the issuer, and is required when the provider says it sends one (a mix-up
+/// attack swaps providers' answers).
+fn answer_fits<'a>(callback: &'a Callback, metadata: &Metadata) -> Result<&'a str, &'static str> {
+    match &callback.iss {
+        Some(iss) if iss != &metadata.issuer => return Err("the callback's iss is another issuer"),
+        None if metadata.authorization_response_iss_parameter_supported => {
+            return Err("the callback has no iss though the provider sends one");
+        }
+        _ => {}
+    }
+    callback.code.as_deref().ok_or("the callback has no code")
 }
 
 /// What is known of the person at a refusal, for its log entry.
@@ -469,6 +414,36 @@ impl Attempt<'_> {
         e
     }
 
+    /// Issues the person's session, logged first.
+    async fn session(&self, person: Person, acr: &str) -> Result<String, SignInError> {
+        let vault = self.vault;
+        let (token, claims) = auth::issue(
+            &vault.keys(),
+            &vault.token_policy,
+            TokenRequest {
+                role: person.role,
+                sub: &person.sub,
+                office: person.office.as_deref(),
+                ttl_seconds: vault.sign_in.session_seconds,
+                grant: None,
+                via: Some(self.kind),
+            },
+        )
+        .map_err(SignInError::Vault)?;
+        let mut e = self.entry(&Known {
+            role: Some(person.role),
+            staff_id: person.citizen.is_none().then(|| person.sub.clone()),
+            office: person.office.clone(),
+            citizen: person.citizen.clone(),
+        });
+        e.reason = Some(format!(
+            "{} sign-in via {}, acr {acr}, jti {}",
+            self.kind, self.issuer, claims.jti
+        ));
+        vault.record(e).await.map_err(SignInError::Vault)?;
+        Ok(token)
+    }
+
     /// Logs a refused sign-in and returns what the person is told.
     async fn refuse(&self, known: Option<Known>, why: &str, err: SignInError) -> SignInError {
         let e = self.entry(&known.unwrap_or_default());
@@ -483,79 +458,81 @@ impl Attempt<'_> {
 }
 
 /// A claim as text, if it is one.
-fn text<'a>(claims: &'a serde_json::Map<String, serde_json::Value>, name: &str) -> Option<&'a str> {
+fn text<'a>(claims: &'a Claims, name: &str) -> Option<&'a str> {
     claims.get(name).and_then(|v| v.as_str())
 }
 
 /// Maps checked claims to a person by `rules`; a refusal comes with what is known of them.
-fn person(
-    rules: &Rules,
-    claims: &serde_json::Map<String, serde_json::Value>,
-) -> Result<Person, (Refusal, Known)> {
+fn person(rules: &Rules, claims: &Claims) -> Result<Person, (Refusal, Known)> {
     match rules {
         Rules::Staff {
             role_claim,
             office_claim,
             id_claim,
-        } => {
-            let staff_id = text(claims, id_claim).and_then(|s| Code::parse(s, "staff id").ok());
-            let office = text(claims, office_claim).and_then(|s| Code::parse(s, "office").ok());
-            let role = text(claims, role_claim).map(Role::parse);
-            let known = Known {
-                role: role.flatten().filter(|r| *r != Role::Citizen),
-                staff_id: staff_id.as_ref().map(Code::to_string),
-                office: office.as_ref().map(Code::to_string),
-                citizen: None,
-            };
-            let role = match role {
-                None => return Err((Refusal::NoRole, known)),
-                // A staff provider cannot make citizens: their sign-in is the national eID's.
-                Some(None) | Some(Some(Role::Citizen)) => {
-                    return Err((Refusal::UnknownRole, known));
-                }
-                Some(Some(role)) => role,
-            };
-            let Some(staff_id) = staff_id else {
-                return Err((Refusal::BadStaffId, known));
-            };
-            let Some(office) = office else {
-                return Err((Refusal::BadOffice, known));
-            };
-            Ok(Person {
-                role,
-                sub: staff_id.to_string(),
-                office: Some(office.to_string()),
-                citizen: None,
-            })
-        }
-        Rules::Citizen { id_claim, acr } => {
-            let Some(id) = text(claims, id_claim).and_then(|s| NationalId::parse(s).ok()) else {
-                return Err((
-                    Refusal::BadNationalId,
-                    Known {
-                        role: Some(Role::Citizen),
-                        ..Known::default()
-                    },
-                ));
-            };
-            let known = Known {
-                role: Some(Role::Citizen),
-                citizen: Some(id.clone()),
-                ..Known::default()
-            };
-            if let Some(lowest) = acr.first()
-                && !text(claims, "acr").is_some_and(|a| acr.iter().any(|ok| ok == a))
-            {
-                return Err((Refusal::AcrTooLow(lowest.clone()), known));
-            }
-            Ok(Person {
-                role: Role::Citizen,
-                sub: id.expose().to_owned(),
-                office: None,
-                citizen: Some(id),
-            })
-        }
+        } => staff(claims, role_claim, office_claim, id_claim),
+        Rules::Citizen { id_claim, acr } => citizen(claims, id_claim, acr),
     }
+}
+
+type Claims = serde_json::Map<String, serde_json::Value>;
+
+/// A staff member: a hoso staff role (a staff provider cannot make citizens: their sign-in is
+/// the national eID's), a staff id and an office code that parse.
+fn staff(
+    claims: &Claims,
+    role_claim: &str,
+    office_claim: &str,
+    id_claim: &str,
+) -> Result<Person, (Refusal, Known)> {
+    let staff_id = text(claims, id_claim).and_then(|s| Code::parse(s, "staff id").ok());
+    let office = text(claims, office_claim).and_then(|s| Code::parse(s, "office").ok());
+    let role = text(claims, role_claim).map(Role::parse);
+    let known = Known {
+        role: role.flatten().filter(|r| *r != Role::Citizen),
+        staff_id: staff_id.as_ref().map(Code::to_string),
+        office: office.as_ref().map(Code::to_string),
+        citizen: None,
+    };
+    let role = match role {
+        None => return Err((Refusal::NoRole, known)),
+        Some(None) | Some(Some(Role::Citizen)) => return Err((Refusal::UnknownRole, known)),
+        Some(Some(role)) => role,
+    };
+    let Some(staff_id) = staff_id else {
+        return Err((Refusal::BadStaffId, known));
+    };
+    let Some(office) = office else {
+        return Err((Refusal::BadOffice, known));
+    };
+    Ok(Person {
+        role,
+        sub: staff_id.to_string(),
+        office: Some(office.to_string()),
+        citizen: None,
+    })
+}
+
+/// A citizen: a national ID that parses and, when levels are set, an accepted `acr`.
+fn citizen(claims: &Claims, id_claim: &str, acr: &[String]) -> Result<Person, (Refusal, Known)> {
+    let mut known = Known {
+        role: Some(Role::Citizen),
+        ..Known::default()
+    };
+    let Some(id) = text(claims, id_claim).and_then(|s| NationalId::parse(s).ok()) else {
+        return Err((Refusal::BadNationalId, known));
+    };
+    known.citizen = Some(id.clone());
+    if let Some(lowest) = acr.first()
+        && !text(claims, "acr").is_some_and(|a| acr.iter().any(|ok| ok == a))
+    {
+        return Err((Refusal::AcrTooLow(lowest.clone()), known));
+    }
+    Ok(Person {
+        role: Role::Citizen,
+        sub: id.expose().to_owned(),
+        office: None,
+        citizen: Some(id),
+    })
 }
 
 /// Signs the caller out: their token is refused from now on, logged with it. Answers where

@@ -113,6 +113,10 @@ server.listen(0, '127.0.0.1', () => {
     }
   });
   process.stdout.write(`ready ${issuer}\n`);
+  // The test reads only that line: whatever the provider says later goes to standard error.
+  console.log = console.error;
+  console.info = console.error;
+  process.stdout.on('error', () => {});
 });
 
 process.stdin.on('end', () => process.exit(0));

@@ -44,7 +44,11 @@ pub fn provider() -> &'static RealProvider {
             .arg(&secret_file)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            // What the provider says goes beside the build, for when a test fails.
+            .stderr(
+                std::fs::File::create(concat!(env!("CARGO_TARGET_TMPDIR"), "/oidc-provider.log"))
+                    .unwrap(),
+            )
             .spawn()
             .expect("node, to run the test OpenID provider");
         let mut line = String::new();
