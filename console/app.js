@@ -103,10 +103,48 @@ async function signInScreen() {
 
 async function adminScreen(me) {
   const status = h('div', {}, t('app.loading'));
-  put(main, h('h1', {}, t('admin.title')), h('p', { class: 'lead' }, t('admin.lead')), status);
+  const sessions = h('div', { id: 'sessions' }, t('app.loading'));
+  put(main, h('h1', {}, t('admin.title')), h('p', { class: 'lead' }, t('admin.lead')), status,
+    h('h2', {}, t('admin.sessions')), h('p', {}, t('admin.sessions_lead')), sessions);
   const ready = await fetch('/readyz', { cache: 'no-store' }).then((r) => r.json()).catch(() => null);
   put(status, ready ? h('pre', { class: 'box' }, JSON.stringify(ready, null, 2)) : errorNotice(new ApiError(0, 'network', '')));
+  await drawSessions(sessions, me);
   return me;
+}
+
+/** The live sessions hoso issued, each with a button that ends it at once. */
+async function drawSessions(box, me) {
+  let list;
+  try {
+    list = (await api('GET', '/v1/sessions')).sessions;
+  } catch (error) {
+    put(box, errorNotice(error));
+    return;
+  }
+  const end = async (s, button) => {
+    button.disabled = true;
+    try {
+      await api('DELETE', `/v1/sessions/${s.jti}`);
+    } catch (error) {
+      put(box, errorNotice(error));
+      return;
+    }
+    await drawSessions(box, me);
+  };
+  const row = (s) => {
+    const button = h('button', { type: 'button', class: 'secondary end-session' }, t('admin.end', s.actor));
+    button.addEventListener('click', () => end(s, button));
+    return h('tr', {},
+      h('td', {}, s.actor), h('td', {}, t(`role.${s.role}`)), h('td', {}, s.office),
+      h('td', {}, t(`admin.via_${s.via}`)), h('td', {}, when(s.issued_at, locale())),
+      h('td', {}, when(s.expires_at, locale())),
+      h('td', {}, s.jti === me.jti ? t('admin.you') : button));
+  };
+  put(box, list.length
+    ? h('div', { class: 'table-wrap' }, h('table', { id: 'session-list' },
+      h('thead', {}, h('tr', {}, ['who', 'role', 'office', 'via', 'since', 'until', 'end'].map((c) => h('th', { scope: 'col' }, t(`admin.col_${c}`))))),
+      h('tbody', {}, list.map(row))))
+    : h('p', { class: 'empty' }, t('admin.no_sessions')));
 }
 
 async function start() {

@@ -206,6 +206,7 @@ string_enum!(
         KeysRetire = "keys.retire",
         SessionSignIn = "session.sign_in",
         SessionSignOut = "session.sign_out",
+        SessionList = "session.list",
     }
 );
 

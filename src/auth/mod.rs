@@ -170,6 +170,26 @@ impl Caller {
         })
     }
 
+    /// A caller an agency system is, by an access token its staff provider issued (RFC 9068),
+    /// once [`crate::records::sign_in::agency_caller`] has checked it.
+    pub fn agency(
+        role: Role,
+        staff_id: String,
+        office: String,
+        expires_at: i64,
+        jti: String,
+    ) -> Self {
+        Self {
+            role,
+            sub: staff_id,
+            office,
+            grant: None,
+            expires_at,
+            jti,
+            via: None,
+        }
+    }
+
     /// The subject as the token names it: a staff id, or for a citizen their own national ID.
     /// Only for answering the caller about themself (`GET /v1/me`), never for a log.
     pub fn subject(&self) -> &str {

@@ -48,6 +48,10 @@ pub const MAX_ANSWER: usize = 256 * 1024;
 /// How long the provider's metadata is used before it is read again.
 const METADATA_FOR: Duration = Duration::from_secs(3600);
 
+/// After a read of the provider failed, how long requests are answered "not answering" at once
+/// instead of each waiting for the timeout (one lock is held across a read).
+const FAILED_FOR: Duration = Duration::from_secs(10);
+
 /// The least time between two reads of the provider's keys for a `kid` they lack.
 const JWKS_AT_MOST_EVERY: Duration = Duration::from_secs(60);
 
@@ -97,9 +101,19 @@ pub struct Metadata {
     pub jwks_uri: String,
     #[serde(default)]
     pub end_session_endpoint: Option<String>,
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
     /// RFC 9207: the provider adds `iss` to its answer on the redirect URI.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+}
+
+/// What the token endpoint answers, as far as hoso uses it.
+#[derive(Deserialize)]
+pub struct Tokens {
+    pub id_token: String,
+    #[serde(default)]
+    pub access_token: Option<String>,
 }
 
 /// One authorization request's secrets, made fresh for each sign-in.
@@ -128,9 +142,34 @@ pub fn code_challenge(code_verifier: &str) -> String {
 #[derive(Default)]
 struct Cache {
     metadata: Option<(Arc<Metadata>, Instant)>,
-    jwks: Option<JwkSet>,
+    /// When a read of the provider last failed: for [`FAILED_FOR`] no request waits on it again.
+    failed_at: Option<Instant>,
+    /// The keys, and when they were read (read again after [`METADATA_FOR`], so a key the
+    /// provider withdrew stops being trusted).
+    jwks: Option<(JwkSet, Instant)>,
     /// When the keys were last read because a token named a `kid` they lacked.
     unknown_kid_read_at: Option<Instant>,
+}
+
+impl Cache {
+    /// Fails at once while a failed read is recent.
+    fn recently_failed(&self) -> Result<(), OidcError> {
+        match self.failed_at {
+            Some(at) if at.elapsed() < FAILED_FOR => Err(OidcError::Unreachable(
+                "it did not answer a moment ago".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Remembers whether a read failed because the provider did not answer.
+    fn note<T>(&mut self, read: Result<T, OidcError>) -> Result<T, OidcError> {
+        self.failed_at = match &read {
+            Err(OidcError::Unreachable(_)) => Some(Instant::now()),
+            _ => None,
+        };
+        read
+    }
 }
 
 /// One provider: its registration, the HTTP client and what was read from it.
@@ -164,12 +203,14 @@ impl Provider {
         {
             return Ok(metadata.clone());
         }
+        cache.recently_failed()?;
         let issuer = &self.registration.issuer;
         let url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
         );
-        let metadata: Metadata = parse(&self.get(&url).await?, "metadata")?;
+        let metadata: Metadata =
+            cache.note(async { parse(&self.get(&url).await?, "metadata") }.await)?;
         if &metadata.issuer != issuer {
             return Err(OidcError::BadAnswer(format!(
                 "its metadata names the issuer {:?}, not {issuer:?}",
@@ -181,6 +222,7 @@ impl Provider {
             Some(&metadata.token_endpoint),
             Some(&metadata.jwks_uri),
             metadata.end_session_endpoint.as_ref(),
+            metadata.userinfo_endpoint.as_ref(),
         ];
         if let Some(bad) = endpoints.into_iter().flatten().find(|u| !allowed_url(u)) {
             return Err(OidcError::BadAnswer(format!(
@@ -221,14 +263,14 @@ impl Provider {
     }
 
     /// Redeems an authorization code at the token endpoint (client_secret_basic) for the ID
-    /// token, which is returned unchecked: see [`Provider::check_id_token`].
+    /// token, returned unchecked (see [`Provider::check_id_token`]), and the access token.
     pub async fn redeem(
         &self,
         metadata: &Metadata,
         code: &str,
         code_verifier: &str,
         redirect_uri: &str,
-    ) -> Result<String, OidcError> {
+    ) -> Result<Tokens, OidcError> {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "authorization_code")
             .append_pair("code", code)
@@ -249,12 +291,31 @@ impl Provider {
             )
             .header(reqwest::header::ACCEPT, "application/json")
             .body(body);
-        #[derive(Deserialize)]
-        struct Answer {
-            id_token: String,
+        parse(&send(request).await?, "token answer")
+    }
+
+    /// The provider's userinfo for an access token (OpenID Connect Core §5.3), for claims a
+    /// provider keeps out of its ID tokens. Its `sub` must be the ID token's (§5.3.2): the
+    /// caller checks that.
+    pub async fn userinfo(
+        &self,
+        metadata: &Metadata,
+        access_token: &str,
+    ) -> Result<Map<String, Value>, OidcError> {
+        let Some(endpoint) = metadata.userinfo_endpoint.as_deref() else {
+            return Ok(Map::new());
+        };
+        if !allowed_url(endpoint) {
+            return Err(OidcError::BadAnswer(format!(
+                "{endpoint:?} is neither https nor loopback"
+            )));
         }
-        let answer: Answer = parse(&send(request).await?, "token answer")?;
-        Ok(answer.id_token)
+        let request = self
+            .http
+            .get(endpoint)
+            .bearer_auth(access_token)
+            .header(reqwest::header::ACCEPT, "application/json");
+        parse(&send(request).await?, "userinfo")
     }
 
     /// Checks an ID token completely (see the module's documentation) and returns its claims.
@@ -330,9 +391,13 @@ impl Provider {
         validation.leeway = LEEWAY_SECONDS;
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
             .map_err(|e| invalid(format!("the token is not valid: {e}")))?;
+        // jsonwebtoken checks only the registered claims it knows (`exp`, `nbf`, `iss`, `aud`,
+        // `sub`); `iat` is checked here, present and not in the future.
         let now = crate::db::now_ms() / 1000;
-        let iat = data.claims.get("iat").and_then(Value::as_i64);
-        if iat.is_some_and(|iat| iat > now + LEEWAY_SECONDS as i64) {
+        let Some(iat) = data.claims.get("iat").and_then(Value::as_i64) else {
+            return Err(invalid("the token has no iat".into()));
+        };
+        if iat > now + LEEWAY_SECONDS as i64 {
             return Err(invalid("the token was issued in the future (iat)".into()));
         }
         Ok(data.claims)
@@ -352,22 +417,28 @@ impl Provider {
         let known = cache
             .jwks
             .as_ref()
-            .is_some_and(|set| pick(set, kid, alg).is_some());
-        // The first read is always made; a read for an unknown `kid` at most once a minute.
+            .is_some_and(|(set, _)| pick(set, kid, alg).is_some());
+        let expired = cache
+            .jwks
+            .as_ref()
+            .is_none_or(|(_, at)| at.elapsed() >= METADATA_FOR);
+        // A read for an unknown `kid` (a rotated key) at most once a minute.
         let may_read_again = cache
             .unknown_kid_read_at
             .is_none_or(|at| at.elapsed() >= JWKS_AT_MOST_EVERY);
-        if cache.jwks.is_none() || (!known && may_read_again) {
-            if cache.jwks.is_some() {
+        if expired || (!known && may_read_again) {
+            if !expired {
                 cache.unknown_kid_read_at = Some(Instant::now());
             }
-            let set: JwkSet = parse(&self.get(&metadata.jwks_uri).await?, "keys")?;
-            cache.jwks = Some(set);
+            cache.recently_failed()?;
+            let read = async { parse(&self.get(&metadata.jwks_uri).await?, "keys") }.await;
+            let set: JwkSet = cache.note(read)?;
+            cache.jwks = Some((set, Instant::now()));
         }
         let jwk = cache
             .jwks
             .as_ref()
-            .and_then(|set| pick(set, kid, alg))
+            .and_then(|(set, _)| pick(set, kid, alg))
             .ok_or_else(|| {
                 OidcError::Invalid(format!(
                     "the token's key {kid:?} is not among the provider's keys"

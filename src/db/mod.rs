@@ -9,6 +9,7 @@ pub mod grants;
 pub mod kek_usage;
 pub mod revoked_tokens;
 pub mod schema;
+pub mod sessions;
 pub mod sign_in_flows;
 
 use std::str::FromStr;

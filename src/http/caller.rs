@@ -35,12 +35,25 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let vault = &state.vault;
+        let token = bearer(parts)?;
+        if token.split('.').count() != 3 {
+            return Err(ApiError::Unauthenticated(
+                "the token is not a JWT: hoso accepts its own tokens and, from the staff \
+                 identity provider, JWT access tokens (RFC 9068); an opaque access token cannot \
+                 be checked here"
+                    .into(),
+            ));
+        }
+        if crate::records::sign_in::is_access_token(token) {
+            let caller = crate::records::sign_in::agency_caller(vault, token).await?;
+            return with_grant_header(parts, caller);
+        }
         let refusal = match auth::authenticate(
             &vault.keys(),
             &vault.token_policy,
             &vault.verified_tokens,
             &vault.db,
-            bearer(parts)?,
+            token,
         )
         .await
         {

@@ -26,6 +26,7 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Json<Value> {
         "office": caller.office,
         "grant_id": caller.grant,
         "signed_in_via": caller.via,
+        "jti": caller.jti,
         "expires_at": format_rfc3339(caller.expires_at * 1000),
     }))
 }

@@ -11,6 +11,7 @@ mod health;
 mod me;
 mod openapi;
 pub mod server;
+mod sessions;
 mod sign_in;
 
 use axum::Router;
@@ -37,6 +38,7 @@ pub fn app(state: AppState) -> Router {
         .merge(openapi::router())
         .merge(me::router())
         .merge(sign_in::router())
+        .merge(sessions::router())
         .merge(console::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::map_response(security_headers))

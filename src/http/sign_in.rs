@@ -5,9 +5,10 @@
 //! session. Whatever goes wrong ends on a plain page in Vietnamese and English with a way back,
 //! never a JSON blob or a trace.
 //!
-//! The browser is bound to its sign-in by a cookie set at the start: random, `HttpOnly`,
-//! `SameSite=Lax` (the provider's redirect back is a top-level GET, which Lax lets through),
-//! `Secure` when the console's address is https, only on `/auth/`, gone after ten minutes.
+//! The browser is bound to its sign-in by a cookie set at the start: fresh and random each
+//! time, `HttpOnly`, `SameSite=Lax` (the provider's redirect back is a top-level GET, which Lax
+//! lets through), a `__Host-` cookie when the console's address is https, gone after ten
+//! minutes.
 //! No request parameter can choose where a browser is sent: the provider's URL comes from its
 //! metadata, the redirect URI and the console's address from the settings.
 
@@ -26,7 +27,20 @@ use crate::domain::SignInKind;
 use crate::error::ApiError;
 use crate::records::sign_in::{self, Callback, FLOW_SECONDS, Refusal, SignInError};
 
-const COOKIE: &str = "hoso_sign_in";
+/// The sign-in cookie's name. Over https it is a `__Host-` cookie (Secure, this host only,
+/// `Path=/`), which no other site or subdomain can plant; on plain http (one machine) it cannot
+/// be, and lives on `/auth/` only.
+fn cookie_name(state: &AppState) -> &'static str {
+    if https(state) {
+        "__Host-hoso-sign-in"
+    } else {
+        "hoso_sign_in"
+    }
+}
+
+fn https(state: &AppState) -> bool {
+    state.vault.console_url.starts_with("https://")
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -50,37 +64,38 @@ async fn providers(State(state): State<AppState>) -> Json<serde_json::Value> {
 }
 
 /// The browser's sign-in cookie, if it sent a well-formed one.
-fn browser_cookie(headers: &HeaderMap) -> Option<String> {
+fn browser_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.to_owned())
         .filter(|v| v.len() == 43 && URL_SAFE_NO_PAD.decode(v).is_ok())
 }
 
 fn cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
-    let secure = if state.vault.console_url.starts_with("https://") {
-        "; Secure"
+    let name = cookie_name(state);
+    let (path, secure) = if https(state) {
+        ("/", "; Secure")
     } else {
-        ""
+        ("/auth/", "")
     };
     let text =
-        format!("{COOKIE}={value}; Path=/auth/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
+        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
     HeaderValue::from_str(&text).expect("a cookie of base64url characters")
 }
 
 async fn login(
     State(state): State<AppState>,
     Path(kind_text): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let kind = kind(&kind_text)?;
-    let browser = browser_cookie(&headers)
-        .unwrap_or_else(|| URL_SAFE_NO_PAD.encode(crate::crypto::random_bytes::<32>()));
+    // A fresh value at every start, never one the browser brought (which someone else could
+    // have planted): a second sign-in started in another tab replaces the first.
+    let browser = URL_SAFE_NO_PAD.encode(crate::crypto::random_bytes::<32>());
     match sign_in::start(&state.vault, kind, &browser).await {
         Ok(url) => {
             let mut response = redirect(&url);
@@ -102,7 +117,7 @@ async fn callback(
     let kind = kind(&kind_text)?;
     // A malformed answer is treated as one with nothing in it: refused, logged.
     let query = query.map(|Query(q)| q).unwrap_or_default();
-    let browser = browser_cookie(&headers);
+    let browser = browser_cookie(&headers, cookie_name(&state));
     let mut response = match sign_in::finish(&state.vault, kind, browser.as_deref(), query).await {
         // The console takes the token out of the fragment, keeps it for the tab and clears
         // the address bar; a fragment is never sent to a server.

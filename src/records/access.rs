@@ -12,9 +12,14 @@ use crate::error::ApiError;
 pub fn actor(keys: &Keyring, caller: &Caller) -> String {
     match (caller.staff_id(), caller.citizen()) {
         (Some(staff), _) => staff.to_owned(),
-        (None, Some(id)) => format!("citizen:{}", &keys.citizen_index(&id).to_hex()[..16]),
+        (None, Some(id)) => citizen_actor(&keys.citizen_index(&id)),
         (None, None) => "unknown".to_owned(),
     }
+}
+
+/// A citizen as the log names them: the start of their blind index.
+pub fn citizen_actor(idx: &crate::crypto::CitizenIndex) -> String {
+    format!("citizen:{}", &idx.to_hex()[..16])
 }
 
 /// An audit entry for `caller` doing `action`, to be completed by the caller of this function.

@@ -242,10 +242,19 @@ pub async fn scope(vault: &Vault, caller: &Caller, id: Uuid) -> Result<GrantView
     if caller.role == Role::Officer && caller.grant != Some(id) {
         return Err(refuse(vault, e, ApiError::ScopeDenied).await);
     }
-    match store::get(&vault.db.pool, id).await? {
-        Some(g) => Ok(GrantView::new(&open(vault, g)?, now_ms())),
-        None => Err(refuse(vault, e, ApiError::NotFound).await),
+    let Some(grant) = store::get(&vault.db.pool, id).await? else {
+        return Err(refuse(vault, e, ApiError::NotFound).await);
+    };
+    let grant = open(vault, grant)?;
+    // A signed-in officer names the grant in a header: it must be theirs, at their office.
+    if caller.role == Role::Officer
+        && (Some(grant.grantee.as_str()) != caller.staff_id()
+            || grant.grantee_office != caller.office)
+    {
+        let err = ApiError::Forbidden("this grant was made for another officer".into());
+        return Err(refuse(vault, e, err).await);
     }
+    Ok(GrantView::new(&grant, now_ms()))
 }
 
 /// Most grants a citizen's list shows.

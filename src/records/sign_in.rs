@@ -297,19 +297,30 @@ pub async fn finish(
         Err(why) => return Err(attempt.refuse(None, why, SignInError::Invalid).await),
     };
     let redirect = redirect_uri(vault, kind);
-    let id_token = desk
+    let tokens = match desk
         .provider
         .redeem(&metadata, code, &flow.code_verifier, &redirect)
         .await
-        .map_err(|e| {
-            tracing::warn!(%kind, error = %e, "sign-in: the code could not be redeemed");
-            SignInError::from(e)
-        })?;
-    let claims = match desk
-        .provider
-        .check_id_token(&metadata, &id_token, &flow.nonce)
-        .await
     {
+        Ok(tokens) => tokens,
+        // A code the provider refuses (replayed, stolen, for another verifier) is a refusal.
+        Err(OidcError::BadAnswer(why)) => {
+            let why = format!("the provider would not redeem the code: {why}");
+            return Err(attempt.refuse(None, &why, SignInError::ProviderFault).await);
+        }
+        Err(e) => {
+            tracing::warn!(%kind, error = %e, "sign-in: the code could not be redeemed");
+            return Err(e.into());
+        }
+    };
+    let checked = async {
+        let claims = desk
+            .provider
+            .check_id_token(&metadata, &tokens.id_token, &flow.nonce)
+            .await?;
+        with_userinfo(desk, &metadata, claims, tokens.access_token.as_deref()).await
+    };
+    let claims = match checked.await {
         Ok(claims) => claims,
         Err(OidcError::Invalid(why)) => {
             return Err(attempt.refuse(None, &why, SignInError::Invalid).await);
@@ -326,6 +337,43 @@ pub async fn finish(
                 .await)
         }
     }
+}
+
+/// The ID token's claims, completed from the provider's userinfo when a claim the rules need is
+/// missing (some providers keep profile claims out of ID tokens). Userinfo only adds claims the
+/// ID token lacks, and only when it names the same `sub`.
+async fn with_userinfo(
+    desk: &Desk,
+    metadata: &Metadata,
+    mut claims: Claims,
+    access_token: Option<&str>,
+) -> Result<Claims, OidcError> {
+    let needed: Vec<&str> = match &desk.rules {
+        Rules::Staff {
+            role_claim,
+            office_claim,
+            id_claim,
+        } => {
+            vec![role_claim, office_claim, id_claim]
+        }
+        Rules::Citizen { id_claim, .. } => vec![id_claim],
+    };
+    let (Some(access_token), Some(_)) = (access_token, &metadata.userinfo_endpoint) else {
+        return Ok(claims);
+    };
+    if needed.iter().all(|c| claims.contains_key(*c)) {
+        return Ok(claims);
+    }
+    let info = desk.provider.userinfo(metadata, access_token).await?;
+    if info.get("sub") != claims.get("sub") {
+        return Err(OidcError::Invalid(
+            "the provider's userinfo names another sub than its ID token".into(),
+        ));
+    }
+    for (name, value) in info {
+        claims.entry(name).or_insert(value);
+    }
+    Ok(claims)
 }
 
 /// Takes the flow named by the callback's state, if any: it is gone afterwards either way.
@@ -398,7 +446,7 @@ impl Attempt<'_> {
         let citizen_idx = known.citizen.as_ref().map(|id| keys.citizen_index(id));
         let actor = match (&known.staff_id, &citizen_idx) {
             (Some(staff), _) => staff.clone(),
-            (None, Some(idx)) => format!("citizen:{}", &idx.to_hex()[..16]),
+            (None, Some(idx)) => super::access::citizen_actor(idx),
             (None, None) => "unknown".to_owned(),
         };
         let role = known.role.unwrap_or(match self.kind {
@@ -440,7 +488,10 @@ impl Attempt<'_> {
             "{} sign-in via {}, acr {acr}, jti {}",
             self.kind, self.issuer, claims.jti
         ));
-        vault.record(e).await.map_err(SignInError::Vault)?;
+        let actor = e.actor.clone();
+        super::tokens::record_session(vault, &claims, actor, self.kind.as_str(), e)
+            .await
+            .map_err(SignInError::Vault)?;
         Ok(token)
     }
 
@@ -533,6 +584,82 @@ fn citizen(claims: &Claims, id_claim: &str, acr: &[String]) -> Result<Person, (R
         office: None,
         citizen: Some(id),
     })
+}
+
+/// Whether a bearer token is a JWT access token (RFC 9068 §2.1: `typ` `at+jwt`), which only
+/// the staff provider issues to agency systems; anything else is left to hoso's own check.
+pub fn is_access_token(token: &str) -> bool {
+    jsonwebtoken::decode_header(token).is_ok_and(|h| {
+        h.typ.is_some_and(|t| {
+            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+        })
+    })
+}
+
+/// An agency system calling the API with an access token from the staff provider (OAuth 2.0
+/// client credentials): checked as an ID token is (signature by the provider's keys, algorithm
+/// allow-list, `iss` the staff issuer, `exp`, `nbf`, `iat`) but for hoso's own audience
+/// (`HOSO_TOKEN_AUDIENCE`), with RFC 9068's `client_id` and `jti`; role, office and id come
+/// from the same claims as a staff member's, and a revoked `jti` is refused.
+pub async fn agency_caller(vault: &Vault, token: &str) -> Result<Caller, ApiError> {
+    let Some(desk) = vault.sign_in.staff.as_ref() else {
+        return Err(ApiError::Unauthenticated(
+            "access tokens are accepted only from the staff identity provider, and none is set"
+                .into(),
+        ));
+    };
+    let invalid = |why: String| {
+        tracing::info!(reason = %why.escape_debug(), "access token refused");
+        ApiError::Unauthenticated("the access token is not valid".into())
+    };
+    let metadata = desk.provider.metadata().await.map_err(|e| match e {
+        OidcError::Invalid(why) => invalid(why),
+        other => ApiError::Unavailable(other.to_string()),
+    })?;
+    let required = ["exp", "iat", "iss", "aud", "sub", "client_id", "jti"];
+    let claims = desk
+        .provider
+        .check_jwt(&metadata, token, &vault.token_policy.audience, &required)
+        .await
+        .map_err(|e| match e {
+            OidcError::Invalid(why) => invalid(why),
+            other => ApiError::Unavailable(other.to_string()),
+        })?;
+    let (Some(jti), Some(exp)) = (
+        text(&claims, "jti"),
+        claims.get("exp").and_then(|v| v.as_i64()),
+    ) else {
+        return Err(invalid("no jti or exp".into()));
+    };
+    if text(&claims, "client_id").is_none() {
+        return Err(invalid("no client_id".into()));
+    }
+    let Rules::Staff {
+        role_claim,
+        office_claim,
+        id_claim,
+    } = &desk.rules
+    else {
+        unreachable!("the staff desk has staff rules");
+    };
+    let person = staff(&claims, role_claim, office_claim, id_claim).map_err(|(refusal, _)| {
+        ApiError::Forbidden(format!(
+            "the access token's claims give no hoso role and office ({refusal:?})"
+        ))
+    })?;
+    if crate::db::revoked_tokens::is_token_revoked(&vault.db.pool, jti).await? {
+        return Err(ApiError::Unauthenticated(
+            "the token has been revoked".into(),
+        ));
+    }
+    let office = person.office.unwrap_or_else(|| NOT_APPLICABLE.to_owned());
+    Ok(Caller::agency(
+        person.role,
+        person.sub,
+        office,
+        exp,
+        jti.to_owned(),
+    ))
 }
 
 /// Signs the caller out: their token is refused from now on, logged with it. Answers where

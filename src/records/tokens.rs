@@ -3,9 +3,10 @@
 
 use super::Vault;
 use crate::audit::{AuditAction, Entry};
-use crate::auth::{self, TokenRequest};
+use crate::auth::{self, Caller, Claims, TokenRequest};
 use crate::db::revoked_tokens;
-use crate::domain::{NationalId, Role};
+use crate::db::sessions::{self, SessionRow};
+use crate::domain::{NOT_APPLICABLE, NationalId, Role};
 use crate::error::ApiError;
 
 /// A link that signs its holder in to the console at `console_url`. The token rides in the
@@ -46,8 +47,107 @@ pub async fn issue(vault: &Vault, request: TokenRequest<'_>) -> Result<String, A
     }
     let (token, claims) = auth::issue(&keys, &vault.token_policy, request)?;
     e.reason = e.reason.map(|r| format!("{r}, jti {}", claims.jti));
-    vault.record(e).await?;
+    let actor = match claims.role {
+        Role::Citizen => {
+            super::access::citizen_actor(&keys.citizen_index(&NationalId::parse(&claims.sub)?))
+        }
+        _ => claims.sub.clone(),
+    };
+    record_session(vault, &claims, actor, "link", e).await?;
     Ok(token)
+}
+
+/// Records a session just issued (for the admin's list) with its log entry, in one
+/// transaction: a session nobody logged was never handed out.
+pub(super) async fn record_session(
+    vault: &Vault,
+    claims: &Claims,
+    actor: String,
+    via: &str,
+    e: Entry,
+) -> Result<(), ApiError> {
+    let row = SessionRow {
+        jti: claims.jti.clone(),
+        role: claims.role,
+        actor,
+        office: claims
+            .office
+            .clone()
+            .unwrap_or_else(|| NOT_APPLICABLE.to_owned()),
+        via: via.to_owned(),
+        issued_at: claims.iat,
+        expires_at: claims.exp,
+    };
+    let now = claims.iat;
+    vault
+        .change(move |tx| {
+            Box::pin(async move {
+                sessions::insert(tx, &row, now).await?;
+                Ok((Some(e), ()))
+            })
+        })
+        .await
+}
+
+/// Most sessions the admin's list shows.
+pub const SESSIONS_LIMIT: i64 = 500;
+
+/// A live session as the admin sees it: who (as the log names them), role, office, how they
+/// signed in, since and until when. Never the token itself.
+#[derive(Debug, serde::Serialize)]
+pub struct SessionView {
+    pub jti: String,
+    pub role: Role,
+    pub actor: String,
+    pub office: String,
+    pub via: String,
+    pub issued_at: String,
+    pub expires_at: String,
+}
+
+/// The sessions hoso issued that are still live (not expired, not revoked), newest first; for
+/// admins, logged (who is signed in is for auditors to see asked).
+pub async fn live(vault: &Vault, caller: &Caller) -> Result<Vec<SessionView>, ApiError> {
+    let e = super::entry(&vault.keys(), caller, AuditAction::SessionList);
+    super::require_role(vault, &e, caller, &[Role::Admin]).await?;
+    let now = crate::db::now_ms() / 1000;
+    let rows = sessions::live(&vault.db.pool, now, SESSIONS_LIMIT).await?;
+    vault.record(e).await?;
+    Ok(rows
+        .into_iter()
+        .map(|s| SessionView {
+            jti: s.jti,
+            role: s.role,
+            actor: s.actor,
+            office: s.office,
+            via: s.via,
+            issued_at: crate::domain::format_rfc3339(s.issued_at * 1000),
+            expires_at: crate::domain::format_rfc3339(s.expires_at * 1000),
+        })
+        .collect())
+}
+
+/// Ends a live session at once (an admin's act): its `jti` is refused from now on, logged as a
+/// revocation naming whose session it was.
+pub async fn end(vault: &Vault, caller: &Caller, jti: &str) -> Result<(), ApiError> {
+    let mut e = super::entry(&vault.keys(), caller, AuditAction::TokenRevoke);
+    super::require_role(vault, &e, caller, &[Role::Admin]).await?;
+    let Some(session) = sessions::get(&vault.db.pool, jti).await? else {
+        return Err(super::refuse(vault, e, ApiError::NotFound).await);
+    };
+    e.reason = Some(format!(
+        "ended the {} session of {} at {}, jti {}",
+        session.role, session.actor, session.office, session.jti
+    ));
+    let (jti, exp) = (session.jti, session.expires_at);
+    vault
+        .change(move |tx| {
+            Box::pin(async move {
+                revoked_tokens::revoke_token(&mut **tx, &jti, exp).await?;
+                Ok((Some(e), ()))
+            })
+        })
+        .await
 }
 
 /// Puts the token's `jti` on the revocation list, after checking the token is one this vault

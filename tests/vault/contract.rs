@@ -48,6 +48,7 @@ fn concrete(path: &str) -> String {
         .replace("{id}", "0190a4b2-0000-7000-8000-000000000001")
         .replace("{file}", "app.js")
         .replace("{seq}", "1")
+        .replace("{jti}", "0190a4b2-0000-7000-8000-000000000002")
         .replace("{kind}", "staff")
 }
 

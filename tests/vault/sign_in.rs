@@ -385,6 +385,19 @@ async fn an_officer_signs_in_and_opens_a_grant_from_their_list_without_its_link(
         .get("/v1/me/grants", &vault.clerk())
         .await
         .expect(StatusCode::FORBIDDEN);
+    // Another officer's grant, named in the header: neither its scope nor its documents.
+    let (others, _) = vault.grant(CITIZEN_A, &["cccd"], "someone.else", 2).await;
+    for path in [
+        format!("/v1/grants/{others}"),
+        format!("/v1/grants/{others}/documents"),
+    ] {
+        let request = Request::get(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header("Hoso-Grant", others.as_str())
+            .body(Body::empty())
+            .unwrap();
+        vault.send(request).await.expect(StatusCode::FORBIDDEN);
+    }
 }
 
 #[tokio::test]
@@ -597,6 +610,8 @@ mod fake {
         pub published: Mutex<usize>,
         pub forge: Mutex<Option<Forge>>,
         pub nonce: Mutex<String>,
+        /// What its userinfo endpoint answers.
+        pub userinfo: Mutex<Value>,
     }
 
     pub fn key(kid: &str) -> (String, Ed25519KeyPair) {
@@ -621,9 +636,14 @@ mod fake {
 
         /// Signs `claims` with the key `kid` (EdDSA), as a provider does.
         pub fn sign(&self, kid: &str, claims: &Value) -> String {
+            self.sign_typ(kid, "JWT", claims)
+        }
+
+        /// [`Provider::sign`] with another `typ` (`at+jwt` for an RFC 9068 access token).
+        pub fn sign_typ(&self, kid: &str, typ: &str, claims: &Value) -> String {
             let keys = self.keys.lock().unwrap();
             let (_, pair) = keys.iter().find(|(k, _)| k == kid).unwrap();
-            let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": kid});
+            let header = json!({"alg": "EdDSA", "typ": typ, "kid": kid});
             signed(&header, claims, |m| pair.sign(m).as_ref().to_vec())
         }
 
@@ -656,11 +676,13 @@ mod fake {
             published: Mutex::new(1),
             forge: Mutex::new(None),
             nonce: Mutex::new(String::new()),
+            userinfo: Mutex::new(json!({})),
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
             .route("/token", post(token))
+            .route("/userinfo", get(userinfo))
             .with_state(provider.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         provider
@@ -672,7 +694,12 @@ mod fake {
             "authorization_endpoint": format!("{}/auth", p.issuer),
             "token_endpoint": format!("{}/token", p.issuer),
             "jwks_uri": format!("{}/jwks", p.issuer),
+            "userinfo_endpoint": format!("{}/userinfo", p.issuer),
         }))
+    }
+
+    async fn userinfo(State(p): State<Arc<Provider>>) -> Json<Value> {
+        Json(p.userinfo.lock().unwrap().clone())
     }
 
     async fn jwks(State(p): State<Arc<Provider>>) -> Json<Value> {
@@ -774,6 +801,12 @@ async fn forged_misdirected_or_expired_id_tokens_give_no_session_and_a_log_entry
         (
             "issued in the future",
             edit(|c, now| c["iat"] = json!(now + 3600)),
+        ),
+        (
+            "no iat",
+            edit(|c, _| {
+                c.as_object_mut().unwrap().remove("iat");
+            }),
         ),
         (
             "no exp",
@@ -995,4 +1028,266 @@ async fn browser_story() {
         "the officer's reads through the grant are logged as theirs"
     );
     let _ = doc;
+}
+
+#[tokio::test]
+async fn agency_systems_call_the_api_with_the_staff_providers_jwt_access_tokens() {
+    let p = fake::start().await;
+    let vault = vault_with_fake(&p).await;
+    vault.take_in(CITIZEN_A, "cccd", &png(4, 4000)).await;
+    let now = hoso::db::now_ms() / 1000;
+    // What a provider issues a province's one-stop software by client credentials.
+    let access = |change: &dyn Fn(&mut Value)| {
+        let mut claims = json!({
+            "iss": p.issuer, "aud": "hoso", "sub": "motcua-danang", "client_id": "motcua-danang",
+            "iat": now, "exp": now + 300, "jti": uuid::Uuid::now_v7().to_string(),
+            "hoso_role": "clerk", "hoso_office": "TTHCC-DANANG",
+        });
+        change(&mut claims);
+        claims
+    };
+    let path = format!("/v1/citizens/{CITIZEN_A}/documents");
+    let good = p.sign_typ("k1", "at+jwt", &access(&|_| {}));
+    let reply = vault.get(&path, &good).await;
+    reply.expect(StatusCode::OK);
+    assert_eq!(reply.json()["documents"].as_array().unwrap().len(), 1);
+    let me = vault.get("/v1/me", &good).await.json();
+    assert_eq!(
+        (
+            me["role"].as_str(),
+            me["sub"].as_str(),
+            me["office"].as_str()
+        ),
+        (Some("clerk"), Some("motcua-danang"), Some("TTHCC-DANANG"))
+    );
+    // Logged as the agency system's own act.
+    let listed = vault
+        .count("SELECT COUNT(*) FROM audit_entries WHERE action = 'document.list' AND actor = 'motcua-danang'")
+        .await;
+    assert_eq!(listed, 1);
+
+    let refused = [
+        (
+            "an ID token, not an access token",
+            p.sign("k1", &access(&|_| {})),
+        ),
+        (
+            "for another audience",
+            p.sign_typ("k1", "at+jwt", &access(&|c| c["aud"] = json!("hoso-staff"))),
+        ),
+        (
+            "from another issuer",
+            p.sign_typ(
+                "k1",
+                "at+jwt",
+                &access(&|c| c["iss"] = json!("https://elsewhere.example")),
+            ),
+        ),
+        (
+            "expired",
+            p.sign_typ(
+                "k1",
+                "at+jwt",
+                &access(&|c| {
+                    c["iat"] = json!(now - 7200);
+                    c["exp"] = json!(now - 3600)
+                }),
+            ),
+        ),
+        (
+            "without client_id",
+            p.sign_typ(
+                "k1",
+                "at+jwt",
+                &access(&|c| {
+                    c.as_object_mut().unwrap().remove("client_id");
+                }),
+            ),
+        ),
+        (
+            "alg none",
+            fake::signed(
+                &json!({"alg": "none", "typ": "at+jwt"}),
+                &access(&|_| {}),
+                |_| Vec::new(),
+            ),
+        ),
+        ("opaque", "2YotnFZFEjr1zCsicMWpAA".to_owned()),
+    ];
+    for (what, token) in refused {
+        let reply = vault.get(&path, &token).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{what}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.code(), "unauthenticated", "{what}");
+    }
+    let opaque = vault.get(&path, "2YotnFZFEjr1zCsicMWpAA").await.json();
+    assert!(
+        opaque["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("opaque"),
+        "{opaque}"
+    );
+    // Claims that give no role: refused as forbidden.
+    let no_role = p.sign_typ(
+        "k1",
+        "at+jwt",
+        &access(&|c| {
+            c.as_object_mut().unwrap().remove("hoso_role");
+        }),
+    );
+    vault
+        .get(&path, &no_role)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    // A vault without a staff provider takes none.
+    let plain = TestVault::new().await;
+    plain
+        .get(&path, &good)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+}
+
+#[tokio::test]
+async fn an_admin_sees_the_live_sessions_and_ends_one_at_once() {
+    let vault = vault().await;
+    let clerk = token_of(&sign_in(&vault, "staff", "lan.nguyen").await);
+    let citizen = token_of(&sign_in(&vault, "citizen", "cong.dan").await);
+    let link = hoso::records::tokens::issue(
+        &vault.state.vault,
+        hoso::auth::TokenRequest {
+            role: hoso::domain::Role::Auditor,
+            sub: "hoa.le",
+            office: Some("THANHTRA-DN"),
+            ttl_seconds: 600,
+            grant: None,
+            via: None,
+        },
+    )
+    .await
+    .unwrap();
+    let signed_out = token_of(&sign_in(&vault, "staff", "binh.tran").await);
+    vault
+        .post("/v1/me/sign-out", &signed_out, json!({}))
+        .await
+        .expect(StatusCode::OK);
+
+    let admin = vault.admin();
+    let list = vault.get("/v1/sessions", &admin).await;
+    list.expect(StatusCode::OK);
+    let sessions = list.json()["sessions"].as_array().unwrap().clone();
+    let who: Vec<(&str, &str)> = sessions
+        .iter()
+        .map(|s| (s["actor"].as_str().unwrap(), s["via"].as_str().unwrap()))
+        .collect();
+    assert_eq!(who.len(), 3, "{who:?}");
+    assert!(
+        who.contains(&("lan.nguyen", "staff")) && who.contains(&("hoa.le", "link")),
+        "{who:?}"
+    );
+    assert!(
+        who.iter()
+            .any(|(a, v)| a.starts_with("citizen:") && *v == "citizen"),
+        "{who:?}"
+    );
+    assert!(!String::from_utf8_lossy(&list.body).contains("048090001234"));
+
+    // Ending the clerk's session refuses their token at once, logged naming whose it was.
+    let jti = sessions
+        .iter()
+        .find(|s| s["actor"] == "lan.nguyen")
+        .unwrap()["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    vault
+        .delete(&format!("/v1/sessions/{jti}"), &admin)
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    vault
+        .get("/v1/me", &clerk)
+        .await
+        .expect(StatusCode::UNAUTHORIZED);
+    vault.get("/v1/me", &citizen).await.expect(StatusCode::OK);
+    vault.get("/v1/me", &link).await.expect(StatusCode::OK);
+    let after = vault.get("/v1/sessions", &admin).await.json();
+    assert_eq!(after["sessions"].as_array().unwrap().len(), 2);
+    let ended = vault
+        .count("SELECT COUNT(*) FROM audit_entries WHERE action = 'token.revoke' AND reason LIKE '%session of lan.nguyen%'")
+        .await;
+    assert_eq!(ended, 1);
+    // Only admins see or end sessions; a session that is not one is not found.
+    vault
+        .get("/v1/sessions", &vault.clerk())
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    vault
+        .delete(&format!("/v1/sessions/{jti}"), &vault.clerk())
+        .await
+        .expect(StatusCode::FORBIDDEN);
+    vault
+        .delete("/v1/sessions/0190a4b2-0000-7000-8000-00000000beef", &admin)
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn claims_missing_from_the_id_token_are_read_from_userinfo_for_the_same_sub_only() {
+    let p = fake::start().await;
+    let vault = vault_with_fake(&p).await;
+    // The ID token carries the role but no office; userinfo has the office (and tries to raise
+    // the role, which it cannot: it only fills what the ID token lacks).
+    let without_office: Option<fake::Forge> =
+        Some(Box::new(|p: &fake::Provider, mut claims: Value| {
+            claims.as_object_mut().unwrap().remove("hoso_office");
+            p.sign("k1", &claims)
+        }));
+    *p.userinfo.lock().unwrap() =
+        json!({"sub": "lan.nguyen", "hoso_office": "UBND-HAICHAU", "hoso_role": "admin"});
+    let token = token_of(&with_forged(&vault, &p, without_office).await);
+    let me = vault.get("/v1/me", &token).await.json();
+    assert_eq!(
+        (me["role"].as_str(), me["office"].as_str()),
+        (Some("clerk"), Some("UBND-HAICHAU"))
+    );
+    // Userinfo about someone else is refused.
+    *p.userinfo.lock().unwrap() = json!({"sub": "someone.else", "hoso_office": "UBND-HAICHAU"});
+    let without_office: Option<fake::Forge> =
+        Some(Box::new(|p: &fake::Provider, mut claims: Value| {
+            claims.as_object_mut().unwrap().remove("hoso_office");
+            p.sign("k1", &claims)
+        }));
+    refused_with(
+        &with_forged(&vault, &p, without_office).await,
+        StatusCode::FORBIDDEN,
+        "sign_in_invalid",
+    );
+}
+
+#[tokio::test]
+async fn the_sign_in_cookie_is_secure_when_the_console_is_served_over_https() {
+    let p = provider();
+    let vault = TestVault::with(|s| {
+        s.public_url = Some("https://hoso.haichau.example".into());
+        s.sign_in.oidc_staff_issuer = Some(p.issuer.clone());
+        s.sign_in.oidc_staff_client_id = Some("hoso-staff".into());
+        s.sign_in.oidc_staff_client_secret_file = Some(p.secret_file.clone());
+    })
+    .await;
+    let reply = vault.get("/auth/staff/login", "").await;
+    let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.starts_with("__Host-hoso-sign-in="), "{cookie}");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("Path=/;"),
+        "{cookie}"
+    );
+    let to = location(&reply.headers);
+    assert!(
+        to.contains("redirect_uri=https%3A%2F%2Fhoso.haichau.example%2Fauth%2Fstaff%2Fcallback"),
+        "{to}"
+    );
 }
