@@ -296,37 +296,7 @@ pub async fn finish(
         Ok(code) => code,
         Err(why) => return Err(attempt.refuse(None, why, SignInError::Invalid).await),
     };
-    let redirect = redirect_uri(vault, kind);
-    let tokens = match desk
-        .provider
-        .redeem(&metadata, code, &flow.code_verifier, &redirect)
-        .await
-    {
-        Ok(tokens) => tokens,
-        // A code the provider refuses (replayed, stolen, for another verifier) is a refusal.
-        Err(OidcError::BadAnswer(why)) => {
-            let why = format!("the provider would not redeem the code: {why}");
-            return Err(attempt.refuse(None, &why, SignInError::ProviderFault).await);
-        }
-        Err(e) => {
-            tracing::warn!(%kind, error = %e, "sign-in: the code could not be redeemed");
-            return Err(e.into());
-        }
-    };
-    let checked = async {
-        let claims = desk
-            .provider
-            .check_id_token(&metadata, &tokens.id_token, &flow.nonce)
-            .await?;
-        with_userinfo(desk, &metadata, claims, tokens.access_token.as_deref()).await
-    };
-    let claims = match checked.await {
-        Ok(claims) => claims,
-        Err(OidcError::Invalid(why)) => {
-            return Err(attempt.refuse(None, &why, SignInError::Invalid).await);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let claims = attempt.identify(desk, &metadata, code, &flow).await?;
     let acr = text(&claims, "acr").unwrap_or("-").to_owned();
     match person(&desk.rules, &claims) {
         Ok(person) => attempt.session(person, &acr).await,
@@ -460,6 +430,48 @@ impl Attempt<'_> {
         let mut e = Entry::new(actor, role, office, AuditAction::SessionSignIn);
         e.citizen_idx = citizen_idx;
         e
+    }
+
+    /// Redeems the code and checks what the provider says of the person (the ID token,
+    /// completed from userinfo): their claims, or a logged refusal.
+    async fn identify(
+        &self,
+        desk: &Desk,
+        metadata: &Metadata,
+        code: &str,
+        flow: &Flow,
+    ) -> Result<Claims, SignInError> {
+        let redirect = redirect_uri(self.vault, self.kind);
+        let tokens = match desk
+            .provider
+            .redeem(metadata, code, &flow.code_verifier, &redirect)
+            .await
+        {
+            Ok(tokens) => tokens,
+            // A code the provider refuses (replayed, stolen, another verifier) is a refusal.
+            Err(OidcError::BadAnswer(why)) => {
+                let why = format!("the provider would not redeem the code: {why}");
+                return Err(self.refuse(None, &why, SignInError::ProviderFault).await);
+            }
+            Err(e) => {
+                tracing::warn!(kind = %self.kind, error = %e, "sign-in: the code could not be redeemed");
+                return Err(e.into());
+            }
+        };
+        let checked = async {
+            let claims = desk
+                .provider
+                .check_id_token(metadata, &tokens.id_token, &flow.nonce)
+                .await?;
+            with_userinfo(desk, metadata, claims, tokens.access_token.as_deref()).await
+        };
+        match checked.await {
+            Ok(claims) => Ok(claims),
+            Err(OidcError::Invalid(why)) => {
+                Err(self.refuse(None, &why, SignInError::Invalid).await)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Issues the person's session, logged first.

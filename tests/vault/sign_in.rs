@@ -1027,6 +1027,44 @@ async fn browser_story() {
         reads >= 1,
         "the officer's reads through the grant are logged as theirs"
     );
+
+    // The admin (by link) sees the officer's session among the live ones and ends it.
+    let admin = hoso::records::tokens::issue(
+        &vault.state.vault,
+        hoso::auth::TokenRequest {
+            role: hoso::domain::Role::Admin,
+            sub: "admin.hung",
+            office: Some("SO-TTTT"),
+            ttl_seconds: 600,
+            grant: None,
+            via: None,
+        },
+    )
+    .await
+    .unwrap();
+    browser.goto("about:blank").await;
+    browser.goto(&format!("{console}#token={admin}")).await;
+    browser.wait("#session-list", Some("binh.tran")).await;
+    browser.wait("#session-list", Some("Phiên của bạn")).await;
+    browser
+        .js("document.getElementById('sessions').scrollIntoView();", json!([]))
+        .await;
+    browser.screenshot("admin-sessions").await;
+    browser.click(".end-session").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while browser.text("#sessions").await.contains("binh.tran") {
+        assert!(
+            Instant::now() < deadline,
+            "the ended session leaves the list"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        vault
+            .count("SELECT COUNT(*) FROM audit_entries WHERE action = 'token.revoke' AND reason LIKE '%session of binh.tran%'")
+            .await,
+        1
+    );
     let _ = doc;
 }
 
