@@ -159,7 +159,7 @@ fn page(kind: SignInKind, e: &SignInError) -> Response {
          <link rel=\"stylesheet\" href=\"/console/style.css\">\n</head>\n<body>\n\
          <header class=\"bar\"><span class=\"brand\">hoso</span></header>\n\
          <main id=\"main\">\n<h1>Không đăng nhập được</h1>\n\
-         <div class=\"notice warning\" role=\"alert\" id=\"sign-in-error\" data-code=\"{code}\">\
+         <div class=\"notice notice-warning\" role=\"alert\" id=\"sign-in-error\" data-code=\"{code}\">\
          <p>{vi}</p></div>\n<p><a href=\"/\" id=\"back\">Quay lại trang đăng nhập</a></p>\n\
          <div lang=\"en\"><h2>Could not sign in</h2><p>{en}</p>\
          <p><a href=\"/\">Back to sign-in</a></p></div>\n</main>\n</body>\n</html>\n",

@@ -1047,7 +1047,10 @@ async fn browser_story() {
     browser.wait("#session-list", Some("binh.tran")).await;
     browser.wait("#session-list", Some("Phiên của bạn")).await;
     browser
-        .js("document.getElementById('sessions').scrollIntoView();", json!([]))
+        .js(
+            "document.getElementById('sessions').scrollIntoView();",
+            json!([]),
+        )
         .await;
     browser.screenshot("admin-sessions").await;
     browser.click(".end-session").await;
