@@ -2,8 +2,8 @@
 // signed in, and opens that person's screen. One screen per role, each in its own module.
 
 import { api, ApiError, clearToken, setToken, token } from './api.js';
-import { h, put, field, notice, when } from './dom.js';
-import { errorNotice } from './views.js';
+import { errorSummary, h, put, field, notice, when } from './dom.js';
+import { errorNotice, show, tableRegion } from './views.js';
 import { lang, locale, setLang, t } from './i18n.js';
 
 const screens = {
@@ -83,7 +83,8 @@ async function signInScreen() {
     offered.citizen ? h('a', { class: 'button', id: 'signin-citizen', href: '/auth/citizen/login' }, t('signin.citizen')) : null,
     offered.staff ? h('a', { class: 'button secondary', id: 'signin-staff', href: '/auth/staff/login' }, t('signin.staff')) : null,
   ].filter(Boolean);
-  put(main,
+  const summary = h('div');
+  show(main, t('signin.title'), [
     h('h1', {}, t('signin.title')),
     reason ? notice(reason === 'signed_out' ? 'info' : 'warning', reason === 'signed_out' ? t('signin.signed_out')
       : reason === 'expired' ? t('signin.expired') : t('signin.refused', reason)) : null,
@@ -94,18 +95,21 @@ async function signInScreen() {
       onsubmit: (ev) => {
         ev.preventDefault();
         const at = input.value.indexOf('#token=');
-        if (at < 0) { linkField.setError(t('signin.bad_link')); input.focus(); return; }
+        const problem = at < 0 ? (input.value.trim() ? t('signin.bad_link') : t('err.enter', t('signin.paste').toLowerCase())) : null;
+        linkField.setError(problem);
+        put(summary, errorSummary(t('app.error_title'), problem ? [[input.id, problem]] : []));
+        if (problem) { summary.firstChild.focus(); return; }
         setToken(input.value.slice(at + '#token='.length).trim());
         start();
       },
-    }, linkField.el, h('button', { type: 'submit' }, t('signin.go'))));
+    }, summary, linkField.el, h('button', { type: 'submit' }, t('signin.go')))]);
 }
 
 async function adminScreen(me) {
   const status = h('div', {}, t('app.loading'));
   const sessions = h('div', { id: 'sessions' }, t('app.loading'));
-  put(main, h('h1', {}, t('admin.title')), h('p', { class: 'lead' }, t('admin.lead')), status,
-    h('h2', {}, t('admin.sessions')), h('p', {}, t('admin.sessions_lead')), sessions);
+  show(main, t('admin.title'), [h('h1', {}, t('admin.title')), h('p', { class: 'lead' }, t('admin.lead')), status,
+    h('h2', {}, t('admin.sessions')), h('p', {}, t('admin.sessions_lead')), sessions]);
   const ready = await fetch('/readyz', { cache: 'no-store' }).then((r) => r.json()).catch(() => null);
   put(status, ready ? h('pre', { class: 'box' }, JSON.stringify(ready, null, 2)) : errorNotice(new ApiError(0, 'network', '')));
   await drawSessions(sessions, me);
@@ -130,6 +134,9 @@ async function drawSessions(box, me) {
       return;
     }
     await drawSessions(box, me);
+    // The ended row is gone: focus the list that redrew, not the page's top.
+    box.setAttribute('tabindex', '-1');
+    box.focus();
   };
   const row = (s) => {
     const button = h('button', { type: 'button', class: 'secondary end-session' }, t('admin.end', s.actor));
@@ -141,7 +148,7 @@ async function drawSessions(box, me) {
       h('td', {}, s.jti === me.jti ? t('admin.you') : button));
   };
   put(box, list.length
-    ? h('div', { class: 'table-wrap' }, h('table', { id: 'session-list' },
+    ? tableRegion(t('admin.sessions'), h('table', { id: 'session-list' },
       h('thead', {}, h('tr', {}, ['who', 'role', 'office', 'via', 'since', 'until', 'end'].map((c) => h('th', { scope: 'col' }, t(`admin.col_${c}`))))),
       h('tbody', {}, list.map(row))))
     : h('p', { class: 'empty' }, t('admin.no_sessions')));
@@ -150,6 +157,8 @@ async function drawSessions(box, me) {
 async function start() {
   document.documentElement.lang = lang();
   document.title = t('app.title');
+  const skip = document.querySelector('.skip');
+  if (skip) skip.textContent = t('app.skip');
   takeTokenFromFragment();
   if (!token()) { await signInScreen(); return; }
   put(main, h('p', { class: 'loading' }, t('app.loading')));

@@ -3,8 +3,8 @@
 
 import { allPages, api } from './api.js';
 import { csvText } from './csv.js';
-import { errorNotice } from './views.js';
-import { download, field, h, notice, put, when } from './dom.js';
+import { errorNotice, show, tableRegion } from './views.js';
+import { download, errorSummary, field, h, notice, put, when } from './dom.js';
 import { ACTIONS, locale, t } from './i18n.js';
 import { nationalIdProblem } from './rules.js';
 
@@ -19,12 +19,14 @@ export async function mount(main) {
   filters = {};
   entries = [];
   next = null;
-  put(root,
+  show(root, t('audit.title'), [
     h('h1', {}, t('audit.title')),
     h('section', { id: 'chain', class: 'box', 'aria-live': 'polite' }),
     filterForm(),
+    // Present before it changes, so a screen reader announces each new count.
+    h('p', { id: 'count', 'aria-live': 'polite' }),
     h('div', { id: 'log' }),
-    h('div', { id: 'detail' }));
+    h('div', { id: 'detail' })]);
   await Promise.all([checkChain(), search()]);
 }
 
@@ -38,13 +40,15 @@ function filterForm() {
   const since = field(t('audit.since'), h('input', { type: 'date', id: 'f-since' }));
   const until = field(t('audit.until'), h('input', { type: 'date', id: 'f-until' }));
   nid.control.addEventListener('input', () => nid.setError(/^[0-9]*$/.test(nid.control.value) ? null : t('err.nid.digits')));
+  const summary = h('div');
   return h('form', {
     class: 'filters', novalidate: true,
     onsubmit: async (ev) => {
       ev.preventDefault();
       const problem = nid.control.value ? nationalIdProblem(nid.control.value) : null;
       nid.setError(problem && t(problem));
-      if (problem) { nid.control.focus(); return; }
+      put(summary, errorSummary(t('app.error_title'), problem ? [[nid.control.id, t(problem)]] : []));
+      if (problem) { summary.firstChild.focus(); return; }
       filters = {};
       if (nid.control.value) filters.national_id = nid.control.value;
       if (actor.control.value.trim()) filters.actor = actor.control.value.trim();
@@ -60,6 +64,7 @@ function filterForm() {
       await search();
     },
   },
+  summary,
   h('fieldset', {}, h('legend', {}, t('audit.filters')),
     h('div', { class: 'grid' }, nid.el, actor.el, action.el, outcome.el, since.el, until.el)),
   h('div', { class: 'actions' },
@@ -91,14 +96,19 @@ async function more() {
 }
 
 function drawTable(log) {
-  if (!entries.length) { put(log, h('p', { class: 'empty' }, t('audit.empty'))); return; }
+  const count = document.getElementById('count');
+  if (!entries.length) {
+    count.textContent = t('audit.empty');
+    put(log);
+    return;
+  }
+  count.textContent = t('audit.count', entries.length);
   const cols = [t('audit.seq'), t('audit.at'), t('audit.who'), t('audit.office'), t('audit.action'), t('audit.outcome'), t('audit.case'), t('audit.reason')];
   put(log,
-    h('p', { id: 'count' }, t('audit.count', entries.length)),
-    h('div', { class: 'table-wrap' }, h('table', { id: 'entries' },
+    tableRegion(t('audit.entries'), h('table', { id: 'entries' },
       h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, entries.map((e) => h('tr', { class: `outcome-${e.outcome}`, 'data-seq': e.seq },
-        h('td', {}, h('button', { type: 'button', class: 'link-button', onclick: () => detail(e), 'aria-label': `${t('audit.detail')} ${e.seq}` }, String(e.seq))),
+        h('td', {}, h('button', { type: 'button', class: 'link-button', onclick: (ev) => detail(e, ev.currentTarget), 'aria-label': `${t('audit.detail')} ${e.seq}` }, String(e.seq))),
         h('td', {}, when(e.at, locale())),
         h('td', {}, e.actor),
         h('td', {}, e.office),
@@ -116,7 +126,8 @@ function reasonText(reason) {
   return words === `api.${reason}` ? reason : `${words} (${reason})`;
 }
 
-function detail(e) {
+/** One entry's detail; closing it returns focus to the button that opened it. */
+function detail(e, opener) {
   const box = document.getElementById('detail');
   const row = (label, value) => [h('dt', {}, label), h('dd', {}, value ?? '—')];
   put(box, h('section', { class: 'box detail', tabindex: '-1', id: 'entry-detail', 'aria-label': t('audit.detail') },
@@ -132,7 +143,7 @@ function detail(e) {
       row(t('audit.grant'), e.grant_id),
       row(t('audit.case'), e.case_ref),
       row(t('audit.reason'), reasonText(e.reason))),
-    h('button', { type: 'button', class: 'secondary', onclick: () => put(box) }, t('audit.close'))));
+    h('button', { type: 'button', class: 'secondary', id: 'close-detail', onclick: () => { put(box); opener?.focus(); } }, t('audit.close'))));
   box.firstChild.focus();
 }
 

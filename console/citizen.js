@@ -1,7 +1,7 @@
 // The citizen's screen: "my records" (metadata only) and "who read my records".
 
 import { api } from './api.js';
-import { badge, documentFacts, errorNotice } from './views.js';
+import { badge, documentFacts, errorNotice, show, tableRegion } from './views.js';
 import { h, put, when } from './dom.js';
 import { locale, t } from './i18n.js';
 
@@ -18,21 +18,22 @@ export async function mount(main, me) {
       api('GET', `/v1/citizens/${nid}/grants`).then((r) => r.grants),
     ]);
   } catch (error) {
-    put(main, errorNotice(error));
+    show(main, t('citizen.mine'), [h('h1', {}, t('citizen.mine')), errorNotice(error)]);
     return;
   }
   const purposeOf = new Map(grants.map((g) => [g.grant_id, g.purpose]));
   const documentName = new Map(documents.map((d) => [d.id, t(`doctype.${d.doc_type}`)]));
-  put(main,
+  show(main, t('citizen.mine'), [
     h('h1', {}, t('citizen.mine')),
     h('p', { class: 'lead' }, t('citizen.mine_lead')),
+    h('h2', {}, t('citizen.documents')),
     h('ul', { class: 'cards', id: 'documents' }, documents.map((d) => h('li', { class: 'card doc' },
       h('div', { class: 'card-head' }, h('h3', {}, t(`doctype.${d.doc_type}`)), badge(d.status)),
       documentFacts(d)))),
     h('h2', { id: 'reads-h' }, t('citizen.who')),
     h('p', {}, t('citizen.who_lead')),
     reads.length
-      ? h('div', { class: 'table-wrap' }, h('table', { id: 'reads', 'aria-labelledby': 'reads-h' },
+      ? tableRegion(t('citizen.who'), h('table', { id: 'reads', 'aria-labelledby': 'reads-h' },
         h('thead', {}, h('tr', {}, [t('audit.at'), t('audit.office'), t('audit.who'), t('audit.case'), t('receipt.purpose'), t('audit.action')].map((c) => h('th', { scope: 'col' }, c)))),
         h('tbody', {}, reads.slice().reverse().map((e) => h('tr', {},
           h('td', {}, when(e.at, locale())),
@@ -48,5 +49,5 @@ export async function mount(main, me) {
         h('div', { class: 'card-head' }, h('h3', {}, g.case_ref), h('span', { class: `badge badge-grant-${g.status}` }, t(`grant.status.${g.status}`))),
         h('p', {}, g.purpose),
         h('p', { class: 'meta' }, t('grant.officer', g.grantee, g.grantee_office), ' · ', t('grant.until', when(g.expires_at, locale())), ' · ', t('grant.uses', g.uses, g.max_uses)))))
-      : h('p', { class: 'empty' }, t('clerk.no_grants')));
+      : h('p', { class: 'empty' }, t('clerk.no_grants'))]);
 }

@@ -7,7 +7,7 @@ import { DOC_TYPES, locale, t } from './i18n.js';
 import {
   ACCEPTED_TYPES, codeProblem, dossierProblem, maskNationalId, nationalIdProblem, textProblem,
 } from './rules.js';
-import { badge, documentFacts, errorNotice, previewOf } from './views.js';
+import { badge, documentFacts, errorNotice, fieldMessage, hidden, previewOf, show } from './views.js';
 
 let root;
 let me;
@@ -32,7 +32,7 @@ function lookupScreen(prefill = '') {
     nid.setError(/^[0-9]*$/.test(input.value) ? null : t('err.nid.digits'));
   });
   const summary = h('div');
-  put(root,
+  show(root, t('clerk.title'), [
     h('h1', {}, t('clerk.title')),
     h('form', {
       novalidate: true,
@@ -41,11 +41,11 @@ function lookupScreen(prefill = '') {
         ev.preventDefault();
         const problem = nationalIdProblem(input.value);
         nid.setError(problem && t(problem));
-        if (problem) { input.focus(); return; }
+        put(summary, errorSummary(t('app.error_title'), problem ? [[input.id, t(problem)]] : []));
+        if (problem) { summary.firstChild.focus(); return; }
         await openCitizen(input.value);
       },
-    }, summary, nid.el, h('button', { type: 'submit', id: 'lookup' }, t('clerk.lookup'))));
-  input.focus();
+    }, summary, nid.el, h('button', { type: 'submit', id: 'lookup' }, t('clerk.lookup')))]);
 }
 
 async function openCitizen(nid, message = null) {
@@ -63,22 +63,25 @@ async function load() {
   citizen.grants = grants.grants;
 }
 
-async function citizenScreen(message = null) {
-  put(root, h('p', { class: 'loading' }, t('app.loading')));
+/** The citizen's documents and shares. `focus` keeps focus on the control that redrew it. */
+async function citizenScreen(message = null, focus = null) {
+  if (!focus) put(root, h('p', { class: 'loading' }, t('app.loading')));
   try {
     await load();
   } catch (error) {
-    put(root, errorNotice(error), h('button', { type: 'button', onclick: () => lookupScreen(citizen.nid) }, t('app.back')));
+    show(root, t('app.error_title'), [h('h1', {}, t('app.error_title')), errorNotice(error),
+      h('button', { type: 'button', onclick: () => lookupScreen(citizen.nid) }, t('app.back'))]);
     return;
   }
   const current = citizen.documents.filter((d) => d.status === 'pending' || d.status === 'verified');
   const toggle = h('input', {
     type: 'checkbox', id: 'show-all', checked: citizen.showAll,
-    onchange: () => { citizen.showAll = toggle.checked; citizenScreen(); },
+    onchange: () => { citizen.showAll = toggle.checked; citizenScreen(null, '#show-all'); },
   });
-  put(root,
+  const title = t('clerk.citizen', maskNationalId(citizen.nid));
+  show(root, title, [
     h('p', {}, h('button', { type: 'button', class: 'link-button', onclick: () => lookupScreen() }, `← ${t('clerk.title')}`)),
-    h('h1', {}, t('clerk.citizen', maskNationalId(citizen.nid))),
+    h('h1', {}, title),
     message,
     h('section', { 'aria-labelledby': 'docs-h' },
       h('h2', { id: 'docs-h' }, t('clerk.documents')),
@@ -93,16 +96,17 @@ async function citizenScreen(message = null) {
       h('h2', { id: 'grants-h' }, t('clerk.grants')),
       citizen.grants.length
         ? h('ul', { class: 'cards', id: 'grants' }, citizen.grants.map(grantCard))
-        : h('p', { class: 'empty' }, t('clerk.no_grants'))));
+        : h('p', { class: 'empty' }, t('clerk.no_grants')))], focus);
 }
 
 function documentCard(d) {
   const actions = [];
+  const what = hidden(` ${t(`doctype.${d.doc_type}`)} ${d.doc_number}`);
   if (d.status === 'pending') {
-    actions.push(h('button', { type: 'button', class: 'verify', onclick: () => verify(d) }, t('clerk.verify')));
+    actions.push(h('button', { type: 'button', class: 'verify', onclick: () => verify(d) }, t('clerk.verify'), what.cloneNode(true)));
   }
   if (d.status !== 'revoked') {
-    actions.push(h('button', { type: 'button', class: 'warning revoke', onclick: () => revokeScreen(d) }, t('clerk.revoke')));
+    actions.push(h('button', { type: 'button', class: 'warning revoke', onclick: () => revokeScreen(d) }, t('clerk.revoke'), what));
   }
   return h('li', { class: `card doc doc-${d.status}`, 'data-id': d.id },
     h('div', { class: 'card-head' }, h('h3', {}, t(`doctype.${d.doc_type}`)), badge(d.status)),
@@ -123,23 +127,30 @@ function revokeScreen(d) {
   const reason = h('textarea', { rows: 3, id: 'revoke-reason' });
   const reasonField = field(t('clerk.revoke_reason'), reason, t('clerk.revoke_reason_hint'));
   const confirm = h('input', { type: 'checkbox', id: 'revoke-confirm' });
-  const confirmError = h('p', { class: 'field-error', hidden: true });
+  const confirmError = h('p', { class: 'field-error', id: 'revoke-confirm-error', hidden: true });
   const status = h('div');
-  put(root,
+  const summary = h('div');
+  show(root, t('clerk.revoke_title'), [
     h('h1', {}, t('clerk.revoke_title')),
     h('div', { class: 'card' }, h('div', { class: 'card-head' }, h('h3', {}, t(`doctype.${d.doc_type}`)), badge(d.status)), documentFacts(d)),
     notice('warning', t('clerk.revoke_lead')),
     status,
+    summary,
     h('form', {
       novalidate: true,
       onsubmit: async (ev) => {
         ev.preventDefault();
-        const problem = textProblem(reason.value, 500);
-        reasonField.setError(problem && t(problem));
+        const problem = fieldMessage(reasonField, textProblem(reason.value, 500));
+        reasonField.setError(problem);
         confirmError.hidden = confirm.checked;
-        confirmError.textContent = t('clerk.revoke_must_confirm');
-        if (problem) { reason.focus(); return; }
-        if (!confirm.checked) { confirm.focus(); return; }
+        put(confirmError, h('span', { class: 'visually-hidden' }, `${t('err.prefix')} `), t('clerk.revoke_must_confirm'));
+        if (confirm.checked) confirm.removeAttribute('aria-describedby');
+        else confirm.setAttribute('aria-describedby', confirmError.id);
+        const problems = [];
+        if (problem) problems.push([reason.id, problem]);
+        if (!confirm.checked) problems.push([confirm.id, t('err.revoke_confirm')]);
+        put(summary, errorSummary(t('app.error_title'), problems));
+        if (problems.length) { summary.firstChild.focus(); return; }
         try {
           await api('POST', `/v1/documents/${d.id}/revoke`, { json: { reason: reason.value } });
           await citizenScreen(notice('success', t('clerk.revoked_ok', t(`doctype.${d.doc_type}`))));
@@ -153,8 +164,7 @@ function revokeScreen(d) {
     confirmError,
     h('div', { class: 'actions' },
       h('button', { type: 'submit', class: 'warning', id: 'revoke-go' }, t('clerk.revoke_go')),
-      h('button', { type: 'button', class: 'secondary', onclick: () => citizenScreen() }, t('app.cancel')))));
-  reason.focus();
+      h('button', { type: 'button', class: 'secondary', onclick: () => citizenScreen() }, t('app.cancel'))))]);
 }
 
 function typeSelect(id) {
@@ -209,10 +219,10 @@ function intakeScreen() {
       ev.preventDefault();
       const problems = [];
       const check = (f, problem) => { f.setError(problem); if (problem) problems.push([f.control.id, problem]); };
-      const text = (f, max) => textProblem(f.control.value, max) && t(textProblem(f.control.value, max));
+      const text = (f, max) => fieldMessage(f, textProblem(f.control.value, max));
       check(fields.number, text(fields.number, 64));
       check(fields.holder, text(fields.holder, 200));
-      check(fields.issuedOn, fields.issuedOn.control.value ? null : t('err.date'));
+      check(fields.issuedOn, fields.issuedOn.control.value ? null : fieldMessage(fields.issuedOn, 'err.date'));
       check(fields.issuedBy, text(fields.issuedBy, 200));
       const file = fileInput.files[0];
       check(fields.file, file ? fileProblem(file, maxMb) : t('err.file.none'));
@@ -261,9 +271,8 @@ function intakeScreen() {
   progress, progressText,
   h('div', { class: 'actions' }, send,
     h('button', { type: 'button', class: 'secondary', onclick: () => citizenScreen() }, t('app.cancel'))));
-  put(root, h('h1', {}, t('clerk.intake')), h('p', { class: 'lead' }, t('clerk.intake_lead')),
-    h('p', {}, t('clerk.citizen', maskNationalId(citizen.nid))), form);
-  type.focus();
+  show(root, t('clerk.intake'), [h('h1', {}, t('clerk.intake')), h('p', { class: 'lead' }, t('clerk.intake_lead')),
+    h('p', {}, t('clerk.citizen', maskNationalId(citizen.nid))), form]);
 }
 
 function fileProblem(file, maxMb) {
@@ -275,7 +284,8 @@ function fileProblem(file, maxMb) {
 
 const TTLS = [['1d', 86400], ['3d', 3 * 86400], ['7d', 7 * 86400], ['30d', 30 * 86400]];
 
-function shareScreen(previous = null) {
+/** The share form; `focusId` is the field "Sửa" on the check-answers page came back to. */
+function shareScreen(previous = null, focusId = null) {
   const current = citizen.documents.filter((d) => d.status === 'pending' || d.status === 'verified');
   const types = [...new Set(current.map((d) => d.doc_type))];
   const dossier = field(t('clerk.dossier'), h('input', { type: 'text', id: 'share-dossier', autocomplete: 'off', value: previous?.case_ref ?? '' }), t('clerk.dossier_hint'));
@@ -290,7 +300,7 @@ function shareScreen(previous = null) {
   const boxes = types.map((type) => h('input', { type: 'checkbox', value: type, id: `share-type-${type}`, checked: previous ? previous.doc_types.includes(type) : true }));
   const typesError = h('p', { class: 'field-error', id: 'share-types-error', hidden: true });
   const summary = h('div');
-  put(root,
+  show(root, t('clerk.share'), [
     h('h1', {}, t('clerk.share')),
     h('p', { class: 'lead' }, t('clerk.share_lead')),
     h('p', {}, t('clerk.citizen', maskNationalId(citizen.nid))),
@@ -299,7 +309,7 @@ function shareScreen(previous = null) {
       onsubmit: (ev) => {
         ev.preventDefault();
         const problems = [];
-        const check = (f, key) => { f.setError(key && t(key)); if (key) problems.push([f.control.id, t(key)]); };
+        const check = (f, key) => { const m = fieldMessage(f, key); f.setError(m); if (m) problems.push([f.control.id, m]); };
         check(dossier, dossierProblem(dossier.control.value));
         check(purpose, textProblem(purpose.control.value, 500));
         check(grantee, codeProblem(grantee.control.value));
@@ -308,7 +318,7 @@ function shareScreen(previous = null) {
         check(uses, Number.isInteger(n) && n >= 1 && n <= 1000 ? null : 'err.uses');
         const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
         typesError.hidden = chosen.length > 0;
-        typesError.textContent = t('err.types.none');
+        put(typesError, h('span', { class: 'visually-hidden' }, `${t('err.prefix')} `), t('err.types.none'));
         if (!chosen.length && boxes.length) problems.push([boxes[0].id, t('err.types.none')]);
         put(summary, errorSummary(t('app.error_title'), problems));
         if (problems.length) { summary.firstChild?.focus(); return; }
@@ -326,7 +336,7 @@ function shareScreen(previous = null) {
     },
     summary,
     dossier.el, purpose.el,
-    h('fieldset', { class: 'field' },
+    h('fieldset', { class: 'field', 'aria-describedby': typesError.id },
       h('legend', {}, t('clerk.types')),
       typesError,
       types.length ? types.map((type, i) => h('div', { class: 'checkbox' }, boxes[i], h('label', { for: boxes[i].id }, t(`doctype.${type}`))))
@@ -334,15 +344,18 @@ function shareScreen(previous = null) {
     grantee.el, office.el, ttlField.el, uses.el,
     h('div', { class: 'actions' },
       h('button', { type: 'submit', id: 'share-next' }, t('clerk.check_answers')),
-      h('button', { type: 'button', class: 'secondary', onclick: () => citizenScreen() }, t('app.cancel')))));
-  dossier.control.focus();
+      h('button', { type: 'button', class: 'secondary', onclick: () => citizenScreen() }, t('app.cancel'))))],
+  focusId && `#${CSS.escape(focusId)}`);
 }
 
 /** GOV.UK's "check your answers": everything once more, each with a way back to change it. */
 function checkAnswers(request) {
   const ttlLabel = TTLS.find(([, s]) => s === request.ttl_seconds)?.[0];
-  const row = (label, value) => h('div', { class: 'summary-row' }, h('dt', {}, label), h('dd', {}, value),
-    h('dd', {}, h('button', { type: 'button', class: 'link-button', onclick: () => shareScreen(request) }, t('clerk.change'))));
+  // Each "Sửa" goes back to its own field, and says which (GOV.UK's change links).
+  const row = (label, value, fieldId) => h('div', { class: 'summary-row' }, h('dt', {}, label), h('dd', {}, value),
+    h('dd', {}, fieldId
+      ? h('button', { type: 'button', class: 'link-button', onclick: () => shareScreen(request, fieldId) }, t('clerk.change'), hidden(` ${label}`))
+      : null));
   const status = h('div');
   const go = h('button', { type: 'button', id: 'share-go' }, t('clerk.share_go'));
   go.addEventListener('click', async () => {
@@ -355,20 +368,19 @@ function checkAnswers(request) {
       put(status, errorNotice(error));
     }
   });
-  put(root,
+  show(root, t('clerk.check_answers'), [
     h('h1', {}, t('clerk.check_answers')),
     status,
     h('dl', { class: 'summary', id: 'share-summary' },
       row(t('receipt.citizen'), maskNationalId(request.national_id)),
-      row(t('receipt.shared'), request.doc_types.map((d) => t(`doctype.${d}`)).join(', ')),
-      row(t('receipt.dossier'), request.case_ref),
-      row(t('receipt.purpose'), request.purpose),
-      row(t('receipt.with'), t('grant.officer', request.grantee, request.grantee_office)),
-      row(t('clerk.ttl'), t(`clerk.ttl.${ttlLabel}`)),
-      row(t('receipt.uses'), String(request.max_uses))),
+      row(t('receipt.shared'), request.doc_types.map((d) => t(`doctype.${d}`)).join(', '), `share-type-${request.doc_types[0]}`),
+      row(t('receipt.dossier'), request.case_ref, 'share-dossier'),
+      row(t('receipt.purpose'), request.purpose, 'share-purpose'),
+      row(t('receipt.with'), t('grant.officer', request.grantee, request.grantee_office), 'share-grantee'),
+      row(t('clerk.ttl'), t(`clerk.ttl.${ttlLabel}`), 'share-ttl'),
+      row(t('receipt.uses'), String(request.max_uses), 'share-uses')),
     h('div', { class: 'actions' }, go,
-      h('button', { type: 'button', class: 'secondary', onclick: () => shareScreen(request) }, t('app.back'))));
-  go.focus();
+      h('button', { type: 'button', class: 'secondary', onclick: () => shareScreen(request) }, t('app.back')))]);
 }
 
 /** The citizen's paper: what was shared, with whom, for which dossier, until when, and a QR
@@ -385,7 +397,7 @@ async function receiptScreen(grant) {
         onclick: async (ev) => { await navigator.clipboard?.writeText(grant.link).catch(() => {}); ev.target.textContent = t('receipt.copied'); },
       }, t('receipt.copy')))
     : null;
-  put(root,
+  show(root, t('receipt.title'), [
     h('article', { class: 'receipt', id: 'receipt' },
       h('header', {}, h('p', { class: 'office' }, me.office), h('h1', {}, t('receipt.title'))),
       h('p', {}, t('receipt.lead')),
@@ -406,7 +418,7 @@ async function receiptScreen(grant) {
     linkBox,
     h('div', { class: 'actions print-hide' },
       h('button', { type: 'button', id: 'receipt-print', onclick: () => window.print() }, t('receipt.print')),
-      h('button', { type: 'button', class: 'secondary', id: 'receipt-done', onclick: () => citizenScreen() }, t('receipt.done'))));
+      h('button', { type: 'button', class: 'secondary', id: 'receipt-done', onclick: () => citizenScreen() }, t('receipt.done')))]);
   try {
     const response = await api('GET', `/v1/grants/${grant.grant_id}/qr`, { raw: true });
     const url = URL.createObjectURL(await response.blob());
@@ -426,9 +438,9 @@ function grantCard(g) {
     h('p', { class: 'meta' }, t('grant.officer', g.grantee, g.grantee_office), ' · ',
       t('grant.until', when(g.expires_at, locale())), ' · ', t('grant.uses', g.uses, g.max_uses)),
     h('div', { class: 'actions' },
-      h('button', { type: 'button', class: 'secondary', onclick: () => receiptScreen({ ...g, national_id: citizen.nid }) }, t('clerk.receipt_again')),
+      h('button', { type: 'button', class: 'secondary', onclick: () => receiptScreen({ ...g, national_id: citizen.nid }) }, t('clerk.receipt_again'), hidden(` ${g.case_ref}`)),
       g.status === 'active'
-        ? h('button', { type: 'button', class: 'warning grant-revoke', onclick: () => revokeGrant(g) }, t('clerk.grant_revoke'))
+        ? h('button', { type: 'button', class: 'warning grant-revoke', onclick: () => revokeGrant(g) }, t('clerk.grant_revoke'), hidden(` ${g.case_ref}`))
         : null));
 }
 

@@ -2,6 +2,8 @@
 // attribute), never parsed as HTML anywhere in the console, so a holder name
 // such as <img src=x onerror=alert(1)> shows as exactly those characters.
 
+import { t } from './i18n.js';
+
 /** h('p', {class: 'x', onclick: fn}, 'text', child, ...) */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -37,31 +39,41 @@ export function uid(prefix) {
   return `${prefix}-${idCounter}`;
 }
 
-/** A labelled form field with room for its own error message (GOV.UK's pattern). */
+/** A labelled form field with room for its own error message (GOV.UK's pattern): the message
+ * is tied to the control (`aria-describedby`, after the hint) and starts with a hidden "Error:"
+ * so a screen reader says it with the field. `label` is kept for messages that name the field. */
 export function field(label, control, hint) {
   control.id = control.id || uid('f');
   const error = h('p', { class: 'field-error', id: `${control.id}-error`, hidden: true });
   const hintEl = hint ? h('p', { class: 'hint', id: `${control.id}-hint` }, hint) : null;
-  if (hintEl) control.setAttribute('aria-describedby', hintEl.id);
+  const describe = (withError) => {
+    const ids = [hintEl?.id, withError ? error.id : null].filter(Boolean).join(' ');
+    if (ids) control.setAttribute('aria-describedby', ids);
+    else control.removeAttribute('aria-describedby');
+  };
+  describe(false);
   const wrap = h('div', { class: 'field' }, h('label', { for: control.id }, label), hintEl, error, control);
   return {
     el: wrap,
     control,
+    label,
     setError(message) {
       error.hidden = !message;
-      error.textContent = message || '';
+      put(error, message ? [h('span', { class: 'visually-hidden' }, `${t('err.prefix')} `), message] : null);
       wrap.classList.toggle('has-error', Boolean(message));
       if (message) control.setAttribute('aria-invalid', 'true');
       else control.removeAttribute('aria-invalid');
+      describe(Boolean(message));
     },
   };
 }
 
-/** An error summary at the top of a form: each problem links to its field. */
+/** An error summary at the top of a form: each problem links to its field. Put it on the page,
+ * then call `focusSummary` so it is read out and TAB goes on to its links. */
 export function errorSummary(title, problems) {
   if (!problems.length) return null;
-  const box = h('div', { class: 'error-summary', role: 'alert', tabindex: '-1' },
-    h('h2', {}, title),
+  const box = h('div', { class: 'error-summary', role: 'alert', tabindex: '-1', 'aria-labelledby': 'error-summary-title' },
+    h('h2', { id: 'error-summary-title' }, title),
     h('ul', {}, problems.map(([controlId, message]) =>
       h('li', {}, h('a', { href: `#${controlId}`, onclick: (ev) => { ev.preventDefault(); document.getElementById(controlId)?.focus(); } }, message)))));
   return box;

@@ -3,7 +3,7 @@
 // previewed, checked and downloaded.
 
 import { api, setGrant } from './api.js';
-import { badge, documentFacts, errorNotice, previewOf } from './views.js';
+import { badge, documentFacts, errorNotice, hidden, previewOf, show } from './views.js';
 import { h, notice, put, when, download } from './dom.js';
 import { locale, t } from './i18n.js';
 
@@ -24,7 +24,7 @@ async function myGrantsScreen() {
   try {
     grants = (await api('GET', '/v1/me/grants')).grants;
   } catch (error) {
-    put(root, h('h1', {}, t('officer.mine')), errorNotice(error));
+    show(root, t('officer.mine'), [h('h1', {}, t('officer.mine')), errorNotice(error)]);
     return;
   }
   const open = (g) => {
@@ -32,7 +32,7 @@ async function myGrantsScreen() {
     me = { ...me, grant_id: g.grant_id };
     scopeScreen();
   };
-  put(root,
+  show(root, t('officer.mine'), [
     h('h1', {}, t('officer.mine')),
     grants.length
       ? h('ul', { class: 'cards', id: 'my-grants' }, grants.map((g) => h('li', { class: 'card' },
@@ -40,7 +40,7 @@ async function myGrantsScreen() {
         h('p', {}, g.purpose),
         h('p', { class: 'hint' }, t('officer.mine_until', when(g.expires_at, locale()), g.uses_left)),
         h('button', { type: 'button', class: 'open-grant', onclick: () => open(g) }, t('officer.open_grant', g.case_ref)))))
-      : h('p', { class: 'empty', id: 'my-grants-empty' }, t('officer.mine_none')));
+      : h('p', { class: 'empty', id: 'my-grants-empty' }, t('officer.mine_none'))]);
 }
 
 async function scopeScreen(opened = null) {
@@ -48,7 +48,7 @@ async function scopeScreen(opened = null) {
   try {
     scope = await api('GET', `/v1/grants/${me.grant_id}`);
   } catch (error) {
-    put(root, h('h1', {}, t('officer.title')), errorNotice(error));
+    show(root, t('officer.title'), [h('h1', {}, t('officer.title')), errorNotice(error)]);
     return;
   }
   const scopeBox = scopeFacts(scope);
@@ -56,18 +56,18 @@ async function scopeScreen(opened = null) {
     // The copy just fetched (if this read spent the last use) stays on screen; a refusal does
     // not, the state above already says it.
     const copy = opened?.id === 'copy' ? opened : null;
-    put(root, h('h1', {}, t('officer.title')), notice('warning', h('p', { id: 'grant-state' }, t(`officer.${scope.status}`))), scopeBox, copy);
+    show(root, t('officer.title'), [h('h1', {}, t('officer.title')), notice('warning', h('p', { id: 'grant-state' }, t(`officer.${scope.status}`))), scopeBox, copy]);
     return;
   }
   let documents;
   try {
     documents = (await api('GET', `/v1/grants/${me.grant_id}/documents`)).documents;
   } catch (error) {
-    put(root, h('h1', {}, t('officer.title')), scopeBox, refusal(error));
+    show(root, t('officer.title'), [h('h1', {}, t('officer.title')), scopeBox, refusal(error)]);
     return;
   }
   const holder = documents[0]?.holder_name;
-  put(root,
+  show(root, t('officer.title'), [
     h('h1', {}, t('officer.title')),
     holder ? h('p', { class: 'lead' }, `${t('officer.citizen')}: `, h('strong', { id: 'holder' }, holder)) : null,
     scopeBox,
@@ -75,7 +75,7 @@ async function scopeScreen(opened = null) {
     documents.length
       ? h('ul', { class: 'cards', id: 'documents' }, documents.map((d) => documentCard(d, scope)))
       : h('p', { class: 'empty' }, t('officer.none')),
-    opened);
+    opened]);
 }
 
 function scopeFacts(scope) {
@@ -88,9 +88,9 @@ function scopeFacts(scope) {
       row(t('officer.types'), scope.doc_types.map((d) => t(`doctype.${d}`)).join(', ')),
       row(t('doc.status'), t(`grant.status.${scope.status}`), 'scope-status'),
       scope.status === 'active'
-        ? row('', t('officer.uses_left', scope.uses_left, scope.max_uses), 'uses-left')
-        : row('', t('grant.uses', scope.uses, scope.max_uses)),
-      row('', t('officer.expires', when(scope.expires_at, locale())))));
+        ? row(t('officer.uses_label'), t('officer.uses_left', scope.uses_left, scope.max_uses), 'uses-left')
+        : row(t('officer.uses_label'), t('grant.uses', scope.uses, scope.max_uses)),
+      row(t('officer.until_label'), t('officer.expires', when(scope.expires_at, locale())))));
 }
 
 /** A refusal in plain words: revoked, expired, used up, or whatever else the API said. */
@@ -100,7 +100,7 @@ function refusal(error) {
 }
 
 function documentCard(d, scope) {
-  const open = h('button', { type: 'button', class: 'open-copy' }, t('officer.open'));
+  const open = h('button', { type: 'button', class: 'open-copy' }, t('officer.open'), hidden(` ${t(`doctype.${d.doc_type}`)}`));
   open.disabled = scope.uses_left < 1;
   open.addEventListener('click', () => openCopy(d, open));
   return h('li', { class: 'card doc', 'data-id': d.id },

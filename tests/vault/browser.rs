@@ -17,6 +17,27 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// WebDriver's codes for the keys a keyboard user presses (W3C WebDriver §17.4.2).
+pub mod keys {
+    pub const TAB: &str = "\u{E004}";
+    pub const ENTER: &str = "\u{E007}";
+    pub const SHIFT_TAB: &str = "\u{E008}\u{E004}";
+    pub const ESCAPE: &str = "\u{E00C}";
+}
+
+/// axe-core's script, from the test tools `scripts/test` installs (`npm ci` in `tests/node`).
+fn axe_source() -> &'static str {
+    static SOURCE: OnceLock<String> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/node/node_modules/axe-core/axe.min.js");
+        if !path.exists() {
+            crate::sign_in::install_test_tools();
+        }
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    })
+}
+
 /// Where screenshots and saved pages go: `target/console/`.
 pub fn shots_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console");
@@ -321,6 +342,86 @@ impl Browser {
             Some(json!({"width": width, "height": height})),
         )
         .await;
+    }
+
+    /// axe-core (pinned in `tests/node`) on the page as it is now, at desktop width and at a
+    /// phone's 390 px: panics naming every WCAG 2.0, 2.1 and 2.2 A or AA violation it finds in
+    /// the state `screen` names. Returns how many rules passed, so a check that ran nothing
+    /// cannot pass unseen.
+    pub async fn check_accessible(&self, screen: &str) -> u64 {
+        let mut found = Vec::new();
+        let mut passes = u64::MAX;
+        for width in [1280, 390] {
+            self.resize(width, 800).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            if self
+                .js("return typeof window.axe === 'object';", json!([]))
+                .await
+                != json!(true)
+            {
+                self.js(&format!("{}\nreturn true;", axe_source()), json!([]))
+                    .await;
+            }
+            let result = self
+                .js(
+                    "return axe.run(document, { runOnly: { type: 'tag', values: \
+                       ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22a', 'wcag22aa'] } })\
+                     .then(r => ({ passes: r.passes.length, violations: r.violations.map(v => \
+                       `${v.id} (${v.impact}): ${v.help} at ${v.nodes.slice(0, 4).map(n => \
+                       n.target.join(' ')).join(', ')}`) }));",
+                    json!([]),
+                )
+                .await;
+            passes = passes.min(result["passes"].as_u64().unwrap_or(0));
+            for v in result["violations"].as_array().unwrap() {
+                found.push(format!("{width}px {}", v.as_str().unwrap()));
+            }
+        }
+        self.resize(1280, 800).await;
+        if !found.is_empty() {
+            let shot = self.screenshot(&format!("a11y-{screen}")).await;
+            panic!(
+                "accessibility violations on {screen} (screenshot {}):\n{}",
+                shot.display(),
+                found.join("\n")
+            );
+        }
+        assert!(
+            passes > 10,
+            "axe checked almost nothing on {screen}: {passes} rules passed"
+        );
+        passes
+    }
+
+    /// Presses keys as a person would (WebDriver key actions), one after another: text, or
+    /// the keys in [`keys`].
+    pub async fn press(&self, text: &str) {
+        let mut actions = Vec::new();
+        for c in text.chars() {
+            actions.push(json!({"type": "keyDown", "value": c.to_string()}));
+            actions.push(json!({"type": "keyUp", "value": c.to_string()}));
+        }
+        self.call(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// Where focus is: `#id` if it has one, else its tag and text, for asserting where a
+    /// keyboard user lands.
+    pub async fn focused(&self) -> String {
+        self.js(
+            "const e = document.activeElement; if (!e) return ''; \
+             return e.id ? `#${e.id}` : `${e.tagName.toLowerCase()}:${(e.textContent || '').trim().slice(0, 60)}`;",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
     }
 
     /// The text of an open alert, if a script raised one.

@@ -227,6 +227,8 @@ async fn story() {
         "the token leaves the address bar at once"
     );
     assert!(token_in_session(&browser).await.is_string());
+    browser.wait("main h1", None).await;
+    browser.check_accessible("clerk-lookup").await;
     let missing = browser
         .js(
             "return import('/console/i18n.js').then(m => [m.missingWords(), m.missingWords(arguments[0])]);",
@@ -269,6 +271,7 @@ async fn story() {
     assert_eq!(width, 640, "the chosen scan is previewed before it is sent");
     // Not ticked "checked against the original": the scan waits for that check.
     browser.screenshot("clerk-intake").await;
+    browser.check_accessible("clerk-intake").await;
     // Record the progress bar's values as the upload runs.
     browser
         .js(
@@ -325,6 +328,7 @@ async fn story() {
     assert_eq!(injected, 0, "no element was made from the holder name");
     assert_eq!(browser.alert().await, None, "no script ran");
     browser.screenshot("clerk-documents").await;
+    browser.check_accessible("clerk-documents").await;
 
     // Phone width: the same screen, one column.
     browser.resize(390, 844).await;
@@ -345,6 +349,7 @@ async fn story() {
     browser
         .wait(".error-summary", Some("XXX.XX.XX.XXX-YYMMDD-NNNN"))
         .await;
+    browser.check_accessible("share-errors").await;
     browser.fill("#share-dossier", DOSSIER).await;
     browser.fill("#share-purpose", "Đăng ký thường trú").await;
     browser.fill("#share-grantee", "CB-XL-07").await;
@@ -353,6 +358,7 @@ async fn story() {
     browser.click("#share-type-birth_certificate").await; // untick: only the CCCD is shared
     browser.click("#share-next").await;
     let answers = browser.wait("#share-summary", None).await.text().await;
+    browser.check_accessible("check-answers").await;
     assert!(
         answers.contains(DOSSIER) && answers.contains("Căn cước công dân"),
         "{answers}"
@@ -374,6 +380,7 @@ async fn story() {
     assert!(receipt.contains(&grant_id), "{receipt}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let shot = browser.screenshot("receipt").await;
+    browser.check_accessible("receipt").await;
     let decoded = std::process::Command::new("zbarimg")
         .args(["--quiet", "--raw"])
         .arg(&shot)
@@ -440,6 +447,7 @@ async fn story() {
     browser.wait("#uses-left", Some("Còn 1 lần")).await;
     browser.wait("#copy img", None).await;
     browser.screenshot("officer-copy").await;
+    browser.check_accessible("officer-copy").await;
     browser.click("#download").await;
     let (name, bytes) = browser.downloaded(".png").await;
     assert_eq!(
@@ -464,6 +472,7 @@ async fn story() {
         .wait("#grant-state", Some("Quyền xem này đã bị thu hồi"))
         .await;
     browser.screenshot("officer-revoked").await;
+    browser.check_accessible("officer-revoked").await;
 
     // ---- Auditor: the chain, the reads and the refusal, filters, CSV.
     let auditor = link(
@@ -504,6 +513,7 @@ async fn story() {
         .await;
     browser.wait("#entry-detail", Some("grant_revoked")).await;
     browser.screenshot("auditor").await;
+    browser.check_accessible("auditor").await;
     browser.click("#csv").await;
     let (_, csv) = browser.downloaded(".csv").await;
     let csv = String::from_utf8(csv).unwrap();
@@ -532,10 +542,12 @@ async fn story() {
     assert!(browser.text("#who").await.contains("001******567"));
     browser.wait("#documents", Some(XSS)).await;
     browser.screenshot("citizen").await;
+    browser.check_accessible("citizen").await;
 
     // ---- Sign out clears the session.
     browser.click("#signout").await;
     browser.wait("main", Some("Bạn đã đăng xuất")).await;
+    browser.check_accessible("sign-in").await;
     assert_eq!(token_in_session(&browser).await, Value::Null);
 
     // ---- English, as a switch.

@@ -1,5 +1,5 @@
 //! Promise 11: a person signs in only as who their provider says they are. Against a real
-//! OpenID provider (panva's oidc-provider, `tests/oidc/`, one for the whole run), its login
+//! OpenID provider (panva's oidc-provider, `tests/node/`, one for the whole run), its login
 //! page driven over plain HTTP; forged answers come from a small provider made here
 //! ([`fake`]), since a real one never signs them.
 
@@ -21,18 +21,28 @@ pub struct RealProvider {
     _process: std::process::Child,
 }
 
+/// `npm ci` in `tests/node` (what `scripts/test` does first), for `cargo test` run alone on a
+/// fresh clone. Once per process.
+pub fn install_test_tools() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&root)
+            .status()
+            .expect("npm, to install the test tools in tests/node (Node 20 and npm are needed)");
+        assert!(status.success(), "npm ci in tests/node failed");
+    });
+}
+
 /// Starts the one provider of this run (installing its pinned packages first if needed).
 pub fn provider() -> &'static RealProvider {
     static PROVIDER: OnceLock<RealProvider> = OnceLock::new();
     PROVIDER.get_or_init(|| {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
         if !root.join("node_modules/oidc-provider").exists() {
-            let status = std::process::Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--silent"])
-                .current_dir(&root)
-                .status()
-                .expect("npm, to install the test OpenID provider (Node 20 and npm are needed)");
-            assert!(status.success(), "npm ci in tests/oidc failed");
+            install_test_tools();
         }
         let dir = tempfile::tempdir().unwrap();
         let secret_file = dir.path().join("client-secret");
@@ -40,7 +50,7 @@ pub fn provider() -> &'static RealProvider {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let mut process = std::process::Command::new("node")
-            .arg(root.join("provider.mjs"))
+            .arg(root.join("oidc-provider.mjs"))
             .arg(&secret_file)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -974,6 +984,7 @@ async fn browser_story() {
         .await;
     browser.wait("#signin-staff", Some("cán bộ")).await;
     browser.screenshot("sign-in-front-door").await;
+    browser.check_accessible("sign-in-front-door").await;
 
     browser.click("#signin-staff").await;
     browser.fill("#login", "lan.nguyen").await;
@@ -986,6 +997,7 @@ async fn browser_story() {
         "the token leaves the address bar"
     );
     browser.screenshot("signed-in-through-provider").await;
+    browser.check_accessible("signed-in-through-provider").await;
 
     browser.click("#signout").await;
     browser.click("button[name=logout][value=yes]").await;
@@ -1013,6 +1025,7 @@ async fn browser_story() {
         .wait("#my-grants", Some("000.00.31.H40-261124-0001"))
         .await;
     browser.screenshot("officer-grants-list").await;
+    browser.check_accessible("officer-grants-list").await;
     browser.click(".open-grant").await;
     browser
         .wait("#scope-dossier", Some("000.00.31.H40-261124-0001"))
@@ -1053,6 +1066,7 @@ async fn browser_story() {
         )
         .await;
     browser.screenshot("admin-sessions").await;
+    browser.check_accessible("admin-sessions").await;
     browser.click(".end-session").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while browser.text("#sessions").await.contains("binh.tran") {

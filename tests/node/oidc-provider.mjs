@@ -1,7 +1,7 @@
 // A real OpenID provider for hoso's sign-in tests: panva's oidc-provider (OpenID-certified),
 // pinned in package-lock.json, on 127.0.0.1 only. The tests start one and share it.
 //
-//   node tests/oidc/provider.mjs SECRET_FILE
+//   node tests/node/oidc-provider.mjs SECRET_FILE
 //
 // prints `ready http://127.0.0.1:PORT` on standard output once it listens, and exits when its
 // standard input closes (the test process that started it has gone).
