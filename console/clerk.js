@@ -354,7 +354,7 @@ function checkAnswers(request) {
   // Each "Sửa" goes back to its own field, and says which (GOV.UK's change links).
   const row = (label, value, fieldId) => h('div', { class: 'summary-row' }, h('dt', {}, label), h('dd', {}, value),
     h('dd', {}, fieldId
-      ? h('button', { type: 'button', class: 'link-button', onclick: () => shareScreen(request, fieldId) }, t('clerk.change'), hidden(` ${label}`))
+      ? h('button', { type: 'button', class: 'link-button', id: `change-${fieldId}`, onclick: () => shareScreen(request, fieldId) }, t('clerk.change'), hidden(` ${label}`))
       : null));
   const status = h('div');
   const go = h('button', { type: 'button', id: 'share-go' }, t('clerk.share_go'));

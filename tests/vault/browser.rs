@@ -23,6 +23,9 @@ pub mod keys {
     pub const ENTER: &str = "\u{E007}";
     pub const SHIFT_TAB: &str = "\u{E008}\u{E004}";
     pub const ESCAPE: &str = "\u{E00C}";
+    pub const SPACE: &str = " ";
+    pub const DOWN: &str = "\u{E015}";
+    pub const END: &str = "\u{E010}";
 }
 
 /// axe-core's script, from the test tools `scripts/test` installs (`npm ci` in `tests/node`).
@@ -408,6 +411,29 @@ impl Browser {
         )
         .await;
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// Whether the focused element matches `css`.
+    pub async fn focus_is(&self, css: &str) -> bool {
+        self.js(
+            "return document.activeElement?.matches(arguments[0]) ?? false;",
+            json!([css]),
+        )
+        .await
+            == json!(true)
+    }
+
+    /// Presses TAB until the focused element matches `css`, at most `most` times, as a
+    /// keyboard user moves through a page; returns how many presses it took.
+    pub async fn tab_to(&self, css: &str, most: usize) -> usize {
+        for n in 0..=most {
+            if self.focus_is(css).await {
+                return n;
+            }
+            self.press(keys::TAB).await;
+        }
+        let at = self.focused().await;
+        panic!("{css} not reached in {most} TABs (focus is on {at})");
     }
 
     /// Where focus is: `#id` if it has one, else its tag and text, for asserting where a

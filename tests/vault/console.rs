@@ -882,3 +882,187 @@ async fn the_audit_log_filters_by_outcome_and_a_revoke_keeps_its_reason() {
         .await
         .expect_error(StatusCode::BAD_REQUEST, "invalid_request");
 }
+
+/// The clerk's lookup → intake → share → receipt and the auditor's filter → detail → close,
+/// with the keyboard alone (TAB, ENTER, SPACE, arrows; a file is chosen as a file dialog
+/// does), asserting where focus lands after each step: on each new screen's heading or notice,
+/// on an error summary, on the field a change link names, back on what opened a detail.
+#[test]
+fn a_keyboard_alone_takes_a_clerk_to_the_receipt_and_an_auditor_through_the_log() {
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(keyboard_walk())
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+async fn keyboard_walk() {
+    use crate::browser::keys::{DOWN, END, ENTER, SPACE, TAB};
+    let vault = TestVault::new().await;
+    let fleet = start_fleet(&vault, 1).await;
+    let addr = fleet.0[0].1;
+    let dir = tempfile::tempdir().unwrap();
+    let scan_path = dir.path().join("giay-khai-sinh.png");
+    std::fs::write(&scan_path, real_png(5, 320, 200)).unwrap();
+    let browser = Browser::open().await;
+    let clerk = link(
+        &vault,
+        addr,
+        &[
+            "--role",
+            "clerk",
+            "--sub",
+            "CB-0007",
+            "--office",
+            "UBND-HAICHAU",
+        ],
+    )
+    .await;
+    sign_in(&browser, &clerk).await;
+    let lands = |what: &'static str, css: &'static str| {
+        let browser = &browser;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !browser.focus_is(css).await {
+                assert!(
+                    Instant::now() < deadline,
+                    "after {what}, focus should be on {css} but is on {}",
+                    browser.focused().await
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    // Lookup: a short number gives an error summary that takes focus and links to the field.
+    lands("signing in", "h1").await;
+    browser.press(TAB).await;
+    assert!(
+        browser.focus_is("input[name=nid]").await,
+        "{}",
+        browser.focused().await
+    );
+    browser.press(&CITIZEN[..11]).await;
+    browser.press(ENTER).await;
+    lands("a wrong number", ".error-summary").await;
+    browser.press(TAB).await;
+    browser.press(ENTER).await;
+    lands("the summary's link", "input[name=nid]").await;
+    browser.press(&CITIZEN[11..]).await;
+    browser.press(ENTER).await;
+    lands("looking up", "h1").await;
+    assert!(browser.text("h1").await.contains("001******567"));
+
+    // Intake.
+    browser.tab_to("#start-intake", 10).await;
+    browser.press(ENTER).await;
+    lands("starting an intake", "h1").await;
+    browser.tab_to("#intake-type", 5).await;
+    browser.press(&DOWN.repeat(2)).await; // cccd → passport → birth certificate
+    browser.press(TAB).await;
+    browser.press("KS-2003-7").await;
+    browser.press(TAB).await;
+    browser.press("Tran Thi Mai").await;
+    browser.press(TAB).await;
+    // A date field takes its day, month and year as typed (in the browser's own order); TAB
+    // may stop on its calendar button before the next field.
+    browser.press("04122003").await;
+    browser.tab_to("#intake-issued-by", 4).await;
+    browser.press("UBND phuong Hai Chau I").await;
+    browser.tab_to("#intake-file", 6).await;
+    browser
+        .wait("#intake-file", None)
+        .await
+        .type_text(scan_path.to_str().unwrap())
+        .await;
+    browser.tab_to("#intake-checked", 6).await;
+    browser.press(SPACE).await;
+    browser.tab_to("#intake-send", 4).await;
+    browser.press(ENTER).await;
+    lands("sending the scan", ".notice-success").await;
+    assert!(browser.text("#documents").await.contains("KS-2003-7"));
+
+    // Share, check the answers, change one of them, and print the receipt.
+    browser.tab_to("#start-share", 20).await;
+    browser.press(ENTER).await;
+    lands("starting a share", "h1").await;
+    browser.tab_to("#share-dossier", 4).await;
+    browser.press(DOSSIER).await;
+    browser.press(TAB).await;
+    browser.press("Dang ky ket hon").await;
+    browser.tab_to("#share-grantee", 6).await;
+    browser.press("CB-XL-07").await;
+    browser.press(TAB).await;
+    browser.press("STP-DANANG").await;
+    browser.tab_to("#share-next", 6).await;
+    browser.press(ENTER).await;
+    lands("checking the answers", "h1").await;
+    browser.tab_to("#change-share-purpose", 10).await;
+    browser.press(ENTER).await;
+    lands("changing the purpose", "#share-purpose").await;
+    browser.press(END).await;
+    browser.press(" thuong tru").await;
+    browser.tab_to("#share-next", 12).await;
+    browser.press(ENTER).await;
+    lands("checking again", "h1").await;
+    assert!(
+        browser
+            .text("#share-summary")
+            .await
+            .contains("Dang ky ket hon thuong tru")
+    );
+    browser.tab_to("#share-go", 20).await;
+    browser.press(ENTER).await;
+    lands("sharing", "h1").await;
+    browser.wait("#receipt", Some(DOSSIER)).await;
+
+    // Auditor: filter, open an entry, close it: focus goes back to the entry's button.
+    let auditor = link(
+        &vault,
+        addr,
+        &[
+            "--role", "auditor", "--sub", "TT-01", "--office", "THANHTRA",
+        ],
+    )
+    .await;
+    sign_in(&browser, &auditor).await;
+    lands("signing in", "h1").await;
+    browser.tab_to("#f-apply", 20).await;
+    browser.press(ENTER).await;
+    browser.wait("#count", Some("Đang hiện")).await;
+    assert!(
+        browser.focus_is("#f-apply").await,
+        "applying a filter keeps focus on it"
+    );
+    browser.tab_to("#entries tbody button", 10).await;
+    let opener = browser
+        .js(
+            "return document.activeElement.getAttribute('aria-label');",
+            json!([]),
+        )
+        .await;
+    browser.press(ENTER).await;
+    lands("opening an entry", "#entry-detail").await;
+    browser.tab_to("#close-detail", 3).await;
+    browser.press(ENTER).await;
+    lands("closing the entry", "#entries tbody button").await;
+    let back = browser
+        .js(
+            "return document.activeElement.getAttribute('aria-label');",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        back, opener,
+        "focus returns to the button that opened the entry"
+    );
+    drop(fleet);
+}

@@ -986,6 +986,16 @@ async fn browser_story() {
     browser.screenshot("sign-in-front-door").await;
     browser.check_accessible("sign-in-front-door").await;
 
+    // A refused sign-in ends on a plain page that passes the same checks.
+    browser
+        .goto(&format!(
+            "{console}auth/staff/callback?state=not-one-of-ours"
+        ))
+        .await;
+    browser.wait("#sign-in-error", None).await;
+    browser.check_accessible("sign-in-refused").await;
+    browser.click("#back").await;
+    browser.wait("#signin-staff", None).await;
     browser.click("#signin-staff").await;
     browser.fill("#login", "lan.nguyen").await;
     browser.fill("#password", "any").await;
