@@ -21,8 +21,6 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 pub mod keys {
     pub const TAB: &str = "\u{E004}";
     pub const ENTER: &str = "\u{E007}";
-    pub const SHIFT_TAB: &str = "\u{E008}\u{E004}";
-    pub const ESCAPE: &str = "\u{E00C}";
     pub const SPACE: &str = " ";
     pub const DOWN: &str = "\u{E015}";
     pub const END: &str = "\u{E010}";
