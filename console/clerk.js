@@ -132,7 +132,7 @@ function revokeScreen(d) {
   const summary = h('div');
   show(root, t('clerk.revoke_title'), [
     h('h1', {}, t('clerk.revoke_title')),
-    h('div', { class: 'card' }, h('div', { class: 'card-head' }, h('h3', {}, t(`doctype.${d.doc_type}`)), badge(d.status)), documentFacts(d)),
+    h('div', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', {}, t(`doctype.${d.doc_type}`)), badge(d.status)), documentFacts(d)),
     notice('warning', t('clerk.revoke_lead')),
     status,
     summary,

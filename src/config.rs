@@ -467,10 +467,25 @@ pub struct SignInSettings {
     pub oidc_timeout_seconds: u64,
 }
 
+/// `https://…`, or `http://` to a loopback host (127.0.0.1, [::1], localhost): the only URLs
+/// hoso calls an identity provider at.
+pub fn allowed_url(text: &str) -> bool {
+    let Ok(url) = url::Url::parse(text) else {
+        return false;
+    };
+    match (url.scheme(), url.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Domain(d))) => d.eq_ignore_ascii_case("localhost"),
+        _ => false,
+    }
+}
+
 /// An issuer is an https URL, or http on a loopback address (a provider on the same machine);
 /// no query or fragment (OpenID Connect Discovery §3).
 pub fn parse_issuer(text: &str) -> Result<String, String> {
-    if !crate::auth::oidc::allowed_url(text) || text.contains(['?', '#']) {
+    if !allowed_url(text) || text.contains(['?', '#']) {
         return Err(format!(
             "the issuer {text:?} must be an https:// URL (http:// only on 127.0.0.1, ::1 or \
              localhost) without ? or #"

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::LEEWAY_SECONDS;
-use crate::config::SecretString;
+use crate::config::{SecretString, allowed_url};
 
 /// The signature algorithms an ID token may use.
 pub const ALGORITHMS: &[Algorithm] = &[
@@ -54,20 +54,6 @@ const FAILED_FOR: Duration = Duration::from_secs(10);
 
 /// The least time between two reads of the provider's keys for a `kid` they lack.
 const JWKS_AT_MOST_EVERY: Duration = Duration::from_secs(60);
-
-/// `https://…`, or `http://` to a loopback host (127.0.0.1, [::1], localhost).
-pub fn allowed_url(text: &str) -> bool {
-    let Ok(url) = url::Url::parse(text) else {
-        return false;
-    };
-    match (url.scheme(), url.host()) {
-        ("https", Some(_)) => true,
-        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
-        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
-        ("http", Some(url::Host::Domain(d))) => d.eq_ignore_ascii_case("localhost"),
-        _ => false,
-    }
-}
 
 /// Why talking to a provider, or a token it gave, did not end in checked claims.
 #[derive(Debug, thiserror::Error)]
