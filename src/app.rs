@@ -220,6 +220,12 @@ fn vault(
         verified_tokens: crate::auth::VerifiedTokens::default(),
         limits: Limits {
             max_upload_bytes: settings.max_upload_bytes,
+            card_max_bytes: settings.card_max_bytes,
+            card: crate::card::CardLimits {
+                max_pixels: settings.card_max_pixels,
+                ..Default::default()
+            },
+            card_read: Duration::from_secs(settings.card_read_seconds),
         },
         metrics,
         copy_buffers: crate::records::copy_buffers::CopyBuffers::new(settings.read_memory_bytes),

@@ -356,6 +356,25 @@ pub struct Settings {
     #[arg(long, env = "HOSO_PUBLIC_URL", global = true, value_parser = parse_public_url)]
     pub public_url: Option<String>,
 
+    /// Largest scan `POST /v1/scans/read-card` takes, in bytes.
+    #[arg(long, env = "HOSO_CARD_MAX_BYTES", default_value_t = 20 * MIB, global = true)]
+    pub card_max_bytes: u64,
+
+    /// Most pixels an image may have for its card QR to be read (a decompression bomb declares
+    /// billions; a 300-dpi A4 scan has about 8.7 million).
+    #[arg(
+        long,
+        env = "HOSO_CARD_MAX_PIXELS",
+        default_value_t = 40_000_000,
+        global = true
+    )]
+    pub card_max_pixels: u64,
+
+    /// Seconds a card QR read may take before the clerk is told it could not be read.
+    #[arg(long, env = "HOSO_CARD_READ_SECONDS", default_value_t = 10, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub card_read_seconds: u64,
+
     /// Signing in through identity providers (OpenID Connect), for staff and for citizens.
     #[command(flatten)]
     pub sign_in: SignInSettings,

@@ -12,6 +12,8 @@ pub mod audit;
 pub mod auth;
 /// Object storage for sealed document bodies.
 pub mod blob;
+/// The CCCD's QR code, read from a scanned card.
+pub mod card;
 /// The `hoso` subcommands.
 pub mod cli;
 /// Typed settings from `HOSO_*` variables.

@@ -18,6 +18,8 @@ pub struct Metrics {
     /// Times the database's log was found behind, or different from, what this process
     /// committed (an alarm: see `audit::checkpoints::Publisher`).
     pub audit_rollbacks: AtomicU64,
+    /// Scans a clerk asked the vault to read a CCCD's QR from (`POST /v1/scans/read-card`).
+    pub card_reads: AtomicU64,
 }
 
 impl Metrics {
@@ -44,7 +46,9 @@ impl Metrics {
              # TYPE hoso_audit_batches_total counter\n\
              hoso_audit_batches_total {}\n\
              # TYPE hoso_audit_rollbacks_total counter\n\
-             hoso_audit_rollbacks_total {}\n",
+             hoso_audit_rollbacks_total {}\n\
+             # TYPE hoso_card_reads_total counter\n\
+             hoso_card_reads_total {}\n",
             get(&self.responses_2xx),
             get(&self.responses_4xx),
             get(&self.responses_5xx),
@@ -54,6 +58,7 @@ impl Metrics {
             get(&self.audit_failures),
             get(&self.audit_batches),
             get(&self.audit_rollbacks),
+            get(&self.card_reads),
         )
     }
 }

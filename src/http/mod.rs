@@ -10,6 +10,7 @@ mod grants;
 mod health;
 mod me;
 mod openapi;
+mod scans;
 pub mod server;
 mod sessions;
 mod sign_in;
@@ -39,6 +40,7 @@ pub fn app(state: AppState) -> Router {
         .merge(me::router())
         .merge(sign_in::router())
         .merge(sessions::router())
+        .merge(scans::router(&state))
         .merge(console::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::map_response(security_headers))

@@ -6,6 +6,8 @@
 mod access;
 /// Snapshot and restore of the embedded default.
 pub mod backup;
+/// The CCCD's QR, read from a scan at the desk.
+pub mod card;
 /// The buffers copies are decrypted in, kept for the next copy.
 pub mod copy_buffers;
 /// A stored document opened for its reader: data key, personal fields, attestation.

@@ -54,6 +54,12 @@ pub struct Vault {
 pub struct Limits {
     /// Largest accepted scan, in bytes.
     pub max_upload_bytes: u64,
+    /// Largest scan a card's QR is read from, in bytes.
+    pub card_max_bytes: u64,
+    /// The bounds of one card QR read.
+    pub card: crate::card::CardLimits,
+    /// How long one card QR read may take.
+    pub card_read: std::time::Duration,
 }
 
 impl Vault {

@@ -2,6 +2,7 @@
 //! file and a real local object store.
 
 mod browser;
+mod card;
 mod common;
 mod console;
 
