@@ -368,7 +368,20 @@ pub struct PersonalFields {
     pub issued_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_on: Option<String>,
+    /// For a CCCD whose scan's QR was read at intake: whether the typed fields matched it, or
+    /// the clerk confirmed them over it. Absent: not checked (another type, no readable QR, an
+    /// earlier version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_check: Option<CardCheck>,
 }
+
+string_enum!(
+    /// How a CCCD's typed fields stood against its QR code at intake.
+    CardCheck, "card check" {
+        Matched = "matched",
+        Overridden = "overridden",
+    }
+);
 
 /// The `metadata` part of an intake, as sent.
 #[derive(Debug, Deserialize)]
@@ -385,6 +398,9 @@ pub struct IntakeMetadataInput {
     pub supersedes: Option<String>,
     #[serde(default)]
     pub verified_against_original: bool,
+    /// The clerk's reason for keeping typed fields the card's QR disagrees with.
+    #[serde(default)]
+    pub card_override: Option<String>,
 }
 
 /// The `metadata` part of an intake, validated.
@@ -394,6 +410,7 @@ pub struct IntakeMetadata {
     pub fields: PersonalFields,
     pub supersedes: Option<uuid::Uuid>,
     pub verified_against_original: bool,
+    pub card_override: Option<String>,
 }
 
 impl IntakeMetadata {
@@ -435,9 +452,15 @@ impl IntakeMetadata {
                 issued_on: format_date(issued_on),
                 issued_by: parse_text(&input.issued_by, "issued_by", 200)?,
                 expires_on,
+                card_check: None,
             },
             supersedes,
             verified_against_original: input.verified_against_original,
+            card_override: input
+                .card_override
+                .as_deref()
+                .map(|reason| parse_text(reason, "card_override", 500))
+                .transpose()?,
         })
     }
 }

@@ -44,6 +44,13 @@ pub enum ApiError {
     RequestTimeout(u64),
     #[error("the file is not a PDF, JPEG, PNG or TIFF")]
     UnsupportedMediaType,
+    /// A CCCD's typed fields that its scan's QR code says otherwise (named, never their values).
+    #[error(
+        "the card's QR code says otherwise for: {}; check them against the card, or keep them \
+         with a reason (card_override)",
+        .0.join(", ")
+    )]
+    CardMismatch(Vec<&'static str>),
     /// Stored bytes failed authentication. No plaintext is ever sent with this.
     #[error("the stored document failed its integrity check")]
     Integrity(String),
@@ -64,7 +71,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::InvalidNationalId | Self::InvalidMetadata(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidNationalId | Self::InvalidMetadata(_) | Self::CardMismatch(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::Unauthenticated(_) | Self::TokenExpired => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_)
             | Self::ScopeDenied
@@ -102,6 +111,7 @@ impl ApiError {
             Self::RequestTimeout(_) => "request_timeout",
             Self::TooManyRequests => "too_many_requests",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::CardMismatch(_) => "card_mismatch",
             Self::Integrity(_) => "integrity_error",
             Self::InsufficientStorage(_) => "insufficient_storage",
             Self::Unavailable(_) => "unavailable",

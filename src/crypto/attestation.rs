@@ -21,6 +21,11 @@ pub struct AttestationClaims {
     /// RFC 3339.
     pub verified_at: String,
     pub iat: i64,
+    /// For a CCCD: `matched` when its typed fields agreed with its QR code at intake,
+    /// `overridden` when the clerk kept them over it with a reason. Absent: not checked (and on
+    /// every attestation made before this claim existed, which still verify).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_check: Option<String>,
 }
 
 pub const ATTESTATION_TYPE: &str = "hoso-attestation+jwt";

@@ -148,7 +148,12 @@ async fn read_parts(
                     json.extend_from_slice(&chunk);
                 }
                 let today = time::OffsetDateTime::now_utc().date();
-                *metadata = Some(IntakeMetadata::parse(&json, today)?);
+                let parsed = IntakeMetadata::parse(&json, today)?;
+                // A CCCD announced before its file: keep a copy to read its QR against.
+                if !file_seen && parsed.doc_type == crate::domain::DocType::Cccd {
+                    intake.keep_for_card();
+                }
+                *metadata = Some(parsed);
             }
             Some("file") if !file_seen => {
                 file_seen = true;

@@ -35,3 +35,14 @@ pub async fn read_card(
         ))),
     }
 }
+
+/// The chip CCCD a scan's QR describes, if it can be read as one within the card limits; for
+/// the intake's own check, where anything else means "not checked".
+pub(super) async fn card_in(vault: &Vault, image: Vec<u8>) -> Option<crate::card::CardFields> {
+    let limits = vault.limits.card;
+    let work = tokio::task::spawn_blocking(move || card::read(&image, limits));
+    match tokio::time::timeout(vault.limits.card_read, work).await {
+        Ok(Ok(Ok(CardRead::Recognised(card)))) => Some(*card),
+        _ => None,
+    }
+}

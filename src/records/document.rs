@@ -115,6 +115,7 @@ pub fn attest(
     by: &str,
     office: &str,
     at: i64,
+    card_check: Option<crate::domain::CardCheck>,
 ) -> Result<String, ApiError> {
     let claims = AttestationClaims {
         iss: issuer.to_owned(),
@@ -126,6 +127,7 @@ pub fn attest(
         office: office.to_owned(),
         verified_at: rfc3339(at),
         iat: at / 1000,
+        card_check: card_check.map(|c| c.as_str().to_owned()),
     };
     attestation::sign(&keys.attestation, &claims)
         .map_err(|e| ApiError::internal("sign attestation", e))

@@ -26,7 +26,7 @@ use crate::crypto::keyring::Keyring;
 use crate::crypto::{CitizenIndex, Sha256};
 use crate::db::documents::{self, DocumentRow};
 use crate::db::{self, Constraint, Tx, now_ms};
-use crate::domain::{DocStatus, IntakeMetadata, MediaType, NationalId, Role};
+use crate::domain::{CardCheck, DocStatus, IntakeMetadata, MediaType, NationalId, Role};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -52,6 +52,10 @@ pub struct Intake<'a> {
     intent: Option<tokio::task::JoinHandle<Result<(), ApiError>>>,
     /// Set by a test fault: a dead process cleans nothing up.
     crashed: bool,
+    /// The citizen served, to compare with a CCCD's QR (in memory only).
+    national_id: NationalId,
+    /// A copy of a CCCD scan, kept to read its QR at the end (see [`Intake::keep_for_card`]).
+    card_copy: Option<Vec<u8>>,
 }
 
 pub enum IntakeResult {
@@ -99,7 +103,18 @@ impl<'a> Intake<'a> {
             sealed: Vec::with_capacity(256 * 1024),
             intent: Some(intent),
             crashed: false,
+            national_id: national_id.clone(),
+            card_copy: None,
         })
+    }
+
+    /// Keeps a copy of the file as it arrives, up to `HOSO_CARD_MAX_BYTES`, so a CCCD's QR can
+    /// be read against the typed fields at the end. Only when the metadata came first and
+    /// names a CCCD; a larger file goes unchecked.
+    pub fn keep_for_card(&mut self) {
+        if self.size == 0 {
+            self.card_copy = Some(Vec::new());
+        }
     }
 
     /// Waits until the intent is committed; every write to the store comes after this.
@@ -128,6 +143,13 @@ impl<'a> Intake<'a> {
                     Some(MediaType::sniff(&self.head).ok_or(ApiError::UnsupportedMediaType)?);
             }
         }
+        if let Some(copy) = &mut self.card_copy {
+            if copy.len() + chunk.len() <= self.vault.limits.card_max_bytes as usize {
+                copy.extend_from_slice(chunk);
+            } else {
+                self.card_copy = None;
+            }
+        }
         self.sha.update(chunk);
         self.sealed.clear();
         self.sealer.push(chunk, &mut self.sealed);
@@ -148,9 +170,49 @@ impl<'a> Intake<'a> {
         result
     }
 
-    /// Ends the intake: makes the object durable, then commits row, audit entry and supersede.
-    pub async fn finish(self, metadata: IntakeMetadata) -> Result<IntakeResult, ApiError> {
+    /// Ends the intake: checks a CCCD's fields against its QR, makes the object durable, then
+    /// commits row, audit entry and supersede.
+    pub async fn finish(mut self, mut metadata: IntakeMetadata) -> Result<IntakeResult, ApiError> {
+        if let Err(err) = self.check_card(&mut metadata).await {
+            let e = {
+                let mut e = entry(&self.keys, &self.caller, AuditAction::DocumentIntake);
+                e.citizen_idx = Some(self.citizen);
+                e
+            };
+            let vault = self.vault;
+            self.abort().await;
+            return Err(refuse(vault, e, err).await);
+        }
         self.store_object().await?.commit(metadata).await
+    }
+
+    /// A CCCD scan whose QR reads as a chip CCCD's: the typed number, name, issue and expiry
+    /// dates and the citizen served must agree with it, or the clerk keeps them with a reason
+    /// (logged with the intake). Recorded in the sealed fields either way; a scan without a
+    /// readable QR, or too large to keep, is simply not checked.
+    async fn check_card(&mut self, metadata: &mut IntakeMetadata) -> Result<(), ApiError> {
+        let Some(copy) = self.card_copy.take() else {
+            return Ok(());
+        };
+        if metadata.doc_type != crate::domain::DocType::Cccd {
+            return Ok(());
+        }
+        let Some(card) = super::card::card_in(self.vault, copy).await else {
+            return Ok(());
+        };
+        let differs = card_differences(&card, &metadata.fields, &self.national_id);
+        metadata.fields.card_check = Some(match (differs.is_empty(), &metadata.card_override) {
+            (true, _) => CardCheck::Matched,
+            (false, Some(_)) => CardCheck::Overridden,
+            (false, None) => return Err(ApiError::CardMismatch(differs)),
+        });
+        if let (false, Some(reason)) = (differs.is_empty(), &metadata.card_override) {
+            metadata.card_override =
+                Some(format!("card override ({}): {reason}", differs.join(", ")));
+        } else {
+            metadata.card_override = None;
+        }
+        Ok(())
     }
 
     /// Seals the last segment and makes the object durable.
@@ -230,6 +292,7 @@ impl Stored<'_> {
         let vault = self.vault;
         let mut audit_entry = entry(&self.keys, &self.caller, AuditAction::DocumentIntake);
         audit_entry.citizen_idx = Some(self.citizen);
+        audit_entry.reason = metadata.card_override.clone();
         let row = self.new_row(&metadata)?;
         let change = RowChange {
             row,
@@ -318,6 +381,7 @@ impl Stored<'_> {
                 &clerk,
                 &self.caller.office,
                 now,
+                metadata.fields.card_check,
             )?);
             row.verified_by = Some(clerk);
             row.verified_office = Some(self.caller.office.clone());
@@ -384,6 +448,36 @@ impl RowChange {
         entry.document_id = Some(row.id.to_string());
         Ok((Some(entry), Committed::Created(Box::new(row))))
     }
+}
+
+/// The typed fields (and the citizen served) that a CCCD's QR says otherwise, by name. Names
+/// compare in NFC, with spaces and case folded.
+fn card_differences(
+    card: &crate::card::CardFields,
+    typed: &crate::domain::PersonalFields,
+    served: &NationalId,
+) -> Vec<&'static str> {
+    use crate::card::fields::comparable;
+    use crate::domain::format_date;
+    let mut differs = Vec::new();
+    if &card.number != served {
+        differs.push("national_id");
+    }
+    if typed.doc_number.trim() != card.number.expose() {
+        differs.push("doc_number");
+    }
+    if comparable(&typed.holder_name) != comparable(&card.name) {
+        differs.push("holder_name");
+    }
+    if typed.issued_on != format_date(card.issued_on) {
+        differs.push("issued_on");
+    }
+    if let Some(expires) = card.expires_on
+        && typed.expires_on.as_deref() != Some(format_date(expires).as_str())
+    {
+        differs.push("expires_on");
+    }
+    differs
 }
 
 /// Marks `old_id` superseded by `row`, if it is a current document of the same citizen and type.

@@ -72,6 +72,8 @@ pub async fn verify_document(
     }
     let clerk = caller.staff_or_none().to_owned();
     let now = now_ms();
+    // What the intake recorded of the card's QR, in the document's sealed fields.
+    let card_check = super::view(vault, &doc)?.fields.card_check;
     let attestation = attest(
         &keys,
         &vault.token_policy.issuer,
@@ -79,6 +81,7 @@ pub async fn verify_document(
         &clerk,
         &caller.office,
         now,
+        card_check,
     )?;
     let (by, office, signed) = (clerk.clone(), caller.office.clone(), attestation.clone());
     audited_change(vault, e, move |tx| {

@@ -221,3 +221,127 @@ async fn how_long_a_read_takes_for_an_a4_scan_and_a_phone_photo() {
         assert_eq!(v["found"], true, "{what}: {v}");
     }
 }
+
+/// An intake of a CCCD whose scan carries `CARD`'s QR, typed as `typed` says.
+fn typed(change: impl FnOnce(&mut serde_json::Value)) -> serde_json::Value {
+    let mut m = json!({
+        "doc_type": "cccd",
+        "doc_number": "048090001234",
+        "holder_name": "Phạm Văn An",
+        "issued_on": "2021-03-15",
+        "issued_by": "Cục Cảnh sát QLHC về TTXH",
+        "verified_against_original": true,
+    });
+    change(&mut m);
+    m
+}
+
+#[tokio::test]
+async fn intake_checks_a_cccds_typed_fields_against_its_qr_and_logs_an_override() {
+    let vault = TestVault::new().await;
+    let clerk = vault.clerk();
+    let scan = png(&card_image(CARD, 1011, 638, 1.0));
+    let served = "048090001234";
+
+    // One digit wrong: refused, the field named, the number never echoed; logged as refused.
+    let reply = vault
+        .intake(
+            &clerk,
+            served,
+            &typed(|m| m["doc_number"] = json!("048090001284")),
+            &scan,
+        )
+        .await;
+    reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "card_mismatch");
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("doc_number") && !message.contains("04809000"),
+        "{message}"
+    );
+    assert_eq!(vault.count("SELECT COUNT(*) FROM documents").await, 0);
+    assert_eq!(
+        vault
+            .count("SELECT COUNT(*) FROM audit_entries WHERE action = 'document.intake' AND outcome = 'denied' AND reason = 'card_mismatch'")
+            .await,
+        1
+    );
+    // The card of someone else than the citizen served.
+    let reply = vault
+        .intake(&clerk, "079203004567", &typed(|_| {}), &scan)
+        .await;
+    reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "card_mismatch");
+    assert!(
+        reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("national_id")
+    );
+    // A name typed in NFD with other spacing and case still matches.
+    let nfd: String = unicode_normalization::UnicodeNormalization::nfd("phạm  văn AN").collect();
+    let reply = vault
+        .intake(
+            &clerk,
+            served,
+            &typed(|m| m["holder_name"] = json!(nfd)),
+            &scan,
+        )
+        .await;
+    reply.expect(StatusCode::CREATED);
+    let doc = reply.json();
+    assert_eq!(doc["card_check"], "matched", "{doc}");
+    // The attestation says so.
+    let payload = doc["attestation"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["card_check"], "matched");
+}
+
+#[tokio::test]
+async fn a_clerk_keeps_fields_over_the_card_with_a_reason_which_is_logged() {
+    let vault = TestVault::new().await;
+    let clerk = vault.clerk();
+    let scan = jpeg(&card_image(CARD, 1011, 638, 2.0), 80);
+    let reply = vault
+        .intake(
+            &clerk,
+            "048090001234",
+            &typed(|m| {
+                m["issued_on"] = json!("2021-03-16");
+                m["card_override"] = json!("Ngày cấp trên thẻ bị mờ; đối chiếu với sổ cấp");
+            }),
+            &scan,
+        )
+        .await;
+    reply.expect(StatusCode::CREATED);
+    assert_eq!(reply.json()["card_check"], "overridden");
+    let reason = vault
+        .fetch_text("SELECT reason FROM audit_entries WHERE action = 'document.intake' AND outcome = 'allowed'")
+        .await;
+    assert_eq!(
+        reason,
+        "card override (issued_on): Ngày cấp trên thẻ bị mờ; đối chiếu với sổ cấp"
+    );
+    // Another type, or a scan with no readable QR, is not checked.
+    let reply = vault
+        .intake(
+            &clerk,
+            "048090001234",
+            &typed(|m| m["doc_type"] = json!("passport")),
+            &scan,
+        )
+        .await;
+    reply.expect(StatusCode::CREATED);
+    assert!(reply.json().get("card_check").is_none());
+}

@@ -105,6 +105,7 @@ async fn a_clerk_verifies_a_scan_and_anyone_can_check_the_copy_offline() {
         "mallory",
         "X",
         0,
+        None,
     )
     .unwrap();
     let out_ok = check(copy.body.to_vec(), forged).await;
@@ -123,6 +124,7 @@ async fn a_clerk_verifies_a_scan_and_anyone_can_check_the_copy_offline() {
         office: "X".into(),
         verified_at: "2026-12-01T00:00:00Z".into(),
         iat: 0,
+        card_check: None,
     };
     let with_token_kid = hoso::crypto::attestation::sign(&keys.token, &claims).unwrap();
     assert!(
