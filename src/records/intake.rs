@@ -373,21 +373,34 @@ impl Stored<'_> {
             status_changed_at: None,
         };
         if metadata.verified_against_original {
-            row.status = DocStatus::Verified;
-            row.attestation = Some(attest(
-                &self.keys,
-                &self.vault.token_policy.issuer,
-                &row,
-                &clerk,
-                &self.caller.office,
-                now,
-                metadata.fields.card_check,
-            )?);
-            row.verified_by = Some(clerk);
-            row.verified_office = Some(self.caller.office.clone());
-            row.verified_at = Some(now);
+            self.verify_at_intake(&mut row, clerk, now, metadata.fields.card_check)?;
         }
         Ok(row)
+    }
+
+    /// The clerk checked the scan against the original at the desk: verified and attested at
+    /// once.
+    fn verify_at_intake(
+        &self,
+        row: &mut DocumentRow,
+        clerk: String,
+        now: i64,
+        card_check: Option<CardCheck>,
+    ) -> Result<(), ApiError> {
+        row.status = DocStatus::Verified;
+        row.attestation = Some(attest(
+            &self.keys,
+            &self.vault.token_policy.issuer,
+            row,
+            &clerk,
+            &self.caller.office,
+            now,
+            card_check,
+        )?);
+        row.verified_by = Some(clerk);
+        row.verified_office = Some(self.caller.office.clone());
+        row.verified_at = Some(now);
+        Ok(())
     }
 }
 
