@@ -79,6 +79,19 @@ export async function api(method, path, { json, raw = false } = {}) {
   return response.json();
 }
 
+/** Sends a file's bytes as the body (`POST`), answering the parsed JSON. Throws ApiError. */
+export async function postFile(path, file) {
+  const headers = { Accept: 'application/json', 'Content-Type': 'application/octet-stream', Authorization: `Bearer ${token()}` };
+  let response;
+  try {
+    response = await fetch(path, { method: 'POST', headers, body: file, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' });
+  } catch (e) {
+    throw new ApiError(0, 'network', String(e));
+  }
+  if (!response.ok) throw await refusal(response);
+  return response.json();
+}
+
 /**
  * Sends a multipart form with upload progress (fetch cannot report it): `onProgress(fraction)`.
  * Resolves to { status, body }.

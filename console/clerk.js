@@ -1,7 +1,7 @@
 // The one-stop desk: look a citizen up, take in scans, verify and revoke, share for a dossier
 // and print the citizen's receipt, list and revoke shares. One task per screen.
 
-import { api, upload } from './api.js';
+import { api, postFile, upload } from './api.js';
 import { errorSummary, field, h, notice, put, when } from './dom.js';
 import { DOC_TYPES, locale, t } from './i18n.js';
 import {
@@ -196,6 +196,9 @@ function intakeScreen() {
   };
   type.addEventListener('change', fillSupersedes);
   fillSupersedes();
+  // A CCCD's QR code fills the form and catches typing mistakes (it is not signed: it proves
+  // nothing about the card).
+  const card = cardReader(fields, type);
   const checked = h('input', { type: 'checkbox', id: 'intake-checked' });
   const preview = h('div', { class: 'preview', id: 'intake-preview', 'aria-live': 'polite' });
   let previewUrl = null;
@@ -208,6 +211,7 @@ function intakeScreen() {
     if (!file || fileProblem(file, maxMb)) { put(preview); return; }
     previewUrl = URL.createObjectURL(file);
     put(preview, h('h3', {}, t('clerk.preview')), previewOf(file, previewUrl));
+    card.read(file);
   });
   const progress = h('progress', { id: 'intake-progress', max: 100, value: 0, hidden: true });
   const progressText = h('p', { id: 'intake-progress-text', 'aria-live': 'polite' });
@@ -226,6 +230,7 @@ function intakeScreen() {
       check(fields.issuedBy, text(fields.issuedBy, 200));
       const file = fileInput.files[0];
       check(fields.file, file ? fileProblem(file, maxMb) : t('err.file.none'));
+      card.check(problems);
       put(summary, errorSummary(t('app.error_title'), problems));
       if (problems.length) { summary.firstChild?.focus(); return; }
       const metadata = {
@@ -237,6 +242,7 @@ function intakeScreen() {
         verified_against_original: checked.checked,
       };
       if (fields.expiresOn.control.value) metadata.expires_on = fields.expiresOn.control.value;
+      if (card.override()) metadata.card_override = card.override();
       if (supersedes.value) metadata.supersedes = supersedes.value;
       const body = new FormData();
       body.append('metadata', new Blob([JSON.stringify(metadata)], { type: 'application/json' }));
@@ -265,7 +271,7 @@ function intakeScreen() {
   },
   summary,
   fields.type.el, fields.number.el, fields.holder.el, fields.issuedOn.el, fields.issuedBy.el,
-  fields.expiresOn.el, supersedesField.el, fields.file.el, preview,
+  fields.expiresOn.el, supersedesField.el, fields.file.el, card.status, preview, card.differs,
   h('div', { class: 'checkbox' }, checked, h('label', { for: 'intake-checked' }, t('clerk.checked'))),
   h('p', { class: 'hint' }, t('clerk.checked_hint')),
   progress, progressText,
@@ -273,6 +279,74 @@ function intakeScreen() {
     h('button', { type: 'button', class: 'secondary', onclick: () => citizenScreen() }, t('app.cancel'))));
   show(root, t('clerk.intake'), [h('h1', {}, t('clerk.intake')), h('p', { class: 'lead' }, t('clerk.intake_lead')),
     h('p', {}, t('clerk.citizen', maskNationalId(citizen.nid))), form]);
+}
+
+/** Reads a CCCD scan's QR through the vault and fills the form from it: each filled field is
+ * marked as read from the card; before sending, a field the clerk changed since, or a card of
+ * another citizen, is named in plain words and needs a reason to keep. */
+function cardReader(fields, type) {
+  const status = h('div', { id: 'card-status', 'aria-live': 'polite' });
+  const reason = h('textarea', { id: 'intake-card-override', rows: 2 });
+  const reasonField = field(t('card.override'), reason, t('card.override_hint'));
+  const differs = h('div', { id: 'card-differs', hidden: true });
+  let fromCard = null;
+  const mapping = () => ({ number: 'national_id', holder: 'holder_name', issuedOn: 'issued_on', expiresOn: 'expires_on' });
+  const changed = () => {
+    if (!fromCard) return [];
+    const norm = (v) => (v ?? '').normalize('NFC').trim().replace(/\s+/g, ' ').toLowerCase();
+    const out = Object.entries(mapping())
+      .filter(([key, from]) => fromCard[from] && norm(fields[key].control.value) !== norm(fromCard[from]))
+      .map(([key]) => fields[key].label);
+    if (fromCard.national_id !== citizen.nid) out.unshift(t('card.other_citizen'));
+    return out;
+  };
+  const showDiffers = () => {
+    const list = changed();
+    differs.hidden = list.length === 0;
+    put(differs, list.length
+      ? [notice('warning', h('p', {}, t('card.differs')), h('ul', { id: 'card-differs-list' }, list.map((name) => h('li', {}, name)))), reasonField.el]
+      : null);
+  };
+  for (const key of Object.keys(mapping())) fields[key].control.addEventListener('change', showDiffers);
+  return {
+    status,
+    differs,
+    async read(file) {
+      fromCard = null;
+      showDiffers();
+      for (const key of Object.keys(mapping())) fields[key].el.querySelector('.from-card')?.remove();
+      if (type.value !== 'cccd') { put(status); return; }
+      if (!['image/png', 'image/jpeg', 'image/tiff'].includes(file.type)) { put(status, notice('info', t('card.images_only'))); return; }
+      put(status, h('p', { class: 'hint' }, t('card.reading')));
+      let read;
+      try {
+        read = await postFile('/v1/scans/read-card', file);
+      } catch (error) {
+        put(status, errorNotice(error));
+        return;
+      }
+      if (!read.found) { put(status, notice('info', t('card.not_found'))); return; }
+      if (!read.recognised) { put(status, notice('info', t('card.not_recognised'))); return; }
+      fromCard = read.fields;
+      for (const [key, from] of Object.entries(mapping())) {
+        if (!fromCard[from]) continue;
+        fields[key].control.value = fromCard[from];
+        fields[key].el.querySelector('label').after(h('p', { class: 'from-card hint' }, t('card.filled')));
+      }
+      put(status, notice('success', h('p', {}, t('card.read')), h('p', { class: 'hint' }, t('card.not_proof'))));
+      showDiffers();
+    },
+    /** Before sending: differences without a reason are a problem of the form. */
+    check(problems) {
+      showDiffers();
+      const needsReason = changed().length > 0 && !reason.value.trim();
+      reasonField.setError(needsReason ? t('card.override_needed') : null);
+      if (needsReason) problems.push([reason.id, t('card.override_needed')]);
+    },
+    override() {
+      return changed().length > 0 ? reason.value.trim() : null;
+    },
+  };
 }
 
 function fileProblem(file, maxMb) {

@@ -345,3 +345,99 @@ async fn a_clerk_keeps_fields_over_the_card_with_a_reason_which_is_logged() {
     reply.expect(StatusCode::CREATED);
     assert!(reply.json().get("card_check").is_none());
 }
+
+/// As a clerk does it, in a real headless Chromium on a real `hoso serve`: the CCCD scan fills
+/// the form (each field marked as read from the card), a digit changed afterwards is named and
+/// needs a reason, and the reason reaches the audit log.
+#[test]
+fn in_a_browser_a_cccd_scan_fills_the_form_and_a_changed_digit_needs_a_reason() {
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(card_story())
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+async fn card_story() {
+    use crate::browser::Browser;
+    use crate::console::{link, sign_in};
+    let vault = TestVault::new().await;
+    let fleet = crate::processes::start_fleet(&vault, 1).await;
+    let addr = fleet.0[0].1;
+    let dir = tempfile::tempdir().unwrap();
+    let scan = dir.path().join("cccd-mat-truoc.png");
+    std::fs::write(&scan, png(&card_image(CARD, 1011, 638, 1.5))).unwrap();
+    let browser = Browser::open().await;
+    let clerk = link(
+        &vault,
+        addr,
+        &[
+            "--role",
+            "clerk",
+            "--sub",
+            "CB-0009",
+            "--office",
+            "UBND-HAICHAU",
+        ],
+    )
+    .await;
+    sign_in(&browser, &clerk).await;
+    browser.fill("input[name=nid]", "048090001234").await;
+    browser.click("#lookup").await;
+    browser.wait("h1", Some("048******234")).await;
+    browser.click("#start-intake").await;
+    browser
+        .wait("#intake-file", None)
+        .await
+        .type_text(scan.to_str().unwrap())
+        .await;
+    browser.wait("#card-status", Some("Đã điền")).await;
+    let values = browser
+        .js(
+            "return ['intake-number', 'intake-holder', 'intake-issued-on'].map(id => document.getElementById(id).value)\
+             .concat([document.querySelectorAll('.from-card').length]);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        values,
+        json!(["048090001234", "Phạm Văn An", "2021-03-15", 3])
+    );
+    browser.screenshot("card-prefilled").await;
+    browser.check_accessible("card-prefilled").await;
+
+    // A digit changed after the card filled it: named, and sending needs a reason.
+    browser
+        .fill("#intake-issued-by", "Cục Cảnh sát QLHC về TTXH")
+        .await;
+    browser.fill("#intake-number", "048090001284").await;
+    browser.click("#intake-checked").await;
+    browser.click("#intake-send").await;
+    browser.wait(".error-summary", Some("Ghi lý do")).await;
+    browser.wait("#card-differs-list", Some("Số giấy tờ")).await;
+    browser.check_accessible("card-differs").await;
+    browser
+        .fill(
+            "#intake-card-override",
+            "Số in trên thẻ bị mờ; đã đối chiếu với sổ cấp",
+        )
+        .await;
+    browser.click("#intake-send").await;
+    browser.wait(".notice-success", Some("Đã lưu")).await;
+    let reason = vault
+        .fetch_text("SELECT reason FROM audit_entries WHERE action = 'document.intake' AND outcome = 'allowed'")
+        .await;
+    assert_eq!(
+        reason,
+        "card override (doc_number): Số in trên thẻ bị mờ; đã đối chiếu với sổ cấp"
+    );
+    drop(fleet);
+}

@@ -77,7 +77,7 @@ fn real_png(seed: u8, width: u32, height: u32) -> Vec<u8> {
 }
 
 /// A sign-in link from the CLI, as an administrator hands one out.
-async fn link(vault: &TestVault, addr: std::net::SocketAddr, args: &[&str]) -> String {
+pub async fn link(vault: &TestVault, addr: std::net::SocketAddr, args: &[&str]) -> String {
     let public = format!("http://{addr}");
     let mut all = vec!["token", "issue", "--link", "--public-url", public.as_str()];
     all.extend_from_slice(args);
@@ -148,7 +148,7 @@ async fn token_in_session(browser: &Browser) -> Value {
 }
 
 /// Signs out whoever is signed in, then opens `link`.
-async fn sign_in(browser: &Browser, link: &str) {
+pub async fn sign_in(browser: &Browser, link: &str) {
     browser.goto("about:blank").await;
     browser.goto(link).await;
     browser.wait("#who", None).await;
