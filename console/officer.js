@@ -146,6 +146,7 @@ function attestationWords(d, signature, digest) {
   } else {
     lines.push(h('p', {}, t('officer.not_attested')));
   }
+  if (d.card_check) lines.push(h('p', { id: 'card-check' }, t(`officer.card_${d.card_check}`)));
   if (digest === d.sha256) lines.push(h('p', {}, t('officer.bytes_ok')));
   if (signature === true) lines.push(h('p', { id: 'signature', class: 'ok' }, t('officer.signature_ok')));
   if (signature === false) lines.push(h('p', { id: 'signature', class: 'bad' }, t('officer.signature_bad')));

@@ -57,5 +57,13 @@ pub fn run(
         claims.office,
         claims.verified_at
     );
+    match claims.card_check.as_deref() {
+        Some("matched") => println!("The typed fields matched the QR code on the card at intake."),
+        Some("overridden") => println!(
+            "At intake the clerk kept fields that differ from the card's QR code, with a reason \
+             (in the audit log)."
+        ),
+        _ => {}
+    }
     Ok(ExitCode::SUCCESS)
 }
