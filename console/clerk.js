@@ -199,6 +199,8 @@ function intakeScreen() {
   // A CCCD's QR code fills the form and catches typing mistakes (it is not signed: it proves
   // nothing about the card).
   const card = cardReader(fields, type);
+  // The card is read (or forgotten) again when the type changes after the file was chosen.
+  type.addEventListener('change', () => { if (fields.file.control.files[0]) card.read(fields.file.control.files[0]); });
   const checked = h('input', { type: 'checkbox', id: 'intake-checked' });
   const preview = h('div', { class: 'preview', id: 'intake-preview', 'aria-live': 'polite' });
   let previewUrl = null;
@@ -290,28 +292,33 @@ function cardReader(fields, type) {
   const reasonField = field(t('card.override'), reason, t('card.override_hint'));
   const differs = h('div', { id: 'card-differs', hidden: true });
   let fromCard = null;
+  let reading = 0;
   const mapping = () => ({ number: 'national_id', holder: 'holder_name', issuedOn: 'issued_on', expiresOn: 'expires_on' });
   const changed = () => {
     if (!fromCard) return [];
     const norm = (v) => (v ?? '').normalize('NFC').trim().replace(/\s+/g, ' ').toLowerCase();
-    const out = Object.entries(mapping())
+    return Object.entries(mapping())
       .filter(([key, from]) => fromCard[from] && norm(fields[key].control.value) !== norm(fromCard[from]))
       .map(([key]) => fields[key].label);
-    if (fromCard.national_id !== citizen.nid) out.unshift(t('card.other_citizen'));
-    return out;
   };
+  // Another citizen's card is never kept under this one (the vault refuses it too).
+  const otherCitizen = () => Boolean(fromCard) && fromCard.national_id !== citizen.nid;
   const showDiffers = () => {
     const list = changed();
-    differs.hidden = list.length === 0;
-    put(differs, list.length
-      ? [notice('warning', h('p', {}, t('card.differs')), h('ul', { id: 'card-differs-list' }, list.map((name) => h('li', {}, name)))), reasonField.el]
-      : null);
+    differs.hidden = list.length === 0 && !otherCitizen();
+    put(differs,
+      otherCitizen() ? notice('error', h('p', { id: 'card-other-citizen' }, t('card.other_citizen'))) : null,
+      list.length
+        ? [notice('warning', h('p', {}, t('card.differs')), h('ul', { id: 'card-differs-list' }, list.map((name) => h('li', {}, name)))), reasonField.el]
+        : null);
   };
   for (const key of Object.keys(mapping())) fields[key].control.addEventListener('change', showDiffers);
   return {
     status,
     differs,
     async read(file) {
+      reading += 1;
+      const mine = reading;
       fromCard = null;
       showDiffers();
       for (const key of Object.keys(mapping())) fields[key].el.querySelector('.from-card')?.remove();
@@ -325,6 +332,8 @@ function cardReader(fields, type) {
         put(status, errorNotice(error));
         return;
       }
+      // A later choice of file (or of type) has replaced this one: its answer is not used.
+      if (mine !== reading) return;
       if (!read.found) { put(status, notice('info', t('card.not_found'))); return; }
       if (!read.recognised) { put(status, notice('info', t('card.not_recognised'))); return; }
       fromCard = read.fields;
@@ -339,6 +348,7 @@ function cardReader(fields, type) {
     /** Before sending: differences without a reason are a problem of the form. */
     check(problems) {
       showDiffers();
+      if (otherCitizen()) problems.push([fields.file.control.id, t('card.other_citizen')]);
       const needsReason = changed().length > 0 && !reason.value.trim();
       reasonField.setError(needsReason ? t('card.override_needed') : null);
       if (needsReason) problems.push([reason.id, t('card.override_needed')]);

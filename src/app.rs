@@ -231,6 +231,9 @@ fn vault(
         copy_buffers: crate::records::copy_buffers::CopyBuffers::new(settings.read_memory_bytes),
         refusals: crate::records::RefusalLimiter::new(settings.refusals_per_minute),
         console_url: settings.console_url(),
+        card_reads: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )),
         sign_in,
         checkpoints,
         test_fault: settings.test_fault,

@@ -324,7 +324,7 @@ pub fn parse_text(input: &str, what: &str, max_chars: usize) -> Result<String, D
 /// and paragraph separators (Zl, Zp), private-use (Co), surrogate (Cs) and unassigned (Cn)
 /// code points; and the Hangul fillers, letters that draw as blank space. Control characters
 /// (Cc) are refused before, with their own message. `console/rules.js` refuses the same set.
-fn is_hidden(c: char) -> bool {
+pub fn is_hidden(c: char) -> bool {
     use unicode_general_category::{GeneralCategory as G, get_general_category};
     matches!(
         get_general_category(c),

@@ -51,7 +51,12 @@ pub fn parse(text: &str) -> Result<CardFields, NotRecognised> {
     if text.len() > MAX_TEXT_BYTES {
         return Err(NotRecognised("longer than any CCCD's QR"));
     }
-    if text.chars().any(|c| c.is_control() || is_bidi_or_hidden(c)) {
+    // Bidi controls and other invisible characters: a name carrying them could display as
+    // something else than it is, and intake refuses them anyway.
+    if text
+        .chars()
+        .any(|c| c.is_control() || crate::domain::is_hidden(c))
+    {
         return Err(NotRecognised("control, bidi or hidden characters"));
     }
     let fields: Vec<&str> = text.split('|').collect();
@@ -113,16 +118,6 @@ fn date(text: &str) -> Result<Date, NotRecognised> {
         (Some(_), Some(_)) => Err(NotRecognised("a date that reads two ways")),
         (None, None) => Err(NotRecognised("a date that is not a real date")),
     }
-}
-
-/// Bidi controls and other invisible format characters: a name carrying them could display
-/// as something else than it is.
-fn is_bidi_or_hidden(c: char) -> bool {
-    use unicode_general_category::{GeneralCategory as G, get_general_category};
-    matches!(
-        get_general_category(c),
-        G::Format | G::LineSeparator | G::ParagraphSeparator | G::PrivateUse | G::Unassigned
-    )
 }
 
 /// Text as compared with the card: NFC, spaces collapsed, case kept (a name's case is part of

@@ -15,7 +15,9 @@ pub use fields::{CardFields, NotRecognised, Sex};
 /// The bounds of one read.
 #[derive(Clone, Copy, Debug)]
 pub struct CardLimits {
-    /// Most pixels an image may have: a 300-dpi A4 scan has about 8.7 million.
+    /// Most pixels an image may have: a 300-dpi A4 scan has about 8.7 million, a 12 MP phone
+    /// photo 12. More would cost the reader memory (a progressive JPEG's coefficients) and
+    /// time for no better read.
     pub max_pixels: u64,
     /// Most bytes the decoder may allocate.
     pub max_alloc_bytes: u64,
@@ -24,7 +26,7 @@ pub struct CardLimits {
 impl Default for CardLimits {
     fn default() -> Self {
         Self {
-            max_pixels: 40_000_000,
+            max_pixels: 16_000_000,
             max_alloc_bytes: 256 * 1024 * 1024,
         }
     }
@@ -61,17 +63,25 @@ pub fn read(bytes: &[u8], limits: CardLimits) -> Result<CardRead, ScanError> {
     let mut prepared = rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| {
         grey.get_pixel(x as u32, y as u32).0[0]
     });
+    // Every QR in the scan: a page with two cards, or a decoy beside the card, must not decide
+    // by which one is found first.
+    let mut cards: Vec<CardFields> = Vec::new();
     let mut not_recognised = None;
     for grid in prepared.detect_grids() {
         let Ok((_, text)) = grid.decode() else {
             continue;
         };
         match fields::parse(&text) {
-            Ok(card) => return Ok(CardRead::Recognised(Box::new(card))),
+            Ok(card) if !cards.contains(&card) => cards.push(card),
+            Ok(_) => {}
             Err(why) => not_recognised = Some(why),
         }
     }
-    Ok(not_recognised.map_or(CardRead::NotFound, CardRead::NotRecognised))
+    Ok(match cards.len() {
+        0 => not_recognised.map_or(CardRead::NotFound, CardRead::NotRecognised),
+        1 => CardRead::Recognised(Box::new(cards.remove(0))),
+        _ => CardRead::NotRecognised(NotRecognised("several different cards in one scan")),
+    })
 }
 
 /// Decodes a PNG, JPEG or TIFF into 8-bit grey, within the limits.

@@ -57,13 +57,24 @@ pub fn run(
         claims.office,
         claims.verified_at
     );
-    match claims.card_check.as_deref() {
-        Some("matched") => println!("The typed fields matched the QR code on the card at intake."),
-        Some("overridden") => println!(
-            "At intake the clerk kept fields that differ from the card's QR code, with a reason \
-             (in the audit log)."
-        ),
-        _ => {}
+    if let Some(words) = card_check_words(claims.card_check.as_deref()) {
+        println!("{words}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What an attestation's `card_check` claim means, in words. The QR is unsigned: a match shows
+/// no typing mistake, not that the card is genuine.
+fn card_check_words(claim: Option<&str>) -> Option<&'static str> {
+    match claim? {
+        "matched" => Some(
+            "At intake the typed fields matched the card's QR code (unsigned: this shows no \
+             typing mistake, not that the card is genuine).",
+        ),
+        "overridden" => Some(
+            "At intake the clerk kept fields that differ from the card's QR code, with a reason \
+             (in the audit log).",
+        ),
+        _ => None,
+    }
 }

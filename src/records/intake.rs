@@ -191,28 +191,32 @@ impl<'a> Intake<'a> {
     /// (logged with the intake). Recorded in the sealed fields either way; a scan without a
     /// readable QR, or too large to keep, is simply not checked.
     async fn check_card(&mut self, metadata: &mut IntakeMetadata) -> Result<(), ApiError> {
+        // A reason is kept only where it overrode something, with what it overrode.
+        let reason = metadata.card_override.take();
         let Some(copy) = self.card_copy.take() else {
             return Ok(());
         };
         if metadata.doc_type != crate::domain::DocType::Cccd {
             return Ok(());
         }
-        let Some(card) = super::card::card_in(self.vault, copy).await else {
+        let Some(card) = super::card::card_in(self.vault, copy).await? else {
             return Ok(());
         };
         let differs = card_differences(&card, &metadata.fields, &self.national_id);
-        metadata.fields.card_check = Some(match (differs.is_empty(), &metadata.card_override) {
-            (true, _) => CardCheck::Matched,
-            (false, Some(_)) => CardCheck::Overridden,
-            (false, None) => return Err(ApiError::CardMismatch(differs)),
-        });
-        if let (false, Some(reason)) = (differs.is_empty(), &metadata.card_override) {
-            metadata.card_override =
-                Some(format!("card override ({}): {reason}", differs.join(", ")));
-        } else {
-            metadata.card_override = None;
+        if differs.is_empty() {
+            metadata.fields.card_check = Some(CardCheck::Matched);
+            return Ok(());
         }
-        Ok(())
+        // Another citizen's card is never filed under this one, whatever the reason.
+        match reason {
+            Some(reason) if !differs.contains(&"national_id") => {
+                metadata.fields.card_check = Some(CardCheck::Overridden);
+                metadata.card_override =
+                    Some(format!("card override ({}): {reason}", differs.join(", ")));
+                Ok(())
+            }
+            _ => Err(ApiError::CardMismatch(differs)),
+        }
     }
 
     /// Seals the last segment and makes the object durable.

@@ -46,6 +46,8 @@ pub struct Vault {
     pub console_url: String,
     /// Signing in through identity providers (none configured: links only).
     pub sign_in: super::sign_in::SignIn,
+    /// Card QR reads allowed at once (one per core; see `records::card`).
+    pub card_reads: Arc<tokio::sync::Semaphore>,
     /// Test-only crash simulation (`HOSO_TEST_FAULT`); refused outside debug builds.
     pub test_fault: Option<FaultPoint>,
 }

@@ -279,6 +279,12 @@ async fn intake_checks_a_cccds_typed_fields_against_its_qr_and_logs_an_override(
             .unwrap()
             .contains("national_id")
     );
+    // …which no reason keeps: another citizen's card is never filed under this one.
+    let with_reason = typed(|m| m["card_override"] = json!("Công dân nói đúng là thẻ của mình"));
+    vault
+        .intake(&clerk, "079203004567", &with_reason, &scan)
+        .await
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "card_mismatch");
     // A name typed in NFD with other spacing and case still matches.
     let nfd: String = unicode_normalization::UnicodeNormalization::nfd("phạm  văn AN").collect();
     let reply = vault
@@ -333,17 +339,29 @@ async fn a_clerk_keeps_fields_over_the_card_with_a_reason_which_is_logged() {
         reason,
         "card override (issued_on): Ngày cấp trên thẻ bị mờ; đối chiếu với sổ cấp"
     );
-    // Another type, or a scan with no readable QR, is not checked.
+    // Another type is not checked, and a reason sent with it overrides nothing: it is not
+    // logged as if it had.
     let reply = vault
         .intake(
             &clerk,
             "048090001234",
-            &typed(|m| m["doc_type"] = json!("passport")),
+            &typed(|m| {
+                m["doc_type"] = json!("passport");
+                m["card_override"] = json!("không cần");
+            }),
             &scan,
         )
         .await;
     reply.expect(StatusCode::CREATED);
     assert!(reply.json().get("card_check").is_none());
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    let unreasoned = vault
+        .count(&format!(
+            "SELECT COUNT(*) FROM audit_entries WHERE action = 'document.intake' \
+             AND document_id = '{id}' AND reason IS NULL"
+        ))
+        .await;
+    assert_eq!(unreasoned, 1);
 }
 
 /// As a clerk does it, in a real headless Chromium on a real `hoso serve`: the CCCD scan fills
