@@ -1356,3 +1356,34 @@ async fn the_sign_in_cookie_is_secure_when_the_console_is_served_over_https() {
         "{to}"
     );
 }
+
+#[tokio::test]
+async fn a_callback_whose_iss_is_another_issuer_or_missing_is_refused() {
+    // RFC 9207: the test provider advertises `iss` on its answers, so one that names another
+    // issuer (a mix-up attack) or none at all is refused, logged.
+    let vault = vault().await;
+    let issuer =
+        url::form_urlencoded::byte_serialize(provider().issuer.as_bytes()).collect::<String>();
+    for change in ["swap", "drop"] {
+        let (authorize, cookie) = start(&vault, "staff").await;
+        let query = at_provider(&authorize, "lan.nguyen").await;
+        assert!(query.contains(&format!("iss={issuer}")), "{query}");
+        let query = match change {
+            "swap" => query.replace(
+                &format!("iss={issuer}"),
+                "iss=https%3A%2F%2Fsso.elsewhere.example",
+            ),
+            _ => query
+                .replace(&format!("&iss={issuer}"), "")
+                .replace(&format!("iss={issuer}&"), ""),
+        };
+        assert!(query.contains("iss=") == (change == "swap"), "{query}");
+        refused_with(
+            &callback(&vault, "staff", &query, &cookie).await,
+            StatusCode::FORBIDDEN,
+            "sign_in_invalid",
+        );
+    }
+    assert_eq!(sign_ins(&vault, "denied").await, 2);
+    assert_eq!(sign_ins(&vault, "allowed").await, 0);
+}
