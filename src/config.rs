@@ -473,8 +473,8 @@ pub struct SignInSettings {
     )]
     pub oidc_scopes: String,
 
-    /// How long a session made by signing in lasts, in hours (never longer than the token a
-    /// link would give: the console signs out then).
+    /// How long a session made by signing in through a provider lasts, in hours (1 to 24); the
+    /// console signs out by itself then.
     #[arg(long, env = "HOSO_SESSION_HOURS", default_value_t = 8, global = true,
           value_parser = clap::value_parser!(u64).range(1..=24))]
     pub session_hours: u64,

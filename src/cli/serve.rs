@@ -53,6 +53,18 @@ pub async fn run(settings: Settings) -> Result<ExitCode, CliError> {
         }
     });
     tracing::info!(%listen, "hoso is listening");
+    let sign_in = &state.vault.sign_in;
+    for (kind, offered) in [
+        ("staff", sign_in.staff.is_some()),
+        ("citizen", sign_in.citizen.is_some()),
+    ] {
+        if offered {
+            tracing::info!(
+                "{kind} sign in through their identity provider at {}/",
+                state.vault.console_url
+            );
+        }
+    }
     tracing::info!(
         "get a token with: cargo run --release -- token issue --role clerk --sub YOUR-STAFF-ID \
          --office YOUR-OFFICE (or --role admin, auditor; a citizen's --sub is their national ID)"
