@@ -479,6 +479,12 @@ pub struct SignInSettings {
           value_parser = clap::value_parser!(u64).range(1..=24))]
     pub session_hours: u64,
 
+    /// Sign-ins this process starts a minute, at most (each keeps a row for ten minutes): past
+    /// it, a start is answered "too many, wait a minute" instead of filling the table.
+    #[arg(long, env = "HOSO_SIGN_IN_STARTS_PER_MINUTE", default_value_t = 600, global = true,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub sign_in_starts_per_minute: u32,
+
     /// Seconds to wait for an identity provider's answer before telling the person it is not
     /// answering.
     #[arg(long, env = "HOSO_OIDC_TIMEOUT_SECONDS", default_value_t = 5, global = true,

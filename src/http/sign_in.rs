@@ -231,8 +231,8 @@ fn words(kind: SignInKind, e: &SignInError) -> (StatusCode, String, String) {
         SignInError::Refused(refusal) => (StatusCode::FORBIDDEN, refusal_vi(refusal), refusal_en(refusal)),
         SignInError::TooMany => (
             StatusCode::TOO_MANY_REQUESTS,
-            "Có quá nhiều lần đăng nhập bị từ chối. Hãy đợi một phút rồi thử lại.".into(),
-            "Too many refused sign-ins. Wait a minute and try again.".into(),
+            "Có quá nhiều lượt đăng nhập lúc này. Hãy đợi một phút rồi thử lại.".into(),
+            "Too many sign-ins right now. Wait a minute and try again.".into(),
         ),
         SignInError::Vault(_) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -49,6 +49,27 @@ pub struct SignIn {
     pub citizen: Option<Desk>,
     /// Lifetime of the token a sign-in gives.
     pub session_seconds: i64,
+    /// How many sign-ins this process may start a minute (each writes a flow row).
+    starts: StartLimit,
+}
+
+/// A per-process count of sign-ins started this minute: a flood of `/auth/*/login` requests
+/// (anyone can send them) is answered 429 instead of filling `sign_in_flows`.
+struct StartLimit {
+    per_minute: u32,
+    window: std::sync::Mutex<(i64, u32)>,
+}
+
+impl StartLimit {
+    fn admit(&self) -> bool {
+        let minute = crate::db::now_ms() / 60_000;
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        if window.0 != minute {
+            *window = (minute, 0);
+        }
+        window.1 = window.1.saturating_add(1);
+        window.1 <= self.per_minute
+    }
 }
 
 impl SignIn {
@@ -105,6 +126,10 @@ impl SignIn {
                 },
             )?,
             session_seconds: i64::try_from(s.session_hours * 3600).unwrap_or(8 * 3600),
+            starts: StartLimit {
+                per_minute: s.sign_in_starts_per_minute,
+                window: std::sync::Mutex::new((0, 0)),
+            },
         })
     }
 
@@ -219,6 +244,9 @@ pub fn redirect_uri(vault: &Vault, kind: SignInKind) -> String {
 /// answers the provider's URL to send it to.
 pub async fn start(vault: &Vault, kind: SignInKind, browser: &str) -> Result<String, SignInError> {
     let desk = vault.sign_in.desk(kind).ok_or(SignInError::NotConfigured)?;
+    if !vault.sign_in.starts.admit() {
+        return Err(SignInError::TooMany);
+    }
     let metadata = desk.provider.metadata().await.map_err(|e| {
         tracing::warn!(%kind, error = %e, "sign-in could not start");
         SignInError::from(e)

@@ -1387,3 +1387,34 @@ async fn a_callback_whose_iss_is_another_issuer_or_missing_is_refused() {
     assert_eq!(sign_ins(&vault, "denied").await, 2);
     assert_eq!(sign_ins(&vault, "allowed").await, 0);
 }
+
+#[tokio::test]
+async fn a_flood_of_sign_in_starts_is_answered_429_instead_of_filling_the_table() {
+    let p = provider();
+    // Within one minute (a run that straddles a minute's turn is made again).
+    for _ in 0..2 {
+        let vault = TestVault::with(|s| {
+            s.sign_in.oidc_staff_issuer = Some(p.issuer.clone());
+            s.sign_in.oidc_staff_client_id = Some("hoso-staff".into());
+            s.sign_in.oidc_staff_client_secret_file = Some(p.secret_file.clone());
+            s.sign_in.sign_in_starts_per_minute = 3;
+        })
+        .await;
+        let minute = hoso::db::now_ms() / 60_000;
+        let mut replies = Vec::new();
+        for _ in 0..5 {
+            replies.push(vault.get("/auth/staff/login", "").await);
+        }
+        if hoso::db::now_ms() / 60_000 != minute {
+            continue;
+        }
+        let statuses: Vec<StatusCode> = replies.iter().map(|r| r.status).collect();
+        assert_eq!(statuses[..3], [StatusCode::SEE_OTHER; 3], "{statuses:?}");
+        for reply in &replies[3..] {
+            refused_with(reply, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+        }
+        assert_eq!(vault.count("SELECT COUNT(*) FROM sign_in_flows").await, 3);
+        return;
+    }
+    panic!("two runs straddled a minute's turn");
+}
