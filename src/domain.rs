@@ -172,6 +172,25 @@ string_enum!(
 );
 
 string_enum!(
+    /// How a session was handed out: by signing in through the staff provider or the national
+    /// eID, or by a link from `hoso token issue`.
+    SessionVia, "session origin" {
+        Staff = "staff",
+        Citizen = "citizen",
+        Link = "link",
+    }
+);
+
+impl From<SignInKind> for SessionVia {
+    fn from(kind: SignInKind) -> Self {
+        match kind {
+            SignInKind::Staff => Self::Staff,
+            SignInKind::Citizen => Self::Citizen,
+        }
+    }
+}
+
+string_enum!(
     /// What an audit entry says happened to the act it records.
     Outcome, "outcome" {
         Allowed = "allowed",

@@ -53,22 +53,7 @@ pub async fn run(settings: Settings) -> Result<ExitCode, CliError> {
         }
     });
     tracing::info!(%listen, "hoso is listening");
-    let sign_in = &state.vault.sign_in;
-    for (kind, offered) in [
-        ("staff", sign_in.staff.is_some()),
-        ("citizen", sign_in.citizen.is_some()),
-    ] {
-        if offered {
-            tracing::info!(
-                "{kind} sign in through their identity provider at {}/",
-                state.vault.console_url
-            );
-        }
-    }
-    tracing::info!(
-        "get a token with: cargo run --release -- token issue --role clerk --sub YOUR-STAFF-ID \
-         --office YOUR-OFFICE (or --role admin, auditor; a citizen's --sub is their national ID)"
-    );
+    say_how_to_sign_in(&state.vault);
     let grace = Duration::from_secs(state.settings.shutdown_grace_seconds);
     let limits = crate::http::server::ConnectionLimits {
         header_read_timeout: Duration::from_secs(state.settings.header_read_timeout_seconds),
@@ -86,6 +71,27 @@ pub async fn run(settings: Settings) -> Result<ExitCode, CliError> {
     }
     drain(&state, grace).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where people sign in: through their identity provider where one is set, and by a link from
+/// the command line always.
+fn say_how_to_sign_in(vault: &records::Vault) {
+    let sign_in = &vault.sign_in;
+    for (kind, offered) in [
+        ("staff", sign_in.staff.is_some()),
+        ("citizen", sign_in.citizen.is_some()),
+    ] {
+        if offered {
+            tracing::info!(
+                "{kind} sign in through their identity provider at {}/",
+                vault.console_url
+            );
+        }
+    }
+    tracing::info!(
+        "get a token with: cargo run --release -- token issue --role clerk --sub YOUR-STAFF-ID \
+         --office YOUR-OFFICE (or --role admin, auditor; a citizen's --sub is their national ID)"
+    );
 }
 
 /// One round of the checkpointer (see [`crate::audit::checkpoints`]).

@@ -2,16 +2,15 @@
 //! admin's list of live sessions. Whether a token is refused is `revoked_tokens`' alone.
 
 use super::{DbError, Tx, col, db_err, parse_col};
-use crate::domain::Role;
+use crate::domain::{Role, SessionVia};
 
-/// One issued session. `actor` is as the audit log names the person; `via` is `staff`,
-/// `citizen` (the provider) or `link`.
+/// One issued session. `actor` is as the audit log names the person.
 pub struct SessionRow {
     pub jti: String,
     pub role: Role,
     pub actor: String,
     pub office: String,
-    pub via: String,
+    pub via: SessionVia,
     pub issued_at: i64,
     pub expires_at: i64,
 }
@@ -31,7 +30,7 @@ pub async fn insert(tx: &mut Tx, s: &SessionRow, now: i64) -> Result<(), DbError
     .bind(s.role.as_str())
     .bind(&s.actor)
     .bind(&s.office)
-    .bind(&s.via)
+    .bind(s.via.as_str())
     .bind(s.issued_at)
     .bind(s.expires_at)
     .execute(&mut **tx)
@@ -48,7 +47,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<SessionRow, DbError> {
         role: parse_col(&col::<String>(r, "role")?)?,
         actor: col(r, "actor")?,
         office: col(r, "office")?,
-        via: col(r, "via")?,
+        via: parse_col(&col::<String>(r, "via")?)?,
         issued_at: col(r, "issued_at")?,
         expires_at: col(r, "expires_at")?,
     })

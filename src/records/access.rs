@@ -121,6 +121,11 @@ pub enum Admission {
 }
 
 impl RefusalLimiter {
+    /// Counts one more for `key` this minute: whether it is within the limit.
+    pub(super) fn within(&self, key: &str) -> bool {
+        matches!(self.admit(key), Admission::Log)
+    }
+
     pub fn new(per_minute: u32) -> Self {
         Self {
             per_minute,

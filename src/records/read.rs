@@ -48,13 +48,7 @@ fn grant_in_force(
     let grant = super::grants::open(vault, grant.ok_or(ApiError::GrantRevoked)?)?;
     e.case_ref = Some(grant.case_ref.clone());
     e.citizen_idx.get_or_insert(grant.citizen_idx);
-    // The officer named, at the office named: a signed-in officer of another office with the
-    // same staff id reads nothing (a grant token always names the grant's own office).
-    if Some(grant.grantee.as_str()) != caller.staff_id() || grant.grantee_office != caller.office {
-        return Err(ApiError::Forbidden(
-            "this grant was made for another officer".into(),
-        ));
-    }
+    super::grants::made_for(&grant, caller)?;
     e.office = grant.grantee_office.clone();
     grant_state(&grant, now_ms())?;
     Ok(grant)

@@ -49,27 +49,10 @@ pub struct SignIn {
     pub citizen: Option<Desk>,
     /// Lifetime of the token a sign-in gives.
     pub session_seconds: i64,
-    /// How many sign-ins this process may start a minute (each writes a flow row).
-    starts: StartLimit,
-}
-
-/// A per-process count of sign-ins started this minute: a flood of `/auth/*/login` requests
-/// (anyone can send them) is answered 429 instead of filling `sign_in_flows`.
-struct StartLimit {
-    per_minute: u32,
-    window: std::sync::Mutex<(i64, u32)>,
-}
-
-impl StartLimit {
-    fn admit(&self) -> bool {
-        let minute = crate::db::now_ms() / 60_000;
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        if window.0 != minute {
-            *window = (minute, 0);
-        }
-        window.1 = window.1.saturating_add(1);
-        window.1 <= self.per_minute
-    }
+    /// Sign-ins this process started this minute (each writes a flow row): a flood of
+    /// `/auth/*/login` requests, which anyone can send, is answered 429 past the limit instead
+    /// of filling `sign_in_flows`. The same per-minute count as refusals.
+    starts: super::RefusalLimiter,
 }
 
 impl SignIn {
@@ -126,10 +109,7 @@ impl SignIn {
                 },
             )?,
             session_seconds: i64::try_from(s.session_hours * 3600).unwrap_or(8 * 3600),
-            starts: StartLimit {
-                per_minute: s.sign_in_starts_per_minute,
-                window: std::sync::Mutex::new((0, 0)),
-            },
+            starts: super::RefusalLimiter::new(s.sign_in_starts_per_minute),
         })
     }
 
@@ -244,7 +224,7 @@ pub fn redirect_uri(vault: &Vault, kind: SignInKind) -> String {
 /// answers the provider's URL to send it to.
 pub async fn start(vault: &Vault, kind: SignInKind, browser: &str) -> Result<String, SignInError> {
     let desk = vault.sign_in.desk(kind).ok_or(SignInError::NotConfigured)?;
-    if !vault.sign_in.starts.admit() {
+    if !vault.sign_in.starts.within("sign-in starts") {
         return Err(SignInError::TooMany);
     }
     let metadata = desk.provider.metadata().await.map_err(|e| {
@@ -302,17 +282,19 @@ pub async fn finish(
     callback: Callback,
 ) -> Result<String, SignInError> {
     let desk = vault.sign_in.desk(kind).ok_or(SignInError::NotConfigured)?;
-    let issuer = desk.provider.registration.issuer.clone();
     let attempt = Attempt {
         vault,
         kind,
-        issuer: &issuer,
+        issuer: &desk.provider.registration.issuer,
     };
-    let flow = take_flow(vault, callback.state.as_deref()).await?;
-    if let Err(why) = flow_fits(flow.as_ref(), kind, browser) {
-        return Err(attempt.refuse(None, why, SignInError::Expired).await);
-    }
-    let flow = flow.expect("flow_fits refuses a missing flow");
+    let flow = match flow_fits(
+        take_flow(vault, callback.state.as_deref()).await?,
+        kind,
+        browser,
+    ) {
+        Ok(flow) => flow,
+        Err(why) => return Err(attempt.refuse(None, why, SignInError::Expired).await),
+    };
     if let Some(error) = &callback.error {
         let error =
             Code::parse(error, "error").map_or("(unreadable)".to_owned(), |c| c.to_string());
@@ -388,12 +370,12 @@ async fn take_flow(vault: &Vault, state: Option<&str>) -> Result<Option<Flow>, S
     take.await.map_err(|e| SignInError::Vault(e.into()))
 }
 
-/// Whether a taken flow may end here: this kind, in time, from the browser that started it.
+/// The taken flow, if it may end here: this kind, in time, from the browser that started it.
 fn flow_fits(
-    flow: Option<&Flow>,
+    flow: Option<Flow>,
     kind: SignInKind,
     browser: Option<&str>,
-) -> Result<(), &'static str> {
+) -> Result<Flow, &'static str> {
     let Some(flow) = flow else {
         return Err("the sign-in's state is unknown or already used");
     };
@@ -403,7 +385,7 @@ fn flow_fits(
     if flow.kind != kind || browser.map(hash_hex).as_deref() != Some(flow.browser_hash.as_str()) {
         return Err("the sign-in was started in another browser or for another kind");
     }
-    Ok(())
+    Ok(flow)
 }
 
 /// The code from the provider's answer, once its `iss` fits. RFC 9207: an `iss` on the
@@ -529,7 +511,7 @@ impl Attempt<'_> {
             self.kind, self.issuer, claims.jti
         ));
         let actor = e.actor.clone();
-        super::tokens::record_session(vault, &claims, actor, self.kind.as_str(), e)
+        super::tokens::record_session(vault, &claims, actor, self.kind.into(), e)
             .await
             .map_err(SignInError::Vault)?;
         Ok(token)
@@ -709,15 +691,7 @@ pub async fn agency_caller(vault: &Vault, token: &str) -> Result<Caller, ApiErro
 pub async fn sign_out(vault: &Vault, caller: &Caller) -> Result<Option<String>, ApiError> {
     let mut e = super::entry(&vault.keys(), caller, AuditAction::SessionSignOut);
     e.reason = Some(format!("jti {}", caller.jti));
-    let (jti, exp) = (caller.jti.clone(), caller.expires_at);
-    vault
-        .change(move |tx| {
-            Box::pin(async move {
-                crate::db::revoked_tokens::revoke_token(&mut **tx, &jti, exp).await?;
-                Ok((Some(e), ()))
-            })
-        })
-        .await?;
+    super::tokens::revoke_logged(vault, caller.jti.clone(), caller.expires_at, e).await?;
     let Some(desk) = caller.via.and_then(|kind| vault.sign_in.desk(kind)) else {
         return Ok(None);
     };

@@ -6,7 +6,7 @@ use crate::audit::{AuditAction, Entry};
 use crate::auth::{self, Caller, Claims, TokenRequest};
 use crate::db::revoked_tokens;
 use crate::db::sessions::{self, SessionRow};
-use crate::domain::{NOT_APPLICABLE, NationalId, Role};
+use crate::domain::{NOT_APPLICABLE, NationalId, Role, SessionVia};
 use crate::error::ApiError;
 
 /// A link that signs its holder in to the console at `console_url`. The token rides in the
@@ -53,7 +53,7 @@ pub async fn issue(vault: &Vault, request: TokenRequest<'_>) -> Result<String, A
         }
         _ => claims.sub.clone(),
     };
-    record_session(vault, &claims, actor, "link", e).await?;
+    record_session(vault, &claims, actor, SessionVia::Link, e).await?;
     Ok(token)
 }
 
@@ -63,7 +63,7 @@ pub(super) async fn record_session(
     vault: &Vault,
     claims: &Claims,
     actor: String,
-    via: &str,
+    via: SessionVia,
     e: Entry,
 ) -> Result<(), ApiError> {
     let row = SessionRow {
@@ -74,7 +74,7 @@ pub(super) async fn record_session(
             .office
             .clone()
             .unwrap_or_else(|| NOT_APPLICABLE.to_owned()),
-        via: via.to_owned(),
+        via,
         issued_at: claims.iat,
         expires_at: claims.exp,
     };
@@ -100,7 +100,7 @@ pub struct SessionView {
     pub role: Role,
     pub actor: String,
     pub office: String,
-    pub via: String,
+    pub via: SessionVia,
     pub issued_at: String,
     pub expires_at: String,
 }
@@ -139,15 +139,7 @@ pub async fn end(vault: &Vault, caller: &Caller, jti: &str) -> Result<(), ApiErr
         "ended the {} session of {} at {}, jti {}",
         session.role, session.actor, session.office, session.jti
     ));
-    let (jti, exp) = (session.jti, session.expires_at);
-    vault
-        .change(move |tx| {
-            Box::pin(async move {
-                revoked_tokens::revoke_token(&mut **tx, &jti, exp).await?;
-                Ok((Some(e), ()))
-            })
-        })
-        .await
+    revoke_logged(vault, session.jti, session.expires_at, e).await
 }
 
 /// Puts the token's `jti` on the revocation list, after checking the token is one this vault
@@ -168,7 +160,18 @@ pub async fn revoke(vault: &Vault, token: &str) -> Result<String, ApiError> {
     }
     e.grant_id = claims.grant.clone();
     e.reason = e.reason.map(|r| format!("{r}, jti {}", claims.jti));
-    let (jti, exp) = (claims.jti.clone(), claims.exp);
+    revoke_logged(vault, claims.jti.clone(), claims.exp, e).await?;
+    Ok(claims.jti)
+}
+
+/// Puts `jti` on the revocation list (until `exp`) and appends `e`, in one transaction: a
+/// revocation that is not in the log did not happen, and a logged one is in force.
+pub(super) async fn revoke_logged(
+    vault: &Vault,
+    jti: String,
+    exp: i64,
+    e: Entry,
+) -> Result<(), ApiError> {
     vault
         .change(move |tx| {
             Box::pin(async move {
@@ -176,6 +179,5 @@ pub async fn revoke(vault: &Vault, token: &str) -> Result<String, ApiError> {
                 Ok((Some(e), ()))
             })
         })
-        .await?;
-    Ok(claims.jti)
+        .await
 }

@@ -39,6 +39,26 @@ fn axe_source() -> &'static str {
     })
 }
 
+/// Runs a browser story: one large future whose poll frames, in a debug build, outgrow a test
+/// thread's 2 MiB stack, so it runs on a thread with room, on its own runtime.
+pub fn run_story<F: std::future::Future<Output = ()> + 'static>(
+    story: impl FnOnce() -> F + Send + 'static,
+) {
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(story())
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
 /// Where screenshots and saved pages go: `target/console/`.
 pub fn shots_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console");

@@ -369,19 +369,7 @@ async fn a_clerk_keeps_fields_over_the_card_with_a_reason_which_is_logged() {
 /// needs a reason, and the reason reaches the audit log.
 #[test]
 fn in_a_browser_a_cccd_scan_fills_the_form_and_a_changed_digit_needs_a_reason() {
-    std::thread::Builder::new()
-        .stack_size(64 << 20)
-        .spawn(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(card_story())
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+    crate::browser::run_story(card_story);
 }
 
 async fn card_story() {

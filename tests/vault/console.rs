@@ -156,21 +156,7 @@ pub async fn sign_in(browser: &Browser, link: &str) {
 
 #[test]
 fn clerk_officer_auditor_and_citizen_use_the_console_end_to_end() {
-    // The whole story is one large future: in a debug build its poll frames outgrow a test
-    // thread's 2 MiB stack, so it runs on a thread with room.
-    std::thread::Builder::new()
-        .stack_size(64 << 20)
-        .spawn(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(story())
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+    crate::browser::run_story(story);
 }
 
 async fn story() {
@@ -889,19 +875,7 @@ async fn the_audit_log_filters_by_outcome_and_a_revoke_keeps_its_reason() {
 /// on an error summary, on the field a change link names, back on what opened a detail.
 #[test]
 fn a_keyboard_alone_takes_a_clerk_to_the_receipt_and_an_auditor_through_the_log() {
-    std::thread::Builder::new()
-        .stack_size(64 << 20)
-        .spawn(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(keyboard_walk())
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+    crate::browser::run_story(keyboard_walk);
 }
 
 async fn keyboard_walk() {

@@ -81,13 +81,18 @@ pub fn provider() -> &'static RealProvider {
     })
 }
 
+/// Settings that sign staff in through the provider at `issuer`, as client `hoso-staff`.
+fn staff_through(s: &mut hoso::config::Settings, issuer: &str) {
+    s.sign_in.oidc_staff_issuer = Some(issuer.to_owned());
+    s.sign_in.oidc_staff_client_id = Some("hoso-staff".into());
+    s.sign_in.oidc_staff_client_secret_file = Some(provider().secret_file.clone());
+}
+
 /// A vault that signs staff and citizens in through the test provider; citizens need `vneid-2`.
 pub async fn vault() -> TestVault {
     let p = provider();
     TestVault::with(|s| {
-        s.sign_in.oidc_staff_issuer = Some(p.issuer.clone());
-        s.sign_in.oidc_staff_client_id = Some("hoso-staff".into());
-        s.sign_in.oidc_staff_client_secret_file = Some(p.secret_file.clone());
+        staff_through(s, &p.issuer);
         s.sign_in.oidc_citizen_issuer = Some(p.issuer.clone());
         s.sign_in.oidc_citizen_client_id = Some("hoso-citizen".into());
         s.sign_in.oidc_citizen_client_secret_file = Some(p.secret_file.clone());
@@ -346,6 +351,12 @@ async fn a_citizen_signs_in_with_the_national_eid_and_sees_their_documents_and_w
         )
         .await;
     assert_eq!(logged, 1);
+    // Promise 10 for what sign-in adds (its flow, the session row, the log): the database
+    // holds the citizen's number nowhere in clear.
+    assert!(!crate::common::contains(
+        &vault.database_bytes(),
+        b"048090001234"
+    ));
 }
 
 #[tokio::test]
@@ -517,11 +528,8 @@ async fn a_provider_that_does_not_answer_is_said_so_within_seconds() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_url = format!("http://{}", silent.local_addr().unwrap());
     for issuer in ["http://127.0.0.1:9".to_owned(), silent_url] {
-        let p = provider();
         let vault = TestVault::with(|s| {
-            s.sign_in.oidc_staff_issuer = Some(issuer.clone());
-            s.sign_in.oidc_staff_client_id = Some("hoso-staff".into());
-            s.sign_in.oidc_staff_client_secret_file = Some(p.secret_file.clone());
+            staff_through(s, &issuer);
             s.sign_in.oidc_timeout_seconds = 2;
         })
         .await;
@@ -739,14 +747,7 @@ mod fake {
 
 /// A vault whose staff sign in through the fake provider.
 async fn vault_with_fake(p: &fake::Provider) -> TestVault {
-    let secret = provider().secret_file.clone();
-    let issuer = p.issuer.clone();
-    TestVault::with(move |s| {
-        s.sign_in.oidc_staff_issuer = Some(issuer);
-        s.sign_in.oidc_staff_client_id = Some("hoso-staff".into());
-        s.sign_in.oidc_staff_client_secret_file = Some(secret);
-    })
-    .await
+    TestVault::with(|s| staff_through(s, &p.issuer)).await
 }
 
 /// A sign-in through the fake provider whose token endpoint answers `forge`'s token.
@@ -941,21 +942,7 @@ async fn a_provider_that_rotates_its_signing_key_is_followed_to_the_new_key() {
 /// the browser back), then the officer signs in and opens a grant from their list.
 #[test]
 fn in_a_browser_staff_sign_in_through_the_providers_page_and_sign_out_through_it() {
-    // A long story: in a debug build its future outgrows a test thread's stack (as the
-    // console's own story does), so it runs on a thread with room.
-    std::thread::Builder::new()
-        .stack_size(64 << 20)
-        .spawn(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(browser_story())
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+    crate::browser::run_story(browser_story);
 }
 
 async fn browser_story() {
@@ -1338,9 +1325,7 @@ async fn the_sign_in_cookie_is_secure_when_the_console_is_served_over_https() {
     let p = provider();
     let vault = TestVault::with(|s| {
         s.public_url = Some("https://hoso.haichau.example".into());
-        s.sign_in.oidc_staff_issuer = Some(p.issuer.clone());
-        s.sign_in.oidc_staff_client_id = Some("hoso-staff".into());
-        s.sign_in.oidc_staff_client_secret_file = Some(p.secret_file.clone());
+        staff_through(s, &p.issuer);
     })
     .await;
     let reply = vault.get("/auth/staff/login", "").await;
@@ -1394,9 +1379,7 @@ async fn a_flood_of_sign_in_starts_is_answered_429_instead_of_filling_the_table(
     // Within one minute (a run that straddles a minute's turn is made again).
     for _ in 0..2 {
         let vault = TestVault::with(|s| {
-            s.sign_in.oidc_staff_issuer = Some(p.issuer.clone());
-            s.sign_in.oidc_staff_client_id = Some("hoso-staff".into());
-            s.sign_in.oidc_staff_client_secret_file = Some(p.secret_file.clone());
+            staff_through(s, &p.issuer);
             s.sign_in.sign_in_starts_per_minute = 3;
         })
         .await;
