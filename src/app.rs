@@ -101,6 +101,13 @@ pub enum StartupError {
     /// The audit log could not be brought up to date (its Merkle tree).
     #[error("the audit log: {0}")]
     AuditLog(String),
+    /// The erasure ledger could not be read or re-applied: a vault that might serve an erased
+    /// document does not serve at all.
+    #[error(
+        "the erasure ledger could not be re-applied, so erased documents might be served: {0}; \
+         nothing is served until it can be"
+    )]
+    Ledger(String),
 }
 
 impl App {
@@ -156,7 +163,32 @@ impl App {
             .map_err(|e| StartupError::AuditLog(format!("reading its head: {e}")))?;
         let sign_in = crate::records::sign_in::SignIn::from_settings(&settings.sign_in)
             .map_err(StartupError::Setting)?;
-        let vault = vault(&settings, db, blobs, keys, metrics, checkpoints, sign_in);
+        let retention = crate::records::retention::Rules::load(settings.retention_file.as_deref())
+            .map_err(StartupError::Setting)?;
+        let deadlines = crate::records::requests::Deadlines {
+            holidays: crate::records::calendar::Holidays::load(settings.holidays_file.as_deref())
+                .map_err(StartupError::Setting)?,
+            answer_days: settings.request_answer_days,
+            carry_out_days: settings.request_carry_out_days,
+            extension_days: settings.request_extension_days,
+        };
+        let opened = Opened {
+            db,
+            blobs,
+            keys,
+            metrics,
+            checkpoints,
+            sign_in,
+            retention,
+            deadlines,
+        };
+        let vault = vault(&settings, opened);
+        if create {
+            // `serve` (and `init`): every erasure in the ledger holds before the first request.
+            crate::records::erasure::reapply(&vault, crate::records::erasure::Source::Live)
+                .await
+                .map_err(|e| StartupError::Ledger(e.for_operator()))?;
+        }
         Ok(Self {
             settings,
             vault,
@@ -193,16 +225,30 @@ fn s3_limits(settings: &Settings) -> crate::blob::S3Limits {
     }
 }
 
-/// The records service over what [`App::open`] opened, with the settings it enforces.
-fn vault(
-    settings: &Settings,
+/// What [`App::open`] opened and read, for the records service.
+struct Opened {
     db: Db,
     blobs: BlobStore,
     keys: Keyring,
     metrics: Arc<Metrics>,
     checkpoints: Arc<Publisher>,
     sign_in: crate::records::sign_in::SignIn,
-) -> Vault {
+    retention: crate::records::retention::Rules,
+    deadlines: crate::records::requests::Deadlines,
+}
+
+/// The records service over what [`App::open`] opened, with the settings it enforces.
+fn vault(settings: &Settings, opened: Opened) -> Vault {
+    let Opened {
+        db,
+        blobs,
+        keys,
+        metrics,
+        checkpoints,
+        sign_in,
+        retention,
+        deadlines,
+    } = opened;
     Vault {
         log: crate::audit::writer::LogWriter::start(crate::audit::writer::Sink {
             db: db.clone(),
@@ -236,6 +282,8 @@ fn vault(
         )),
         sign_in,
         checkpoints,
+        retention: Arc::new(retention),
+        deadlines,
         test_fault: settings.test_fault,
     }
 }

@@ -193,6 +193,53 @@ pub struct Settings {
     )]
     pub sweep_grace_seconds: u64,
 
+    /// How long each type of document is kept (a JSON file; see config/retention.json, which
+    /// is the built-in default when this is not set). Checked at start-up.
+    #[arg(long, env = "HOSO_RETENTION_FILE", global = true)]
+    pub retention_file: Option<PathBuf>,
+
+    /// `hoso serve` runs retention this often (one run at a time across the fleet); 0: never
+    /// (run `hoso retention run` yourself).
+    #[arg(
+        long,
+        env = "HOSO_RETENTION_EVERY_HOURS",
+        default_value_t = 24,
+        global = true
+    )]
+    pub retention_every_hours: u64,
+
+    /// Public holidays on which a citizen's request's working days do not count (a JSON file;
+    /// see config/holidays-vn.json, the built-in default for 2026-2027). Checked at start-up.
+    #[arg(long, env = "HOSO_HOLIDAYS_FILE", global = true)]
+    pub holidays_file: Option<PathBuf>,
+
+    /// Working days to give a citizen's request its first answer (Decree 356/2025).
+    #[arg(
+        long,
+        env = "HOSO_REQUEST_ANSWER_DAYS",
+        default_value_t = 2,
+        global = true
+    )]
+    pub request_answer_days: u32,
+
+    /// Working days to carry out (or refuse) a citizen's request.
+    #[arg(
+        long,
+        env = "HOSO_REQUEST_CARRY_OUT_DAYS",
+        default_value_t = 15,
+        global = true
+    )]
+    pub request_carry_out_days: u32,
+
+    /// Working days one extension of a request adds (one extension at most).
+    #[arg(
+        long,
+        env = "HOSO_REQUEST_EXTENSION_DAYS",
+        default_value_t = 15,
+        global = true
+    )]
+    pub request_extension_days: u32,
+
     /// An upload that sends nothing for this many seconds is cut off (slow-loris clients).
     #[arg(
         long,

@@ -56,7 +56,7 @@ impl fmt::Debug for NationalId {
 macro_rules! string_enum {
     ($(#[$doc:meta])* $name:ident, $what:literal { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         pub enum $name { $(#[serde(rename = $text)] $variant),+ }
 
         impl $name {
@@ -104,12 +104,14 @@ string_enum!(
 );
 
 string_enum!(
-    /// A document's life: `pending` until a clerk checks it against the original.
+    /// A document's life: `pending` until a clerk checks it against the original; `erased`
+    /// is a tombstone, its secrets and body gone.
     DocStatus, "status" {
         Pending = "pending",
         Verified = "verified",
         Superseded = "superseded",
         Revoked = "revoked",
+        Erased = "erased",
     }
 );
 
@@ -191,6 +193,56 @@ impl From<SignInKind> for SessionVia {
 }
 
 string_enum!(
+    /// Why a document is erased: its type's retention rule ran out, the citizen asked (Law
+    /// 91/2025, where no law requires keeping it), or a court ordered it.
+    EraseReason, "erasure reason" {
+        Retention = "retention",
+        CitizenRequest = "citizen_request",
+        CourtOrder = "court_order",
+    }
+);
+
+string_enum!(
+    /// What a citizen asks of the vault under Law 91/2025 (Art. 4): to see their data
+    /// (`access`), to be given a copy to take away (`provide`), to have it corrected, to restrict
+    /// its processing, to object to it, to withdraw consent, to have it erased.
+    RequestKind, "request kind" {
+        Access = "access",
+        Provide = "provide",
+        Correct = "correct",
+        Restrict = "restrict",
+        Object = "object",
+        WithdrawConsent = "withdraw_consent",
+        Erase = "erase",
+    }
+);
+
+impl RequestKind {
+    /// Carried out, these stop the processing of the citizen's records (a restriction).
+    pub fn restricts(self) -> bool {
+        matches!(self, Self::Restrict | Self::Object | Self::WithdrawConsent)
+    }
+}
+
+string_enum!(
+    /// Where a citizen's request stands. `extended` (once, with a reason) moves its deadline;
+    /// `done` and `refused` (with the legal reason) close it.
+    RequestState, "request state" {
+        Received = "received",
+        InProgress = "in_progress",
+        Extended = "extended",
+        Done = "done",
+        Refused = "refused",
+    }
+);
+
+impl RequestState {
+    pub fn is_open(self) -> bool {
+        !matches!(self, Self::Done | Self::Refused)
+    }
+}
+
+string_enum!(
     /// What an audit entry says happened to the act it records.
     Outcome, "outcome" {
         Allowed = "allowed",
@@ -226,6 +278,15 @@ string_enum!(
         SessionSignIn = "session.sign_in",
         SessionSignOut = "session.sign_out",
         SessionList = "session.list",
+        DocumentErase = "document.erase",
+        HoldPlace = "hold.place",
+        HoldLift = "hold.lift",
+        HoldList = "hold.list",
+        RequestFile = "request.file",
+        RequestUpdate = "request.update",
+        RequestList = "request.list",
+        RestrictionLift = "restriction.lift",
+        CitizenExport = "citizen.export",
     }
 );
 

@@ -36,6 +36,19 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// The document was erased: only its tombstone remains.
+    #[error("the document was erased; only a record that it existed remains")]
+    Erased,
+    /// The citizen restricted the processing of their records (a request carried out): no
+    /// grant is made over them and none reads until it is lifted.
+    #[error(
+        "the citizen has restricted the processing of their records ({0}); nothing is shared or \
+         read through a grant until it is lifted"
+    )]
+    Restricted(String),
+    /// A legal hold in force covers what was to be erased (the hold's reason and reference).
+    #[error("a legal hold covers this document, so it is kept: {0}")]
+    LegalHold(String),
     #[error("the upload exceeds the limit of {0} bytes")]
     PayloadTooLarge(u64),
     #[error("too many refused requests; wait a minute")]
@@ -79,9 +92,11 @@ impl ApiError {
             | Self::ScopeDenied
             | Self::GrantRevoked
             | Self::GrantExhausted
-            | Self::GrantExpired => StatusCode::FORBIDDEN,
+            | Self::GrantExpired
+            | Self::Restricted(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::LegalHold(_) => StatusCode::CONFLICT,
+            Self::Erased => StatusCode::GONE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
@@ -107,6 +122,9 @@ impl ApiError {
             Self::GrantExpired => "grant_expired",
             Self::NotFound => "not_found",
             Self::Conflict(_) => "conflict",
+            Self::Erased => "erased",
+            Self::LegalHold(_) => "legal_hold",
+            Self::Restricted(_) => "restricted",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::RequestTimeout(_) => "request_timeout",
             Self::TooManyRequests => "too_many_requests",
@@ -116,6 +134,18 @@ impl ApiError {
             Self::InsufficientStorage(_) => "insufficient_storage",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The error as an operator reads it at their own terminal or in the service's log: the
+    /// message, and for server-side failures the cause (never sent to a client).
+    pub fn for_operator(self) -> String {
+        match self {
+            Self::Internal(cause)
+            | Self::Integrity(cause)
+            | Self::Unavailable(cause)
+            | Self::InsufficientStorage(cause) => cause,
+            other => other.to_string(),
         }
     }
 

@@ -32,3 +32,5 @@ pub mod http;
 pub mod metrics;
 /// The records service: the only place that combines db, blob, crypto and audit.
 pub mod records;
+/// A ZIP archive of stored entries, written as a stream (the citizen's export).
+pub mod zip;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use super::{CliError, cli_error, open};
 use crate::config::Settings;
 use crate::records;
+use crate::records::erasure::Source;
 
 pub async fn backup(settings: Settings, dir: &Path) -> Result<ExitCode, CliError> {
     let app = open(settings).await?;
@@ -20,11 +21,59 @@ pub async fn backup(settings: Settings, dir: &Path) -> Result<ExitCode, CliError
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn restore(settings: &Settings, dir: &Path) -> Result<ExitCode, CliError> {
-    let n = records::backup::restore(dir, &settings.database_url, &settings.storage_url).await?;
+/// Where a restore reads the erasure ledger from.
+pub enum LedgerGiven<'p> {
+    File(&'p Path),
+    /// The operator says no erasure was made since the backup.
+    None,
+}
+
+pub async fn restore(
+    settings: Settings,
+    dir: &Path,
+    ledger: LedgerGiven<'_>,
+) -> Result<ExitCode, CliError> {
+    let source = match ledger {
+        LedgerGiven::File(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("the ledger {}: {e}", file.display()))?;
+            let records = records::ledger::parse_export(&text)
+                .map_err(|e| format!("the ledger {}: {e}", file.display()))?;
+            Source::Exported(records)
+        }
+        LedgerGiven::None => Source::Live,
+    };
+    let (database_url, storage_url) = (settings.database_url.clone(), settings.storage_url.clone());
+    let n = records::backup::restore(dir, &database_url, &storage_url).await?;
+    // Every erasure the ledger holds, before anything serves the restored vault.
+    let reapplied = async {
+        let app = open(settings).await?;
+        records::erasure::reapply(&app.vault, source)
+            .await
+            .map_err(|e| CliError::Failed(cli_error(e)))
+    }
+    .await;
+    let reapplied = match reapplied {
+        Ok(r) => r,
+        Err(e) => {
+            records::backup::discard_restored(&database_url, &storage_url);
+            return Err(CliError::Failed(format!(
+                "the erasure ledger could not be re-applied ({e}); the restore was removed, so \
+                 that no erased document is served"
+            )));
+        }
+    };
     println!(
-        "restored the database and {n} bodies from {}; now run `hoso doctor`",
-        dir.display()
+        "restored the database and {n} bodies from {}; the erasure ledger ({} records) re-erased \
+         {} documents{}; now run `hoso doctor`",
+        dir.display(),
+        reapplied.records,
+        reapplied.erased.len(),
+        if reapplied.held.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} kept under a legal hold)", reapplied.held.len())
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

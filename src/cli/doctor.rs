@@ -8,6 +8,25 @@ use crate::records;
 
 pub async fn run(settings: Settings) -> Result<ExitCode, CliError> {
     let app = open(settings).await?;
+    // Every erasure the ledger holds first: a restored database may hold an erased document.
+    let ledger = records::erasure::reapply(&app.vault, records::erasure::Source::Live)
+        .await
+        .map_err(|e| {
+            format!(
+                "the erasure ledger could not be re-applied: {}",
+                cli_error(e)
+            )
+        })?;
+    if !ledger.erased.is_empty() || ledger.bodies > 0 || ledger.rewritten > 0 {
+        println!(
+            "the erasure ledger ({} records): {} documents erased again, {} bodies deleted, {} \
+             records written again",
+            ledger.records,
+            ledger.erased.len(),
+            ledger.bodies,
+            ledger.rewritten
+        );
+    }
     let report = records::maintenance::doctor(&app.vault, |done, total| {
         eprintln!("checked {done} of {total} documents…");
     })

@@ -6,6 +6,7 @@ mod audit;
 mod backup;
 mod doctor;
 mod keys;
+mod retention;
 mod serve;
 mod sweep;
 mod token;
@@ -69,11 +70,27 @@ pub enum Command {
         dir: PathBuf,
     },
     /// Put a backup made by `hoso backup` in place for HOSO_DATABASE_URL / HOSO_STORAGE_URL,
-    /// which must be empty or absent. Then run `hoso doctor`.
+    /// which must be empty or absent, and re-erase every document the erasure ledger names
+    /// (a backup still holds what was erased after it). Then run `hoso doctor`.
     Restore {
         /// The backup directory.
         dir: PathBuf,
+        /// The erasure ledger exported with `hoso retention ledger export` (kept beside the
+        /// keys): documents erased after the backup stay erased.
+        #[arg(
+            long,
+            required_unless_present = "no_ledger",
+            conflicts_with = "no_ledger"
+        )]
+        ledger: Option<PathBuf>,
+        /// Restore without an exported ledger: only the erasures the backup itself knew are
+        /// re-applied. Say so only if nothing was erased since the backup.
+        #[arg(long)]
+        no_ledger: bool,
     },
+    /// Retention by document type (HOSO_RETENTION_FILE), and the erasure ledger.
+    #[command(subcommand)]
+    Retention(retention::RetentionCommand),
     /// Check a copy of a document against its attestation, offline.
     VerifyCopy {
         /// The copy to check (as served by GET /v1/documents/{id}/content).
@@ -99,7 +116,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Doctor => doctor::run(settings).await,
         Command::Sweep { delete } => sweep::run(settings, delete).await,
         Command::Backup { dir } => backup::backup(settings, &dir).await,
-        Command::Restore { dir } => backup::restore(&settings, &dir).await,
+        Command::Restore {
+            dir,
+            ledger,
+            no_ledger: _,
+        } => {
+            let given = match &ledger {
+                Some(file) => backup::LedgerGiven::File(file),
+                None => backup::LedgerGiven::None,
+            };
+            backup::restore(settings, &dir, given).await
+        }
+        Command::Retention(command) => retention::run(settings, command).await,
         Command::VerifyCopy {
             file,
             attestation,
@@ -140,13 +168,7 @@ impl From<&str> for CliError {
 /// An error as an operator should read it: the message, and for server-side failures the cause
 /// (the CLI is the operator's own terminal, not a client).
 pub(crate) fn cli_error(e: impl Into<crate::error::ApiError>) -> String {
-    use crate::error::ApiError::{InsufficientStorage, Integrity, Internal, Unavailable};
-    match e.into() {
-        Internal(cause) | Integrity(cause) | Unavailable(cause) | InsufficientStorage(cause) => {
-            cause
-        }
-        other => other.to_string(),
-    }
+    e.into().for_operator()
 }
 
 #[cfg(test)]

@@ -52,6 +52,10 @@ pub async fn run(settings: Settings) -> Result<ExitCode, CliError> {
             checkpoint_step(&checkpointer.vault).await;
         }
     });
+    if state.settings.retention_every_hours > 0 {
+        let every = Duration::from_secs(state.settings.retention_every_hours.saturating_mul(3600));
+        tokio::spawn(retention_daily(state.clone(), every));
+    }
     tracing::info!(%listen, "hoso is listening");
     say_how_to_sign_in(&state.vault);
     let grace = Duration::from_secs(state.settings.shutdown_grace_seconds);
@@ -92,6 +96,31 @@ fn say_how_to_sign_in(vault: &records::Vault) {
         "get a token with: cargo run --release -- token issue --role clerk --sub YOUR-STAFF-ID \
          --office YOUR-OFFICE (or --role admin, auditor; a citizen's --sub is their national ID)"
     );
+}
+
+/// Retention, a minute after start and then every `every`; a run another process holds is
+/// left to it.
+async fn retention_daily(state: AppState, every: Duration) {
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    loop {
+        let vault = &state.vault;
+        let now = crate::db::now_ms();
+        match records::retention::run(vault, &vault.retention, now, false, |_, _| {}).await {
+            Ok(report) => tracing::info!(
+                due = report.due.len(),
+                erased = report.erased,
+                held = report.held.len(),
+                "retention run"
+            ),
+            Err(records::retention::RunError::Busy) => {
+                tracing::info!("retention: another process is running it")
+            }
+            Err(records::retention::RunError::Failed(e)) => {
+                tracing::warn!(error = %e.for_operator(), "retention run failed; will retry")
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// One round of the checkpointer (see [`crate::audit::checkpoints`]).

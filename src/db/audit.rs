@@ -415,22 +415,24 @@ pub struct Filter {
     pub until: Option<i64>,
     pub after_seq: i64,
     pub limit: i64,
-    /// Only reads of a citizen's records by someone else (the citizen's access log).
-    pub reads_by_others: bool,
+    /// Only what a citizen's access log lists: reads of their records by someone else, and
+    /// erasures of their documents (each entry's receipt is then a destruction receipt).
+    pub access_log: bool,
 }
 
-/// The condition for "someone other than the citizen saw the citizen's records": literals
-/// from the vocabulary's own words, never from input.
-fn reads_by_others() -> String {
+/// The condition for "someone other than the citizen saw the citizen's records, or one of
+/// their documents was erased": literals from the vocabulary's own words, never from input.
+fn access_log() -> String {
     let reads = AuditAction::READS
         .iter()
         .map(|a| format!("'{a}'"))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        " AND outcome = '{}' AND role <> '{}' AND action IN ({reads})",
+        " AND outcome = '{}' AND ((role <> '{}' AND action IN ({reads})) OR action = '{}')",
         Outcome::Allowed,
-        Role::Citizen
+        Role::Citizen,
+        AuditAction::DocumentErase
     )
 }
 
@@ -462,8 +464,8 @@ where
     if f.until.is_some() {
         clause(&mut sql, " AND at < ?");
     }
-    if f.reads_by_others {
-        sql.push_str(&reads_by_others());
+    if f.access_log {
+        sql.push_str(&access_log());
     }
     clause(&mut sql, " ORDER BY seq LIMIT ?");
     let mut q = sqlx::query(&sql).bind(f.after_seq);

@@ -33,12 +33,16 @@ pub struct DocumentRow {
     pub supersedes: Option<Uuid>,
     pub status_changed_by: Option<String>,
     pub status_changed_at: Option<i64>,
+    /// A tombstone's when, by whom and why (`reason: detail`).
+    pub erased_at: Option<i64>,
+    pub erased_by: Option<String>,
+    pub erase_reason: Option<String>,
 }
 
 pub(super) const COLUMNS: &str = "id, citizen_idx, doc_type, status, content_type, size_bytes, sha256, \
     object_key, format_version, wrapped_key, kek_version, sealed_fields, \
     verified_against_original, intake_by, intake_office, intake_at, verified_by, \
-    verified_office, verified_at, attestation, supersedes, status_changed_by, status_changed_at";
+    verified_office, verified_at, attestation, supersedes, status_changed_by, status_changed_at, erased_at, erased_by, erase_reason";
 
 fn parse_uuid(text: &str) -> Result<Uuid, DbError> {
     Uuid::parse_str(text).map_err(|e| DbError::Corrupt(format!("stored document id: {e}")))
@@ -77,6 +81,9 @@ pub(super) fn from_columns(c: &Columns<'_>) -> Result<DocumentRow, DbError> {
             .transpose()?,
         status_changed_by: c.get("status_changed_by")?,
         status_changed_at: c.get("status_changed_at")?,
+        erased_at: c.get("erased_at")?,
+        erased_by: c.get("erased_by")?,
+        erase_reason: c.get("erase_reason")?,
     })
 }
 
@@ -86,7 +93,7 @@ pub async fn insert(tx: &mut Tx, d: &DocumentRow) -> Result<(), DbError> {
     sqlx::query(&format!(
         "INSERT INTO documents ({COLUMNS}) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-          $20, $21, $22, $23)"
+          $20, $21, $22, $23, $24, $25, $26)"
     ))
     .bind(d.id.to_string())
     .bind(d.citizen_idx.to_hex())
@@ -111,6 +118,9 @@ pub async fn insert(tx: &mut Tx, d: &DocumentRow) -> Result<(), DbError> {
     .bind(d.supersedes.map(|u| u.to_string()))
     .bind(d.status_changed_by.clone())
     .bind(d.status_changed_at)
+    .bind(d.erased_at)
+    .bind(d.erased_by.clone())
+    .bind(d.erase_reason.clone())
     .execute(&mut **tx)
     .await
     .map_err(db_err("insert document"))?;
@@ -245,8 +255,8 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM documents WHERE kek_version <> $1 OR format_version <> $2 \
-         ORDER BY id LIMIT $3"
+        "SELECT {COLUMNS} FROM documents WHERE (kek_version <> $1 OR format_version <> $2) \
+         AND status <> 'erased' ORDER BY id LIMIT $3"
     ))
     .bind(current)
     .bind(i64::from(crate::crypto::envelope::FORMAT_VERSION))
@@ -281,14 +291,15 @@ pub async fn replace_wrapped_key(
     Ok(result.rows_affected() == 1)
 }
 
-/// How many data keys each KEK version wraps: stored documents plus intakes still in flight.
+/// How many data keys each KEK version wraps: stored documents (a tombstone's key is gone)
+/// plus intakes still in flight.
 pub async fn count_by_kek<'e, E>(executor: E) -> Result<Vec<(i64, i64)>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let rows = sqlx::query(
         "SELECT kek_version, COUNT(*) AS n FROM (SELECT kek_version FROM documents \
-         UNION ALL SELECT kek_version FROM intake_intents) u GROUP BY kek_version ORDER BY kek_version",
+         WHERE status <> 'erased' UNION ALL SELECT kek_version FROM intake_intents) u GROUP BY kek_version ORDER BY kek_version",
     )
     .fetch_all(executor)
     .await
@@ -392,13 +403,14 @@ where
     col(&row, "n")
 }
 
-/// Whether a row or an intake in flight claims this object key.
+/// Whether a row or an intake in flight claims this object key (a tombstone's body is
+/// deleted, so it claims none).
 pub async fn object_claimed<'e, E>(executor: E, object_key: &str) -> Result<bool, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let row = sqlx::query(
-        "SELECT (SELECT COUNT(*) FROM documents WHERE object_key = $1) \
+        "SELECT (SELECT COUNT(*) FROM documents WHERE object_key = $1 AND status <> 'erased') \
          + (SELECT COUNT(*) FROM intake_intents WHERE object_key = $1) AS n",
     )
     .bind(object_key)

@@ -5,8 +5,12 @@
 
 pub mod audit;
 pub mod documents;
+pub mod erasure;
 pub mod grants;
+pub mod holds;
 pub mod kek_usage;
+pub mod requests;
+pub mod restrictions;
 pub mod revoked_tokens;
 pub mod schema;
 pub mod sessions;
@@ -139,6 +143,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "sign_in",
         include_str!("../../migrations/sqlite/0007_sign_in.sql"),
     ),
+    (
+        8,
+        "citizen_rights",
+        include_str!("../../migrations/sqlite/0008_citizen_rights.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -175,6 +184,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "sign_in",
         include_str!("../../migrations/postgres/0007_sign_in.sql"),
+    ),
+    (
+        8,
+        "citizen_rights",
+        include_str!("../../migrations/postgres/0008_citizen_rights.sql"),
     ),
 ];
 
@@ -234,6 +248,9 @@ impl Db {
                     conn.execute("PRAGMA synchronous = FULL").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
+                    // What a statement overwrites or deletes is zeroed in the file, not just
+                    // unlinked: an erased document's wrapped key must not linger in free pages.
+                    conn.execute("PRAGMA secure_delete = ON").await?;
                     Ok(())
                 })
             })
@@ -281,6 +298,23 @@ impl Db {
         match self.backend {
             Backend::Sqlite => SQLITE_MIGRATIONS,
             Backend::Postgres => POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// After an erasure: on SQLite, every change is checkpointed into the database file and
+    /// the write-ahead log emptied, so the pages that held the erased secrets (zeroed there by
+    /// `secure_delete`) are not kept in the log either. Best effort: a busy database is tried
+    /// again after the next erasure. PostgreSQL keeps old row versions until `VACUUM` reuses
+    /// their space, which it does not zero: docs/design.md says so.
+    pub async fn purge_freed(&self) {
+        if self.backend != Backend::Sqlite {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(error = %e, "could not empty the write-ahead log after an erasure");
         }
     }
 

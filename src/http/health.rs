@@ -70,10 +70,16 @@ async fn metrics(
     if !state.settings.metrics_public {
         caller?.require(&[Role::Admin, Role::Auditor])?;
     }
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.vault.metrics.render(),
-    ))
+    // Gauges read at scrape time from the database: citizens' requests open, and past a legal
+    // deadline.
+    let (open, overdue) =
+        crate::db::requests::counts(&state.vault.db.pool, crate::db::now_ms()).await?;
+    let mut body = state.vault.metrics.render();
+    body.push_str(&format!(
+        "# TYPE hoso_requests_open gauge\nhoso_requests_open {open}\n\
+         # TYPE hoso_requests_overdue gauge\nhoso_requests_overdue {overdue}\n"
+    ));
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }
 
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {

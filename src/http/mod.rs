@@ -8,8 +8,10 @@ mod console;
 mod documents;
 mod grants;
 mod health;
+mod holds;
 mod me;
 mod openapi;
+mod requests;
 mod scans;
 pub mod server;
 mod sessions;
@@ -40,6 +42,8 @@ pub fn app(state: AppState) -> Router {
         .merge(me::router())
         .merge(sign_in::router())
         .merge(sessions::router())
+        .merge(holds::router())
+        .merge(requests::router())
         .merge(scans::router(&state))
         .merge(console::router())
         .fallback(|| async { ApiError::NotFound })

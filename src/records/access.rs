@@ -43,7 +43,11 @@ pub fn entry(keys: &Keyring, caller: &Caller, action: AuditAction) -> Entry {
 /// refusals cannot grow the log without bound (it grows at most by the limit plus one entry a
 /// minute per actor, in each process).
 pub async fn refuse(vault: &Vault, entry: Entry, err: ApiError) -> ApiError {
-    let reason = err.code().to_owned();
+    // A restriction is logged with which one it was, so an auditor can follow it.
+    let reason = match &err {
+        ApiError::Restricted(which) => format!("{}: {which}", err.code()),
+        _ => err.code().to_owned(),
+    };
     refuse_because(vault, entry, err, reason).await
 }
 

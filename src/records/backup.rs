@@ -16,6 +16,7 @@ use crate::audit::checkpoints;
 use crate::blob::BlobStore;
 use crate::config::{DatabaseUrl, StorageUrl};
 use crate::db::{Backend, Db, documents};
+use crate::domain::DocStatus;
 use crate::error::ApiError;
 
 fn embedded_only(vault: &Vault) -> Result<PathBuf, ApiError> {
@@ -75,7 +76,7 @@ pub async fn backup(
     let mut done = 0u64;
     let mut pages = documents::AllDocuments::new(&copy.pool);
     while let Some(page) = pages.next_page().await? {
-        for doc in page {
+        for doc in page.into_iter().filter(|d| d.status != DocStatus::Erased) {
             let mut source = vault.blobs.get(&doc.object_key).await?;
             let mut writer = store.writer(&doc.object_key);
             while let Some(chunk) = source.next().await {
@@ -87,6 +88,7 @@ pub async fn backup(
         progress(done);
     }
     copy_checkpoints(vault, &copy, &store).await?;
+    copy_ledger(vault, &store).await?;
     copy.pool.close().await;
     Ok(done)
 }
@@ -102,6 +104,17 @@ async fn copy_checkpoints(vault: &Vault, snapshot: &Db, store: &BlobStore) -> Re
                 .put_all(&key, vault.blobs.get_all(&key).await?)
                 .await?;
         }
+    }
+    Ok(())
+}
+
+/// Copies the erasure ledger as it is now (every record is at least as old as the snapshot's
+/// erasures, so a restore re-erases at least what the snapshot had erased).
+async fn copy_ledger(vault: &Vault, store: &BlobStore) -> Result<(), ApiError> {
+    for key in vault.blobs.list_under(super::ledger::PREFIX).await? {
+        store
+            .put_all(&key, vault.blobs.get_all(&key).await?)
+            .await?;
     }
     Ok(())
 }
@@ -126,17 +139,30 @@ pub async fn restore(
         Err(e) => Err(e),
     };
     if checked.is_err() {
-        // Both were absent or empty before: what is there now is this restore's.
-        for f in [
-            database.to_owned(),
-            with_suffix(database, "-wal"),
-            with_suffix(database, "-shm"),
-        ] {
-            let _ = std::fs::remove_file(f);
-        }
-        let _ = std::fs::remove_dir_all(storage);
+        discard(database, storage);
     }
     checked
+}
+
+/// Removes what a restore put in place (both were absent or empty before it).
+fn discard(database: &Path, storage: &Path) {
+    for f in [
+        database.to_owned(),
+        with_suffix(database, "-wal"),
+        with_suffix(database, "-shm"),
+    ] {
+        let _ = std::fs::remove_file(f);
+    }
+    let _ = std::fs::remove_dir_all(storage);
+}
+
+/// Removes a restore that could not be finished (its erasure ledger could not be re-applied),
+/// so that nothing serves it.
+pub fn discard_restored(database_url: &DatabaseUrl, storage_url: &StorageUrl) {
+    if let (DatabaseUrl::Sqlite { file, .. }, StorageUrl::Local(dir)) = (database_url, storage_url)
+    {
+        discard(file, dir);
+    }
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

@@ -58,13 +58,23 @@ pub struct DocumentView {
     pub content_type: String,
     pub size: i64,
     pub sha256: String,
+    /// None for an erased document: its fields went with its key.
     #[serde(flatten)]
-    pub fields: PersonalFields,
+    pub fields: Option<PersonalFields>,
     pub verified_against_original: bool,
     pub taken_in: Stamp,
     pub verified: Option<Stamp>,
     pub supersedes: Option<Uuid>,
     pub attestation: Option<String>,
+    /// When, by whom and why it was erased (a tombstone only).
+    pub erased: Option<ErasedStamp>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErasedStamp {
+    pub by: String,
+    pub at: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,12 +84,22 @@ pub struct Stamp {
     pub at: String,
 }
 
-pub fn view(vault: &Vault, row: &DocumentRow) -> Result<DocumentView, ApiError> {
+/// The personal fields, opened with the document's data key.
+pub fn fields(vault: &Vault, row: &DocumentRow) -> Result<PersonalFields, ApiError> {
     let key = data_key(vault, row)?;
     let json = envelope::open_fields(&key, &binding(row)?, &row.sealed_fields)
         .map_err(|e| ApiError::Integrity(format!("document {}: {e}", row.id)))?;
-    let fields: PersonalFields = serde_json::from_slice(&json)
-        .map_err(|e| ApiError::internal("sealed fields are not valid JSON", e))?;
+    serde_json::from_slice(&json)
+        .map_err(|e| ApiError::internal("sealed fields are not valid JSON", e))
+}
+
+pub fn view(vault: &Vault, row: &DocumentRow) -> Result<DocumentView, ApiError> {
+    let erased = row.status == crate::domain::DocStatus::Erased;
+    let fields = if erased {
+        None
+    } else {
+        Some(fields(vault, row)?)
+    };
     Ok(DocumentView {
         id: row.id,
         doc_type: row.doc_type.as_str(),
@@ -104,6 +124,14 @@ pub fn view(vault: &Vault, row: &DocumentRow) -> Result<DocumentView, ApiError> 
         },
         supersedes: row.supersedes,
         attestation: row.attestation.clone(),
+        erased: match (&row.erased_by, row.erased_at, &row.erase_reason) {
+            (Some(by), Some(at), Some(reason)) if erased => Some(ErasedStamp {
+                by: by.clone(),
+                at: rfc3339(at),
+                reason: reason.clone(),
+            }),
+            _ => None,
+        },
     })
 }
 

@@ -112,6 +112,10 @@ pub async fn create(
     require_role(vault, &e, caller, &[Role::Clerk]).await?;
     let req = validate(req)?;
     let citizen = keys.citizen_index(&req.national_id);
+    e.citizen_idx = Some(citizen);
+    if let Err(err) = super::requests::unrestricted(vault, &citizen).await {
+        return Err(refuse(vault, e, err).await);
+    }
     let now = now_ms();
     let grant = GrantRow {
         id: Uuid::now_v7(),

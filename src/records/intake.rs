@@ -375,6 +375,9 @@ impl Stored<'_> {
             supersedes: metadata.supersedes,
             status_changed_by: None,
             status_changed_at: None,
+            erased_at: None,
+            erased_by: None,
+            erase_reason: None,
         };
         if metadata.verified_against_original {
             self.verify_at_intake(&mut row, clerk, now, metadata.fields.card_check)?;

@@ -141,7 +141,7 @@ pub async fn query(vault: &Vault, caller: &Caller, q: AuditQuery) -> Result<Page
             .transpose()?,
         after_seq: parse_cursor(q.cursor.as_deref())?,
         limit: parse_limit(q.limit)?,
-        reads_by_others: false,
+        access_log: false,
     };
     e.citizen_idx = citizen_idx;
     // Log the query before answering it, like any other read.
@@ -185,7 +185,8 @@ async fn access_log_entry(
 }
 
 /// Who read this citizen's records: every allowed list, metadata or content read by someone
-/// other than the citizen, with office and case.
+/// other than the citizen, with office and case; and every erasure of their documents, whose
+/// receipt ([`access_proof`]) proves to the citizen that the vault logged it.
 pub async fn access_log(
     vault: &Vault,
     caller: &Caller,
@@ -198,7 +199,7 @@ pub async fn access_log(
         citizen_idx: Some(citizen),
         after_seq: parse_cursor(q.cursor.as_deref())?,
         limit: parse_limit(q.limit)?,
-        reads_by_others: true,
+        access_log: true,
         ..Filter::default()
     };
     vault.record(e).await?;

@@ -28,7 +28,9 @@ const IN_MEMORY_LIMIT: i64 = 8 * 1024 * 1024;
 /// grant's dossier and office as soon as the grant is found, so a refusal is logged with them.
 async fn live_grant(vault: &Vault, caller: &Caller, e: &mut Entry) -> Result<GrantRow, ApiError> {
     let grant = grant_store::get(&vault.db.pool, token_grant(caller)?).await?;
-    grant_in_force(vault, grant, caller, e)
+    let grant = grant_in_force(vault, grant, caller, e)?;
+    super::requests::unrestricted(vault, &grant.citizen_idx).await?;
+    Ok(grant)
 }
 
 /// The grant an officer's token was issued for.
@@ -104,7 +106,13 @@ async fn scoped_document(
             Err(err) => return Err(refuse(vault, e.clone(), err).await),
         };
         let (grant, doc) = both.map_or((None, None), |(g, d)| (Some(g), d));
-        match grant_in_force(vault, grant, caller, e) {
+        let in_force = match grant_in_force(vault, grant, caller, e) {
+            Ok(g) => super::requests::unrestricted(vault, &g.citizen_idx)
+                .await
+                .map(|()| g),
+            Err(err) => Err(err),
+        };
+        match in_force {
             Ok(g) => (Some(g), doc),
             Err(err) => return Err(refuse(vault, e.clone(), err).await),
         }
@@ -240,6 +248,9 @@ pub async fn content(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Content
         .await);
     }
     let (doc, grant) = scoped_document(vault, caller, id, &mut e).await?;
+    if doc.status == DocStatus::Erased {
+        return Err(refuse(vault, e, ApiError::Erased).await);
+    }
     if doc.status == DocStatus::Revoked {
         return Err(refuse(
             vault,

@@ -73,7 +73,7 @@ pub async fn verify_document(
     let clerk = caller.staff_or_none().to_owned();
     let now = now_ms();
     // What the intake recorded of the card's QR, in the document's sealed fields.
-    let card_check = super::view(vault, &doc)?.fields.card_check;
+    let card_check = super::fields(vault, &doc)?.card_check;
     let attestation = attest(
         &keys,
         &vault.token_policy.issuer,
@@ -121,6 +121,9 @@ pub async fn revoke(
         .transpose()
         .map_err(|err| ApiError::InvalidRequest(err.to_string()))?;
     let doc = target(vault, &mut e, id).await?;
+    if doc.status == DocStatus::Erased {
+        return Err(refuse(vault, e, ApiError::Erased).await);
+    }
     let answer = Revoked {
         id,
         status: DocStatus::Revoked.as_str(),

@@ -46,6 +46,10 @@ pub struct Vault {
     pub console_url: String,
     /// Signing in through identity providers (none configured: links only).
     pub sign_in: super::sign_in::SignIn,
+    /// How long each type of document is kept (`HOSO_RETENTION_FILE`).
+    pub retention: Arc<super::retention::Rules>,
+    /// The legal deadlines of citizens' requests, in working days.
+    pub deadlines: super::requests::Deadlines,
     /// Card QR reads allowed at once (one per core; see `records::card`).
     pub card_reads: Arc<tokio::sync::Semaphore>,
     /// Test-only crash simulation (`HOSO_TEST_FAULT`); refused outside debug builds.

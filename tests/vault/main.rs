@@ -23,6 +23,7 @@ mod p08_audit;
 mod p08_witnessed;
 mod p09_key_rotation;
 mod p10_nothing_in_clear;
+mod p12_erasure;
 mod processes;
 mod reliability;
 mod scale_out;

@@ -167,6 +167,9 @@ fn fake_row(scan: &[u8]) -> hoso::db::documents::DocumentRow {
         supersedes: None,
         status_changed_by: None,
         status_changed_at: None,
+        erased_at: None,
+        erased_by: None,
+        erase_reason: None,
     }
 }
 

@@ -1,0 +1,529 @@
+//! Promise 12: an erased document cannot be read back from the live store, the database, or a
+//! restored backup; a document under a legal hold is never erased. Retention by type with an
+//! injected clock, holds, erasure on request, the ledger through backup and restore.
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use hoso::domain::{DocType, EraseReason};
+use hoso::records::retention::{Report, Rule, Rules};
+
+use crate::common::*;
+
+const DAY_MS: i64 = 86_400_000;
+
+fn rules(list: &[(DocType, Option<u32>, Option<u32>)]) -> Rules {
+    Rules(
+        list.iter()
+            .map(|(t, not_current, unread)| {
+                (
+                    *t,
+                    Rule {
+                        after_not_current_days: *not_current,
+                        after_last_read_days: *unread,
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
+async fn run_at(vault: &TestVault, rules: &Rules, days_from_now: i64, dry_run: bool) -> Report {
+    let now = hoso::db::now_ms() + days_from_now * DAY_MS;
+    hoso::records::retention::run(&vault.state.vault, rules, now, dry_run, |_, _| {})
+        .await
+        .unwrap()
+}
+
+async fn status(vault: &TestVault, id: &str) -> String {
+    let reply = vault
+        .get(&format!("/v1/documents/{id}"), &vault.clerk())
+        .await;
+    reply.expect(StatusCode::OK);
+    reply.json()["status"].as_str().unwrap().to_owned()
+}
+
+async fn revoke(vault: &TestVault, id: &str) {
+    vault
+        .post(
+            &format!("/v1/documents/{id}/revoke"),
+            &vault.clerk(),
+            json!({}),
+        )
+        .await
+        .expect(StatusCode::OK);
+}
+
+fn ids(report: &Report) -> Vec<String> {
+    let mut ids: Vec<String> = report.due.iter().map(|(id, _)| id.to_string()).collect();
+    ids.sort();
+    ids
+}
+
+async fn place_hold(vault: &TestVault, body: serde_json::Value) -> String {
+    let reply = vault.post("/v1/holds", &vault.auditor(), body).await;
+    reply.expect(StatusCode::CREATED);
+    reply.json()["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn retention_erases_exactly_what_is_past_its_rule_and_nothing_under_a_hold() {
+    let vault = TestVault::new().await;
+    let old_cccd = vault.take_in(CITIZEN_A, "cccd", &pdf(1, 5_000)).await;
+    let mut newer = metadata("cccd");
+    newer["supersedes"] = json!(old_cccd);
+    let reply = vault
+        .intake(&vault.clerk(), CITIZEN_A, &newer, &pdf(2, 5_000))
+        .await;
+    reply.expect(StatusCode::CREATED);
+    let new_cccd = reply.json()["id"].as_str().unwrap().to_owned();
+    let passport = vault.take_in(CITIZEN_A, "passport", &pdf(3, 5_000)).await;
+    revoke(&vault, &passport).await;
+    let land = vault
+        .take_in(CITIZEN_A, "land_use_certificate", &pdf(4, 5_000))
+        .await;
+    revoke(&vault, &land).await;
+    let diploma = vault.take_in(CITIZEN_A, "diploma", &pdf(5, 5_000)).await;
+    let held = vault.take_in(CITIZEN_B, "cccd", &pdf(6, 5_000)).await;
+    revoke(&vault, &held).await;
+    let hold = place_hold(
+        &vault,
+        json!({"national_id": CITIZEN_B, "reason": "Toà án yêu cầu giữ hồ sơ", "case_ref": "TA-2026-17"}),
+    )
+    .await;
+
+    let rules = rules(&[
+        (DocType::Cccd, Some(30), None),
+        (DocType::Passport, Some(30), None),
+        (DocType::Diploma, None, Some(40)),
+    ]);
+    // Before any period has run out nothing is due; a dry run erases nothing.
+    assert!(run_at(&vault, &rules, 29, false).await.due.is_empty());
+    let dry = run_at(&vault, &rules, 31, true).await;
+    let mut expected = vec![old_cccd.clone(), passport.clone(), held.clone()];
+    expected.sort();
+    assert_eq!(ids(&dry), expected);
+    assert_eq!(dry.erased, 0);
+    assert_eq!(status(&vault, &old_cccd).await, "superseded");
+
+    let report = run_at(&vault, &rules, 31, false).await;
+    assert_eq!(ids(&report), expected);
+    assert_eq!(report.erased, 2, "{report:?}");
+    assert_eq!(report.held.len(), 1);
+    assert_eq!(report.held[0].0.to_string(), held);
+    for id in [&old_cccd, &passport] {
+        assert_eq!(status(&vault, id).await, "erased");
+    }
+    // The current cccd, the land-use certificate (no rule), the held one and the diploma
+    // (read recently enough) are whole.
+    for id in [&land, &held] {
+        assert_eq!(status(&vault, id).await, "revoked", "{id}");
+    }
+    for id in [&new_cccd, &diploma] {
+        assert_ne!(status(&vault, id).await, "erased", "{id}");
+        vault
+            .get(&format!("/v1/documents/{id}/content"), &vault.clerk())
+            .await
+            .expect(StatusCode::OK);
+    }
+    // The diploma was copied just now: 35 days on it is kept, 41 days on it has not been
+    // copied for 40 days.
+    let later = run_at(&vault, &rules, 35, false).await;
+    assert_eq!(later.erased, 0, "copied 35 days before: {later:?}");
+    assert_eq!(later.held.len(), 1);
+    let diploma_unread = run_at(&vault, &rules, 41, false).await;
+    assert_eq!(diploma_unread.erased, 1);
+    assert_eq!(status(&vault, &diploma).await, "erased");
+
+    // The refusal is in the log, with the hold; lifting the hold lets the rule act.
+    assert!(
+        vault
+            .count(&format!(
+                "SELECT COUNT(*) FROM audit_entries WHERE action = 'document.erase' \
+                 AND outcome = 'denied' AND document_id = '{held}' AND reason LIKE '%{hold}%'"
+            ))
+            .await
+            >= 1
+    );
+    vault
+        .post(&format!("/v1/holds/{hold}/lift"), &vault.admin(), json!({}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(run_at(&vault, &rules, 31, false).await.erased, 1);
+    assert_eq!(status(&vault, &held).await, "erased");
+    assert_eq!(
+        vault
+            .count(
+                "SELECT COUNT(*) FROM audit_entries WHERE action = 'document.erase' \
+                 AND outcome = 'allowed' AND reason LIKE 'retention: retention rule for %'"
+            )
+            .await,
+        4
+    );
+}
+
+#[tokio::test]
+async fn an_erased_document_leaves_nothing_readable_in_the_store_or_the_database() {
+    let vault = TestVault::new().await;
+    let scan = pdf(10, 70_000);
+    let id = vault.take_in(CITIZEN_A, "cccd", &scan).await;
+    let wrapped = vault
+        .fetch_blob("SELECT wrapped_key FROM documents WHERE id = $1", &id)
+        .await;
+    let sealed = vault
+        .fetch_blob("SELECT sealed_fields FROM documents WHERE id = $1", &id)
+        .await;
+    let body = vault.object(&id).await;
+    // Rotate, so that two master-key versions exist: neither may find anything to unwrap.
+    let rotated = hoso_cli(&vault, &["keys", "rotate"]).await;
+    assert!(rotated.status.success());
+
+    let reply = vault
+        .post(
+            &format!("/v1/documents/{id}/erase"),
+            &vault.admin(),
+            json!({"reason": "citizen_request", "reference": "YC-2026-0042"}),
+        )
+        .await;
+    reply.expect(StatusCode::OK);
+    assert_eq!(reply.json()["status"], "erased");
+
+    let in_db = vault.database_bytes();
+    for secret in [&wrapped, &sealed] {
+        assert!(!contains(&in_db, secret), "the database still holds it");
+        assert!(!contains(&in_db, hex::encode(secret).as_bytes()));
+    }
+    assert!(
+        !vault.stored_keys().await.iter().any(|k| k.ends_with(&id)),
+        "the body object is gone"
+    );
+    assert!(!contains(&in_db, &body[..64]));
+    // The tombstone: what, whose, when, why; and the ledger record outside the database.
+    let tomb = vault
+        .get(&format!("/v1/documents/{id}"), &vault.clerk())
+        .await
+        .json();
+    assert_eq!(tomb["status"], "erased");
+    assert_eq!(tomb["doc_type"], "cccd");
+    assert!(tomb.get("holder_name").is_none(), "{tomb}");
+    assert_eq!(tomb["erased"]["reason"], "citizen_request: YC-2026-0042");
+    let record = vault.raw_object(&format!("ledger/erasures/{id}")).await;
+    let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    assert_eq!(record["reason"], "citizen_request");
+    vault
+        .get(&format!("/v1/documents/{id}/content"), &vault.clerk())
+        .await
+        .expect_error(StatusCode::GONE, "erased");
+    // The key versions no longer count it, so the old one can be retired.
+    let retired = hoso_cli(&vault, &["keys", "retire", "--version", "1"]).await;
+    assert!(
+        retired.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retired.stderr)
+    );
+    let (ok, out) = vault.cli_verify().await;
+    assert!(ok, "{out}");
+}
+
+#[tokio::test]
+async fn a_hold_beats_an_erasure_request_and_bad_input_changes_nothing() {
+    let vault = TestVault::new().await;
+    let id = vault.take_in(CITIZEN_A, "passport", &pdf(20, 5_000)).await;
+    let erase = |reason: &'static str| json!({"reason": reason, "reference": "QĐ-123/2026/TA"});
+    for (body, code) in [
+        (
+            json!({"document_id": id, "case_ref": "TA-1"}),
+            "invalid_request",
+        ),
+        (
+            json!({"document_id": id, "reason": " ", "case_ref": "TA-1"}),
+            "invalid_request",
+        ),
+        (
+            json!({"document_id": id, "national_id": CITIZEN_A, "reason": "x", "case_ref": "TA-1"}),
+            "invalid_request",
+        ),
+        (
+            json!({"document_id": id, "reason": "x", "case_ref": "TA-1", "until": "2020-01-01T00:00:00Z"}),
+            "invalid_request",
+        ),
+        (
+            json!({"national_id": "12", "reason": "x", "case_ref": "TA-1"}),
+            "invalid_national_id",
+        ),
+    ] {
+        let reply = vault.post("/v1/holds", &vault.admin(), body.clone()).await;
+        assert_eq!(reply.code(), code, "{body}");
+    }
+    vault
+        .post(
+            "/v1/holds",
+            &vault.clerk(),
+            json!({"document_id": id, "reason": "x", "case_ref": "TA-1"}),
+        )
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(vault.count("SELECT COUNT(*) FROM legal_holds").await, 0);
+
+    let hold = place_hold(
+        &vault,
+        json!({"document_id": id, "reason": "Vụ án hình sự số 12", "case_ref": "VKS-2026-12"}),
+    )
+    .await;
+    let refused = vault
+        .post(
+            &format!("/v1/documents/{id}/erase"),
+            &vault.admin(),
+            erase("court_order"),
+        )
+        .await;
+    refused.expect_error(StatusCode::CONFLICT, "legal_hold");
+    assert!(
+        refused.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("VKS-2026-12")
+    );
+    assert_eq!(status(&vault, &id).await, "pending");
+    for (who, body, code) in [
+        (vault.clerk(), erase("court_order"), "forbidden"),
+        (vault.admin(), erase("retention"), "invalid_request"),
+        (
+            vault.admin(),
+            json!({"reason": "because", "reference": "x"}),
+            "invalid_request",
+        ),
+    ] {
+        let reply = vault
+            .post(&format!("/v1/documents/{id}/erase"), &who, body)
+            .await;
+        assert_eq!(reply.code(), code);
+    }
+    let listed = vault.get("/v1/holds", &vault.auditor()).await;
+    listed.expect(StatusCode::OK);
+    assert_eq!(listed.json()["holds"][0]["id"], hold.as_str());
+    assert_eq!(listed.json()["holds"][0]["in_force"], true);
+
+    let lift = format!("/v1/holds/{hold}/lift");
+    vault
+        .post(&lift, &vault.auditor(), json!({}))
+        .await
+        .expect(StatusCode::OK);
+    vault
+        .post(&lift, &vault.auditor(), json!({}))
+        .await
+        .expect_error(StatusCode::CONFLICT, "conflict");
+    assert!(
+        vault.get("/v1/holds", &vault.auditor()).await.json()["holds"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    vault
+        .post(
+            &format!("/v1/documents/{id}/erase"),
+            &vault.admin(),
+            erase("court_order"),
+        )
+        .await
+        .expect(StatusCode::OK);
+    for action in ["hold.place", "hold.lift", "hold.list"] {
+        assert!(
+            vault
+                .count(&format!(
+                    "SELECT COUNT(*) FROM audit_entries WHERE action = '{action}'"
+                ))
+                .await
+                >= 1,
+            "{action} is logged"
+        );
+    }
+    assert_eq!(
+        vault
+            .count(
+                "SELECT COUNT(*) FROM audit_entries WHERE action = 'document.erase' \
+                    AND outcome = 'denied' AND reason LIKE 'legal_hold: legal hold %'"
+            )
+            .await,
+        1
+    );
+}
+
+/// Erases `id` on a citizen's request, as an admin.
+async fn erase_on_request(vault: &TestVault, id: &str) {
+    vault
+        .post(
+            &format!("/v1/documents/{id}/erase"),
+            &vault.admin(),
+            json!({"reason": "citizen_request", "reference": "YC-7"}),
+        )
+        .await
+        .expect(StatusCode::OK);
+}
+
+/// The row of `id` as a restored vault holds it: its status and whether a wrapped key is left.
+async fn row_of(vault: &TestVault, id: &str) -> (String, usize) {
+    let status = vault
+        .fetch_text(&format!("SELECT status FROM documents WHERE id = '{id}'"))
+        .await;
+    let key = vault
+        .fetch_blob("SELECT wrapped_key FROM documents WHERE id = $1", id)
+        .await;
+    (status, key.len())
+}
+
+#[tokio::test]
+async fn a_restored_backup_does_not_bring_an_erased_document_back() {
+    if backend() == Backend::PostgresS3 {
+        println!("backup/restore cover the embedded default; PostgreSQL: see the next test");
+        return;
+    }
+    let vault = TestVault::new().await;
+    let gone = vault.take_in(CITIZEN_A, "cccd", &pdf(30, 40_000)).await;
+    let kept = vault.take_in(CITIZEN_A, "passport", &pdf(31, 40_000)).await;
+    let backup = vault.path().join("backup");
+    let out = hoso_cli(&vault, &["backup", backup.to_str().unwrap()]).await;
+    assert!(out.status.success());
+    erase_on_request(&vault, &gone).await;
+    let exported = vault.path().join("ledger.jsonl");
+    let out = hoso_cli(
+        &vault,
+        &["retention", "ledger", "export", exported.to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Into a fresh place, database and storage both from the backup, the ledger exported.
+    let fresh = tempfile::tempdir().unwrap();
+    let mut s = hoso::config::Settings::embedded_in(fresh.path());
+    s.keys_dir = vault.state.settings.keys_dir.clone();
+    let restore = |extra: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"));
+        command
+            .arg("restore")
+            .arg(&backup)
+            .args(extra)
+            .env("HOSO_DATABASE_URL", s.database_url.expose())
+            .env("HOSO_STORAGE_URL", s.storage_url.to_string())
+            .env("HOSO_KEYS_DIR", &s.keys_dir)
+            .env("HOSO_LOG", "warn");
+        command.output().unwrap()
+    };
+    let refused = restore(&[]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--ledger"));
+    let bad = fresh.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"document_id\": 3}\n").unwrap();
+    let refused = restore(&["--ledger", bad.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("line 1"));
+    assert!(!fresh.path().join("hoso.db").exists(), "nothing restored");
+    let out = restore(&["--ledger", exported.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("re-erased 1 documents"));
+    let restored = TestVault::open(fresh, s).await;
+    assert_eq!(row_of(&restored, &gone).await, ("erased".into(), 0));
+    restored
+        .get(&format!("/v1/documents/{gone}/content"), &restored.clerk())
+        .await
+        .expect_error(StatusCode::GONE, "erased");
+    restored
+        .get(&format!("/v1/documents/{kept}/content"), &restored.clerk())
+        .await
+        .expect(StatusCode::OK);
+
+    // The database alone put back beside the live store: start-up reads the live ledger.
+    let dir = vault.path();
+    let settings = vault.state.settings.clone();
+    vault.state.vault.db.pool.close().await;
+    let vault_dir = vault.dir;
+    for f in ["hoso.db", "hoso.db-wal", "hoso.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    std::fs::copy(backup.join("hoso.db"), dir.join("hoso.db")).unwrap();
+    // The checkpoints published after the backup make it a rollback: the vault does not start
+    // (and so serves nothing) until the operator moves them aside, as the README says.
+    let refused = hoso::app::App::open(settings.clone(), true).await;
+    let Err(hoso::app::StartupError::Ledger(why)) = refused else {
+        panic!("a restored database beside later checkpoints must not start");
+    };
+    assert!(why.contains("audit log"), "{why}");
+    let published = dir.join("storage/audit/checkpoints");
+    let kept = backup.join("storage/audit/checkpoints");
+    let aside = dir.join("moved-aside");
+    std::fs::create_dir(&aside).unwrap();
+    for entry in std::fs::read_dir(&published).unwrap().flatten() {
+        if !kept.join(entry.file_name()).exists() {
+            std::fs::rename(entry.path(), aside.join(entry.file_name())).unwrap();
+        }
+    }
+    let reopened = TestVault::open(vault_dir, settings).await;
+    assert_eq!(row_of(&reopened, &gone).await, ("erased".into(), 0));
+    assert!(!contains(
+        &reopened.database_bytes(),
+        &pdf(30, 40_000)[..32]
+    ));
+}
+
+#[tokio::test]
+async fn a_postgresql_database_restored_from_a_dump_is_re_erased_at_start_up() {
+    if backend() != Backend::PostgresS3 {
+        println!("the SQLite pair is covered by the backup/restore test above");
+        return;
+    }
+    let vault = TestVault::new().await;
+    let gone = vault.take_in(CITIZEN_A, "cccd", &pdf(40, 40_000)).await;
+    let url = vault.state.settings.database_url.expose().to_owned();
+    let dump = std::process::Command::new("pg_dump")
+        .args(["--no-owner", &url])
+        .output()
+        .unwrap();
+    assert!(dump.status.success());
+    erase_on_request(&vault, &gone).await;
+
+    // The dump, taken before the erasure, restored into a new database beside the live bucket.
+    let (server, _) = url.rsplit_once('/').unwrap();
+    let name = format!("hoso_t_{}", uuid::Uuid::now_v7().simple());
+    let psql = |db: &str, input: &[u8]| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("psql")
+            .args(["-q", "-v", "ON_ERROR_STOP=1", &format!("{server}/{db}")])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    psql("postgres", format!("CREATE DATABASE {name};").as_bytes());
+    psql(&name, &dump.stdout);
+    let mut settings = vault.state.settings.clone();
+    settings.database_url = format!("{server}/{name}").parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let restored = TestVault::open(dir, settings).await;
+    assert_eq!(row_of(&restored, &gone).await, ("erased".into(), 0));
+}
+
+#[tokio::test]
+async fn a_lost_ledger_record_is_written_again_from_the_tombstone() {
+    let vault = TestVault::new().await;
+    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(50, 5_000)).await;
+    erase_on_request(&vault, &id).await;
+    let key = format!("ledger/erasures/{id}");
+    vault.state.vault.blobs.delete(&key).await.unwrap();
+    let done =
+        hoso::records::erasure::reapply(&vault.state.vault, hoso::records::erasure::Source::Live)
+            .await
+            .unwrap();
+    assert_eq!(done.rewritten, 1);
+    let record: serde_json::Value = serde_json::from_slice(&vault.raw_object(&key).await).unwrap();
+    assert_eq!(record["reason"], EraseReason::CitizenRequest.as_str());
+    assert_eq!(record["detail"], "YC-7");
+}
