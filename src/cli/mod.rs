@@ -103,6 +103,15 @@ pub enum Command {
         #[arg(long)]
         jwks: Option<PathBuf>,
     },
+    /// Check a citizen's export (GET /v1/citizens/{id}/export) offline: the manifest's signature
+    /// by the vault's export key, and every file in the archive against the manifest.
+    VerifyExport {
+        /// The ZIP file.
+        file: PathBuf,
+        /// A JWKS file (as served at /.well-known/jwks.json). Default: this vault's own keys.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+    },
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
@@ -133,6 +142,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             attestation,
             jwks,
         } => verify_copy::run(&settings, &file, &attestation, jwks.as_deref()),
+        Command::VerifyExport { file, jwks } => {
+            verify_copy::verify_export(&settings, &file, jwks.as_deref())
+        }
     }
 }
 

@@ -16,19 +16,7 @@ pub fn run(
         Ok(text) => text.trim().to_owned(),
         Err(_) => attestation.trim().to_owned(),
     };
-    let jwks: serde_json::Value = match jwks {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?
-        }
-        None => Keyring::open(&settings.keys_dir, false)
-            .map_err(|e| e.to_string())?
-            .jwks(),
-    };
-    if jwks["keys"].as_array().is_none() {
-        return Err("the JWKS has no `keys` array".into());
-    }
+    let jwks = read_jwks(settings, jwks)?;
     // Attestation keys only: a JWS signed with the token key is not an attestation.
     let keys = crate::crypto::attestation::keys_from_jwks(&jwks);
     let claims = match crate::crypto::attestation::check(&jws, &keys) {
@@ -61,6 +49,56 @@ pub fn run(
         println!("{words}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The public keys to check against: a JWKS file (as served at /.well-known/jwks.json), or this
+/// vault's own.
+pub fn read_jwks(
+    settings: &Settings,
+    jwks: Option<&std::path::Path>,
+) -> Result<serde_json::Value, CliError> {
+    let jwks: serde_json::Value = match jwks {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?
+        }
+        None => Keyring::open(&settings.keys_dir, false)
+            .map_err(|e| e.to_string())?
+            .jwks(),
+    };
+    if jwks["keys"].as_array().is_none() {
+        return Err("the JWKS has no `keys` array".into());
+    }
+    Ok(jwks)
+}
+
+/// `hoso verify-export`: a citizen's export checked offline against the vault's export key.
+pub fn verify_export(
+    settings: &Settings,
+    file: &std::path::Path,
+    jwks: Option<&std::path::Path>,
+) -> Result<ExitCode, CliError> {
+    let jwks = read_jwks(settings, jwks)?;
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    match crate::records::export::verify(&bytes, &jwks) {
+        Ok(checked) => {
+            let m = &checked.manifest;
+            println!(
+                "VERIFIED: {} is an export of {} by {} made {}: {} files, each as signed",
+                file.display(),
+                m.citizen,
+                m.vault,
+                m.created_at,
+                m.files.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(reason) => {
+            println!("NOT VERIFIED: {reason}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 /// What an attestation's `card_check` claim means, in words. The QR is unsigned: a match shows

@@ -41,6 +41,8 @@ pub struct Keyring {
     pub token: SigningKey,
     pub attestation: SigningKey,
     pub audit: SigningKey,
+    /// Signs a citizen's export's manifest (`records::export`).
+    pub export: SigningKey,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,7 @@ impl Keyring {
                 "token-signing.p8",
                 "attestation-signing.p8",
                 "audit-signing.p8",
+                "export-signing.p8",
             ] {
                 ensure_file(dir, name, || SigningKey::generate_pkcs8().to_vec())?;
             }
@@ -111,6 +114,7 @@ impl Keyring {
             token: read_signing(dir, "token-signing.p8", "token")?,
             attestation: read_signing(dir, "attestation-signing.p8", super::attestation::PURPOSE)?,
             audit: read_signing(dir, "audit-signing.p8", "audit")?,
+            export: read_signing(dir, "export-signing.p8", "export")?,
         })
     }
 
@@ -170,7 +174,12 @@ impl Keyring {
 
     /// The JWKS: every public key the vault signs with.
     pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({"keys": [self.token.jwk(), self.attestation.jwk(), self.audit.jwk()]})
+        serde_json::json!({"keys": [
+            self.token.jwk(),
+            self.attestation.jwk(),
+            self.audit.jwk(),
+            self.export.jwk(),
+        ]})
     }
 }
 
@@ -228,6 +237,13 @@ fn read_grant_seal(dir: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
 
 fn read_signing(dir: &Path, name: &str, purpose: &str) -> Result<SigningKey, KeyError> {
     let path = dir.join(name);
+    if !path.exists() {
+        // A key a newer hoso added (the export key): made by `serve` or `init`.
+        return Err(KeyError::Bad {
+            path,
+            message: "missing: start `hoso serve` or run `hoso init` once to make it".into(),
+        });
+    }
     check_mode(&path)?;
     let bytes = Zeroizing::new(fs::read(&path).map_err(io_err(&path))?);
     SigningKey::from_pkcs8(&bytes, purpose).map_err(|message| KeyError::Bad { path, message })

@@ -6,6 +6,7 @@ mod audit;
 mod caller;
 mod console;
 mod documents;
+mod export;
 mod grants;
 mod health;
 mod holds;
@@ -44,6 +45,7 @@ pub fn app(state: AppState) -> Router {
         .merge(sessions::router())
         .merge(holds::router())
         .merge(requests::router())
+        .merge(export::router())
         .merge(scans::router(&state))
         .merge(console::router())
         .fallback(|| async { ApiError::NotFound })

@@ -208,7 +208,7 @@ pub struct GrantView {
 }
 
 impl GrantView {
-    fn new(g: &GrantRow, now: i64) -> Self {
+    pub(super) fn new(g: &GrantRow, now: i64) -> Self {
         let status = g.state(now);
         Self {
             grant_id: g.id,

@@ -16,6 +16,8 @@ pub mod copy_buffers;
 mod document;
 /// Erasing a document (crash-safe, hold-aware), and re-applying the erasure ledger.
 pub mod erasure;
+/// A citizen's export: one signed ZIP of everything hoso keeps about them.
+pub mod export;
 /// Sharing a citizen's documents for one dossier.
 pub mod grants;
 /// Legal holds: placed, lifted, listed.

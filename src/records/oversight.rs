@@ -207,6 +207,31 @@ pub async fn access_log(
     Ok(page(rows, filter.limit))
 }
 
+/// Every entry of a citizen's access log (as [`access_log`] lists them), for their export.
+pub async fn access_log_all(
+    vault: &Vault,
+    citizen: CitizenIndex,
+) -> Result<Vec<EntryView>, ApiError> {
+    let mut all = Vec::new();
+    let mut filter = Filter {
+        citizen_idx: Some(citizen),
+        limit: MAX_LIMIT,
+        access_log: true,
+        ..Filter::default()
+    };
+    loop {
+        let rows = store::query(&vault.db.pool, &filter).await?;
+        let full = rows.len() as i64 == filter.limit;
+        if let Some(last) = rows.last() {
+            filter.after_seq = last.seq;
+        }
+        all.extend(rows.into_iter().map(EntryView::from));
+        if !full {
+            return Ok(all);
+        }
+    }
+}
+
 /// Verifies the log against everything outside the database that vouches for it: every
 /// checkpoint in the object store and, when given, a witness's last checkpoint. Those are read
 /// first, then the database in one snapshot (see [`audit::verify_log`]).
@@ -414,15 +439,24 @@ pub async fn access_proof(
     if row.as_ref().and_then(|r| r.citizen_idx) != Some(citizen) {
         return Err(refuse(vault, e, ApiError::NotFound).await);
     }
-    let note = store::note_covering(&vault.db.pool, seq)
-        .await?
-        .ok_or_else(|| {
-            ApiError::Unavailable(format!(
-                "no published checkpoint covers entry {seq} yet; one is published within \
+    let receipt = receipt_for(vault, seq).await?;
+    // Logged like the access log it proves a line of (it was not, before).
+    vault.record(e).await?;
+    receipt.ok_or_else(|| {
+        ApiError::Unavailable(format!(
+            "no published checkpoint covers entry {seq} yet; one is published within \
              HOSO_CHECKPOINT_SECONDS ({} s)",
-                vault.checkpoints.policy.seconds
-            ))
-        })?;
+            vault.checkpoints.policy.seconds
+        ))
+    })
+}
+
+/// The receipt of entry `seq` (C2SP `tlog-proof`: index, inclusion proof in the smallest kept
+/// checkpoint covering it, the checkpoint), or None while no published checkpoint covers it.
+pub async fn receipt_for(vault: &Vault, seq: i64) -> Result<Option<String>, ApiError> {
+    let Some(note) = store::note_covering(&vault.db.pool, seq).await? else {
+        return Ok(None);
+    };
     let (leaf, hashes) = inclusion_hashes(vault, seq, note.size).await?;
     let receipt = Receipt {
         index: (seq - 1) as u64,
@@ -430,5 +464,5 @@ pub async fn access_proof(
         hashes,
         checkpoint: note.note,
     };
-    Ok(receipt.write())
+    Ok(Some(receipt.write()))
 }

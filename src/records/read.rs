@@ -337,7 +337,7 @@ fn sealed_len_bound(plaintext: i64) -> usize {
 }
 
 /// Authenticates the whole body before returning anything that could reach the client.
-async fn open_body(
+pub(super) async fn open_body(
     vault: &Vault,
     doc: &DocumentRow,
 ) -> Result<BoxStream<'static, Result<Bytes, ApiError>>, ApiError> {

@@ -86,7 +86,7 @@ pub struct Kept {
 }
 
 impl RequestView {
-    fn of(q: &RequestRow, now: i64) -> Self {
+    pub(super) fn of(q: &RequestRow, now: i64) -> Self {
         Self {
             id: q.id,
             citizen: super::access::citizen_actor(&q.citizen_idx),
@@ -236,7 +236,8 @@ pub async fn update(
     let (was_row, next_row) = (was.clone(), next.clone());
     let restriction =
         (next.state == RequestState::Done && was.kind.restricts()).then(|| RestrictionRow {
-            id: Uuid::now_v7(),
+            // Named by the request that placed it (one each).
+            id: was.id,
             citizen_idx: was.citizen_idx,
             request_id: was.id,
             placed_by: e.actor.clone(),
@@ -430,8 +431,7 @@ pub async fn unrestricted(
     match restrictions::in_force(&vault.db.pool, citizen).await? {
         None => Ok(()),
         Some(r) => Err(ApiError::Restricted(format!(
-            "restriction {} (request {}) since {}",
-            r.id,
+            "restriction {} since {}",
             r.request_id,
             format_rfc3339(r.placed_at)
         ))),

@@ -50,7 +50,7 @@ fn checker() -> &'static Path {
     })
 }
 
-fn go_check(input: &Value) -> (bool, String) {
+pub fn go_check(input: &Value) -> (bool, String) {
     use std::io::Write;
     let mut child = std::process::Command::new(checker())
         .stdin(std::process::Stdio::piped())

@@ -26,6 +26,7 @@ mod p10_nothing_in_clear;
 mod p12_erasure;
 mod processes;
 mod reliability;
+mod rights;
 mod scale_out;
 mod sign_in;
 mod survival;
