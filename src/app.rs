@@ -122,56 +122,13 @@ impl App {
         check_modes(&settings)?;
         let keys = Keyring::open(&settings.keys_dir, create)
             .map_err(|e| StartupError::Keys(e.to_string()))?;
-        let db = Db::connect(
-            &settings.database_url,
-            Duration::from_secs(settings.db_acquire_timeout_seconds),
-        )
-        .await?;
-        let foreign = crate::db::schema::differences(&db).await?;
-        if !foreign.is_empty() {
-            return Err(StartupError::Schema(foreign));
-        }
-        for version in keys.kek_versions() {
-            crate::db::kek_usage::register_kek(&db.pool, i64::from(version)).await?;
-        }
-        if keys.grants_await_seal {
-            seal_earlier_grants(&db, &keys).await?;
-        }
+        let db = open_database(&settings, &keys).await?;
         let blobs = BlobStore::from_url(&settings.storage_url, &s3_limits(&settings))?;
         let metrics = Arc::new(Metrics::default());
-        let built = crate::audit::build_missing_tree(&db, &metrics)
-            .await
-            .map_err(|e| StartupError::AuditLog(format!("building its Merkle tree: {e}")))?;
-        if built > 0 {
-            tracing::info!(
-                entries = built,
-                "built the audit Merkle tree for earlier entries"
-            );
-        }
-        let checkpoints = Arc::new(Publisher::new(
-            CheckpointPolicy {
-                origin: settings.audit_origin.clone(),
-                every: settings.checkpoint_every,
-                seconds: settings.checkpoint_seconds,
-                strict: settings.audit_strict,
-            },
-            metrics.clone(),
-        ));
-        checkpoints
-            .start_from(&db, &blobs, &keys)
-            .await
-            .map_err(|e| StartupError::AuditLog(format!("reading its head: {e}")))?;
+        let checkpoints = open_audit_log(&settings, &db, &blobs, &keys, &metrics).await?;
         let sign_in = crate::records::sign_in::SignIn::from_settings(&settings.sign_in)
             .map_err(StartupError::Setting)?;
-        let retention = crate::records::retention::Rules::load(settings.retention_file.as_deref())
-            .map_err(StartupError::Setting)?;
-        let deadlines = crate::records::requests::Deadlines {
-            holidays: crate::records::calendar::Holidays::load(settings.holidays_file.as_deref())
-                .map_err(StartupError::Setting)?,
-            answer_days: settings.request_answer_days,
-            carry_out_days: settings.request_carry_out_days,
-            extension_days: settings.request_extension_days,
-        };
+        let (retention, deadlines) = citizen_rights(&settings)?;
         let opened = Opened {
             db,
             blobs,
@@ -195,6 +152,82 @@ impl App {
             lifecycle: Lifecycle::default(),
         })
     }
+}
+
+/// The database, migrated, checked to hold hoso's schema only, and brought up to the keys.
+async fn open_database(settings: &Settings, keys: &Keyring) -> Result<Db, StartupError> {
+    let db = Db::connect(
+        &settings.database_url,
+        Duration::from_secs(settings.db_acquire_timeout_seconds),
+    )
+    .await?;
+    let foreign = crate::db::schema::differences(&db).await?;
+    if !foreign.is_empty() {
+        return Err(StartupError::Schema(foreign));
+    }
+    for version in keys.kek_versions() {
+        crate::db::kek_usage::register_kek(&db.pool, i64::from(version)).await?;
+    }
+    if keys.grants_await_seal {
+        seal_earlier_grants(&db, keys).await?;
+    }
+    Ok(db)
+}
+
+/// The audit log's Merkle tree completed, and its checkpoint publisher started from the
+/// database's head (raising the rollback alarm if the published checkpoints are ahead).
+async fn open_audit_log(
+    settings: &Settings,
+    db: &Db,
+    blobs: &BlobStore,
+    keys: &Keyring,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<Publisher>, StartupError> {
+    let built = crate::audit::build_missing_tree(db, metrics)
+        .await
+        .map_err(|e| StartupError::AuditLog(format!("building its Merkle tree: {e}")))?;
+    if built > 0 {
+        tracing::info!(
+            entries = built,
+            "built the audit Merkle tree for earlier entries"
+        );
+    }
+    let checkpoints = Arc::new(Publisher::new(
+        CheckpointPolicy {
+            origin: settings.audit_origin.clone(),
+            every: settings.checkpoint_every,
+            seconds: settings.checkpoint_seconds,
+            strict: settings.audit_strict,
+        },
+        metrics.clone(),
+    ));
+    checkpoints
+        .start_from(db, blobs, keys)
+        .await
+        .map_err(|e| StartupError::AuditLog(format!("reading its head: {e}")))?;
+    Ok(checkpoints)
+}
+
+/// The retention rules and the deadlines of citizens' requests, from their settings and files.
+fn citizen_rights(
+    settings: &Settings,
+) -> Result<
+    (
+        crate::records::retention::Rules,
+        crate::records::requests::Deadlines,
+    ),
+    StartupError,
+> {
+    let retention = crate::records::retention::Rules::load(settings.retention_file.as_deref())
+        .map_err(StartupError::Setting)?;
+    let deadlines = crate::records::requests::Deadlines {
+        holidays: crate::records::calendar::Holidays::load(settings.holidays_file.as_deref())
+            .map_err(StartupError::Setting)?,
+        answer_days: settings.request_answer_days,
+        carry_out_days: settings.request_carry_out_days,
+        extension_days: settings.request_extension_days,
+    };
+    Ok((retention, deadlines))
 }
 
 /// Seals the grants of a vault from before grants were sealed, as they are, once: only while
@@ -238,27 +271,17 @@ struct Opened {
 }
 
 /// The records service over what [`App::open`] opened, with the settings it enforces.
-fn vault(settings: &Settings, opened: Opened) -> Vault {
-    let Opened {
-        db,
-        blobs,
-        keys,
-        metrics,
-        checkpoints,
-        sign_in,
-        retention,
-        deadlines,
-    } = opened;
+fn vault(settings: &Settings, o: Opened) -> Vault {
     Vault {
         log: crate::audit::writer::LogWriter::start(crate::audit::writer::Sink {
-            db: db.clone(),
-            metrics: metrics.clone(),
-            checkpoints: checkpoints.clone(),
-            blobs: blobs.clone(),
+            db: o.db.clone(),
+            metrics: o.metrics.clone(),
+            checkpoints: o.checkpoints.clone(),
+            blobs: o.blobs.clone(),
         }),
-        db,
-        blobs,
-        keys: KeyCache::new(&settings.keys_dir, keys),
+        db: o.db,
+        blobs: o.blobs,
+        keys: KeyCache::new(&settings.keys_dir, o.keys),
         token_policy: TokenPolicy {
             issuer: settings.token_issuer.clone(),
             audience: settings.token_audience.clone(),
@@ -273,17 +296,17 @@ fn vault(settings: &Settings, opened: Opened) -> Vault {
             },
             card_read: Duration::from_secs(settings.card_read_seconds),
         },
-        metrics,
+        metrics: o.metrics,
         copy_buffers: crate::records::copy_buffers::CopyBuffers::new(settings.read_memory_bytes),
         refusals: crate::records::RefusalLimiter::new(settings.refusals_per_minute),
         console_url: settings.console_url(),
         card_reads: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         )),
-        sign_in,
-        checkpoints,
-        retention: Arc::new(retention),
-        deadlines,
+        sign_in: o.sign_in,
+        checkpoints: o.checkpoints,
+        retention: Arc::new(o.retention),
+        deadlines: o.deadlines,
         test_fault: settings.test_fault,
     }
 }

@@ -113,9 +113,7 @@ pub async fn create(
     let req = validate(req)?;
     let citizen = keys.citizen_index(&req.national_id);
     e.citizen_idx = Some(citizen);
-    if let Err(err) = super::requests::unrestricted(vault, &citizen).await {
-        return Err(refuse(vault, e, err).await);
-    }
+    super::requests::require_unrestricted(vault, &e, &citizen).await?;
     let now = now_ms();
     let grant = GrantRow {
         id: Uuid::now_v7(),

@@ -437,3 +437,15 @@ pub async fn unrestricted(
         ))),
     }
 }
+
+/// [`unrestricted`], refused and logged with `e` when a restriction is in force.
+pub async fn require_unrestricted(
+    vault: &Vault,
+    e: &Entry,
+    citizen: &crate::crypto::CitizenIndex,
+) -> Result<(), ApiError> {
+    match unrestricted(vault, citizen).await {
+        Err(err @ ApiError::Restricted(_)) => Err(refuse(vault, e.clone(), err).await),
+        other => other,
+    }
+}
