@@ -7,6 +7,7 @@ import { errorNotice, show, tableRegion } from './views.js';
 import { download, errorSummary, field, h, notice, put, when } from './dom.js';
 import { ACTIONS, locale, t } from './i18n.js';
 import { nationalIdProblem } from './rules.js';
+import { holdsSection, requestQueue } from './rights.js';
 
 let root;
 let filters = {};
@@ -14,7 +15,7 @@ let entries = [];
 let next = null;
 let chain = null;
 
-export async function mount(main) {
+export async function mount(main, me) {
   root = main;
   filters = {};
   entries = [];
@@ -26,8 +27,11 @@ export async function mount(main) {
     // Present before it changes, so a screen reader announces each new count.
     h('p', { id: 'count', 'aria-live': 'polite' }),
     h('div', { id: 'log' }),
-    h('div', { id: 'detail' })]);
-  await Promise.all([checkChain(), search()]);
+    h('div', { id: 'detail' }),
+    h('section', { id: 'holds-box', 'aria-labelledby': 'holds-h' }),
+    h('section', { id: 'queue', 'aria-labelledby': 'queue-h' })]);
+  await Promise.all([checkChain(), search(),
+    holdsSection(document.getElementById('holds-box')), requestQueue(document.getElementById('queue'), me)]);
 }
 
 function filterForm() {

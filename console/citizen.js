@@ -4,6 +4,7 @@ import { api } from './api.js';
 import { badge, documentFacts, errorNotice, show, tableRegion } from './views.js';
 import { h, put, when } from './dom.js';
 import { locale, t } from './i18n.js';
+import { citizenRequests, exportSection, receiptButton } from './rights.js';
 
 export async function mount(main, me) {
   put(main, h('p', { class: 'loading' }, t('app.loading')));
@@ -34,20 +35,25 @@ export async function mount(main, me) {
     h('p', {}, t('citizen.who_lead')),
     reads.length
       ? tableRegion(t('citizen.who'), h('table', { id: 'reads', 'aria-labelledby': 'reads-h' },
-        h('thead', {}, h('tr', {}, [t('audit.at'), t('audit.office'), t('audit.who'), t('audit.case'), t('receipt.purpose'), t('audit.action')].map((c) => h('th', { scope: 'col' }, c)))),
+        h('thead', {}, h('tr', {}, [t('audit.at'), t('audit.office'), t('audit.who'), t('audit.case'), t('receipt.purpose'), t('audit.action'), t('citizen.receipt')].map((c) => h('th', { scope: 'col' }, c)))),
         h('tbody', {}, reads.slice().reverse().map((e) => h('tr', {},
           h('td', {}, when(e.at, locale())),
           h('td', {}, e.office),
           h('td', {}, e.actor),
           h('td', {}, e.case_ref ?? ''),
           h('td', {}, purposeOf.get(e.grant_id) ?? ''),
-          h('td', {}, t(`action.${e.action}`), e.document_id && documentName.has(e.document_id) ? ` · ${documentName.get(e.document_id)}` : ''))))))
+          h('td', {}, t(`action.${e.action}`), e.document_id && documentName.has(e.document_id) ? ` · ${documentName.get(e.document_id)}` : ''),
+          h('td', {}, receiptButton(nid, e.seq, `${t(`action.${e.action}`)} ${when(e.at, locale())}`)))))))
       : h('p', { class: 'empty' }, t('citizen.no_reads')),
+    reads.length ? h('p', { class: 'hint', id: 'receipt-how' }, t('citizen.receipt_how')) : null,
     h('h2', {}, t('citizen.shares')),
     grants.length
       ? h('ul', { class: 'cards', id: 'grants' }, grants.map((g) => h('li', { class: 'card grant' },
         h('div', { class: 'card-head' }, h('h3', {}, g.case_ref), h('span', { class: `badge badge-grant-${g.status}` }, t(`grant.status.${g.status}`))),
         h('p', {}, g.purpose),
         h('p', { class: 'meta' }, t('grant.officer', g.grantee, g.grantee_office), ' · ', t('grant.until', when(g.expires_at, locale())), ' · ', t('grant.uses', g.uses, g.max_uses)))))
-      : h('p', { class: 'empty' }, t('clerk.no_grants'))]);
+      : h('p', { class: 'empty' }, t('clerk.no_grants')),
+    h('section', { id: 'citizen-requests', 'aria-labelledby': 'requests-h' }),
+    exportSection(nid)]);
+  await citizenRequests(document.getElementById('citizen-requests'), me, nid);
 }

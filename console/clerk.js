@@ -8,6 +8,7 @@ import {
   ACCEPTED_TYPES, codeProblem, dossierProblem, maskNationalId, nationalIdProblem, textProblem,
 } from './rules.js';
 import { badge, documentFacts, errorNotice, fieldMessage, hidden, previewOf, show } from './views.js';
+import { citizenRequests, requestQueue } from './rights.js';
 
 let root;
 let me;
@@ -45,7 +46,9 @@ function lookupScreen(prefill = '') {
         if (problem) { summary.firstChild.focus(); return; }
         await openCitizen(input.value);
       },
-    }, summary, nid.el, h('button', { type: 'submit', id: 'lookup' }, t('clerk.lookup')))]);
+    }, summary, nid.el, h('button', { type: 'submit', id: 'lookup' }, t('clerk.lookup'))),
+    h('section', { id: 'queue', 'aria-labelledby': 'queue-h' })]);
+  requestQueue(document.getElementById('queue'), me);
 }
 
 async function openCitizen(nid, message = null) {
@@ -96,7 +99,9 @@ async function citizenScreen(message = null, focus = null) {
       h('h2', { id: 'grants-h' }, t('clerk.grants')),
       citizen.grants.length
         ? h('ul', { class: 'cards', id: 'grants' }, citizen.grants.map(grantCard))
-        : h('p', { class: 'empty' }, t('clerk.no_grants')))], focus);
+        : h('p', { class: 'empty' }, t('clerk.no_grants'))),
+    h('section', { id: 'citizen-requests', 'aria-labelledby': 'requests-h' })], focus);
+  await citizenRequests(document.getElementById('citizen-requests'), me, citizen.nid);
 }
 
 function documentCard(d) {
@@ -105,7 +110,7 @@ function documentCard(d) {
   if (d.status === 'pending') {
     actions.push(h('button', { type: 'button', class: 'verify', onclick: () => verify(d) }, t('clerk.verify'), what.cloneNode(true)));
   }
-  if (d.status !== 'revoked') {
+  if (d.status !== 'revoked' && d.status !== 'erased') {
     actions.push(h('button', { type: 'button', class: 'warning revoke', onclick: () => revokeScreen(d) }, t('clerk.revoke'), what));
   }
   return h('li', { class: `card doc doc-${d.status}`, 'data-id': d.id },

@@ -60,6 +60,12 @@ export function badge(status) {
 /** The facts of a document as a definition list (shared with the officer's and citizen's screens). */
 export function documentFacts(d) {
   const row = (label, ...value) => [h('dt', {}, label), h('dd', {}, ...value)];
+  // A tombstone: its fields went with its key; what remains is that it existed and why it went.
+  if (d.status === 'erased') {
+    return h('dl', { class: 'facts' },
+      row(t('doc.taken_in'), t('doc.by_at', d.taken_in.by, d.taken_in.office, when(d.taken_in.at, locale()))),
+      d.erased ? row(t('doc.erased'), t('doc.erased_why', when(d.erased.at, locale()), d.erased.reason)) : null);
+  }
   return h('dl', { class: 'facts' },
     row(t('doc.number'), d.doc_number),
     row(t('doc.holder'), d.holder_name),

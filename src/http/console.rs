@@ -37,6 +37,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("i18n.js", JS, include_bytes!("../../console/i18n.js")),
     ("rules.js", JS, include_bytes!("../../console/rules.js")),
     ("views.js", JS, include_bytes!("../../console/views.js")),
+    ("rights.js", JS, include_bytes!("../../console/rights.js")),
     ("clerk.js", JS, include_bytes!("../../console/clerk.js")),
     ("officer.js", JS, include_bytes!("../../console/officer.js")),
     ("auditor.js", JS, include_bytes!("../../console/auditor.js")),

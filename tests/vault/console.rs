@@ -601,6 +601,7 @@ async fn the_console_is_served_with_a_strict_policy_and_every_file_it_names() {
         "officer.js",
         "auditor.js",
         "citizen.js",
+        "rights.js",
         "style.css",
     ] {
         let reply = vault.get(&format!("/console/{file}"), "").await;

@@ -5,6 +5,7 @@ mod browser;
 mod card;
 mod common;
 mod console;
+mod console_rights;
 
 mod contract;
 mod faults;
