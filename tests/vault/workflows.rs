@@ -440,7 +440,12 @@ async fn health_readiness_metrics_and_keys_are_public() {
     assert_eq!(ready.json()["ready"], true);
     let jwks = get("/.well-known/jwks.json").await.json();
     let keys = jwks["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 3);
+    // One key per purpose: tokens, attestations, audit checkpoints, citizens' exports.
+    let kids: Vec<&str> = keys.iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 4, "{kids:?}");
+    for purpose in ["token-", "attestation-", "audit-", "export-"] {
+        assert!(kids.iter().any(|k| k.starts_with(purpose)), "{kids:?}");
+    }
     assert!(
         keys.iter()
             .all(|k| k["kty"] == "OKP" && k["crv"] == "Ed25519" && k.get("d").is_none())
