@@ -190,54 +190,104 @@ fn u32_at(bytes: &[u8], at: usize) -> Result<u32, ZipError> {
         .ok_or_else(|| ZipError::Malformed("cut short".into()))
 }
 
-/// Every entry of an archive of stored entries, by name, each checked against its CRC-32. Reads
-/// the central directory from the end record (no comment), as any reader does.
+/// Every entry of an archive of stored entries, in order, each checked against its CRC-32. The
+/// archive must be laid out exactly as [`Writer`] lays it out: entries back to back from the
+/// first byte, each name once and the same in its local header and the directory, the central
+/// directory right after the last entry and the end record right after it, nothing else. So
+/// nothing can hide in it that one reader shows and another does not.
 pub fn read(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, ZipError> {
+    let bad = |what: &str| ZipError::Malformed(what.to_owned());
     let end = bytes
         .len()
         .checked_sub(22)
         .filter(|&at| u32_at(bytes, at) == Ok(END))
-        .ok_or_else(|| ZipError::Malformed("no end record".into()))?;
+        .ok_or_else(|| bad("no end record where it belongs"))?;
     let count = usize::from(u16_at(bytes, end + 10)?);
+    let directory_size = u32_at(bytes, end + 12)? as usize;
     let mut at = u32_at(bytes, end + 16)? as usize;
-    let mut out = Vec::with_capacity(count);
+    if at.checked_add(directory_size) != Some(end) {
+        return Err(bad(
+            "the central directory is not right before the end record",
+        ));
+    }
+    let mut next_local = 0usize;
+    let mut out: Vec<(String, Vec<u8>)> = Vec::with_capacity(count);
     for _ in 0..count {
         if u32_at(bytes, at)? != CENTRAL || u16_at(bytes, at + 10)? != 0 {
-            return Err(ZipError::Malformed(
-                "a directory record that is not a stored entry".into(),
-            ));
+            return Err(bad("a directory record that is not a stored entry"));
         }
         let crc = u32_at(bytes, at + 16)?;
         let size = u32_at(bytes, at + 24)? as usize;
         let name_len = usize::from(u16_at(bytes, at + 28)?);
-        let skip =
-            name_len + usize::from(u16_at(bytes, at + 30)?) + usize::from(u16_at(bytes, at + 32)?);
+        let extra = usize::from(u16_at(bytes, at + 30)?) + usize::from(u16_at(bytes, at + 32)?);
         let local = u32_at(bytes, at + 42)? as usize;
         let name = bytes
             .get(at + 46..at + 46 + name_len)
             .and_then(|n| std::str::from_utf8(n).ok())
-            .ok_or_else(|| ZipError::Malformed("a name that is not UTF-8".into()))?
+            .ok_or_else(|| bad("a name that is not UTF-8"))?
             .to_owned();
         check_name(&name)?;
-        if u32_at(bytes, local)? != LOCAL {
-            return Err(ZipError::Malformed(format!("{name}: no local header")));
-        }
-        let data_at = local
-            + 30
-            + usize::from(u16_at(bytes, local + 26)?)
-            + usize::from(u16_at(bytes, local + 28)?);
-        let data = bytes
-            .get(data_at..data_at + size)
-            .ok_or_else(|| ZipError::Malformed(format!("{name}: cut short")))?;
-        if crc32fast::hash(data) != crc {
+        if out.iter().any(|(n, _)| *n == name) {
             return Err(ZipError::Malformed(format!(
-                "{name}: its CRC-32 does not match"
+                "{name} is in the archive twice"
             )));
         }
+        let (data, next) = local_entry(bytes, local, next_local, &name, size, crc)?;
+        next_local = next;
         out.push((name, data.to_vec()));
-        at += 46 + skip;
+        at += 46 + name_len + extra;
+    }
+    if next_local != u32_at(bytes, end + 16)? as usize || at != end {
+        return Err(bad("bytes outside the entries the directory lists"));
     }
     Ok(out)
+}
+
+/// The data of the entry whose local header is at `local`, which must be `expected` (right
+/// after the previous entry), named `name` as in the directory, with its CRC and size in the
+/// local header or (flag bit 3, as [`Writer`] writes) in a data descriptor after the data; and
+/// where the next entry must start.
+fn local_entry<'b>(
+    bytes: &'b [u8],
+    local: usize,
+    expected: usize,
+    name: &str,
+    size: usize,
+    crc: u32,
+) -> Result<(&'b [u8], usize), ZipError> {
+    let bad = |what: &str| ZipError::Malformed(format!("{name}: {what}"));
+    if local != expected || u32_at(bytes, local)? != LOCAL || u16_at(bytes, local + 8)? != 0 {
+        return Err(bad("not a stored entry right after the previous one"));
+    }
+    let name_len = usize::from(u16_at(bytes, local + 26)?);
+    if u16_at(bytes, local + 28)? != 0
+        || bytes.get(local + 30..local + 30 + name_len) != Some(name.as_bytes())
+    {
+        return Err(bad("its local header names another entry"));
+    }
+    let data_at = local + 30 + name_len;
+    let data = bytes
+        .get(data_at..data_at + size)
+        .ok_or_else(|| bad("cut short"))?;
+    if crc32fast::hash(data) != crc {
+        return Err(bad("its CRC-32 does not match"));
+    }
+    let (facts_at, next) = if u16_at(bytes, local + 6)? & (1 << 3) != 0 {
+        let descriptor = data_at + size;
+        if u32_at(bytes, descriptor)? != DESCRIPTOR {
+            return Err(bad("its data descriptor is missing"));
+        }
+        (descriptor + 4, descriptor + 16)
+    } else {
+        (local + 14, data_at + size)
+    };
+    if u32_at(bytes, facts_at)? != crc
+        || u32_at(bytes, facts_at + 4)? as usize != size
+        || u32_at(bytes, facts_at + 8)? as usize != size
+    {
+        return Err(bad("its CRC or size differs from the directory's"));
+    }
+    Ok((data, next))
 }
 
 #[cfg(test)]
@@ -276,6 +326,25 @@ mod tests {
         let at = bytes.windows(6).position(|w| w == b"a scan").unwrap();
         bytes[at] ^= 1;
         assert!(matches!(read(&bytes), Err(ZipError::Malformed(m)) if m.contains("CRC")));
+    }
+
+    #[test]
+    fn an_archive_with_anything_hidden_or_doubled_is_refused() {
+        let good = archive(&[("a.json", b"1"), ("b.json", b"2")]);
+        assert!(read(&good).is_ok());
+        // Bytes before the first entry.
+        let mut prefixed = b"junk".to_vec();
+        prefixed.extend_from_slice(&good);
+        assert!(read(&prefixed).is_err());
+        // The same name twice.
+        assert!(
+            matches!(read(&archive(&[("a", b"1"), ("a", b"2")])), Err(ZipError::Malformed(m)) if m.contains("twice"))
+        );
+        // A local header renamed: the directory says b.json, the entry says c.json.
+        let mut renamed = good.clone();
+        let at = renamed.windows(6).position(|w| w == b"b.json").unwrap();
+        renamed[at] = b'c';
+        assert!(read(&renamed).is_err());
     }
 
     #[test]

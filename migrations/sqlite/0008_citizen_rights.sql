@@ -15,6 +15,10 @@ CREATE INDEX documents_by_type ON documents (doc_type, status, status_changed_at
 -- "Kept so long after its last read": a document's last copy, from the log.
 CREATE INDEX audit_copies_by_document ON audit_entries (document_id, at)
     WHERE action = 'document.content' AND outcome = 'allowed';
+-- Whether the log holds a document's erasure (a tombstone the log does not know of was made
+-- behind the vault's back, and erases nothing more).
+CREATE INDEX audit_erasures_by_document ON audit_entries (document_id)
+    WHERE action = 'document.erase' AND outcome = 'allowed';
 
 -- A legal hold on a citizen (document_id null: all their documents) or on one document. While
 -- it is in force (not lifted, and open-ended or not yet past `until_at`) nothing it covers is

@@ -35,11 +35,9 @@ pub async fn restore(
 ) -> Result<ExitCode, CliError> {
     let source = match ledger {
         LedgerGiven::File(file) => {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| format!("the ledger {}: {e}", file.display()))?;
-            let records = records::ledger::parse_export(&text)
-                .map_err(|e| format!("the ledger {}: {e}", file.display()))?;
-            Source::Exported(records)
+            let keys = crate::crypto::keyring::Keyring::open(&settings.keys_dir, false)
+                .map_err(|e| format!("keys: {e}"))?;
+            Source::Exported(super::doctor::exported_ledger(file, &keys)?)
         }
         LedgerGiven::None => Source::Live,
     };

@@ -53,9 +53,15 @@ pub enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Check every document against its stored object (present, authenticates, size and
-    /// SHA-256 match) and the audit chain; exit 1 naming every problem.
-    Doctor,
+    /// Re-apply the erasure ledger, then check every document against its stored object
+    /// (present, authenticates, size and SHA-256 match) and the audit chain; exit 1 naming every
+    /// problem.
+    Doctor {
+        /// Also re-apply an exported erasure ledger (`hoso retention ledger export`), after
+        /// restoring PostgreSQL or the bucket with their own tools.
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+    },
     /// List objects no document will ever point to (intakes that died midway, orphans, cut-off
     /// local writes) older than the grace period; remove them only with --delete.
     Sweep {
@@ -122,7 +128,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Token(command) => token::run(settings, command).await,
         Command::Keys(command) => keys::run(settings, command).await,
         Command::Audit(command) => audit::run(settings, command).await,
-        Command::Doctor => doctor::run(settings).await,
+        Command::Doctor { ledger } => doctor::run(settings, ledger.as_deref()).await,
         Command::Sweep { delete } => sweep::run(settings, delete).await,
         Command::Backup { dir } => backup::backup(settings, &dir).await,
         Command::Restore {

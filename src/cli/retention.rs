@@ -55,16 +55,7 @@ async fn run_rules(app: &crate::app::App, dry_run: bool) -> Result<ExitCode, Cli
         retention::RunError::Failed(e) => CliError::Failed(cli_error(e)),
         busy => CliError::Failed(busy.to_string()),
     })?;
-    let ledger = &report.ledger;
-    if !ledger.erased.is_empty() || ledger.bodies > 0 || ledger.rewritten > 0 {
-        println!(
-            "the erasure ledger: {} documents erased again, {} bodies deleted, {} records \
-             written again",
-            ledger.erased.len(),
-            ledger.bodies,
-            ledger.rewritten
-        );
-    }
+    super::doctor::say_reapplied(&report.ledger);
     let held: std::collections::HashMap<_, _> = report.held.iter().cloned().collect();
     for (id, doc_type) in &report.due {
         match held.get(id) {
@@ -90,7 +81,7 @@ async fn run_rules(app: &crate::app::App, dry_run: bool) -> Result<ExitCode, Cli
 async fn export(app: &crate::app::App, file: &Path) -> Result<ExitCode, CliError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let text = ledger::export(&app.vault.blobs, |n| {
+    let text = ledger::export(&app.vault.blobs, &app.vault.keys(), |n| {
         if n % 1000 == 0 {
             eprintln!("read {n} records…");
         }

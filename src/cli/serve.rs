@@ -39,6 +39,12 @@ pub async fn run(settings: Settings) -> Result<ExitCode, CliError> {
             {
                 tracing::warn!(error = ?e, "sweep failed; will retry");
             }
+            // A row put back in the database behind the vault's back is erased again within
+            // this period, not only at the next start.
+            let ledger = records::erasure::Source::Live;
+            if let Err(e) = records::erasure::reapply(&sweeper.vault, ledger).await {
+                tracing::warn!(error = %e.for_operator(), "re-applying the erasure ledger failed; will retry");
+            }
             tokio::time::sleep(Duration::from_secs(600)).await;
         }
     });

@@ -31,6 +31,8 @@ pub struct Keyring {
     dir: PathBuf,
     blind_index: Zeroizing<[u8; 32]>,
     audit_chain: Zeroizing<[u8; 32]>,
+    /// Seals the erasure ledger's records (`records::ledger`).
+    ledger_seal: super::HmacSha256,
     grant_seal: GrantSealKey,
     /// Whether the grants already stored still wait to be sealed once, as they are: set when
     /// the grant-seal key is made (a vault from before grants were sealed), by a marker file
@@ -76,6 +78,7 @@ impl Keyring {
                 .map_err(io_err(dir))?;
             ensure_file(dir, "blind-index.key", || random_bytes::<32>().to_vec())?;
             ensure_file(dir, "audit-chain.key", || random_bytes::<32>().to_vec())?;
+            ensure_file(dir, LEDGER_SEAL, || random_bytes::<32>().to_vec())?;
             // The marker first: a crash between the two leaves the marker, never a key without
             // it (which would leave earlier grants unsealed, and refused, for good).
             if !dir.join("grant-seal.key").exists() {
@@ -108,6 +111,7 @@ impl Keyring {
             dir: dir.to_owned(),
             blind_index: read_key32(&dir.join("blind-index.key"))?,
             audit_chain: read_key32(&dir.join("audit-chain.key"))?,
+            ledger_seal: super::HmacSha256::new(read_new_key32(dir, LEDGER_SEAL)?.as_ref()),
             grant_seal: GrantSealKey::new(&*read_grant_seal(dir)?),
             grants_await_seal: dir.join(GRANTS_TO_SEAL).exists(),
             keks,
@@ -120,6 +124,18 @@ impl Keyring {
 
     pub fn citizen_index(&self, id: &NationalId) -> CitizenIndex {
         super::blind_index(&self.blind_index, id)
+    }
+
+    /// The seal of an erasure ledger record's bytes: HMAC-SHA-256 under the ledger key, so a
+    /// record written into the bucket by anyone but the vault is not taken for one.
+    pub fn seal_ledger_record(&self, record: &[u8]) -> [u8; 32] {
+        self.ledger_seal.sign(&[LEDGER_LABEL, record])
+    }
+
+    /// Whether `seal` is this vault's seal of `record`, compared in constant time.
+    pub fn ledger_record_is_sealed(&self, record: &[u8], seal: &[u8]) -> bool {
+        self.ledger_seal
+            .verify(&[LEDGER_LABEL, record].concat(), seal)
     }
 
     pub fn audit_chain_key(&self) -> &[u8] {
@@ -181,6 +197,22 @@ impl Keyring {
             self.export.jwk(),
         ]})
     }
+}
+
+/// The key that seals the erasure ledger's records, and what each seal starts with.
+const LEDGER_SEAL: &str = "erasure-ledger.key";
+const LEDGER_LABEL: &[u8] = b"hoso/erasure-ledger/v1";
+
+/// A 32-byte key a newer hoso added, which `serve` or `init` makes.
+fn read_new_key32(dir: &Path, name: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let path = dir.join(name);
+    if !path.exists() {
+        return Err(KeyError::Bad {
+            path,
+            message: "missing: start `hoso serve` or run `hoso init` once to make it".into(),
+        });
+    }
+    read_key32(&path)
 }
 
 /// The marker of grants still to be sealed (see [`Keyring::grants_await_seal`]).

@@ -267,7 +267,8 @@ where
     rows.iter().map(from_row).collect()
 }
 
-/// Replaces a wrapped key only if it is still the one that was read (no lost update).
+/// Replaces a wrapped key only if it is still the one that was read (no lost update), and never
+/// in a tombstone (an erasure that committed since the rewrap read its page).
 /// The rewrapped key is in the current row format, [`crate::crypto::envelope::FORMAT_VERSION`].
 pub async fn replace_wrapped_key(
     tx: &mut Tx,
@@ -277,7 +278,7 @@ pub async fn replace_wrapped_key(
 ) -> Result<bool, DbError> {
     let result = sqlx::query(
         "UPDATE documents SET wrapped_key = $1, kek_version = $2, format_version = $3 \
-         WHERE id = $4 AND kek_version = $5 AND format_version = $6",
+         WHERE id = $4 AND kek_version = $5 AND format_version = $6 AND status <> 'erased'",
     )
     .bind(wrapped.to_vec())
     .bind(new_version)

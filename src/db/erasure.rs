@@ -62,18 +62,52 @@ pub async fn erase(
 }
 
 /// Erased documents whose body object has not been deleted yet (a crash came in between).
-pub async fn bodies_to_delete<'e, E>(executor: E) -> Result<Vec<(Uuid, String)>, DbError>
+pub async fn bodies_to_delete<'e, E>(executor: E) -> Result<Vec<Uuid>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let rows = sqlx::query(
-        "SELECT id, object_key FROM documents WHERE status = 'erased' AND body_erased_at IS NULL",
+        "SELECT id FROM documents WHERE status = 'erased' AND body_erased_at IS NULL ORDER BY id",
     )
     .fetch_all(executor)
     .await
     .map_err(db_err("list bodies to delete"))?;
     rows.iter()
-        .map(|r| Ok((uuid(&col::<String>(r, "id")?)?, col(r, "object_key")?)))
+        .map(|r| uuid(&col::<String>(r, "id")?))
+        .collect()
+}
+
+/// Whether the audit log holds an allowed erasure of document `id`.
+pub async fn erased_in_log<'e, E>(executor: E, id: Uuid) -> Result<bool, DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM audit_entries WHERE document_id = $1 \
+         AND action = 'document.erase' AND outcome = 'allowed'",
+    )
+    .bind(id.to_string())
+    .fetch_one(executor)
+    .await
+    .map_err(db_err("find an erasure in the log"))?;
+    Ok(col::<i64>(&row, "n")? > 0)
+}
+
+/// Tombstones the audit log does not know of: rows marked erased behind the vault's back.
+pub async fn erased_outside_the_vault<'e, E>(executor: E) -> Result<Vec<Uuid>, DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT d.id FROM documents d WHERE d.status = 'erased' AND NOT EXISTS \
+         (SELECT 1 FROM audit_entries a WHERE a.document_id = d.id \
+          AND a.action = 'document.erase' AND a.outcome = 'allowed') ORDER BY d.id",
+    )
+    .fetch_all(executor)
+    .await
+    .map_err(db_err("find tombstones the log does not know"))?;
+    rows.iter()
+        .map(|r| uuid(&col::<String>(r, "id")?))
         .collect()
 }
 

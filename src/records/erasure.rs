@@ -73,13 +73,13 @@ pub async fn erase(vault: &Vault, id: Uuid, why: &Why, by: Entry) -> Result<Fate
     e.citizen_idx = Some(doc.citizen_idx);
     e.reason = Some(why.text());
     if doc.status == DocStatus::Erased {
-        finish(vault, &doc).await?;
+        // Its body, if a crash left it, is the ledger's re-application's to delete.
         return Ok(Fate::AlreadyErased);
     }
     if let Some(hold) = crate::db::holds::holding(&vault.db.pool, id, now).await? {
         return refused(vault, e, &hold).await;
     }
-    ledger::put(&vault.blobs, &record(&doc, why, &e.actor, now)).await?;
+    ledger::put(&vault.blobs, &record(vault, &doc, why, &e.actor, now)).await?;
     apply(vault, &doc, e, now).await
 }
 
@@ -106,7 +106,7 @@ async fn apply(vault: &Vault, doc: &DocumentRow, e: Entry, now: i64) -> Result<F
         // A hold placed since the check above: it wins, and the refusal is logged.
         return refused(vault, denied, &hold).await;
     }
-    finish(vault, doc).await?;
+    finish(vault, doc.id).await?;
     Ok(Fate::Erased)
 }
 
@@ -128,14 +128,18 @@ async fn refused(
     })
 }
 
-/// Step 3: the body deleted and the tombstone told.
-async fn finish(vault: &Vault, doc: &DocumentRow) -> Result<(), ApiError> {
-    vault.blobs.delete(&doc.object_key).await?;
-    store::body_deleted(&vault.db.pool, doc.id, now_ms()).await?;
+/// Step 3: the body deleted (by the key the vault derives from the id, never one a row names)
+/// and the tombstone told.
+async fn finish(vault: &Vault, id: Uuid) -> Result<(), ApiError> {
+    vault
+        .blobs
+        .delete(&crate::blob::BlobStore::key_for(id))
+        .await?;
+    store::body_deleted(&vault.db.pool, id, now_ms()).await?;
     Ok(())
 }
 
-fn record(doc: &DocumentRow, why: &Why, by: &str, at: i64) -> Record {
+fn record(vault: &Vault, doc: &DocumentRow, why: &Why, by: &str, at: i64) -> Record {
     Record {
         document_id: doc.id,
         doc_type: doc.doc_type,
@@ -144,15 +148,17 @@ fn record(doc: &DocumentRow, why: &Why, by: &str, at: i64) -> Record {
         reason: why.reason,
         detail: why.detail.clone(),
         by: by.to_owned(),
+        seal: String::new(),
     }
+    .seal(&vault.keys())
 }
 
 /// Where a re-application reads the ledger from.
 pub enum Source {
     /// The object store this vault uses.
     Live,
-    /// The live store's, and a file `hoso retention ledger export` wrote (a restore into a
-    /// fresh place, whose store is the backup's).
+    /// The live store's, and a file `hoso retention ledger export` wrote (its seals checked:
+    /// a restore into a fresh place, whose store is the backup's).
     Exported(Vec<Record>),
 }
 
@@ -165,10 +171,21 @@ pub struct Reapplied {
     pub erased: Vec<Uuid>,
     /// Documents the ledger names that a hold in force keeps (erased once it is lifted).
     pub held: Vec<Uuid>,
+    /// Records this vault did not seal, or that name a document as it is not (another type or
+    /// citizen): they erase nothing.
+    pub refused: Vec<Uuid>,
     /// Bodies deleted that an erasure had left (a crash between its steps).
     pub bodies: usize,
-    /// Tombstones the live ledger had lost, written to it again.
+    /// Tombstones the live ledger had lost, written to it again (the audit log has their
+    /// erasure).
     pub rewritten: usize,
+}
+
+impl Reapplied {
+    /// Whether it changed anything (worth saying).
+    pub fn did_anything(&self) -> bool {
+        !self.erased.is_empty() || self.bodies > 0 || self.rewritten > 0 || !self.refused.is_empty()
+    }
 }
 
 /// Finishes every erasure the ledger holds: a document the database still holds whole (a
@@ -176,15 +193,13 @@ pub struct Reapplied {
 /// deleted, and a tombstone whose record the live ledger lost is written to it again.
 pub async fn reapply(vault: &Vault, source: Source) -> Result<Reapplied, ApiError> {
     let mut ids = ledger::erased_ids(&vault.blobs).await?;
-    let records = match source {
-        Source::Live => None,
-        Source::Exported(records) => {
-            ids.extend(records.iter().map(|r| r.document_id));
-            ids.sort();
-            ids.dedup();
-            Some(records)
-        }
+    let exported = match source {
+        Source::Live => Vec::new(),
+        Source::Exported(records) => records,
     };
+    ids.extend(exported.iter().map(|r| r.document_id));
+    ids.sort();
+    ids.dedup();
     let tombstones = store::erased_ids(&vault.db.pool).await?;
     let mut done = Reapplied {
         records: ids.len(),
@@ -194,56 +209,62 @@ pub async fn reapply(vault: &Vault, source: Source) -> Result<Reapplied, ApiErro
         .iter()
         .filter(|id| tombstones.binary_search(id).is_err())
     {
-        let record = match &records {
-            Some(records) => records.iter().find(|r| r.document_id == *id).cloned(),
-            None => None,
-        };
-        match reapply_one(vault, *id, record).await? {
-            Fate::Erased => done.erased.push(*id),
-            Fate::Held { .. } => done.held.push(*id),
-            Fate::AlreadyErased | Fate::NotFound => {}
+        let given = exported.iter().find(|r| r.document_id == *id).cloned();
+        match reapply_one(vault, *id, given).await? {
+            Some(Fate::Erased) => done.erased.push(*id),
+            Some(Fate::Held { .. }) => done.held.push(*id),
+            Some(Fate::AlreadyErased | Fate::NotFound) => {}
+            None => done.refused.push(*id),
         }
     }
     done.rewritten = rewrite_lost_records(vault, &ids, &tombstones).await?;
-    for (id, key) in store::bodies_to_delete(&vault.db.pool).await? {
-        vault.blobs.delete(&key).await?;
-        store::body_deleted(&vault.db.pool, id, now_ms()).await?;
-        done.bodies += 1;
-    }
-    if !done.erased.is_empty() || done.bodies > 0 || done.rewritten > 0 {
+    done.bodies = delete_left_bodies(vault, &ids).await?;
+    if done.did_anything() {
+        vault.db.purge_freed().await;
         tracing::warn!(
             erased = done.erased.len(),
             bodies = done.bodies,
             rewritten = done.rewritten,
             held = done.held.len(),
+            refused = done.refused.len(),
             "re-applied the erasure ledger"
         );
     }
     Ok(done)
 }
 
-/// One ledger record whose document the database does not hold as a tombstone.
-async fn reapply_one(vault: &Vault, id: Uuid, record: Option<Record>) -> Result<Fate, ApiError> {
+/// One ledger record whose document the database does not hold as a tombstone. `None`: the
+/// record is not the vault's (unsealed), or does not describe the document the database holds.
+async fn reapply_one(
+    vault: &Vault,
+    id: Uuid,
+    given: Option<Record>,
+) -> Result<Option<Fate>, ApiError> {
+    let keys = vault.keys();
+    let record = match given {
+        Some(r) => Some(r),
+        None => ledger::read(&vault.blobs, &keys, id).await?,
+    };
+    let Some(record) = record else {
+        return Ok(None);
+    };
     let Some(doc) = documents::get(&vault.db.pool, id).await? else {
         // Not in this database (a backup older than the document): its body may be.
         vault
             .blobs
             .delete(&crate::blob::BlobStore::key_for(id))
             .await?;
-        return Ok(Fate::NotFound);
+        return Ok(Some(Fate::NotFound));
     };
-    let record = match record {
-        Some(r) => r,
-        None => {
-            let bytes = vault
-                .blobs
-                .get_all(&format!("{}/{id}", ledger::PREFIX))
-                .await?;
-            serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError::Integrity(format!("the erasure ledger's record for {id}: {e}"))
-            })?
-        }
-    };
+    if record.citizen_idx != doc.citizen_idx.to_hex() || record.doc_type != doc.doc_type {
+        tracing::error!(document = %id, "an erasure ledger record that does not describe its document; it erases nothing");
+        return Ok(None);
+    }
+    if !ledger::holds(&vault.blobs, id).await? {
+        // From an exported copy: the live ledger gets it first, so it waits there if a hold
+        // keeps the document now.
+        ledger::put(&vault.blobs, &record).await?;
+    }
     let why = Why {
         reason: record.reason,
         detail: format!("{} (re-applied from the erasure ledger)", record.detail),
@@ -255,17 +276,14 @@ async fn reapply_one(vault: &Vault, id: Uuid, record: Option<Record>) -> Result<
     e.reason = Some(why.text());
     let now = now_ms();
     if let Some(hold) = crate::db::holds::holding(&vault.db.pool, id, now).await? {
-        return refused(vault, e, &hold).await;
+        return refused(vault, e, &hold).await.map(Some);
     }
-    if !ledger::holds(&vault.blobs, id).await? {
-        // From an exported copy: the live ledger gets the record too.
-        ledger::put(&vault.blobs, &record).await?;
-    }
-    apply(vault, &doc, e, now).await
+    apply(vault, &doc, e, now).await.map(Some)
 }
 
-/// Tombstones with no record in the ledger `ids`: someone removed it from the store. Written
-/// again from the tombstone (the audit log, which checkpoints cover, has the erasure too).
+/// Tombstones with no record in the ledger `ids` whose erasure the audit log holds: someone
+/// removed the record from the store; it is written again from the tombstone. A tombstone the
+/// log does not know of (a row marked erased behind the vault's back) is left to `doctor`.
 async fn rewrite_lost_records(
     vault: &Vault,
     ids: &[Uuid],
@@ -273,7 +291,7 @@ async fn rewrite_lost_records(
 ) -> Result<usize, ApiError> {
     let mut rewritten = 0;
     for id in tombstones.iter().filter(|t| ids.binary_search(t).is_err()) {
-        if ledger::holds(&vault.blobs, *id).await? {
+        if !store::erased_in_log(&vault.db.pool, *id).await? {
             continue;
         }
         let Some(doc) = documents::get(&vault.db.pool, *id).await? else {
@@ -290,14 +308,27 @@ async fn rewrite_lost_records(
         let by = doc.erased_by.clone().unwrap_or_default();
         let at = doc.erased_at.unwrap_or_default();
         tracing::warn!(document = %id, "the erasure ledger had lost this erasure; written again");
-        ledger::put(&vault.blobs, &record(&doc, &why, &by, at)).await?;
+        ledger::put(&vault.blobs, &record(vault, &doc, &why, &by, at)).await?;
         rewritten += 1;
     }
     Ok(rewritten)
 }
 
-/// An erasure asked for over the API: a citizen's request (Law 91/2025) or a court order,
-/// with its reference.
+/// Bodies of tombstones an erasure left (a crash before its step 3), for documents the ledger
+/// names: a row marked erased behind the vault's back deletes nothing.
+async fn delete_left_bodies(vault: &Vault, ids: &[Uuid]) -> Result<usize, ApiError> {
+    let mut deleted = 0;
+    for id in store::bodies_to_delete(&vault.db.pool).await? {
+        if ids.binary_search(&id).is_ok() || store::erased_in_log(&vault.db.pool, id).await? {
+            finish(vault, id).await?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// An erasure asked for over the API: a court order, with its reference (a citizen's request
+/// goes through the request register).
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EraseRequest {
@@ -312,8 +343,8 @@ pub struct ErasedAnswer {
     pub status: &'static str,
 }
 
-/// `POST /v1/documents/{id}/erase`, for an admin. Retention is not asked for: it runs by its
-/// rules. A hold in force is a 409 `legal_hold` naming it.
+/// `POST /v1/documents/{id}/erase`, for an admin carrying out a court order. A hold in force
+/// is a 409 `legal_hold` naming it (the court that ordered the hold lifts it first).
 pub async fn erase_document(
     vault: &Vault,
     caller: &crate::auth::Caller,
@@ -326,10 +357,11 @@ pub async fn erase_document(
     super::require_role(vault, &e, caller, &[crate::domain::Role::Admin]).await?;
     let reference = crate::domain::parse_text(&req.reference, "reference", 200)
         .map_err(|err| ApiError::InvalidRequest(err.to_string()))?;
-    if req.reason == EraseReason::Retention {
+    if req.reason != EraseReason::CourtOrder {
         return Err(ApiError::InvalidRequest(
-            "retention erases by its rules (hoso retention run); ask with citizen_request or \
-             court_order"
+            "this erases on a court order (court_order); retention erases by its rules (hoso \
+             retention run), and a citizen's request goes through the request register, which \
+             keeps what a hold or retention rule keeps"
                 .into(),
         ));
     }

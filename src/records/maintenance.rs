@@ -24,11 +24,16 @@ pub struct DoctorReport {
     pub audit_problem: Option<String>,
     /// Grants whose row is not what the vault wrote (seal, or uses against the log).
     pub grants: Vec<crate::audit::verify::GrantProblem>,
+    /// Documents marked erased whose erasure the audit log does not hold.
+    pub erased_outside: Vec<uuid::Uuid>,
 }
 
 impl DoctorReport {
     pub fn healthy(&self) -> bool {
-        self.problems.is_empty() && self.audit_ok && self.grants.is_empty()
+        self.problems.is_empty()
+            && self.audit_ok
+            && self.grants.is_empty()
+            && self.erased_outside.is_empty()
     }
 }
 
@@ -73,6 +78,7 @@ pub async fn doctor(
             }
         }
     }
+    report.erased_outside = crate::db::erasure::erased_outside_the_vault(&vault.db.pool).await?;
     let chain = super::oversight::verify_all(vault, None).await?;
     // The log itself; the grants it vouches for are reported apart.
     report.audit_ok = chain.first_bad_seq.is_none();

@@ -225,7 +225,10 @@ pub async fn update(
     let now = now_ms();
     let next = next_state(vault, &was, &req, &e.actor, now)?;
     let outcome = if next.state == RequestState::Done {
-        carry_out(vault, caller, &was, &req, &mut e).await?
+        match carry_out(vault, caller, &was, &req, &mut e).await {
+            Ok(outcome) => outcome,
+            Err(err) => return Err(refuse(vault, e, err).await),
+        }
     } else {
         None
     };
@@ -327,6 +330,12 @@ async fn carry_out(
     e: &mut Entry,
 ) -> Result<Option<ErasureOutcome>, ApiError> {
     match was.kind {
+        RequestKind::Erase if was.filed_role == Role::Clerk && was.filed_by == e.actor => {
+            // Four eyes: an erasure filed at the desk is carried out by another clerk.
+            Err(ApiError::Forbidden(
+                "another clerk carries out an erasure you filed for a citizen".into(),
+            ))
+        }
         RequestKind::Erase => Ok(Some(erase_for(vault, caller, was).await?)),
         RequestKind::Correct => {
             let corrected = req.document_id.ok_or_else(|| {

@@ -182,7 +182,7 @@ async fn an_erased_document_leaves_nothing_readable_in_the_store_or_the_database
         .post(
             &format!("/v1/documents/{id}/erase"),
             &vault.admin(),
-            json!({"reason": "citizen_request", "reference": "YC-2026-0042"}),
+            json!({"reason": "court_order", "reference": "QĐ-2026-0042/TA"}),
         )
         .await;
     reply.expect(StatusCode::OK);
@@ -206,10 +206,10 @@ async fn an_erased_document_leaves_nothing_readable_in_the_store_or_the_database
     assert_eq!(tomb["status"], "erased");
     assert_eq!(tomb["doc_type"], "cccd");
     assert!(tomb.get("holder_name").is_none(), "{tomb}");
-    assert_eq!(tomb["erased"]["reason"], "citizen_request: YC-2026-0042");
+    assert_eq!(tomb["erased"]["reason"], "court_order: QĐ-2026-0042/TA");
     let record = vault.raw_object(&format!("ledger/erasures/{id}")).await;
     let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
-    assert_eq!(record["reason"], "citizen_request");
+    assert_eq!(record["reason"], "court_order");
     vault
         .get(&format!("/v1/documents/{id}/content"), &vault.clerk())
         .await
@@ -288,6 +288,7 @@ async fn a_hold_beats_an_erasure_request_and_bad_input_changes_nothing() {
     for (who, body, code) in [
         (vault.clerk(), erase("court_order"), "forbidden"),
         (vault.admin(), erase("retention"), "invalid_request"),
+        (vault.admin(), erase("citizen_request"), "invalid_request"),
         (
             vault.admin(),
             json!({"reason": "because", "reference": "x"}),
@@ -349,13 +350,13 @@ async fn a_hold_beats_an_erasure_request_and_bad_input_changes_nothing() {
     );
 }
 
-/// Erases `id` on a citizen's request, as an admin.
+/// Erases `id` on a court order, as an admin.
 async fn erase_on_request(vault: &TestVault, id: &str) {
     vault
         .post(
             &format!("/v1/documents/{id}/erase"),
             &vault.admin(),
-            json!({"reason": "citizen_request", "reference": "YC-7"}),
+            json!({"reason": "court_order", "reference": "YC-7"}),
         )
         .await
         .expect(StatusCode::OK);
@@ -480,6 +481,7 @@ async fn a_postgresql_database_restored_from_a_dump_is_re_erased_at_start_up() {
     }
     let vault = TestVault::new().await;
     let gone = vault.take_in(CITIZEN_A, "cccd", &pdf(40, 40_000)).await;
+    let dumped_size = vault.count("SELECT seq FROM audit_head").await as u64;
     let url = vault.state.settings.database_url.expose().to_owned();
     let dump = std::process::Command::new("pg_dump")
         .args(["--no-owner", &url])
@@ -506,6 +508,20 @@ async fn a_postgresql_database_restored_from_a_dump_is_re_erased_at_start_up() {
     psql(&name, &dump.stdout);
     let mut settings = vault.state.settings.clone();
     settings.database_url = format!("{server}/{name}").parse().unwrap();
+    // Refused while the checkpoints published after the dump are in the bucket (a rollback);
+    // the operator moves them aside (README), and the restored database is re-erased.
+    let refused = hoso::app::App::open(settings.clone(), true).await;
+    assert!(matches!(refused, Err(hoso::app::StartupError::Ledger(_))));
+    let blobs = &vault.state.vault.blobs;
+    for key in blobs
+        .list_under(hoso::audit::checkpoints::PREFIX)
+        .await
+        .unwrap()
+    {
+        if hoso::audit::checkpoints::size_of_key(&key).is_some_and(|n| n > dumped_size) {
+            blobs.delete(&key).await.unwrap();
+        }
+    }
     let dir = tempfile::tempdir().unwrap();
     let restored = TestVault::open(dir, settings).await;
     assert_eq!(row_of(&restored, &gone).await, ("erased".into(), 0));
@@ -524,7 +540,7 @@ async fn a_lost_ledger_record_is_written_again_from_the_tombstone() {
             .unwrap();
     assert_eq!(done.rewritten, 1);
     let record: serde_json::Value = serde_json::from_slice(&vault.raw_object(&key).await).unwrap();
-    assert_eq!(record["reason"], EraseReason::CitizenRequest.as_str());
+    assert_eq!(record["reason"], EraseReason::CourtOrder.as_str());
     assert_eq!(record["detail"], "YC-7");
 }
 
@@ -678,4 +694,82 @@ async fn sigkill_during_a_retention_run_leaves_every_document_whole_or_fully_era
          {span} ms); {} documents whole or fully erased after each",
         ids.len()
     );
+}
+
+#[tokio::test]
+async fn the_bucket_or_the_database_alone_cannot_erase_or_unerase_a_document() {
+    let vault = TestVault::new().await;
+    let planted = vault.take_in(CITIZEN_A, "cccd", &pdf(300, 5_000)).await;
+    let marked = vault.take_in(CITIZEN_A, "passport", &pdf(301, 5_000)).await;
+    let erased = vault.take_in(CITIZEN_A, "diploma", &pdf(302, 5_000)).await;
+    let before = hoso::db::documents::get(&vault.state.vault.db.pool, erased.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    erase_on_request(&vault, &erased).await;
+
+    // Someone with the bucket plants a record (a real one's shape, not the vault's seal).
+    let mut forged: serde_json::Value =
+        serde_json::from_slice(&vault.raw_object(&format!("ledger/erasures/{erased}")).await)
+            .unwrap();
+    forged["document_id"] = json!(planted);
+    forged["doc_type"] = json!("cccd");
+    vault
+        .put_raw_object(
+            &format!("ledger/erasures/{planted}"),
+            serde_json::to_vec(&forged).unwrap(),
+        )
+        .await;
+    // Someone with the database marks a row erased, to have its body deleted for them.
+    vault
+        .sql(&format!(
+            "UPDATE documents SET status = 'erased' WHERE id = '{marked}'"
+        ))
+        .await;
+    let done =
+        hoso::records::erasure::reapply(&vault.state.vault, hoso::records::erasure::Source::Live)
+            .await
+            .unwrap();
+    assert_eq!(done.refused.len(), 1, "{done:?}");
+    assert_eq!(done.refused[0].to_string(), planted);
+    assert!(
+        done.erased.is_empty() && done.bodies == 0 && done.rewritten == 0,
+        "{done:?}"
+    );
+    assert_eq!(
+        status(&vault, &planted).await,
+        "pending",
+        "the planted record erased nothing"
+    );
+    let keys = vault.stored_keys().await;
+    assert!(
+        keys.iter().any(|k| k.ends_with(&marked)),
+        "the marked row's body is kept"
+    );
+    let report = hoso::records::maintenance::doctor(&vault.state.vault, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        report
+            .erased_outside
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>(),
+        vec![marked.clone()],
+        "doctor names the row marked erased behind the vault's back"
+    );
+    let out = hoso_cli(&vault, &["doctor"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&planted) && said.contains(&marked), "{said}");
+
+    // A rewrap that read the row before its erasure cannot put a key back into the tombstone.
+    let mut tx = vault.state.vault.db.begin().await.unwrap();
+    let replaced =
+        hoso::db::documents::replace_wrapped_key(&mut tx, &before, before.kek_version, &[7u8; 60])
+            .await
+            .unwrap();
+    tx.commit("test").await.unwrap();
+    assert!(!replaced);
+    assert_eq!(row_of(&vault, &erased).await, ("erased".into(), 0));
 }

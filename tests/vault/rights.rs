@@ -629,3 +629,35 @@ async fn file_request(vault: &TestVault, body: Value) -> String {
     reply.expect(StatusCode::CREATED);
     reply.json()["id"].as_str().unwrap().to_owned()
 }
+
+#[tokio::test]
+async fn an_erasure_filed_at_the_desk_is_carried_out_by_another_clerk() {
+    let vault = TestVault::new().await;
+    let id = vault
+        .take_in(CITIZEN_A, "land_use_certificate", &pdf(85, 5_000))
+        .await;
+    let request = file_request(&vault, json!({"kind": "erase", "identity_checked": true})).await;
+    // The clerk who filed it (the test's clerk) may not carry it out; the refusal is logged.
+    update(&vault, &request, json!({"state": "done"}))
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(
+        vault
+            .count(&format!(
+                "SELECT COUNT(*) FROM audit_entries WHERE action = 'request.update' \
+                 AND outcome = 'denied' AND case_ref = '{request}'"
+            ))
+            .await,
+        1
+    );
+    let other = vault.token(hoso::domain::Role::Clerk, "CB-0099", Some("UBND-HAICHAU"));
+    let done = vault
+        .post(
+            &format!("/v1/requests/{request}"),
+            &other,
+            json!({"state": "done"}),
+        )
+        .await;
+    done.expect(StatusCode::OK);
+    assert_eq!(done.json()["outcome"]["erased"], json!([id]));
+}
