@@ -120,7 +120,14 @@ impl App {
             ));
         }
         check_modes(&settings)?;
-        let keys = Keyring::open(&settings.keys_dir, create)
+        let hsm = match settings.hsm().map_err(StartupError::Setting)? {
+            Some(hsm) => Some(Arc::new(
+                crate::crypto::pkcs11::Hsm::open(&hsm)
+                    .map_err(|e| StartupError::Keys(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let keys = Keyring::open_with(&settings.keys_dir, create, hsm)
             .map_err(|e| StartupError::Keys(e.to_string()))?;
         let db = open_database(&settings, &keys).await?;
         let blobs = BlobStore::from_url(&settings.storage_url, &s3_limits(&settings))?;

@@ -422,6 +422,33 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=120))]
     pub card_read_seconds: u64,
 
+    /// Where the master keys (KEKs) live: `files` (keys/, the default) or `pkcs11` (a hardware
+    /// security module; the other keys stay in keys/).
+    #[arg(long, env = "HOSO_KEY_STORE", value_enum, default_value_t = KeyStoreKind::Files, global = true)]
+    pub key_store: KeyStoreKind,
+
+    /// The PKCS#11 module (a shared library) of the HSM, with HOSO_KEY_STORE=pkcs11.
+    #[arg(long, env = "HOSO_PKCS11_MODULE", global = true)]
+    pub pkcs11_module: Option<PathBuf>,
+
+    /// The label of the HSM token the master keys live in.
+    #[arg(long, env = "HOSO_PKCS11_TOKEN_LABEL", global = true)]
+    pub pkcs11_token_label: Option<String>,
+
+    /// A file holding the token's user PIN (read once at start; never logged or shown).
+    #[arg(long, env = "HOSO_PKCS11_PIN_FILE", global = true)]
+    pub pkcs11_pin_file: Option<PathBuf>,
+
+    /// What the labels of this vault's keys in the token start with (`{prefix}-kek-000001`), so
+    /// one token can serve several vaults.
+    #[arg(
+        long,
+        env = "HOSO_PKCS11_LABEL_PREFIX",
+        default_value = "hoso",
+        global = true
+    )]
+    pub pkcs11_label_prefix: String,
+
     /// Signing in through identity providers (OpenID Connect), for staff and for citizens.
     #[command(flatten)]
     pub sign_in: SignInSettings,
@@ -686,6 +713,50 @@ mod tests {
             assert_eq!(StorageUrl::parse(url).unwrap().to_string(), url);
         }
         assert!(StorageUrl::parse("/srv/hoso").is_err());
+    }
+}
+
+/// Where the PKCS#11 store is: the module, the token, the PIN file, and the prefix of its
+/// objects' labels (one token may serve several vaults, or tests, each its own prefix).
+#[derive(Clone, Debug)]
+pub struct HsmSettings {
+    pub module: PathBuf,
+    pub token_label: String,
+    pub pin_file: PathBuf,
+    pub label_prefix: String,
+}
+
+/// Where the master keys (KEKs) live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyStoreKind {
+    /// Files in keys/ (mode 0600): the embedded default.
+    Files,
+    /// A hardware security module through PKCS#11 (SoftHSM2 in the tests).
+    Pkcs11,
+}
+
+impl Settings {
+    /// Where the PKCS#11 store is, when it is the store; each missing setting named.
+    pub fn hsm(&self) -> Result<Option<HsmSettings>, String> {
+        if self.key_store != KeyStoreKind::Pkcs11 {
+            return Ok(None);
+        }
+        let missing = |name: &str| format!("HOSO_KEY_STORE=pkcs11 needs {name}");
+        Ok(Some(HsmSettings {
+            module: self
+                .pkcs11_module
+                .clone()
+                .ok_or_else(|| missing("HOSO_PKCS11_MODULE"))?,
+            token_label: self
+                .pkcs11_token_label
+                .clone()
+                .ok_or_else(|| missing("HOSO_PKCS11_TOKEN_LABEL"))?,
+            pin_file: self
+                .pkcs11_pin_file
+                .clone()
+                .ok_or_else(|| missing("HOSO_PKCS11_PIN_FILE"))?,
+            label_prefix: self.pkcs11_label_prefix.clone(),
+        }))
     }
 }
 

@@ -158,6 +158,17 @@ impl ApiError {
     }
 }
 
+/// A data key that could not be wrapped or unwrapped: its bytes failed, or the hardware security
+/// module holding its master key did not answer.
+impl From<crate::crypto::envelope::WrapError> for ApiError {
+    fn from(e: crate::crypto::envelope::WrapError) -> Self {
+        match e {
+            crate::crypto::envelope::WrapError::Integrity(e) => Self::Integrity(e.to_string()),
+            crate::crypto::envelope::WrapError::Unavailable(why) => Self::Unavailable(why),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

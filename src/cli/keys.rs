@@ -5,8 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::{CliError, cli_error, open};
-use crate::config::Settings;
-use crate::crypto::keyring::Keyring;
+use crate::config::{KeyStoreKind, Settings};
 use crate::records::master_keys::{self, KekState};
 
 #[derive(Subcommand, Debug)]
@@ -22,6 +21,14 @@ pub enum KeysCommand {
         #[arg(long)]
         version: u32,
     },
+    /// Move every data key to a master key in the hardware security module (HOSO_KEY_STORE=
+    /// pkcs11): makes one there if the current one is a file, then rewraps; safe to run again
+    /// and to stop midway. The file versions can then be retired.
+    Migrate {
+        /// The store to move to.
+        #[arg(long, value_enum)]
+        to: crate::config::KeyStoreKind,
+    },
 }
 
 pub async fn run(settings: Settings, command: KeysCommand) -> Result<ExitCode, CliError> {
@@ -30,11 +37,17 @@ pub async fn run(settings: Settings, command: KeysCommand) -> Result<ExitCode, C
         KeysCommand::Rewrap => rewrap(settings).await,
         KeysCommand::Status => status(settings).await,
         KeysCommand::Retire { version } => retire(settings, version).await,
+        KeysCommand::Migrate { to } => migrate(settings, to).await,
     }
 }
 
 async fn rotate(settings: Settings) -> Result<ExitCode, CliError> {
-    let version = Keyring::rotate(&settings.keys_dir).map_err(|e| e.to_string())?;
+    let version = open(settings.clone())
+        .await?
+        .vault
+        .keys()
+        .rotate()
+        .map_err(|e| e.to_string())?;
     // Opening the vault registers the version, which tells running vaults (they check before
     // each intake) to reload their key files.
     open(settings).await?;
@@ -83,5 +96,32 @@ async fn retire(settings: Settings, version: u32) -> Result<ExitCode, CliError> 
         .await
         .map_err(cli_error)?;
     println!("master key version {version} retired and deleted");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(settings: Settings, to: KeyStoreKind) -> Result<ExitCode, CliError> {
+    if to != KeyStoreKind::Pkcs11 || settings.key_store != KeyStoreKind::Pkcs11 {
+        return Err(
+            "keys migrate moves master keys into a hardware security module: run it with \
+             HOSO_KEY_STORE=pkcs11 (and its HOSO_PKCS11_* settings) and --to pkcs11; a key in a \
+             token cannot be moved back out"
+                .into(),
+        );
+    }
+    let keys = open(settings.clone()).await?.vault.keys();
+    if !keys.current_kek().is_in_token() {
+        let version = keys.rotate().map_err(|e| e.to_string())?;
+        eprintln!("master key version {version} made in the token");
+    }
+    // Opened again: the new version registered, and current here.
+    let app = open(settings).await?;
+    let current = app.vault.keys().current_kek().version;
+    let done = master_keys::rewrap(&app.vault, |n| eprintln!("moved {n} data keys…"))
+        .await
+        .map_err(cli_error)?;
+    println!(
+        "{done} data keys moved under version {current}, in the token; retire the file versions \
+         with `hoso keys retire --version N` once `hoso keys status` shows them unused"
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -47,6 +47,18 @@
 //! ```
 //!
 //! A row's format is its `format_version`; `hoso keys rewrap` brings format-1 rows to format 2.
+//!
+//! **The key store's tag.** The layouts above are a KEK of the file store's (`keys/`), and have
+//! no tag: their bytes, and the known answers below, are as they always were. A KEK kept in a
+//! hardware security module (`HOSO_KEY_STORE=pkcs11`, [`super::pkcs11`]) wraps inside the token,
+//! with the same associated data, and its wrapped key (61 bytes) starts with a tag:
+//!
+//! ```text
+//! pkcs11:   0x50 ('P') | IV (12, from the token) | AES-256-GCM(KEK_v in the token, IV, aad, DK) | tag (16)
+//! ```
+//!
+//! The row's KEK version says which KEK; the tag says which store must hold it, so a file KEK is
+//! never asked to open a token's wrap or the reverse.
 //! Bodies and fields are laid out the same in both (the body header's format byte stays 1).
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
@@ -76,6 +88,21 @@ const SEALED_SEGMENT_LEN: usize = SEGMENT_LEN + TAG_LEN;
 #[derive(Debug, thiserror::Error)]
 #[error("integrity check failed: {0}")]
 pub struct IntegrityError(pub &'static str);
+
+/// Why a data key could not be wrapped or unwrapped.
+#[derive(Debug, thiserror::Error)]
+pub enum WrapError {
+    #[error(transparent)]
+    Integrity(#[from] IntegrityError),
+    /// The hardware security module holding the KEK did not answer: try again later.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The tag a wrapped key of a KEK kept in a PKCS#11 token starts with.
+pub const TOKEN_TAG: u8 = b'P';
+/// Its length: the tag, the token's IV, the data key and the GCM tag.
+pub const TOKEN_WRAPPED_KEY_LEN: usize = 1 + WRAPPED_KEY_LEN;
 
 /// What a ciphertext is bound to.
 #[derive(Clone, Copy, Debug)]
@@ -134,18 +161,38 @@ impl WrapFormat {
     }
 }
 
-/// A master key (KEK) of one version.
+/// A master key (KEK) of one version: a file's bytes in memory, or a key in a token.
 pub struct Kek {
     pub version: u32,
-    cipher: Aes256Gcm,
+    store: KekStore,
+}
+
+enum KekStore {
+    File(Box<Aes256Gcm>),
+    Token(std::sync::Arc<super::pkcs11::Hsm>),
 }
 
 impl Kek {
     pub fn new(version: u32, key: &[u8; 32]) -> Self {
         Self {
             version,
-            cipher: Aes256Gcm::new_from_slice(key).expect("a 32-byte key"),
+            store: KekStore::File(Box::new(
+                Aes256Gcm::new_from_slice(key).expect("a 32-byte key"),
+            )),
         }
+    }
+
+    /// KEK `version`, kept in the token `hsm` (it is never read out of it).
+    pub fn in_token(version: u32, hsm: std::sync::Arc<super::pkcs11::Hsm>) -> Self {
+        Self {
+            version,
+            store: KekStore::Token(hsm),
+        }
+    }
+
+    /// Whether this KEK is kept in a hardware security module.
+    pub fn is_in_token(&self) -> bool {
+        matches!(self.store, KekStore::Token(_))
     }
 
     fn aad(&self, binding: &Binding, format: WrapFormat) -> Vec<u8> {
@@ -164,30 +211,29 @@ impl Kek {
 
     /// Wraps a data key in `format`; the vault writes `WrapFormat::V2` (format 1 is only read,
     /// and written by tests that stand in for rows made before format 2).
-    pub fn wrap(&self, key: &DataKey, binding: &Binding, format: WrapFormat) -> Vec<u8> {
-        self.wrap_with_nonce(key, binding, format, random_bytes::<NONCE_LEN>())
-    }
-
-    fn wrap_with_nonce(
+    pub fn wrap(
         &self,
         key: &DataKey,
         binding: &Binding,
         format: WrapFormat,
-        nonce: [u8; NONCE_LEN],
-    ) -> Vec<u8> {
-        let mut out = Vec::with_capacity(WRAPPED_KEY_LEN);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(key.0.as_ref());
-        let tag = self
-            .cipher
-            .encrypt_inout_detached(
-                &Nonce::from(nonce),
+    ) -> Result<Vec<u8>, WrapError> {
+        match &self.store {
+            KekStore::File(cipher) => Ok(wrap_with_nonce(
+                cipher,
+                key,
                 &self.aad(binding, format),
-                (&mut out[NONCE_LEN..]).into(),
-            )
-            .expect("32 bytes are within AES-GCM limits");
-        out.extend_from_slice(&tag);
-        out
+                random_bytes::<NONCE_LEN>(),
+            )),
+            KekStore::Token(hsm) => {
+                let sealed = hsm
+                    .seal(self.version, &self.aad(binding, format), key.0.as_ref())
+                    .map_err(token_error)?;
+                let mut out = Vec::with_capacity(TOKEN_WRAPPED_KEY_LEN);
+                out.push(TOKEN_TAG);
+                out.extend_from_slice(&sealed);
+                Ok(out)
+            }
+        }
     }
 
     pub fn unwrap(
@@ -195,24 +241,83 @@ impl Kek {
         wrapped: &[u8],
         binding: &Binding,
         format: WrapFormat,
-    ) -> Result<DataKey, IntegrityError> {
-        if wrapped.len() != WRAPPED_KEY_LEN {
-            return Err(IntegrityError("wrapped key has the wrong length"));
+    ) -> Result<DataKey, WrapError> {
+        let aad = self.aad(binding, format);
+        match &self.store {
+            KekStore::File(cipher) => Ok(unwrap_file(cipher, wrapped, &aad)?),
+            KekStore::Token(hsm) => {
+                let sealed = match wrapped.split_first() {
+                    Some((&TOKEN_TAG, sealed)) if wrapped.len() == TOKEN_WRAPPED_KEY_LEN => sealed,
+                    _ => return Err(IntegrityError("not a key wrapped in the token").into()),
+                };
+                let plain = Zeroizing::new(
+                    hsm.open_sealed(self.version, &aad, sealed)
+                        .map_err(token_error)?,
+                );
+                let bytes: [u8; 32] = plain
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| IntegrityError("the token's data key has the wrong length"))?;
+                Ok(DataKey(Zeroizing::new(bytes)))
+            }
         }
-        let mut key = Zeroizing::new([0u8; 32]);
-        key.copy_from_slice(&wrapped[NONCE_LEN..NONCE_LEN + 32]);
-        let nonce = Nonce::try_from(&wrapped[..NONCE_LEN]).expect("12 bytes");
-        let tag = Tag::try_from(&wrapped[NONCE_LEN + 32..]).expect("16 bytes");
-        self.cipher
-            .decrypt_inout_detached(
-                &nonce,
-                &self.aad(binding, format),
-                key.as_mut_slice().into(),
-                &tag,
-            )
-            .map_err(|_| IntegrityError("wrapped key failed authentication"))?;
-        Ok(DataKey(key))
     }
+}
+
+/// The file store's wrap under a chosen nonce, for the known-answer vectors.
+#[cfg(test)]
+impl Kek {
+    fn wrap_with_nonce(
+        &self,
+        key: &DataKey,
+        binding: &Binding,
+        format: WrapFormat,
+        nonce: [u8; NONCE_LEN],
+    ) -> Vec<u8> {
+        let KekStore::File(cipher) = &self.store else {
+            panic!("known answers are the file store's");
+        };
+        wrap_with_nonce(cipher, key, &self.aad(binding, format), nonce)
+    }
+}
+
+fn token_error(e: super::pkcs11::HsmError) -> WrapError {
+    match e {
+        super::pkcs11::HsmError::Integrity => {
+            WrapError::Integrity(IntegrityError("wrapped key failed authentication"))
+        }
+        other => WrapError::Unavailable(other.to_string()),
+    }
+}
+
+fn wrap_with_nonce(
+    cipher: &Aes256Gcm,
+    key: &DataKey,
+    aad: &[u8],
+    nonce: [u8; NONCE_LEN],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(WRAPPED_KEY_LEN);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(key.0.as_ref());
+    let tag = cipher
+        .encrypt_inout_detached(&Nonce::from(nonce), aad, (&mut out[NONCE_LEN..]).into())
+        .expect("32 bytes are within AES-GCM limits");
+    out.extend_from_slice(&tag);
+    out
+}
+
+fn unwrap_file(cipher: &Aes256Gcm, wrapped: &[u8], aad: &[u8]) -> Result<DataKey, IntegrityError> {
+    if wrapped.len() != WRAPPED_KEY_LEN {
+        return Err(IntegrityError("wrapped key has the wrong length"));
+    }
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&wrapped[NONCE_LEN..NONCE_LEN + 32]);
+    let nonce = Nonce::try_from(&wrapped[..NONCE_LEN]).expect("12 bytes");
+    let tag = Tag::try_from(&wrapped[NONCE_LEN + 32..]).expect("16 bytes");
+    cipher
+        .decrypt_inout_detached(&nonce, aad, key.as_mut_slice().into(), &tag)
+        .map_err(|_| IntegrityError("wrapped key failed authentication"))?;
+    Ok(DataKey(key))
 }
 
 /// Seals the personal-fields JSON.
@@ -796,7 +901,7 @@ mod tests {
         let cccd = WrapFormat::V2 {
             doc_type: DocType::Cccd,
         };
-        let wrapped = kek1.wrap(&key, &binding(1), cccd);
+        let wrapped = kek1.wrap(&key, &binding(1), cccd).unwrap();
         assert_eq!(wrapped.len(), WRAPPED_KEY_LEN);
         assert_eq!(*kek1.unwrap(&wrapped, &binding(1), cccd).unwrap().0, *key.0);
         assert!(kek1.unwrap(&wrapped, &binding(2), cccd).is_err());

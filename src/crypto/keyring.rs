@@ -45,6 +45,8 @@ pub struct Keyring {
     pub audit: SigningKey,
     /// Signs a citizen's export's manifest (`records::export`).
     pub export: SigningKey,
+    /// The token the PKCS#11 store's KEKs live in (none: files only).
+    hsm: Option<std::sync::Arc<super::pkcs11::Hsm>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,9 @@ pub enum KeyError {
     Missing(PathBuf),
     #[error("{path}: {message}")]
     Bad { path: PathBuf, message: String },
+    /// The hardware security module (`HOSO_KEY_STORE=pkcs11`).
+    #[error("{0}")]
+    Token(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -68,8 +73,49 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
 }
 
 impl Keyring {
-    /// Loads the keys, creating any that are missing when `create` is set (`serve`, `init`).
+    /// Loads the keys from files, creating any that are missing when `create` is set (`serve`,
+    /// `init`).
     pub fn open(dir: &Path, create: bool) -> Result<Self, KeyError> {
+        Self::open_with(dir, create, None)
+    }
+
+    /// Loads the keys, the master keys (KEKs) from `keys/` and, with the PKCS#11 store, from the
+    /// token `hsm` too. A new vault on the token gets its first KEK there, not in a file.
+    pub fn open_with(
+        dir: &Path,
+        create: bool,
+        hsm: Option<std::sync::Arc<super::pkcs11::Hsm>>,
+    ) -> Result<Self, KeyError> {
+        let token_versions = match &hsm {
+            Some(h) => h
+                .kek_versions()
+                .map_err(|e| KeyError::Token(e.to_string()))?,
+            None => Vec::new(),
+        };
+        if create
+            && hsm.is_some()
+            && token_versions.is_empty()
+            && kek_versions(dir).map_or(true, |v| v.is_empty())
+        {
+            if let Some(h) = &hsm {
+                h.generate_kek(1)
+                    .map_err(|e| KeyError::Token(e.to_string()))?;
+            }
+            return Self::open_with(dir, create, hsm);
+        }
+        let mut keyring = Self::open_files(dir, create, !token_versions.is_empty())?;
+        if let Some(h) = &hsm {
+            for version in token_versions {
+                keyring
+                    .keks
+                    .insert(version, Kek::in_token(version, h.clone()));
+            }
+        }
+        keyring.hsm = hsm;
+        Ok(keyring)
+    }
+
+    fn open_files(dir: &Path, create: bool, token_keks: bool) -> Result<Self, KeyError> {
         if create {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -93,7 +139,7 @@ impl Keyring {
             ] {
                 ensure_file(dir, name, || SigningKey::generate_pkcs8().to_vec())?;
             }
-            if kek_versions(dir)?.is_empty() {
+            if kek_versions(dir)?.is_empty() && !token_keks {
                 ensure_file(dir, &kek_file_name(1), || random_bytes::<32>().to_vec())?;
             }
         } else if !dir.join("blind-index.key").exists() {
@@ -104,7 +150,7 @@ impl Keyring {
             let key = read_key32(&dir.join(kek_file_name(version)))?;
             keks.insert(version, Kek::new(version, &key));
         }
-        if keks.is_empty() {
+        if keks.is_empty() && !token_keks {
             return Err(KeyError::Missing(dir.to_owned()));
         }
         Ok(Self {
@@ -119,6 +165,7 @@ impl Keyring {
             attestation: read_signing(dir, "attestation-signing.p8", super::attestation::PURPOSE)?,
             audit: read_signing(dir, "audit-signing.p8", "audit")?,
             export: read_signing(dir, "export-signing.p8", "export")?,
+            hsm: None,
         })
     }
 
@@ -174,18 +221,41 @@ impl Keyring {
         self.keks.keys().copied().collect()
     }
 
-    /// Adds KEK version `current + 1` and makes it current. Returns the new version.
-    pub fn rotate(dir: &Path) -> Result<u32, KeyError> {
-        let next = kek_versions(dir)?.last().copied().unwrap_or(0) + 1;
-        ensure_file(dir, &kek_file_name(next), || random_bytes::<32>().to_vec())?;
+    /// Adds KEK version `current + 1` (in the token with the PKCS#11 store, else a file) and
+    /// makes it current. Returns the new version.
+    pub fn rotate(&self) -> Result<u32, KeyError> {
+        let next = self.keks.keys().last().copied().unwrap_or(0) + 1;
+        match &self.hsm {
+            Some(h) => h
+                .generate_kek(next)
+                .map_err(|e| KeyError::Token(e.to_string()))?,
+            None => {
+                ensure_file(&self.dir, &kek_file_name(next), || {
+                    random_bytes::<32>().to_vec()
+                })?;
+            }
+        }
         Ok(next)
     }
 
-    /// Deletes a KEK version's file. The caller must have proved no data key uses it.
+    /// Deletes a KEK version (its file, or its key in the token). The caller must have proved
+    /// no data key uses it.
     pub fn retire(&self, version: u32) -> Result<(), KeyError> {
+        if let (Some(h), Some(kek)) = (&self.hsm, self.keks.get(&version))
+            && kek.is_in_token()
+        {
+            return h
+                .destroy_kek(version)
+                .map_err(|e| KeyError::Token(e.to_string()));
+        }
         let path = self.dir.join(kek_file_name(version));
         fs::remove_file(&path).map_err(io_err(&path))?;
         sync_dir(&self.dir)
+    }
+
+    /// The token of the PKCS#11 store, if that is the store.
+    pub fn hsm(&self) -> Option<&std::sync::Arc<super::pkcs11::Hsm>> {
+        self.hsm.as_ref()
     }
 
     /// The JWKS: every public key the vault signs with.
@@ -348,9 +418,10 @@ impl KeyCache {
         self.current.read().expect("keyring lock").clone()
     }
 
-    /// Re-reads the key files and makes them current.
+    /// Re-reads the key files (and the token's KEKs) and makes them current.
     pub fn reload(&self) -> Result<std::sync::Arc<Keyring>, KeyError> {
-        let fresh = std::sync::Arc::new(Keyring::open(&self.dir, false)?);
+        let hsm = self.get().hsm.clone();
+        let fresh = std::sync::Arc::new(Keyring::open_with(&self.dir, false, hsm)?);
         *self.current.write().expect("keyring lock") = fresh.clone();
         Ok(fresh)
     }
@@ -392,7 +463,7 @@ mod tests {
         let second = Keyring::open(&keys, false).unwrap();
         assert_eq!(second.citizen_index(&id), idx);
         assert_eq!(second.current_kek().version, 1);
-        assert_eq!(Keyring::rotate(&keys).unwrap(), 2);
+        assert_eq!(second.rotate().unwrap(), 2);
         assert_eq!(
             Keyring::open(&keys, false).unwrap().current_kek().version,
             2

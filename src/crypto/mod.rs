@@ -6,6 +6,8 @@ pub mod attestation;
 pub mod envelope;
 pub mod grant_seal;
 pub mod keyring;
+/// The PKCS#11 key store: master keys in a hardware security module.
+pub mod pkcs11;
 pub mod signing;
 
 use ring::rand::{SecureRandom, SystemRandom};

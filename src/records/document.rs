@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::Vault;
 use crate::crypto::attestation::{self, AttestationClaims};
-use crate::crypto::envelope::{self, Binding, DataKey, WrapFormat};
+use crate::crypto::envelope::{self, Binding, DataKey, WrapError, WrapFormat};
 use crate::crypto::keyring::Keyring;
 use crate::db::documents::DocumentRow;
 use crate::domain::{PersonalFields, format_rfc3339 as rfc3339};
@@ -35,7 +35,10 @@ pub fn data_key(vault: &Vault, row: &DocumentRow) -> Result<DataKey, ApiError> {
         ApiError::Internal(format!("KEK version {version} is not in the key directory"))
     })?;
     kek.unwrap(&row.wrapped_key, &binding(row)?, wrap_format(row)?)
-        .map_err(|e| ApiError::Integrity(format!("document {}: {e}", row.id)))
+        .map_err(|e| match e {
+            WrapError::Integrity(e) => ApiError::Integrity(format!("document {}: {e}", row.id)),
+            WrapError::Unavailable(why) => ApiError::Unavailable(why),
+        })
 }
 
 /// How the row's data key is bound: for format 2, to the type the row says it has, so a

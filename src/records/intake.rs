@@ -361,7 +361,7 @@ impl Stored<'_> {
                 WrapFormat::V2 {
                     doc_type: metadata.doc_type,
                 },
-            ),
+            )?,
             kek_version: i64::from(self.kek_version),
             sealed_fields: envelope::seal_fields(&self.data_key, &binding, &fields_json),
             verified_against_original: metadata.verified_against_original,

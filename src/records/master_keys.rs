@@ -34,7 +34,7 @@ pub async fn rewrap(vault: &Vault, mut progress: impl FnMut(u64)) -> Result<u64,
             let format = WrapFormat::V2 {
                 doc_type: doc.doc_type,
             };
-            let wrapped = current.wrap(&data_key, &binding, format);
+            let wrapped = current.wrap(&data_key, &binding, format)?;
             // If the row changed meanwhile (another rewrap), the next page picks it up again.
             documents::replace_wrapped_key(&mut tx, &doc, i64::from(current.version), &wrapped)
                 .await?;

@@ -121,6 +121,12 @@ async fn fresh_postgres_database() -> String {
 
 pub async fn settings(dir: &Path) -> Settings {
     let mut settings = Settings::embedded_in(dir);
+    // The whole suite once more with the master keys in a SoftHSM2 token (scripts/test).
+    match std::env::var("HOSO_TEST_KEY_STORE").as_deref() {
+        Err(_) | Ok("") | Ok("files") => {}
+        Ok("pkcs11") => crate::hsm::on_token(&mut settings),
+        Ok(other) => panic!("HOSO_TEST_KEY_STORE={other:?} is not a key store (files, pkcs11)"),
+    }
     if backend() == Backend::PostgresS3 {
         let bucket = required("HOSO_TEST_S3_BUCKET");
         let prefix = format!("t-{}", uuid::Uuid::now_v7().simple());
@@ -591,9 +597,26 @@ pub async fn hoso_cli(vault: &TestVault, args: &[&str]) -> std::process::Output 
         .env("HOSO_STORAGE_URL", s.storage_url.to_string())
         .env("HOSO_KEYS_DIR", &s.keys_dir)
         .env("HOSO_LOG", "warn");
+    pkcs11_env(&mut command, s);
     tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap()
+}
+
+/// The PKCS#11 store's settings for a `hoso` process, when the vault uses that store.
+pub fn pkcs11_env(command: &mut std::process::Command, s: &Settings) {
+    if s.key_store != hoso::config::KeyStoreKind::Pkcs11 {
+        return;
+    }
+    command
+        .env("HOSO_KEY_STORE", "pkcs11")
+        .env("HOSO_PKCS11_MODULE", s.pkcs11_module.as_ref().unwrap())
+        .env(
+            "HOSO_PKCS11_TOKEN_LABEL",
+            s.pkcs11_token_label.as_ref().unwrap(),
+        )
+        .env("HOSO_PKCS11_PIN_FILE", s.pkcs11_pin_file.as_ref().unwrap())
+        .env("HOSO_PKCS11_LABEL_PREFIX", &s.pkcs11_label_prefix);
 }
 
 /// What a database administrator does to make the log look as it was at `keep` entries: the

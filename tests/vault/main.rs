@@ -10,6 +10,7 @@ mod console_rights;
 mod contract;
 mod faults;
 mod hardening;
+mod hsm;
 mod insider;
 mod interop;
 

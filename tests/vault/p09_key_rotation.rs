@@ -148,7 +148,7 @@ async fn rows_of_format_1_still_read_and_rewrap_binds_their_type() {
         doc_type: hoso::domain::DocType::Passport,
     };
     let data_key = kek.unwrap(&wrapped, &binding, passport).unwrap();
-    let old = kek.wrap(&data_key, &binding, WrapFormat::V1);
+    let old = kek.wrap(&data_key, &binding, WrapFormat::V1).unwrap();
     vault
         .sql_blob(
             "UPDATE documents SET wrapped_key = $1, format_version = 1 WHERE id = $2",

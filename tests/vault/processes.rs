@@ -37,13 +37,16 @@ pub async fn start_fleet_with(vault: &TestVault, n: usize, env: &[(&str, &str)])
     let mut fleet = Fleet(Vec::new());
     for _ in 0..n {
         let addr = free_port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"));
+        command
             .arg("serve")
             .env("HOSO_DATABASE_URL", s.database_url.expose())
             .env("HOSO_STORAGE_URL", s.storage_url.to_string())
             .env("HOSO_KEYS_DIR", &s.keys_dir)
             .env("HOSO_LISTEN", addr.to_string())
-            .env("HOSO_LOG", "warn")
+            .env("HOSO_LOG", "warn");
+        crate::common::pkcs11_env(&mut command, s);
+        let child = command
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
