@@ -122,7 +122,7 @@ impl App {
         check_modes(&settings)?;
         let hsm = match settings.hsm().map_err(StartupError::Setting)? {
             Some(hsm) => Some(Arc::new(
-                crate::crypto::pkcs11::Hsm::open(&hsm)
+                crate::crypto::pkcs11::Hsm::open(&hsm, &settings.keys_dir, create)
                     .map_err(|e| StartupError::Keys(e.to_string()))?,
             )),
             None => None,
@@ -174,6 +174,20 @@ async fn open_database(settings: &Settings, keys: &Keyring) -> Result<Db, Startu
     }
     for version in keys.kek_versions() {
         crate::db::kek_usage::register_kek(&db.pool, i64::from(version)).await?;
+    }
+    let newest = keys.current_kek().version;
+    let registered = crate::db::kek_usage::usage(&db.pool).await?;
+    if let Some(u) = registered
+        .iter()
+        .find(|u| u.retired_at.is_none() && u.version > i64::from(newest))
+    {
+        // Numbering a new version from what this process sees would make a second key of
+        // the same version: one store's rows would not open under the other's.
+        return Err(StartupError::Keys(format!(
+            "master key version {} is in use but not among these keys (is it in a hardware \
+             security module? set HOSO_KEY_STORE=pkcs11 and its HOSO_PKCS11_* settings)",
+            u.version
+        )));
     }
     if keys.grants_await_seal {
         seal_earlier_grants(&db, keys).await?;

@@ -439,15 +439,11 @@ pub struct Settings {
     #[arg(long, env = "HOSO_PKCS11_PIN_FILE", global = true)]
     pub pkcs11_pin_file: Option<PathBuf>,
 
-    /// What the labels of this vault's keys in the token start with (`{prefix}-kek-000001`), so
-    /// one token can serve several vaults.
-    #[arg(
-        long,
-        env = "HOSO_PKCS11_LABEL_PREFIX",
-        default_value = "hoso",
-        global = true
-    )]
-    pub pkcs11_label_prefix: String,
+    /// What the labels of this vault's keys in the token start with (`{prefix}-kek-000001`).
+    /// Default: `hoso-` and a random name made once and kept in keys/, so two vaults on one
+    /// token never share a key.
+    #[arg(long, env = "HOSO_PKCS11_LABEL_PREFIX", global = true)]
+    pub pkcs11_label_prefix: Option<String>,
 
     /// Signing in through identity providers (OpenID Connect), for staff and for citizens.
     #[command(flatten)]
@@ -723,7 +719,8 @@ pub struct HsmSettings {
     pub module: PathBuf,
     pub token_label: String,
     pub pin_file: PathBuf,
-    pub label_prefix: String,
+    /// None: the vault's own, from keys/ ([`crate::crypto::pkcs11::Hsm::open`]).
+    pub label_prefix: Option<String>,
 }
 
 /// Where the master keys (KEKs) live.

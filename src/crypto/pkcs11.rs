@@ -73,8 +73,12 @@ fn unavailable(e: Error) -> HsmError {
 impl Hsm {
     /// Loads the module, initialises it, finds the token by label and logs in with the PIN in
     /// `pin_file`. Each failure is one line saying which setting to fix.
-    pub fn open(s: &HsmSettings) -> Result<Self, HsmError> {
+    pub fn open(s: &HsmSettings, keys_dir: &Path, create: bool) -> Result<Self, HsmError> {
         let setting = |what: String| HsmError::Setting(what);
+        let prefix = match &s.label_prefix {
+            Some(p) => p.clone(),
+            None => own_prefix(keys_dir, create)?,
+        };
         let ctx = context(&s.module)?;
         let slot = find_slot(&ctx, &s.token_label)?;
         let pin = read_pin(&s.pin_file)?;
@@ -82,7 +86,7 @@ impl Hsm {
             ctx,
             slot,
             pin,
-            prefix: s.label_prefix.clone(),
+            prefix,
             sessions: Mutex::new(Vec::new()),
         };
         // Log in once now, so a wrong PIN stops start-up rather than the first intake.
@@ -135,7 +139,13 @@ impl Hsm {
                     self.give_back(session);
                     return Ok(value);
                 }
-                Err(e) if session_lost(&e) && attempt == 0 => drop(session),
+                Err(e) if session_lost(&e) && attempt == 0 => {
+                    // The token restarted or was removed: every pooled session is as dead.
+                    drop(session);
+                    if let Ok(mut pool) = self.sessions.lock() {
+                        pool.clear();
+                    }
+                }
                 Err(e) => {
                     if !session_lost(&e) {
                         self.give_back(session);
@@ -153,14 +163,20 @@ impl Hsm {
         format!("{}-kek-{version:06}", self.prefix).into_bytes()
     }
 
+    /// The key labelled `label`. Two such keys (two processes made one at once) are refused
+    /// rather than one picked: a data key wrapped under one would not open under the other.
     fn find_kek(session: &Session, label: &[u8]) -> Result<Option<ObjectHandle>, Error> {
-        Ok(session
-            .find_objects(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::Label(label.to_vec()),
-            ])?
-            .into_iter()
-            .next())
+        let found = session.find_objects(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Label(label.to_vec()),
+        ])?;
+        if found.len() > 1 {
+            return Err(Error::Pkcs11(
+                RvError::KeyHandleInvalid,
+                cryptoki::context::Function::FindObjects,
+            ));
+        }
+        Ok(found.into_iter().next())
     }
 
     /// The KEK versions the token holds under this store's prefix, sorted.
@@ -198,40 +214,72 @@ impl Hsm {
     pub fn generate_kek(&self, version: u32) -> Result<(), HsmError> {
         let label = self.kek_label(version);
         // SoftHSM2's file store answers CKR_GENERAL_ERROR now and then when several sessions
-        // write the token at once; the key is then made on a second try.
-        let mut tries = 0;
-        loop {
-            match self.make_kek(&label) {
-                Err(HsmError::Unavailable(why)) if tries < 3 && why.contains("GeneralError") => {
-                    tries += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    fn make_kek(&self, label: &[u8]) -> Result<(), HsmError> {
-        let label = label.to_vec();
-        self.with_session(|s| {
-            if Self::find_kek(s, &label)?.is_some() {
+        // write the token at once; the key is then made on another try.
+        for _ in 0..4 {
+            if self.with_session(|s| Self::make_kek(s, &label))? {
                 return Ok(());
             }
-            s.generate_key(
-                &Mechanism::AesKeyGen,
+        }
+        Err(HsmError::Unavailable(
+            "the token would not make a key (CKR_GENERAL_ERROR four times)".into(),
+        ))
+    }
+
+    /// Makes the key labelled `label` unless it is there; false when the token failed and the
+    /// caller may try again. A key already there is used only if it is one the vault would
+    /// make: AES-256 generated in the token, sensitive, never extractable.
+    fn make_kek(s: &Session, label: &[u8]) -> Result<bool, Error> {
+        if let Some(key) = Self::find_kek(s, label)? {
+            let attrs = s.get_attributes(
+                key,
                 &[
-                    Attribute::Token(true),
-                    Attribute::Private(true),
-                    Attribute::Label(label.clone()),
-                    Attribute::ValueLen(32.into()),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(false),
-                    Attribute::Encrypt(true),
-                    Attribute::Decrypt(true),
-                    Attribute::AllowedMechanisms(vec![MechanismType::AES_GCM]),
+                    AttributeType::Sensitive,
+                    AttributeType::NeverExtractable,
+                    AttributeType::Local,
+                    AttributeType::ValueLen,
                 ],
             )?;
-            Ok(())
-        })
+            let sound = attrs.iter().all(|a| match a {
+                Attribute::Sensitive(b) | Attribute::NeverExtractable(b) | Attribute::Local(b) => {
+                    *b
+                }
+                Attribute::ValueLen(n) => u64::from(*n) == 32,
+                _ => true,
+            }) && attrs.len() == 4;
+            if !sound {
+                return Err(Error::Pkcs11(
+                    RvError::KeyTypeInconsistent,
+                    cryptoki::context::Function::GetAttributeValue,
+                ));
+            }
+            return Ok(true);
+        }
+        let made = s.generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Label(label.to_vec()),
+                Attribute::ValueLen(32.into()),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Modifiable(false),
+                Attribute::Copyable(false),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+                Attribute::Wrap(false),
+                Attribute::Unwrap(false),
+                Attribute::Sign(false),
+                Attribute::Verify(false),
+                Attribute::Derive(false),
+                Attribute::AllowedMechanisms(vec![MechanismType::AES_GCM]),
+            ],
+        );
+        match made {
+            Ok(_) => Ok(true),
+            Err(Error::Pkcs11(RvError::GeneralError, _)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Destroys KEK `version` in the token. The caller has proved no data key uses it.
@@ -256,12 +304,12 @@ impl Hsm {
             ))?;
             let mut iv = [0u8; 12];
             s.generate_random_slice(&mut iv)?;
-            let mut iv_for_call = iv;
             let sealed = s.encrypt(
-                &Mechanism::AesGcm(GcmParams::new(&mut iv_for_call, aad, 128.into())?),
+                &Mechanism::AesGcm(GcmParams::new(&mut iv, aad, 128.into())?),
                 key,
                 plaintext,
             )?;
+            // The IV as the call left it: a token that chooses its own writes it back here.
             let mut out = iv.to_vec();
             out.extend_from_slice(&sealed);
             Ok(out)
@@ -320,6 +368,41 @@ impl Hsm {
                     .all(|a| !matches!(a, Attribute::Extractable(true))))
         })
     }
+}
+
+/// The vault's own label prefix, `hoso-` and 16 random hex digits, made once (by `serve` or
+/// `init`) and kept in `keys/pkcs11-label-prefix`.
+fn own_prefix(keys_dir: &Path, create: bool) -> Result<String, HsmError> {
+    let path = keys_dir.join("pkcs11-label-prefix");
+    if !path.exists() && create {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let name = format!("hoso-{}", hex::encode(super::random_bytes::<8>()));
+        let made = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(keys_dir)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+            })
+            .and_then(|mut f| f.write_all(name.as_bytes()).and_then(|()| f.sync_all()));
+        if let Err(e) = made
+            && e.kind() != std::io::ErrorKind::AlreadyExists
+        {
+            return Err(HsmError::Setting(format!("{}: {e}", path.display())));
+        }
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        HsmError::Setting(format!(
+            "{}: {e} (the vault's key label prefix; `hoso serve` or `hoso init` makes it)",
+            path.display()
+        ))
+    })?;
+    Ok(text.trim().to_owned())
 }
 
 /// The process's one context for `module`: loaded and `C_Initialize`d the first time, then

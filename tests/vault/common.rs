@@ -616,7 +616,10 @@ pub fn pkcs11_env(command: &mut std::process::Command, s: &Settings) {
             s.pkcs11_token_label.as_ref().unwrap(),
         )
         .env("HOSO_PKCS11_PIN_FILE", s.pkcs11_pin_file.as_ref().unwrap())
-        .env("HOSO_PKCS11_LABEL_PREFIX", &s.pkcs11_label_prefix);
+        .env(
+            "HOSO_PKCS11_LABEL_PREFIX",
+            s.pkcs11_label_prefix.as_ref().unwrap(),
+        );
 }
 
 /// What a database administrator does to make the log look as it was at `keep` entries: the

@@ -32,7 +32,7 @@ pub fn on_token(s: &mut hoso::config::Settings) {
     s.pkcs11_module = Some(module.into());
     s.pkcs11_token_label = Some(label);
     s.pkcs11_pin_file = Some(pin_file);
-    s.pkcs11_label_prefix = format!("t{}", uuid::Uuid::now_v7().simple());
+    s.pkcs11_label_prefix = Some(format!("t{}", uuid::Uuid::now_v7().simple()));
 }
 
 #[tokio::test]
@@ -58,7 +58,8 @@ async fn the_master_key_never_leaves_the_token_and_keys_without_it_decrypt_nothi
     // So does a tool nobody here wrote: OpenSC's pkcs11-tool.
     let (module, label, pin_file) = token();
     let pin = std::fs::read_to_string(&pin_file).unwrap();
-    let kek_label = format!("{}-kek-000001", vault.state.settings.pkcs11_label_prefix);
+    let prefix = vault.state.settings.pkcs11_label_prefix.clone().unwrap();
+    let kek_label = format!("{prefix}-kek-000001");
     let out = std::process::Command::new("pkcs11-tool")
         .args([
             "--module",
@@ -79,23 +80,31 @@ async fn the_master_key_never_leaves_the_token_and_keys_without_it_decrypt_nothi
     );
     assert!(said.contains("CKR_ATTRIBUTE_SENSITIVE"), "{said}");
 
-    // keys/ and the database, copied without the token: nothing decrypts.
+    // keys/ and the database, copied without the token: keys/ holds no master key at all, and
+    // a vault on the copy does not start (nothing to decrypt with).
+    let stolen = tempfile::tempdir().unwrap();
+    let copy = stolen.path().join("keys");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(&vault.state.settings.keys_dir)
+        .unwrap()
+        .flatten()
+    {
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    let kek_files = std::fs::read_dir(&copy)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("kek-"))
+        .count();
+    assert_eq!(kek_files, 0, "a master key reached keys/");
     let mut files = vault.state.settings.clone();
     files.key_store = hoso::config::KeyStoreKind::Files;
-    let dir = vault.path();
-    drop(keys);
-    let stolen = TestVault::open(tempfile::tempdir().unwrap(), {
-        let mut s = files;
-        s.database_url = vault.state.settings.database_url.clone();
-        s
-    })
-    .await;
-    let refused = stolen
-        .get(&format!("/v1/documents/{id}/content"), &stolen.clerk())
-        .await;
-    assert!(refused.status.is_server_error(), "{}", refused.status);
-    assert!(!contains(&refused.body, &scan[..64]));
-    let _ = dir;
+    files.keys_dir = copy;
+    let refused = hoso::app::App::open(files, false).await;
+    assert!(
+        matches!(refused, Err(hoso::app::StartupError::Keys(_))),
+        "a copy of keys/ and the database opened without the token"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,10 +128,24 @@ async fn a_vault_on_files_migrates_to_the_token_under_live_intakes_and_reads() {
         pkcs11_env(&mut command, &s);
         command.output().unwrap()
     });
-    // Meanwhile the desk keeps taking papers in and reading them.
-    for n in 0..20u64 {
+    // Meanwhile the desk keeps taking papers in and reading them, until the migration is
+    // done: some intakes are wrapped under the file key, the later ones in the token.
+    let (mut under_file, mut in_token) = (0, 0);
+    for n in 0..200u64 {
+        if n >= 20 && migrate.is_finished() {
+            break;
+        }
         let scan = pdf(600 + n, 4_000);
-        docs.push((vault.take_in(CITIZEN_B, "passport", &scan).await, scan));
+        let id = vault.take_in(CITIZEN_B, "passport", &scan).await;
+        let wrapped = vault
+            .fetch_blob("SELECT wrapped_key FROM documents WHERE id = $1", &id)
+            .await;
+        if wrapped.len() == 60 {
+            under_file += 1;
+        } else {
+            in_token += 1;
+        }
+        docs.push((id, scan));
         let (id, scan) = &docs[n as usize];
         let copy = vault
             .get(&format!("/v1/documents/{id}/content"), &vault.clerk())
@@ -135,6 +158,10 @@ async fn a_vault_on_files_migrates_to_the_token_under_live_intakes_and_reads() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        under_file > 0 && in_token > 0,
+        "the intakes overlapped the migration: {under_file} under the file key, {in_token} in the token"
     );
     // Run again: nothing left to move (idempotent), and the file version is then unused.
     let again = hoso_cli(&vault, &["keys", "migrate", "--to", "pkcs11"]).await;
@@ -222,6 +249,9 @@ async fn a_wrong_pin_module_or_token_stops_serve_with_one_clear_line() {
             .find(|l| l.starts_with("hoso: "))
             .unwrap_or_default();
         assert!(line.contains(says), "{says}: {err}");
-        assert!(!err.contains(pin.trim()), "the PIN is never said");
+        assert!(
+            !err.contains(pin.trim()) && !err.contains("999999"),
+            "a PIN is never said"
+        );
     }
 }
