@@ -35,8 +35,7 @@ pub async fn restore(
 ) -> Result<ExitCode, CliError> {
     let source = match ledger {
         LedgerGiven::File(file) => {
-            let keys = crate::crypto::keyring::Keyring::open(&settings.keys_dir, false)
-                .map_err(|e| format!("keys: {e}"))?;
+            let keys = super::keyring(&settings)?;
             Source::Exported(super::doctor::exported_ledger(file, &keys)?)
         }
         LedgerGiven::None => Source::Live,

@@ -160,6 +160,20 @@ async fn open(settings: Settings) -> Result<App, StartupError> {
     App::open(settings, false).await
 }
 
+/// The keys as the settings say (the master keys in the HSM with `HOSO_KEY_STORE=pkcs11`),
+/// for commands that do not open the whole vault.
+fn keyring(settings: &Settings) -> Result<crate::crypto::keyring::Keyring, CliError> {
+    let hsm = match settings.hsm()? {
+        Some(hsm) => Some(std::sync::Arc::new(
+            crate::crypto::pkcs11::Hsm::open(&hsm, &settings.keys_dir, false)
+                .map_err(|e| e.to_string())?,
+        )),
+        None => None,
+    };
+    crate::crypto::keyring::Keyring::open_with(&settings.keys_dir, false, hsm)
+        .map_err(|e| CliError::Failed(format!("keys: {e}")))
+}
+
 /// Why an operator's command failed: printed as `hoso: <message>`, exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {

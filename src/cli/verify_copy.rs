@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use super::CliError;
 use crate::config::Settings;
-use crate::crypto::keyring::Keyring;
 
 pub fn run(
     settings: &Settings,
@@ -63,9 +62,7 @@ pub fn read_jwks(
                 std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?
         }
-        None => Keyring::open(&settings.keys_dir, false)
-            .map_err(|e| e.to_string())?
-            .jwks(),
+        None => super::keyring(settings)?.jwks(),
     };
     if jwks["keys"].as_array().is_none() {
         return Err("the JWKS has no `keys` array".into());

@@ -109,7 +109,7 @@ async fn the_master_key_never_leaves_the_token_and_keys_without_it_decrypt_nothi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vault_on_files_migrates_to_the_token_under_live_intakes_and_reads() {
-    let vault = TestVault::new().await;
+    let vault = TestVault::with(|s| s.key_store = hoso::config::KeyStoreKind::Files).await;
     let mut docs = Vec::new();
     for n in 0..30u64 {
         let scan = pdf(500 + n, 4_000);

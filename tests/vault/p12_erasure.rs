@@ -400,8 +400,11 @@ async fn a_restored_backup_does_not_bring_an_erased_document_back() {
 
     // Into a fresh place, database and storage both from the backup, the ledger exported.
     let fresh = tempfile::tempdir().unwrap();
-    let mut s = hoso::config::Settings::embedded_in(fresh.path());
-    s.keys_dir = vault.state.settings.keys_dir.clone();
+    // The same keys (files or token), a fresh database and storage.
+    let mut s = vault.state.settings.clone();
+    let empty = hoso::config::Settings::embedded_in(fresh.path());
+    s.database_url = empty.database_url;
+    s.storage_url = empty.storage_url;
     let restore = |extra: &[&str]| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"));
         command
@@ -412,6 +415,7 @@ async fn a_restored_backup_does_not_bring_an_erased_document_back() {
             .env("HOSO_STORAGE_URL", s.storage_url.to_string())
             .env("HOSO_KEYS_DIR", &s.keys_dir)
             .env("HOSO_LOG", "warn");
+        pkcs11_env(&mut command, &s);
         command.output().unwrap()
     };
     let refused = restore(&[]);
@@ -601,7 +605,8 @@ async fn sigkill_during_a_retention_run_leaves_every_document_whole_or_fully_era
     .unwrap();
     let s = vault.state.settings.clone();
     let run = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_hoso"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"));
+        command
             .args(["retention", "run"])
             .env("HOSO_DATABASE_URL", s.database_url.expose())
             .env("HOSO_STORAGE_URL", s.storage_url.to_string())
@@ -609,9 +614,9 @@ async fn sigkill_during_a_retention_run_leaves_every_document_whole_or_fully_era
             .env("HOSO_RETENTION_FILE", &rules)
             .env("HOSO_LOG", "off")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
+            .stderr(std::process::Stdio::null());
+        pkcs11_env(&mut command, &s);
+        command.spawn().unwrap()
     };
     // How long a run takes here with nothing to erase (starting up), and over one batch: the
     // kills land between the two, while it erases.
