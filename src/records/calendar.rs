@@ -27,21 +27,7 @@ struct HolidaysFile {
     #[serde(default)]
     #[allow(dead_code)]
     about: Option<String>,
-    holidays: Vec<HolidayDate>,
-}
-
-/// A date as the file spells it (`YYYY-MM-DD`), checked as it is read so an error names its line.
-#[derive(Deserialize)]
-#[serde(try_from = "String")]
-struct HolidayDate(Date);
-
-impl TryFrom<String> for HolidayDate {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        crate::domain::parse_date(&text, "a holiday")
-            .map(Self)
-            .map_err(|e| format!("{text:?}: {e}"))
-    }
+    holidays: Vec<String>,
 }
 
 /// The public holidays working days skip.
@@ -68,7 +54,19 @@ impl Holidays {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: HolidaysFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        Ok(Self(file.holidays.into_iter().map(|d| d.0).collect()))
+        let mut days = BTreeSet::new();
+        for day in &file.holidays {
+            let date = crate::domain::parse_date(day, "a holiday").map_err(|e| {
+                // The line the date is written on, for the person fixing the file.
+                let quoted = format!("\"{day}\"");
+                let line = text
+                    .find(&quoted)
+                    .map_or(0, |at| text[..at].matches('\n').count() + 1);
+                format!("{quoted} on line {line}: {e}")
+            })?;
+            days.insert(date);
+        }
+        Ok(Self(days))
     }
 
     pub fn is_working_day(&self, day: Date) -> bool {

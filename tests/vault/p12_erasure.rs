@@ -778,3 +778,31 @@ async fn the_bucket_or_the_database_alone_cannot_erase_or_unerase_a_document() {
     assert!(!replaced);
     assert_eq!(row_of(&vault, &erased).await, ("erased".into(), 0));
 }
+
+#[tokio::test]
+async fn a_malformed_retention_or_holidays_file_stops_start_up_naming_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("retention.json");
+    std::fs::write(&rules, "{\"rules\": {\n  \"cccd\": {\"after_not_current_days\": 30},\n  \"pasport\": {\"after_not_current_days\": 30}\n}}\n").unwrap();
+    let holidays = dir.path().join("holidays.json");
+    std::fs::write(
+        &holidays,
+        "{\"holidays\": [\n  \"2026-01-01\",\n  \"2026-02-30\"\n]}\n",
+    )
+    .unwrap();
+    for (file, which, line) in [
+        (&rules, "HOSO_RETENTION_FILE", "line 3"),
+        (&holidays, "HOSO_HOLIDAYS_FILE", "line 3"),
+    ] {
+        let mut s = settings(dir.path()).await;
+        if which == "HOSO_RETENTION_FILE" {
+            s.retention_file = Some(file.clone());
+        } else {
+            s.holidays_file = Some(file.clone());
+        }
+        let Err(hoso::app::StartupError::Setting(why)) = hoso::app::App::open(s, true).await else {
+            panic!("{which}: a malformed file must stop start-up");
+        };
+        assert!(why.starts_with(which) && why.contains(line), "{why}");
+    }
+}
