@@ -96,7 +96,7 @@ pub async fn link(vault: &TestVault, addr: std::net::SocketAddr, args: &[&str]) 
 }
 
 /// Sets a form control's value (dates, selects) the way a picker would, with its events.
-async fn set(browser: &Browser, css: &str, value: &str) {
+pub async fn set(browser: &Browser, css: &str, value: &str) {
     browser.wait(css, None).await;
     browser
         .js(

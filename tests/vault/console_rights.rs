@@ -3,27 +3,16 @@
 //! a clerk finds it in the queue and carries it out, told what was kept and why; an auditor
 //! places and lifts a legal hold. Each new screen passes axe at desktop and phone widths.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::browser::Browser;
 use crate::common::*;
-use crate::console::{link, sign_in};
+use crate::console::{link, set, sign_in};
 use crate::processes::start_fleet;
 
 #[test]
 fn a_citizen_a_clerk_and_an_auditor_use_the_rights_screens() {
     crate::browser::run_story(story);
-}
-
-async fn set(browser: &Browser, css: &str, value: &str) {
-    browser.wait(css, None).await;
-    browser
-        .js(
-            "const e = document.querySelector(arguments[0]); e.value = arguments[1]; \
-             e.dispatchEvent(new Event('change', {bubbles: true}));",
-            json!([css, value]),
-        )
-        .await;
 }
 
 async fn story() {

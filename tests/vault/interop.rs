@@ -70,6 +70,41 @@ pub fn go_check(input: &Value) -> (bool, String) {
     )
 }
 
+/// What the Go checker is given for entry `seq`: the key, the `old` and `new` checkpoints, the
+/// entry's leaf data and its inclusion proof in `new` (from the vault), and `consistency`.
+pub async fn tlog_input(
+    vault: &TestVault,
+    key: &str,
+    (old, new): (&str, &str),
+    seq: i64,
+    consistency: Value,
+) -> Value {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let size: i64 = new.lines().nth(1).unwrap().parse().unwrap();
+    let inclusion = vault
+        .get(
+            &format!("/v1/audit/proof/inclusion?seq={seq}&size={size}"),
+            "",
+        )
+        .await
+        .json();
+    let entry = hoso::db::audit::entry(&vault.state.vault.db.pool, seq)
+        .await
+        .unwrap()
+        .unwrap();
+    json!({
+        "key": key,
+        "old": old,
+        "new": new,
+        "index": seq - 1,
+        "leaf_data": b64.encode(hoso::audit::entry_leaf_data(&entry).unwrap()),
+        "leaf": inclusion["leaf_hash"],
+        "inclusion": inclusion["hashes"],
+        "consistency": consistency,
+    })
+}
+
 #[tokio::test]
 async fn go_sumdb_opens_hosos_checkpoints_and_checks_its_proofs() {
     use base64::Engine;
@@ -98,14 +133,6 @@ async fn go_sumdb_opens_hosos_checkpoints_and_checks_its_proofs() {
     let new_size: i64 = new.lines().nth(1).unwrap().parse().unwrap();
     assert!(new_size > old_size);
 
-    let seq = 3;
-    let inclusion = vault
-        .get(
-            &format!("/v1/audit/proof/inclusion?seq={seq}&size={new_size}"),
-            "",
-        )
-        .await
-        .json();
     let consistency = vault
         .get(
             &format!("/v1/audit/proof/consistency?from={old_size}&to={new_size}"),
@@ -113,21 +140,7 @@ async fn go_sumdb_opens_hosos_checkpoints_and_checks_its_proofs() {
         )
         .await
         .json();
-    let entry = hoso::db::audit::entry(&vault.state.vault.db.pool, seq)
-        .await
-        .unwrap()
-        .unwrap();
-    let leaf_data = hoso::audit::entry_leaf_data(&entry).unwrap();
-    let input = json!({
-        "key": key,
-        "old": old,
-        "new": new,
-        "index": seq - 1,
-        "leaf_data": b64.encode(&leaf_data),
-        "leaf": inclusion["leaf_hash"],
-        "inclusion": inclusion["hashes"],
-        "consistency": consistency["hashes"],
-    });
+    let input = tlog_input(&vault, &key, (&old, &new), 3, consistency["hashes"].clone()).await;
     let (ok, said) = go_check(&input);
     assert!(ok && said == "ok", "Go's sumdb refused hoso's log: {said}");
 

@@ -361,27 +361,9 @@ async fn an_erasure_request_erases_what_nothing_keeps_and_the_citizen_can_prove_
         String::from_utf8_lossy(&out.stdout)
     );
     // And by Go's sumdb/tlog, which nobody here wrote.
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD;
     let note =
         String::from_utf8(vault.get("/v1/audit/checkpoint", "").await.body.to_vec()).unwrap();
-    let size: i64 = note.lines().nth(1).unwrap().parse().unwrap();
-    let inclusion = vault
-        .get(
-            &format!("/v1/audit/proof/inclusion?seq={seq}&size={size}"),
-            "",
-        )
-        .await
-        .json();
-    let entry = hoso::db::audit::entry(&vault.state.vault.db.pool, seq)
-        .await
-        .unwrap()
-        .unwrap();
-    let input = json!({
-        "key": key, "old": note, "new": note, "index": seq - 1,
-        "leaf_data": b64.encode(hoso::audit::entry_leaf_data(&entry).unwrap()),
-        "leaf": inclusion["leaf_hash"], "inclusion": inclusion["hashes"], "consistency": [],
-    });
+    let input = crate::interop::tlog_input(&vault, &key, (&note, &note), seq, json!([])).await;
     let (ok, said) = crate::interop::go_check(&input);
     assert!(
         ok && said == "ok",
