@@ -445,6 +445,16 @@ pub struct Settings {
     #[arg(long, env = "HOSO_PKCS11_LABEL_PREFIX", global = true)]
     pub pkcs11_label_prefix: Option<String>,
 
+    /// How long a request waits for the token to answer one operation before it fails with 503
+    /// `unavailable` (and `/readyz` says `"keys": false`), in milliseconds.
+    #[arg(
+        long,
+        env = "HOSO_PKCS11_TIMEOUT_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub pkcs11_timeout_ms: u64,
+
     /// Signing in through identity providers (OpenID Connect), for staff and for citizens.
     #[command(flatten)]
     pub sign_in: SignInSettings,
@@ -721,6 +731,8 @@ pub struct HsmSettings {
     pub pin_file: PathBuf,
     /// None: the vault's own, from keys/ ([`crate::crypto::pkcs11::Hsm::open`]).
     pub label_prefix: Option<String>,
+    /// The longest a caller waits for one token operation.
+    pub timeout: std::time::Duration,
 }
 
 /// Where the master keys (KEKs) live.
@@ -753,6 +765,7 @@ impl Settings {
                 .clone()
                 .ok_or_else(|| missing("HOSO_PKCS11_PIN_FILE"))?,
             label_prefix: self.pkcs11_label_prefix.clone(),
+            timeout: std::time::Duration::from_millis(self.pkcs11_timeout_ms.max(1)),
         }))
     }
 }

@@ -3,6 +3,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::blob::BlobError;
+use crate::crypto::KeyUnavailable;
 use crate::db::DbError;
 use crate::domain::DomainError;
 
@@ -166,6 +167,13 @@ impl From<crate::crypto::envelope::WrapError> for ApiError {
             crate::crypto::envelope::WrapError::Integrity(e) => Self::Integrity(e.to_string()),
             crate::crypto::envelope::WrapError::Unavailable(why) => Self::Unavailable(why),
         }
+    }
+}
+
+/// A key in the hardware security module that did not answer.
+impl From<KeyUnavailable> for ApiError {
+    fn from(e: KeyUnavailable) -> Self {
+        Self::Unavailable(e.0)
     }
 }
 

@@ -118,7 +118,7 @@ impl Appender {
         self.seq = row.seq;
         self.hash = row.hash.clone();
         if self.seq % SIGNED_HEAD_EVERY == 0 {
-            self.signed_heads.push((self.signed(keys), row.at));
+            self.signed_heads.push((self.signed(keys)?, row.at));
         }
         self.rows.push(row);
         Ok(Appended {
@@ -137,12 +137,12 @@ impl Appender {
         self.start_root
     }
 
-    fn signed(&self, keys: &Keyring) -> Head {
-        Head {
+    fn signed(&self, keys: &Keyring) -> Result<Head, ApiError> {
+        Ok(Head {
             seq: self.seq,
             hash: self.hash.clone(),
-            signature: hex::encode(keys.audit.sign(&head_message(self.seq, &self.hash))),
-        }
+            signature: hex::encode(keys.audit.sign(&head_message(self.seq, &self.hash))?),
+        })
     }
 
     /// Stores what was appended (entries, tree nodes, signed heads) and the signed head after
@@ -165,7 +165,7 @@ impl Appender {
         for (head, at) in &self.signed_heads {
             store::insert_signed_head(tx, head, *at).await?;
         }
-        store::set_head(tx, &self.signed(keys)).await?;
+        store::set_head(tx, &self.signed(keys)?).await?;
         let size = self.seq as u64;
         let root = match self.tree.root(size) {
             Some(root) => root,

@@ -210,7 +210,7 @@ impl Publisher {
         mark: Mark,
     ) -> Result<String, ApiError> {
         self.refuse_if_alarmed()?;
-        let signed = self.sign(keys, mark);
+        let signed = self.sign(keys, mark)?;
         // A different checkpoint of the same size already published: the log this process
         // appended to is not the one published before (rolled back, then grown again).
         write_once(blobs, &object_key(mark.size), signed.as_bytes())
@@ -240,13 +240,13 @@ impl Publisher {
         self.publish(blobs, keys, mark).await.map(|_| ())
     }
 
-    fn sign(&self, keys: &Keyring, mark: Mark) -> String {
+    fn sign(&self, keys: &Keyring, mark: Mark) -> Result<String, ApiError> {
         let checkpoint = Checkpoint {
             origin: self.policy.origin.clone(),
             size: mark.size,
             root: mark.root,
         };
-        note::sign(&keys.audit, &checkpoint)
+        Ok(note::sign(&keys.audit, &checkpoint)?)
     }
 
     /// The checkpointer's step: when [`CheckpointPolicy::every`] entries or
@@ -290,7 +290,7 @@ impl Publisher {
     ) -> Result<(), ApiError> {
         // The object may be out already (strict mode published it after its batch).
         let signed = if self.state().published == mark.size {
-            self.sign(keys, mark)
+            self.sign(keys, mark)?
         } else {
             self.publish(blobs, keys, mark).await?
         };

@@ -15,6 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::merkle::Hash;
+use crate::crypto::KeyUnavailable;
 use crate::crypto::sha256;
 use crate::crypto::signing::{SigningKey, signature_is_valid};
 
@@ -98,15 +99,15 @@ pub fn parse_verifier_key(text: &str) -> Result<(String, Vec<u8>), String> {
 }
 
 /// Signs a checkpoint into a note, with the log's origin as the key name.
-pub fn sign(key: &SigningKey, checkpoint: &Checkpoint) -> String {
+pub fn sign(key: &SigningKey, checkpoint: &Checkpoint) -> Result<String, KeyUnavailable> {
     let body = checkpoint.body();
     let mut sig = key_id(&checkpoint.origin, key.public_key()).to_vec();
-    sig.extend_from_slice(&key.sign(body.as_bytes()));
-    format!(
+    sig.extend_from_slice(&key.sign(body.as_bytes())?);
+    Ok(format!(
         "{body}\n\u{2014} {} {}\n",
         checkpoint.origin,
         B64.encode(sig)
-    )
+    ))
 }
 
 /// Opens a signed checkpoint: it must carry a valid signature by `name`'s `public_key` (other
@@ -167,7 +168,7 @@ mod tests {
             size: 42,
             root: [7; 32],
         };
-        let note = sign(&signer, &checkpoint);
+        let note = sign(&signer, &checkpoint).unwrap();
         assert!(note.starts_with("hoso.example/audit\n42\nBwcH"));
         assert_eq!(
             open(&note, "hoso.example/audit", signer.public_key()),

@@ -130,7 +130,7 @@ mod tests {
             index: 1,
             leaf: leaves[1],
             hashes: vec![leaves[0], leaves[2]],
-            checkpoint: note::sign(&key, &checkpoint),
+            checkpoint: note::sign(&key, &checkpoint).unwrap(),
         };
         let verifier = note::verifier_key("test.hoso/log", key.public_key());
         (receipt, verifier)

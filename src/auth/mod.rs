@@ -11,6 +11,7 @@ use jsonwebtoken::{Algorithm, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::crypto::CitizenIndex;
 use crate::crypto::keyring::Keyring;
 use crate::db::Db;
 use crate::domain::{Code, NOT_APPLICABLE, NationalId, Role, SignInKind};
@@ -80,8 +81,7 @@ pub fn issue(
     };
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(keys.token.kid().to_owned());
-    let token = jsonwebtoken::encode(&header, &claims, &keys.token.encoding_key())
-        .map_err(|e| ApiError::internal("sign token", e))?;
+    let token = keys.token.jws(&header, &claims)?;
     Ok((token, claims))
 }
 
@@ -133,19 +133,24 @@ pub struct Caller {
     pub jti: String,
     /// The identity provider the caller signed in through, if any.
     pub via: Option<SignInKind>,
+    /// A citizen's blind index, computed once when the token is checked (the key may be in a
+    /// token that has to be asked).
+    citizen_idx: Option<CitizenIndex>,
 }
 
 impl Caller {
-    fn from_claims(claims: Claims) -> Result<Self, ApiError> {
+    fn from_claims(claims: Claims, keys: &Keyring) -> Result<Self, ApiError> {
         let invalid = || ApiError::Unauthenticated("the token's claims are not valid".into());
-        match claims.role {
+        let citizen_idx = match claims.role {
             Role::Citizen => {
-                NationalId::parse(&claims.sub).map_err(|_| invalid())?;
+                let id = NationalId::parse(&claims.sub).map_err(|_| invalid())?;
+                Some(keys.citizen_index(&id)?)
             }
             _ => {
                 Code::parse(&claims.sub, "sub").map_err(|_| invalid())?;
+                None
             }
-        }
+        };
         let office = match &claims.office {
             Some(office) => Code::parse(office, "office")
                 .map_err(|_| invalid())?
@@ -167,6 +172,7 @@ impl Caller {
             expires_at: claims.exp,
             jti: claims.jti,
             via: claims.via,
+            citizen_idx,
         })
     }
 
@@ -187,6 +193,7 @@ impl Caller {
             expires_at,
             jti,
             via: None,
+            citizen_idx: None,
         }
     }
 
@@ -194,6 +201,11 @@ impl Caller {
     /// Only for answering the caller about themself (`GET /v1/me`), never for a log.
     pub fn subject(&self) -> &str {
         &self.sub
+    }
+
+    /// The blind index of the citizen behind a citizen token.
+    pub fn citizen_index(&self) -> Option<&CitizenIndex> {
+        self.citizen_idx.as_ref()
     }
 
     /// The citizen behind a citizen token.
@@ -308,7 +320,7 @@ pub async fn authenticate(
     let revoked = crate::db::revoked_tokens::is_token_revoked(&db.pool, &claims.jti)
         .await
         .map_err(|e| Refusal::Invalid(e.into()))?;
-    let caller = Caller::from_claims(claims).map_err(Refusal::Invalid)?;
+    let caller = Caller::from_claims(claims, keys).map_err(Refusal::Invalid)?;
     if revoked {
         return Err(Refusal::Revoked(caller));
     }
@@ -327,5 +339,5 @@ fn expired_caller(keys: &Keyring, policy: &TokenPolicy, token: &str) -> Option<C
     validation.leeway = LEEWAY_SECONDS;
     let data =
         jsonwebtoken::decode::<Claims>(token, &keys.token.decoding_key(), &validation).ok()?;
-    Caller::from_claims(data.claims).ok()
+    Caller::from_claims(data.claims, keys).ok()
 }

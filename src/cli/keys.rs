@@ -119,9 +119,19 @@ async fn migrate(settings: Settings, to: KeyStoreKind) -> Result<ExitCode, CliEr
     let done = master_keys::rewrap(&app.vault, |n| eprintln!("moved {n} data keys…"))
         .await
         .map_err(cli_error)?;
+    let moved = app
+        .vault
+        .keys()
+        .move_keys_to_token()
+        .map_err(|e| e.to_string())?;
+    for purpose in &moved {
+        eprintln!("the {purpose} key is in the token now; its file is deleted");
+    }
     println!(
-        "{done} data keys moved under version {current}, in the token; retire the file versions \
-         with `hoso keys retire --version N` once `hoso keys status` shows them unused"
+        "{done} data keys moved under version {current}, in the token; {} more keys moved there; \
+         retire the file versions with `hoso keys retire --version N` once `hoso keys status` \
+         shows them unused",
+        moved.len()
     );
     Ok(ExitCode::SUCCESS)
 }

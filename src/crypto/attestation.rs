@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::KeyUnavailable;
 use super::signing::SigningKey;
 
 /// What the vault states about a verified copy: which document, its digest and size, and who
@@ -30,11 +31,11 @@ pub struct AttestationClaims {
 
 pub const ATTESTATION_TYPE: &str = "hoso-attestation+jwt";
 
-pub fn sign(key: &SigningKey, claims: &AttestationClaims) -> Result<String, String> {
+pub fn sign(key: &SigningKey, claims: &AttestationClaims) -> Result<String, KeyUnavailable> {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some(key.kid().to_owned());
     header.typ = Some(ATTESTATION_TYPE.to_owned());
-    jsonwebtoken::encode(&header, claims, &key.encoding_key()).map_err(|e| e.to_string())
+    key.jws(&header, claims)
 }
 
 /// The attestation keys of a JWKS, and only those: `OKP`/`Ed25519`, `alg` `EdDSA`, `use`

@@ -9,6 +9,12 @@
 //! | `token-signing.p8` | Ed25519 PKCS#8, signs staff and grant tokens |
 //! | `attestation-signing.p8` | Ed25519 PKCS#8, signs verified-copy attestations |
 //! | `audit-signing.p8` | Ed25519 PKCS#8, signs audit checkpoints |
+//! | `export-signing.p8` | Ed25519 PKCS#8, signs a citizen's export's manifest |
+//! | `erasure-ledger.key` | 32 raw bytes, HMAC key of the erasure ledger's records |
+//!
+//! With the PKCS#11 store (`HOSO_KEY_STORE=pkcs11`, [`super::pkcs11`]) the master keys and the
+//! four signing keys live in the token instead (`keys migrate` moves a files vault's there);
+//! the HMAC keys stay files, as `docs/design.md` says why.
 //!
 //! A file is written to a temporary name, synced, then hard-linked into place, so two processes
 //! starting at once cannot both create (and disagree about) the same key.
@@ -29,7 +35,7 @@ use crate::domain::NationalId;
 
 pub struct Keyring {
     dir: PathBuf,
-    blind_index: Zeroizing<[u8; 32]>,
+    blind_index: IndexKey,
     audit_chain: Zeroizing<[u8; 32]>,
     /// Seals the erasure ledger's records (`records::ledger`).
     ledger_seal: super::HmacSha256,
@@ -47,6 +53,12 @@ pub struct Keyring {
     pub export: SigningKey,
     /// The token the PKCS#11 store's KEKs live in (none: files only).
     hsm: Option<std::sync::Arc<super::pkcs11::Hsm>>,
+}
+
+/// The blind-index key: a file's bytes in memory, or a key in the token.
+enum IndexKey {
+    File(Zeroizing<[u8; 32]>),
+    Token(std::sync::Arc<super::pkcs11::Hsm>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +115,7 @@ impl Keyring {
             }
             return Self::open_with(dir, create, hsm);
         }
-        let mut keyring = Self::open_files(dir, create, !token_versions.is_empty())?;
+        let mut keyring = Self::open_files(dir, create, !token_versions.is_empty(), hsm.as_ref())?;
         if let Some(h) = &hsm {
             for version in token_versions {
                 keyring
@@ -115,14 +127,21 @@ impl Keyring {
         Ok(keyring)
     }
 
-    fn open_files(dir: &Path, create: bool, token_keks: bool) -> Result<Self, KeyError> {
+    fn open_files(
+        dir: &Path,
+        create: bool,
+        token_keks: bool,
+        hsm: Option<&std::sync::Arc<super::pkcs11::Hsm>>,
+    ) -> Result<Self, KeyError> {
         if create {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
                 .map_err(io_err(dir))?;
-            ensure_file(dir, "blind-index.key", || random_bytes::<32>().to_vec())?;
+            if hsm.is_none() {
+                ensure_file(dir, BLIND_INDEX, || random_bytes::<32>().to_vec())?;
+            }
             ensure_file(dir, "audit-chain.key", || random_bytes::<32>().to_vec())?;
             ensure_file(dir, LEDGER_SEAL, || random_bytes::<32>().to_vec())?;
             // The marker first: a crash between the two leaves the marker, never a key without
@@ -131,18 +150,14 @@ impl Keyring {
                 ensure_file(dir, GRANTS_TO_SEAL, Vec::new)?;
             }
             ensure_file(dir, "grant-seal.key", || random_bytes::<32>().to_vec())?;
-            for name in [
-                "token-signing.p8",
-                "attestation-signing.p8",
-                "audit-signing.p8",
-                "export-signing.p8",
-            ] {
+            // With the PKCS#11 store a missing signing key is made in the token instead.
+            for (name, _) in SIGNING_KEYS.iter().filter(|_| hsm.is_none()) {
                 ensure_file(dir, name, || SigningKey::generate_pkcs8().to_vec())?;
             }
             if kek_versions(dir)?.is_empty() && !token_keks {
                 ensure_file(dir, &kek_file_name(1), || random_bytes::<32>().to_vec())?;
             }
-        } else if !dir.join("blind-index.key").exists() {
+        } else if !dir.join("audit-chain.key").exists() {
             return Err(KeyError::Missing(dir.to_owned()));
         }
         let mut keks = BTreeMap::new();
@@ -155,22 +170,28 @@ impl Keyring {
         }
         Ok(Self {
             dir: dir.to_owned(),
-            blind_index: read_key32(&dir.join("blind-index.key"))?,
+            blind_index: index_key(dir, hsm, create)?,
             audit_chain: read_key32(&dir.join("audit-chain.key"))?,
             ledger_seal: super::HmacSha256::new(read_new_key32(dir, LEDGER_SEAL)?.as_ref()),
             grant_seal: GrantSealKey::new(&*read_grant_seal(dir)?),
             grants_await_seal: dir.join(GRANTS_TO_SEAL).exists(),
             keks,
-            token: read_signing(dir, "token-signing.p8", "token")?,
-            attestation: read_signing(dir, "attestation-signing.p8", super::attestation::PURPOSE)?,
-            audit: read_signing(dir, "audit-signing.p8", "audit")?,
-            export: read_signing(dir, "export-signing.p8", "export")?,
+            token: signing_key(dir, SIGNING_KEYS[0], hsm, create)?,
+            attestation: signing_key(dir, SIGNING_KEYS[1], hsm, create)?,
+            audit: signing_key(dir, SIGNING_KEYS[2], hsm, create)?,
+            export: signing_key(dir, SIGNING_KEYS[3], hsm, create)?,
             hsm: None,
         })
     }
 
-    pub fn citizen_index(&self, id: &NationalId) -> CitizenIndex {
-        super::blind_index(&self.blind_index, id)
+    pub fn citizen_index(&self, id: &NationalId) -> Result<CitizenIndex, super::KeyUnavailable> {
+        match &self.blind_index {
+            IndexKey::File(key) => Ok(super::blind_index(key, id)),
+            IndexKey::Token(hsm) => hsm
+                .index_hmac(&super::blind_index_message(id))
+                .map(CitizenIndex)
+                .map_err(|e| super::KeyUnavailable(e.to_string())),
+        }
     }
 
     /// The seal of an erasure ledger record's bytes: HMAC-SHA-256 under the ledger key, so a
@@ -251,6 +272,66 @@ impl Keyring {
         let path = self.dir.join(kek_file_name(version));
         fs::remove_file(&path).map_err(io_err(&path))?;
         sync_dir(&self.dir)
+    }
+
+    /// Puts the blind-index key and each signing key still in a file into the token (the same
+    /// keys, so every index stored and every signature made before still checks), proves the
+    /// token computes as the file did, then deletes the file. Safe to repeat after a crash at
+    /// any step. Returns what it moved.
+    pub fn move_keys_to_token(&self) -> Result<Vec<&'static str>, KeyError> {
+        let Some(h) = &self.hsm else {
+            return Ok(Vec::new());
+        };
+        let token = |e: super::pkcs11::HsmError| KeyError::Token(e.to_string());
+        let mut moved = Vec::new();
+        let path = self.dir.join(BLIND_INDEX);
+        if path.exists() {
+            let file = read_key32(&path)?;
+            if !h.has_index_key().map_err(token)? {
+                h.import_index_key(&file).map_err(token)?;
+            }
+            if !index_keys_agree(&file, h)? {
+                return Err(KeyError::Token(
+                    "the token's blind-index key is not the file's; the file is kept".into(),
+                ));
+            }
+            fs::remove_file(&path).map_err(io_err(&path))?;
+            sync_dir(&self.dir)?;
+            moved.push("blind-index");
+        }
+        for (name, purpose) in SIGNING_KEYS {
+            let path = self.dir.join(name);
+            if !path.exists() {
+                continue;
+            }
+            let pkcs8 = Zeroizing::new(fs::read(&path).map_err(io_err(&path))?);
+            let file =
+                SigningKey::from_pkcs8(&pkcs8, purpose).map_err(|message| KeyError::Bad {
+                    path: path.clone(),
+                    message,
+                })?;
+            let public: [u8; 32] = file.public_key().try_into().expect("32 bytes");
+            if h.signing_public(purpose).map_err(token)?.is_none() {
+                let seed = super::signing::pkcs8_seed(&pkcs8).ok_or_else(|| KeyError::Bad {
+                    path: path.clone(),
+                    message: "not an Ed25519 PKCS#8 layout this version reads".into(),
+                })?;
+                h.import_signing(purpose, &seed, &public).map_err(token)?;
+            }
+            let probe = b"hoso keys migrate: the token signs as the file did";
+            let in_token = SigningKey::in_token(h.clone(), purpose, public);
+            let same = in_token.sign(probe).map_err(|e| KeyError::Token(e.0))?
+                == file.sign(probe).map_err(|e| KeyError::Token(e.0))?;
+            if h.signing_public(purpose).map_err(token)? != Some(public) || !same {
+                return Err(KeyError::Token(format!(
+                    "the token's {purpose} key is not the file's; the file is kept"
+                )));
+            }
+            fs::remove_file(&path).map_err(io_err(&path))?;
+            sync_dir(&self.dir)?;
+            moved.push(purpose);
+        }
+        Ok(moved)
     }
 
     /// The token of the PKCS#11 store, if that is the store.
@@ -335,6 +416,94 @@ fn read_grant_seal(dir: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         });
     }
     read_key32(&path)
+}
+
+const BLIND_INDEX: &str = "blind-index.key";
+
+/// The blind-index key, found as [`signing_key`] finds a signing key: the token's, else the
+/// file's, else made in the token when `create`. A file beside the token's key must be the
+/// same key (an interrupted `keys migrate`).
+fn index_key(
+    dir: &Path,
+    hsm: Option<&std::sync::Arc<super::pkcs11::Hsm>>,
+    create: bool,
+) -> Result<IndexKey, KeyError> {
+    let path = dir.join(BLIND_INDEX);
+    let Some(h) = hsm else {
+        return Ok(IndexKey::File(read_key32(&path)?));
+    };
+    let token = |e: super::pkcs11::HsmError| KeyError::Token(e.to_string());
+    if !h.has_index_key().map_err(token)? {
+        if path.exists() {
+            return Ok(IndexKey::File(read_key32(&path)?));
+        }
+        if !create {
+            return Err(KeyError::Token(
+                "the token holds no blind-index key under this vault's label prefix".into(),
+            ));
+        }
+        h.generate_index_key().map_err(token)?;
+    }
+    if path.exists() && !index_keys_agree(&*read_key32(&path)?, h)? {
+        return Err(KeyError::Bad {
+            path,
+            message: "a blind-index key other than the token's: remove the one not in use".into(),
+        });
+    }
+    Ok(IndexKey::Token(h.clone()))
+}
+
+/// Whether the token's blind-index key gives the file key's index for a probe.
+fn index_keys_agree(file: &[u8; 32], h: &super::pkcs11::Hsm) -> Result<bool, KeyError> {
+    let probe = NationalId::parse("001099000000").expect("a well-formed number");
+    let in_token = h
+        .index_hmac(&super::blind_index_message(&probe))
+        .map_err(|e| KeyError::Token(e.to_string()))?;
+    Ok(super::blind_index(file, &probe).0 == in_token)
+}
+
+/// The signing keys: file name and purpose (the purpose names its `kid` and its token label).
+pub const SIGNING_KEYS: [(&str, &str); 4] = [
+    ("token-signing.p8", "token"),
+    ("attestation-signing.p8", super::attestation::PURPOSE),
+    ("audit-signing.p8", "audit"),
+    ("export-signing.p8", "export"),
+];
+
+/// A signing key: with the PKCS#11 store, the token's if it holds one (a file of the same
+/// purpose beside it must be the same key, left by an interrupted `keys migrate`), else the
+/// file's (a vault that began on files, not migrated yet), else made in the token when
+/// `create`. Without the store, the file's.
+fn signing_key(
+    dir: &Path,
+    (name, purpose): (&str, &str),
+    hsm: Option<&std::sync::Arc<super::pkcs11::Hsm>>,
+    create: bool,
+) -> Result<SigningKey, KeyError> {
+    let Some(h) = hsm else {
+        return read_signing(dir, name, purpose);
+    };
+    let token = |e: super::pkcs11::HsmError| KeyError::Token(e.to_string());
+    let in_file = dir.join(name).exists();
+    let public = match h.signing_public(purpose).map_err(token)? {
+        Some(public) => public,
+        None if in_file => return read_signing(dir, name, purpose),
+        None if create => h.generate_signing(purpose).map_err(token)?,
+        None => {
+            return Err(KeyError::Token(format!(
+                "the token holds no {purpose} signing key under this vault's label prefix"
+            )));
+        }
+    };
+    if in_file && read_signing(dir, name, purpose)?.public_key() != public {
+        return Err(KeyError::Bad {
+            path: dir.join(name),
+            message: format!(
+                "a {purpose} key other than the token's: remove the one that is not in use"
+            ),
+        });
+    }
+    Ok(SigningKey::in_token(h.clone(), purpose, public))
 }
 
 fn read_signing(dir: &Path, name: &str, purpose: &str) -> Result<SigningKey, KeyError> {
@@ -455,13 +624,13 @@ mod tests {
         let keys = dir.path().join("keys");
         let first = Keyring::open(&keys, true).unwrap();
         let id = NationalId::parse("001099012345").unwrap();
-        let idx = first.citizen_index(&id);
+        let idx = first.citizen_index(&id).unwrap();
         for entry in fs::read_dir(&keys).unwrap() {
             let mode = entry.unwrap().metadata().unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let second = Keyring::open(&keys, false).unwrap();
-        assert_eq!(second.citizen_index(&id), idx);
+        assert_eq!(second.citizen_index(&id).unwrap(), idx);
         assert_eq!(second.current_kek().version, 1);
         assert_eq!(second.rotate().unwrap(), 2);
         assert_eq!(

@@ -12,6 +12,12 @@ pub mod signing;
 
 use ring::rand::{SecureRandom, SystemRandom};
 
+/// A key kept in the hardware security module that could not be used now (the token is gone
+/// or did not answer in time): the request fails with 503 and may be tried again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyUnavailable(pub String);
+
 /// The blind index of a citizen: HMAC-SHA-256 of the national ID under the blind-index key.
 /// Rows carry this instead of the number, so the database alone cannot be searched by ID.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -39,10 +45,12 @@ impl std::fmt::Debug for CitizenIndex {
 /// The blind index of a national ID:
 /// `HMAC-SHA-256(blind-index key, "hoso/citizen/v1" | the 12 ASCII digits)`.
 pub fn blind_index(key: &[u8; 32], id: &crate::domain::NationalId) -> CitizenIndex {
-    CitizenIndex(hmac_sha256(
-        key,
-        &[b"hoso/citizen/v1", id.expose().as_bytes()],
-    ))
+    CitizenIndex(hmac_sha256(key, &[&blind_index_message(id)]))
+}
+
+/// What the blind index MACs: `hoso/citizen/v1` then the 12 digits.
+pub fn blind_index_message(id: &crate::domain::NationalId) -> Vec<u8> {
+    [b"hoso/citizen/v1".as_slice(), id.expose().as_bytes()].concat()
 }
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {

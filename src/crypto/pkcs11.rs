@@ -12,8 +12,11 @@
 //! in on the next use. The PIN is read once from its file and kept only as a secret; it is in no
 //! message, log line or setting's value.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error, RvError};
@@ -23,6 +26,7 @@ use cryptoki::object::{Attribute, AttributeInfo, AttributeType, ObjectClass, Obj
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
+use zeroize::Zeroizing;
 
 use crate::config::HsmSettings;
 
@@ -40,13 +44,23 @@ pub enum HsmError {
     Integrity,
 }
 
-/// An open token, logged in, with a pool of sessions.
+/// How a timed-out operation's error starts (the metrics count these apart).
+const NOT_ANSWERING: &str = "the token did not answer";
+
+/// An open token, logged in, used through a few worker threads, each with its session.
 pub struct Hsm {
+    token: Arc<Token>,
+    prefix: String,
+    handles: Arc<Handles>,
+    workers: Workers<Session>,
+    stats: Stats,
+}
+
+/// What a worker needs to open and log in a session.
+struct Token {
     ctx: Pkcs11,
     slot: Slot,
     pin: AuthPin,
-    prefix: String,
-    sessions: Mutex<Vec<Session>>,
 }
 
 impl std::fmt::Debug for Hsm {
@@ -70,6 +84,231 @@ fn unavailable(e: Error) -> HsmError {
     HsmError::Unavailable(e.to_string())
 }
 
+impl Token {
+    fn open_session(&self) -> Result<Session, HsmError> {
+        let session = self.ctx.open_rw_session(self.slot).map_err(unavailable)?;
+        match session.login(UserType::User, Some(&self.pin)) {
+            Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Runs `f` on the worker's session (opened and logged in if it has none). A session the
+    /// token lost (it was removed, restarted) is dropped and `f` tried once more on a fresh one.
+    fn run<T>(
+        &self,
+        session: &mut Option<Session>,
+        f: &impl Fn(&Session) -> Result<T, Error>,
+    ) -> Result<T, HsmError> {
+        for _ in 0..2 {
+            let open = match session.take() {
+                Some(s) => s,
+                None => self.open_session()?,
+            };
+            match f(&open) {
+                Ok(value) => {
+                    *session = Some(open);
+                    return Ok(value);
+                }
+                Err(e) if session_lost(&e) => drop(open),
+                Err(e) => {
+                    *session = Some(open);
+                    return Err(unavailable(e));
+                }
+            }
+        }
+        Err(HsmError::Unavailable(
+            "the token lost two sessions in a row".into(),
+        ))
+    }
+}
+
+/// The handles of the keys in use, found once by label: a search walks every object in the
+/// token (hundreds, with many vaults on one), a use is then one call. A handle the token no
+/// longer knows (the key was destroyed, the token re-inserted) is forgotten and searched for
+/// once more.
+#[derive(Default)]
+struct Handles(Mutex<HashMap<(String, Vec<u8>), ObjectHandle>>);
+
+impl Handles {
+    fn use_key<T>(
+        &self,
+        s: &Session,
+        class: ObjectClass,
+        label: &[u8],
+        f: impl Fn(ObjectHandle) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let name = (class.to_string(), label.to_vec());
+        let cached = self.0.lock().ok().and_then(|m| m.get(&name).copied());
+        if let Some(key) = cached {
+            match f(key) {
+                Err(Error::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _)) => {
+                    self.forget(&name.1);
+                }
+                other => return other,
+            }
+        }
+        let key = Hsm::find_one(s, class, label)?.ok_or(Error::Pkcs11(
+            RvError::KeyHandleInvalid,
+            cryptoki::context::Function::FindObjects,
+        ))?;
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(name, key);
+        }
+        f(key)
+    }
+
+    fn forget(&self, label: &[u8]) {
+        if let Ok(mut m) = self.0.lock() {
+            m.retain(|(_, l), _| l != label);
+        }
+    }
+}
+
+/// What a token operation was, for the metrics.
+#[derive(Clone, Copy)]
+enum Op {
+    Wrap,
+    Unwrap,
+    Sign,
+    Index,
+    Keys,
+}
+
+const OPS: [(Op, &str); 5] = [
+    (Op::Wrap, "wrap"),
+    (Op::Unwrap, "unwrap"),
+    (Op::Sign, "sign"),
+    (Op::Index, "blind_index"),
+    (Op::Keys, "keys"),
+];
+
+/// Counts of token operations by kind and outcome, and the time callers waited for them.
+#[derive(Default)]
+struct Stats {
+    ok: [AtomicU64; 5],
+    failed: [AtomicU64; 5],
+    timed_out: [AtomicU64; 5],
+    micros: [AtomicU64; 5],
+}
+
+/// A call for a worker, given the worker's own state (its session).
+type Job<S> = Box<dyn FnOnce(&mut Option<S>) + Send>;
+
+/// The worker threads that call the module. A PKCS#11 call cannot be interrupted, so a caller
+/// (an async request) never makes one itself: it hands the call to a worker and waits at most
+/// the timeout. A token that stops answering then costs each request that timeout, and once
+/// every worker has been stuck longer than it, nothing at all: callers fail at once.
+struct Workers<S> {
+    /// Taken (closed) when the store is dropped: each worker then ends its session and says so.
+    jobs: Mutex<Option<mpsc::Sender<Job<S>>>>,
+    ended: Mutex<mpsc::Receiver<()>>,
+    count: usize,
+    /// Per worker: when its current call started (ms since `epoch`, 0 when idle).
+    busy_since: Arc<Vec<AtomicU64>>,
+    epoch: Instant,
+    timeout: Duration,
+}
+
+impl<S: 'static> Workers<S> {
+    fn start(count: usize, timeout: Duration) -> Self {
+        let (tx, rx) = mpsc::channel::<Job<S>>();
+        let rx = Arc::new(Mutex::new(rx));
+        let (end, ended) = mpsc::channel();
+        let busy_since: Arc<Vec<AtomicU64>> =
+            Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
+        let epoch = Instant::now();
+        for i in 0..count {
+            let (rx, busy, end) = (rx.clone(), busy_since.clone(), end.clone());
+            std::thread::Builder::new()
+                .name(format!("hoso-pkcs11-{i}"))
+                .spawn(move || {
+                    let mut session = None;
+                    while let Some(job) = rx.lock().ok().and_then(|rx| rx.recv().ok()) {
+                        let started = epoch.elapsed().as_millis().max(1) as u64;
+                        busy[i].store(started, Ordering::Relaxed);
+                        job(&mut session);
+                        busy[i].store(0, Ordering::Relaxed);
+                    }
+                    drop(session);
+                    let _ = end.send(());
+                })
+                .expect("a thread for the PKCS#11 module");
+        }
+        Self {
+            jobs: Mutex::new(Some(tx)),
+            ended: Mutex::new(ended),
+            count,
+            busy_since,
+            epoch,
+            timeout,
+        }
+    }
+
+    /// Whether every worker is inside a call that has run past the timeout.
+    fn all_stuck(&self) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let limit = self.timeout.as_millis() as u64;
+        self.busy_since.iter().all(|b| {
+            let since = b.load(Ordering::Relaxed);
+            since != 0 && now.saturating_sub(since) > limit
+        })
+    }
+
+    /// Hands `f` to a worker and waits for its answer at most the timeout.
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Option<S>) -> Result<T, HsmError> + Send + 'static,
+    ) -> Result<T, HsmError> {
+        let not_answering = || {
+            HsmError::Unavailable(format!(
+                "{NOT_ANSWERING} within {} ms",
+                self.timeout.as_millis()
+            ))
+        };
+        if self.all_stuck() {
+            return Err(not_answering());
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job: Job<S> = Box::new(move |state| {
+            let _ = reply.send(f(state));
+        });
+        let sent = self
+            .jobs
+            .lock()
+            .map(|jobs| jobs.as_ref().map(|jobs| jobs.send(job)));
+        if !matches!(sent, Ok(Some(Ok(())))) {
+            return Err(HsmError::Unavailable(
+                "the token's workers have stopped".into(),
+            ));
+        }
+        answer
+            .recv_timeout(self.timeout)
+            .unwrap_or_else(|_| Err(not_answering()))
+    }
+}
+
+/// The workers close their sessions before the store is gone: a session closed while the
+/// process exits (the module's own teardown running) can crash it. A worker stuck in a call
+/// is waited for a second, no longer.
+impl<S> Drop for Workers<S> {
+    fn drop(&mut self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        let Ok(ended) = self.ended.lock() else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(1);
+        for _ in 0..self.count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if ended.recv_timeout(left).is_err() {
+                break;
+            }
+        }
+    }
+}
+
 impl Hsm {
     /// Loads the module, initialises it, finds the token by label and logs in with the PIN in
     /// `pin_file`. Each failure is one line saying which setting to fix.
@@ -82,16 +321,10 @@ impl Hsm {
         let ctx = context(&s.module)?;
         let slot = find_slot(&ctx, &s.token_label)?;
         let pin = read_pin(&s.pin_file)?;
-        let hsm = Self {
-            ctx,
-            slot,
-            pin,
-            prefix,
-            sessions: Mutex::new(Vec::new()),
-        };
+        let token = Arc::new(Token { ctx, slot, pin });
         // Log in once now, so a wrong PIN stops start-up rather than the first intake.
-        let session = hsm.ctx.open_rw_session(hsm.slot).map_err(unavailable)?;
-        match session.login(UserType::User, Some(&hsm.pin)) {
+        let session = token.ctx.open_rw_session(token.slot).map_err(unavailable)?;
+        match session.login(UserType::User, Some(&token.pin)) {
             Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(Error::Pkcs11(
                 RvError::PinIncorrect
@@ -107,82 +340,97 @@ impl Hsm {
             }
             Err(e) => return Err(unavailable(e)),
         }
-        hsm.give_back(session);
-        Ok(hsm)
+        // Enough workers for the cores to keep the token busy; a few more so one slow call
+        // does not hold up the rest.
+        let count = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, 8)
+            * 2;
+        Ok(Self {
+            workers: Workers::start(count, s.timeout),
+            token,
+            prefix,
+            handles: Arc::default(),
+            stats: Stats::default(),
+        })
     }
 
-    fn open_session(&self) -> Result<Session, HsmError> {
-        let session = self.ctx.open_rw_session(self.slot).map_err(unavailable)?;
-        match session.login(UserType::User, Some(&self.pin)) {
-            Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
-            Err(e) => Err(unavailable(e)),
-        }
+    /// Runs `f` on a worker's session and waits for it at most the timeout (see [`Workers`]).
+    fn with_session<T: Send + 'static>(
+        &self,
+        op: Op,
+        f: impl Fn(&Session) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, HsmError> {
+        let started = Instant::now();
+        let result = self.call(f);
+        let i = op as usize;
+        let counter = match &result {
+            Ok(_) => &self.stats.ok[i],
+            Err(HsmError::Unavailable(why)) if why.starts_with(NOT_ANSWERING) => {
+                &self.stats.timed_out[i]
+            }
+            Err(_) => &self.stats.failed[i],
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let waited = started.elapsed().as_micros() as u64;
+        self.stats.micros[i].fetch_add(waited, Ordering::Relaxed);
+        result
     }
 
-    fn give_back(&self, session: Session) {
-        if let Ok(mut pool) = self.sessions.lock() {
-            pool.push(session);
-        }
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Session) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, HsmError> {
+        let token = self.token.clone();
+        self.workers.call(move |session| token.run(session, &f))
     }
 
-    /// Runs `f` on a pooled session (opening one if none is free). A session the token lost is
-    /// dropped and `f` tried once more on a fresh one.
-    fn with_session<T>(&self, f: impl Fn(&Session) -> Result<T, Error>) -> Result<T, HsmError> {
-        for attempt in 0..2 {
-            let pooled = self.sessions.lock().ok().and_then(|mut pool| pool.pop());
-            let session = match pooled {
-                Some(s) => s,
-                None => self.open_session()?,
-            };
-            match f(&session) {
-                Ok(value) => {
-                    self.give_back(session);
-                    return Ok(value);
-                }
-                Err(e) if session_lost(&e) && attempt == 0 => {
-                    // The token restarted or was removed: every pooled session is as dead.
-                    drop(session);
-                    if let Ok(mut pool) = self.sessions.lock() {
-                        pool.clear();
-                    }
-                }
-                Err(e) => {
-                    if !session_lost(&e) {
-                        self.give_back(session);
-                    }
-                    return Err(unavailable(e));
-                }
+    /// Whether the token answers now (`/readyz`): the current KEK version is looked up.
+    pub fn ready(&self) -> bool {
+        self.kek_versions().is_ok()
+    }
+
+    /// The token's operations as Prometheus counters: count by kind and outcome, and the
+    /// seconds callers waited, by kind.
+    pub fn render_metrics(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::from("# TYPE hoso_hsm_operations_total counter\n");
+        for (op, name) in OPS {
+            let i = op as usize;
+            for (outcome, counter) in [
+                ("ok", &self.stats.ok[i]),
+                ("error", &self.stats.failed[i]),
+                ("timeout", &self.stats.timed_out[i]),
+            ] {
+                out.push_str(&format!(
+                    "hoso_hsm_operations_total{{op=\"{name}\",outcome=\"{outcome}\"}} {}\n",
+                    get(counter)
+                ));
             }
         }
-        Err(HsmError::Unavailable(
-            "the token lost two sessions in a row".into(),
-        ))
+        out.push_str("# TYPE hoso_hsm_operation_seconds_sum counter\n");
+        for (op, name) in OPS {
+            out.push_str(&format!(
+                "hoso_hsm_operation_seconds_sum{{op=\"{name}\"}} {:.6}\n",
+                get(&self.stats.micros[op as usize]) as f64 / 1e6
+            ));
+        }
+        out
     }
 
     fn kek_label(&self, version: u32) -> Vec<u8> {
         format!("{}-kek-{version:06}", self.prefix).into_bytes()
     }
 
-    /// The key labelled `label`. Two such keys (two processes made one at once) are refused
-    /// rather than one picked: a data key wrapped under one would not open under the other.
+    /// The KEK labelled `label` (see [`Hsm::find_one`]).
     fn find_kek(session: &Session, label: &[u8]) -> Result<Option<ObjectHandle>, Error> {
-        let found = session.find_objects(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::Label(label.to_vec()),
-        ])?;
-        if found.len() > 1 {
-            return Err(Error::Pkcs11(
-                RvError::KeyHandleInvalid,
-                cryptoki::context::Function::FindObjects,
-            ));
-        }
-        Ok(found.into_iter().next())
+        Self::find_one(session, ObjectClass::SECRET_KEY, label)
     }
 
     /// The KEK versions the token holds under this store's prefix, sorted.
     pub fn kek_versions(&self) -> Result<Vec<u32>, HsmError> {
         let start = format!("{}-kek-", self.prefix);
-        let labels = self.with_session(|s| {
+        let labels = self.with_session(Op::Keys, |s| {
             let handles = s.find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])?;
             let mut labels = Vec::new();
             for h in handles {
@@ -213,11 +461,25 @@ impl Hsm {
     /// for AES-GCM only.
     pub fn generate_kek(&self, version: u32) -> Result<(), HsmError> {
         let label = self.kek_label(version);
-        // SoftHSM2's file store answers CKR_GENERAL_ERROR now and then when several sessions
-        // write the token at once; the key is then made on another try.
+        self.make(move |s| Self::make_kek(s, &label))
+    }
+
+    /// Runs `f`, which writes a key into the token, trying again when the token answers
+    /// CKR_GENERAL_ERROR: SoftHSM2's file store does now and then when several processes write
+    /// the token at once.
+    fn make<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Session) -> Result<T, Error> + Clone + Send + 'static,
+    ) -> Result<T, HsmError> {
         for _ in 0..4 {
-            if self.with_session(|s| Self::make_kek(s, &label))? {
-                return Ok(());
+            let f = f.clone();
+            let made = self.with_session(Op::Keys, move |s| match f(s) {
+                Ok(value) => Ok(Some(value)),
+                Err(Error::Pkcs11(RvError::GeneralError, _)) => Ok(None),
+                Err(e) => Err(e),
+            })?;
+            if let Some(value) = made {
+                return Ok(value);
             }
         }
         Err(HsmError::Unavailable(
@@ -225,10 +487,10 @@ impl Hsm {
         ))
     }
 
-    /// Makes the key labelled `label` unless it is there; false when the token failed and the
-    /// caller may try again. A key already there is used only if it is one the vault would
-    /// make: AES-256 generated in the token, sensitive, never extractable.
-    fn make_kek(s: &Session, label: &[u8]) -> Result<bool, Error> {
+    /// Makes the key labelled `label` unless it is there. A key already there is used only if
+    /// it is one the vault would make: AES-256 generated in the token, sensitive, never
+    /// extractable.
+    fn make_kek(s: &Session, label: &[u8]) -> Result<(), Error> {
         if let Some(key) = Self::find_kek(s, label)? {
             let attrs = s.get_attributes(
                 key,
@@ -252,9 +514,9 @@ impl Hsm {
                     cryptoki::context::Function::GetAttributeValue,
                 ));
             }
-            return Ok(true);
+            return Ok(());
         }
-        let made = s.generate_key(
+        s.generate_key(
             &Mechanism::AesKeyGen,
             &[
                 Attribute::Token(true),
@@ -274,18 +536,15 @@ impl Hsm {
                 Attribute::Derive(false),
                 Attribute::AllowedMechanisms(vec![MechanismType::AES_GCM]),
             ],
-        );
-        match made {
-            Ok(_) => Ok(true),
-            Err(Error::Pkcs11(RvError::GeneralError, _)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        )
+        .map(|_| ())
     }
 
     /// Destroys KEK `version` in the token. The caller has proved no data key uses it.
     pub fn destroy_kek(&self, version: u32) -> Result<(), HsmError> {
         let label = self.kek_label(version);
-        self.with_session(|s| {
+        self.handles.forget(&label);
+        self.with_session(Op::Keys, move |s| {
             if let Some(h) = Self::find_kek(s, &label)? {
                 s.destroy_object(h)?;
             }
@@ -297,22 +556,22 @@ impl Hsm {
     /// tag`.
     pub fn seal(&self, version: u32, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, HsmError> {
         let label = self.kek_label(version);
-        self.with_session(|s| {
-            let key = Self::find_kek(s, &label)?.ok_or(Error::Pkcs11(
-                RvError::KeyHandleInvalid,
-                cryptoki::context::Function::Encrypt,
-            ))?;
-            let mut iv = [0u8; 12];
-            s.generate_random_slice(&mut iv)?;
-            let sealed = s.encrypt(
-                &Mechanism::AesGcm(GcmParams::new(&mut iv, aad, 128.into())?),
-                key,
-                plaintext,
-            )?;
-            // The IV as the call left it: a token that chooses its own writes it back here.
-            let mut out = iv.to_vec();
-            out.extend_from_slice(&sealed);
-            Ok(out)
+        let (aad, plaintext) = (aad.to_vec(), Zeroizing::new(plaintext.to_vec()));
+        let handles = self.handles.clone();
+        self.with_session(Op::Wrap, move |s| {
+            handles.use_key(s, ObjectClass::SECRET_KEY, &label, |key| {
+                let mut iv = [0u8; 12];
+                s.generate_random_slice(&mut iv)?;
+                let sealed = s.encrypt(
+                    &Mechanism::AesGcm(GcmParams::new(&mut iv, &aad, 128.into())?),
+                    key,
+                    &plaintext,
+                )?;
+                // The IV as the call left it: a token that chooses its own writes it back.
+                let mut out = iv.to_vec();
+                out.extend_from_slice(&sealed);
+                Ok(out)
+            })
         })
     }
 
@@ -327,36 +586,38 @@ impl Hsm {
             return Err(HsmError::Integrity);
         }
         let label = self.kek_label(version);
-        let opened = self.with_session(|s| {
-            let key = Self::find_kek(s, &label)?.ok_or(Error::Pkcs11(
-                RvError::KeyHandleInvalid,
-                cryptoki::context::Function::Decrypt,
-            ))?;
-            let mut iv = [0u8; 12];
-            iv.copy_from_slice(&sealed[..12]);
-            let mechanism = Mechanism::AesGcm(GcmParams::new(&mut iv, aad, 128.into())?);
-            match s.decrypt(&mechanism, key, &sealed[12..]) {
-                Ok(plain) => Ok(Some(plain)),
-                // A GCM tag that does not check: SoftHSM2 says CKR_GENERAL_ERROR (others
-                // CKR_ENCRYPTED_DATA_INVALID). The session is fine; the ciphertext is not.
-                Err(Error::Pkcs11(
-                    RvError::GeneralError
-                    | RvError::EncryptedDataInvalid
-                    | RvError::EncryptedDataLenRange
-                    | RvError::DataInvalid,
-                    _,
-                )) => Ok(None),
-                Err(e) => Err(e),
-            }
+        let (aad, sealed) = (aad.to_vec(), sealed.to_vec());
+        let handles = self.handles.clone();
+        let opened = self.with_session(Op::Unwrap, move |s| {
+            handles.use_key(s, ObjectClass::SECRET_KEY, &label, |key| {
+                let mut iv = [0u8; 12];
+                iv.copy_from_slice(&sealed[..12]);
+                let mechanism = Mechanism::AesGcm(GcmParams::new(&mut iv, &aad, 128.into())?);
+                match s.decrypt(&mechanism, key, &sealed[12..]) {
+                    Ok(plain) => Ok(Some(Zeroizing::new(plain))),
+                    // A GCM tag that does not check: SoftHSM2 says CKR_GENERAL_ERROR (others
+                    // CKR_ENCRYPTED_DATA_INVALID). The session is fine; the ciphertext is not.
+                    Err(Error::Pkcs11(
+                        RvError::GeneralError
+                        | RvError::EncryptedDataInvalid
+                        | RvError::EncryptedDataLenRange
+                        | RvError::DataInvalid,
+                        _,
+                    )) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
         })?;
-        opened.ok_or(HsmError::Integrity)
+        opened
+            .map(|plain| plain.to_vec())
+            .ok_or(HsmError::Integrity)
     }
 
     /// Whether the token refuses to give out KEK `version`'s value (`CKA_VALUE` is sensitive),
     /// as it must: for the test that proves it, and for `hoso keys status`.
     pub fn kek_value_is_sealed(&self, version: u32) -> Result<bool, HsmError> {
         let label = self.kek_label(version);
-        self.with_session(|s| {
+        self.with_session(Op::Keys, move |s| {
             let Some(key) = Self::find_kek(s, &label)? else {
                 return Ok(false);
             };
@@ -368,6 +629,240 @@ impl Hsm {
                     .all(|a| !matches!(a, Attribute::Extractable(true))))
         })
     }
+}
+
+/// The DER of Ed25519's object identifier (1.3.101.112, RFC 8410): `CKA_EC_PARAMS` of an
+/// Edwards-curve key made for Ed25519.
+const ED25519_PARAMS: [u8; 5] = [0x06, 0x03, 0x2B, 0x65, 0x70];
+
+/// The signing keys: an Ed25519 key pair per purpose (tokens, attestations, audit, export),
+/// both halves labelled `{prefix}-{purpose}-ed25519`.
+impl Hsm {
+    fn signing_label(&self, purpose: &str) -> Vec<u8> {
+        format!("{}-{purpose}-ed25519", self.prefix).into_bytes()
+    }
+
+    /// The one object of `class` labelled `label`. Two such (two processes made one at once)
+    /// are refused rather than one picked: a data key wrapped under one would not open under
+    /// the other, a signature by one would not check under the other's public key.
+    fn find_one(
+        session: &Session,
+        class: ObjectClass,
+        label: &[u8],
+    ) -> Result<Option<ObjectHandle>, Error> {
+        let found =
+            session.find_objects(&[Attribute::Class(class), Attribute::Label(label.to_vec())])?;
+        if found.len() > 1 {
+            return Err(Error::Pkcs11(
+                RvError::KeyHandleInvalid,
+                cryptoki::context::Function::FindObjects,
+            ));
+        }
+        Ok(found.into_iter().next())
+    }
+
+    /// The public half of the `purpose` signing key, if the token holds that key: 32 bytes,
+    /// from `CKA_EC_POINT` (a DER OCTET STRING, or the bare point as some tokens give it).
+    pub fn signing_public(&self, purpose: &str) -> Result<Option<[u8; 32]>, HsmError> {
+        let label = self.signing_label(purpose);
+        let point = self.with_session(Op::Keys, move |s| {
+            if Self::find_one(s, ObjectClass::PRIVATE_KEY, &label)?.is_none() {
+                return Ok(None);
+            }
+            let Some(public) = Self::find_one(s, ObjectClass::PUBLIC_KEY, &label)? else {
+                return Ok(None);
+            };
+            let attrs = s.get_attributes(public, &[AttributeType::EcPoint])?;
+            Ok(attrs.into_iter().find_map(|a| match a {
+                Attribute::EcPoint(p) => Some(p),
+                _ => None,
+            }))
+        })?;
+        let Some(point) = point else {
+            return Ok(None);
+        };
+        let raw = match point.as_slice() {
+            [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
+            bare if bare.len() == 32 => bare,
+            _ => {
+                return Err(HsmError::Unavailable(format!(
+                    "the token's {purpose} public key is not an Ed25519 point"
+                )));
+            }
+        };
+        Ok(raw.try_into().ok())
+    }
+
+    /// Generates the `purpose` Ed25519 key pair inside the token: the private half sensitive,
+    /// never extractable, usable for EdDSA signatures only. Returns the public half.
+    pub fn generate_signing(&self, purpose: &str) -> Result<[u8; 32], HsmError> {
+        let label = self.signing_label(purpose);
+        self.make(move |s| {
+            s.generate_key_pair(
+                &Mechanism::EccEdwardsKeyPairGen,
+                &[
+                    Attribute::Token(true),
+                    Attribute::Private(false),
+                    Attribute::Label(label.clone()),
+                    Attribute::EcParams(ED25519_PARAMS.to_vec()),
+                    Attribute::Verify(true),
+                ],
+                &signing_private_template(&label),
+            )
+            .map(|_| ())
+        })?;
+        self.signing_public(purpose)?
+            .ok_or_else(|| HsmError::Unavailable(format!("the token made no {purpose} key pair")))
+    }
+
+    /// Puts an Ed25519 key a file held into the token (`hoso keys migrate`), so signatures made
+    /// before stay checkable under the same public key. `seed` is RFC 8032's 32-byte private
+    /// key. Unlike a key the token generated, it was outside once: `CKA_LOCAL` is false. The
+    /// caller has found no whole pair under the label.
+    pub fn import_signing(
+        &self,
+        purpose: &str,
+        seed: &[u8; 32],
+        public: &[u8; 32],
+    ) -> Result<(), HsmError> {
+        let label = self.signing_label(purpose);
+        let mut private = signing_private_template(&label);
+        private.extend([
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::KeyType(cryptoki::object::KeyType::EC_EDWARDS),
+            Attribute::EcParams(ED25519_PARAMS.to_vec()),
+            Attribute::Value(seed.to_vec()),
+        ]);
+        let mut point = vec![0x04, 0x20];
+        point.extend_from_slice(public);
+        let public = [
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::KeyType(cryptoki::object::KeyType::EC_EDWARDS),
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Label(label.clone()),
+            Attribute::EcParams(ED25519_PARAMS.to_vec()),
+            Attribute::EcPoint(point),
+            Attribute::Verify(true),
+        ];
+        self.handles.forget(&label);
+        self.make(move |s| {
+            // Half of a pair an earlier try left (it stopped between the two objects).
+            for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+                for h in
+                    s.find_objects(&[Attribute::Class(class), Attribute::Label(label.clone())])?
+                {
+                    s.destroy_object(h)?;
+                }
+            }
+            s.create_object(&private)?;
+            s.create_object(&public).map(|_| ())
+        })
+    }
+
+    /// An Ed25519 signature (RFC 8032, pure) of `message` by the `purpose` key in the token.
+    pub fn sign(&self, purpose: &str, message: &[u8]) -> Result<Vec<u8>, HsmError> {
+        let label = self.signing_label(purpose);
+        let message = message.to_vec();
+        let handles = self.handles.clone();
+        self.with_session(Op::Sign, move |s| {
+            handles.use_key(s, ObjectClass::PRIVATE_KEY, &label, |key| {
+                let scheme = cryptoki::mechanism::eddsa::EddsaParams::new(
+                    cryptoki::mechanism::eddsa::EddsaSignatureScheme::Pure,
+                );
+                s.sign(&Mechanism::Eddsa(scheme), key, &message)
+            })
+        })
+    }
+}
+
+/// The blind-index key: an HMAC-SHA-256 key labelled `{prefix}-blind-index-hmac`, sensitive,
+/// never extractable, for `CKM_SHA256_HMAC` signatures only. Whoever holds the database and this
+/// key can try every one of the 10^12 national ID numbers against the index; in the token, only
+/// the token can.
+impl Hsm {
+    fn index_label(&self) -> Vec<u8> {
+        format!("{}-blind-index-hmac", self.prefix).into_bytes()
+    }
+
+    fn index_template(label: &[u8]) -> Vec<Attribute> {
+        vec![
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(cryptoki::object::KeyType::GENERIC_SECRET),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Label(label.to_vec()),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Modifiable(false),
+            Attribute::Copyable(false),
+            Attribute::Sign(true),
+            Attribute::Verify(false),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
+            Attribute::AllowedMechanisms(vec![MechanismType::SHA256_HMAC]),
+        ]
+    }
+
+    /// Whether the token holds this vault's blind-index key.
+    pub fn has_index_key(&self) -> Result<bool, HsmError> {
+        let label = self.index_label();
+        self.with_session(Op::Keys, move |s| {
+            Ok(Self::find_one(s, ObjectClass::SECRET_KEY, &label)?.is_some())
+        })
+    }
+
+    /// Generates the blind-index key inside the token (a new vault), 32 bytes.
+    pub fn generate_index_key(&self) -> Result<(), HsmError> {
+        let mut template = Self::index_template(&self.index_label());
+        template.push(Attribute::ValueLen(32.into()));
+        self.make(move |s| {
+            s.generate_key(&Mechanism::GenericSecretKeyGen, &template)
+                .map(|_| ())
+        })
+    }
+
+    /// Puts the blind-index key a file held into the token (`hoso keys migrate`): the same
+    /// key, so every index already stored still matches.
+    pub fn import_index_key(&self, value: &[u8; 32]) -> Result<(), HsmError> {
+        let mut template = Self::index_template(&self.index_label());
+        template.push(Attribute::Value(value.to_vec()));
+        self.make(move |s| s.create_object(&template).map(|_| ()))
+    }
+
+    /// HMAC-SHA-256 of `message` under the blind-index key, inside the token.
+    pub fn index_hmac(&self, message: &[u8]) -> Result<[u8; 32], HsmError> {
+        let label = self.index_label();
+        let message = message.to_vec();
+        let handles = self.handles.clone();
+        let mac = self.with_session(Op::Index, move |s| {
+            handles.use_key(s, ObjectClass::SECRET_KEY, &label, |key| {
+                s.sign(&Mechanism::Sha256Hmac, key, &message)
+            })
+        })?;
+        mac.try_into()
+            .map_err(|_| HsmError::Unavailable("the token's HMAC is not 32 bytes".into()))
+    }
+}
+
+/// The private half of a signing key: in the token, sensitive, never extractable, neither
+/// copyable nor modifiable, for EdDSA signatures only.
+fn signing_private_template(label: &[u8]) -> Vec<Attribute> {
+    vec![
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Label(label.to_vec()),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Modifiable(false),
+        Attribute::Copyable(false),
+        Attribute::Sign(true),
+        Attribute::Derive(false),
+        Attribute::AllowedMechanisms(vec![MechanismType::EDDSA]),
+    ]
 }
 
 /// The vault's own label prefix, `hoso-` and 16 random hex digits, made once (by `serve` or
@@ -464,4 +959,40 @@ fn read_pin(path: &Path) -> Result<AuthPin, HsmError> {
         )));
     }
     Ok(AuthPin::new(pin.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_that_does_not_return_fails_after_the_timeout_and_then_at_once() {
+        let workers = Workers::<()>::start(2, Duration::from_millis(200));
+        let answered = workers.call(|_| Ok(7));
+        assert_eq!(answered.unwrap(), 7);
+        // Both workers stuck inside a call, as in a module that stopped answering.
+        for _ in 0..2 {
+            let started = Instant::now();
+            let stuck = workers.call(|_| {
+                std::thread::sleep(Duration::from_secs(3));
+                Ok(())
+            });
+            assert!(
+                matches!(stuck, Err(HsmError::Unavailable(ref w)) if w.starts_with(NOT_ANSWERING))
+            );
+            assert!(started.elapsed() < Duration::from_secs(2));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(workers.all_stuck());
+        let started = Instant::now();
+        let refused = workers.call(|_| Ok(1));
+        assert!(refused.is_err());
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "not at once"
+        );
+        // The calls return: the workers answer again.
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(workers.call(|_| Ok(8)).unwrap(), 8);
+    }
 }

@@ -33,12 +33,19 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         .into_iter()
         .flatten()
         .any(|free| free < min_free);
-    // Keys are loaded at start-up and kept in memory: present if we are running.
+    // Key files are read at start-up and kept in memory; a token is asked now (bounded by
+    // HOSO_PKCS11_TIMEOUT_MS, on its own threads).
+    let keys = match vault.keys().hsm().cloned() {
+        Some(hsm) => tokio::task::spawn_blocking(move || hsm.ready())
+            .await
+            .unwrap_or(false),
+        None => true,
+    };
     let draining = state.lifecycle.is_draining();
     // The database's log went behind what this process committed: nothing it says can be
     // trusted, and the balancer should stop sending traffic here.
     let alarm = vault.checkpoints.alarm();
-    let ok = db && store && !disk_full && !draining && alarm.is_none();
+    let ok = db && store && keys && !disk_full && !draining && alarm.is_none();
     let status = if ok {
         StatusCode::OK
     } else {
@@ -50,7 +57,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "ready": ok,
             "database": db,
             "storage": store,
-            "keys": true,
+            "keys": keys,
             "disk_full": disk_full,
             "draining": draining,
             "audit_log_rolled_back": alarm,
@@ -75,6 +82,9 @@ async fn metrics(
     let (open, overdue) =
         crate::db::requests::counts(&state.vault.db.pool, crate::db::now_ms()).await?;
     let mut body = state.vault.metrics.render();
+    if let Some(hsm) = state.vault.keys().hsm() {
+        body.push_str(&hsm.render_metrics());
+    }
     body.push_str(&format!(
         "# TYPE hoso_requests_open gauge\nhoso_requests_open {open}\n\
          # TYPE hoso_requests_overdue gauge\nhoso_requests_overdue {overdue}\n"

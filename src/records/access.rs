@@ -4,15 +4,14 @@
 use super::Vault;
 use crate::audit::{AuditAction, Entry, Outcome};
 use crate::auth::{Caller, Refusal};
-use crate::crypto::keyring::Keyring;
 use crate::domain::{NationalId, Role};
 use crate::error::ApiError;
 
 /// Who did it, for the audit log. A citizen is named by their blind index, never their number.
-pub fn actor(keys: &Keyring, caller: &Caller) -> String {
-    match (caller.staff_id(), caller.citizen()) {
+pub fn actor(caller: &Caller) -> String {
+    match (caller.staff_id(), caller.citizen_index()) {
         (Some(staff), _) => staff.to_owned(),
-        (None, Some(id)) => citizen_actor(&keys.citizen_index(&id)),
+        (None, Some(idx)) => citizen_actor(idx),
         (None, None) => "unknown".to_owned(),
     }
 }
@@ -23,13 +22,8 @@ pub fn citizen_actor(idx: &crate::crypto::CitizenIndex) -> String {
 }
 
 /// An audit entry for `caller` doing `action`, to be completed by the caller of this function.
-pub fn entry(keys: &Keyring, caller: &Caller, action: AuditAction) -> Entry {
-    let mut e = Entry::new(
-        actor(keys, caller),
-        caller.role,
-        caller.office.clone(),
-        action,
-    );
+pub fn entry(caller: &Caller, action: AuditAction) -> Entry {
+    let mut e = Entry::new(actor(caller), caller.role, caller.office.clone(), action);
     e.grant_id = caller.grant.map(|g| g.to_string());
     e
 }
@@ -105,7 +99,7 @@ pub async fn refuse_token(vault: &Vault, refusal: Refusal) -> ApiError {
             "token_revoked",
         ),
     };
-    let e = entry(&vault.keys(), &caller, AuditAction::TokenRefused);
+    let e = entry(&caller, AuditAction::TokenRefused);
     refuse_because(vault, e, err, reason.into()).await
 }
 

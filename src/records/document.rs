@@ -160,6 +160,5 @@ pub fn attest(
         iat: at / 1000,
         card_check: card_check.map(|c| c.as_str().to_owned()),
     };
-    attestation::sign(&keys.attestation, &claims)
-        .map_err(|e| ApiError::internal("sign attestation", e))
+    Ok(attestation::sign(&keys.attestation, &claims)?)
 }

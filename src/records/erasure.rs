@@ -351,8 +351,7 @@ pub async fn erase_document(
     id: Uuid,
     req: EraseRequest,
 ) -> Result<ErasedAnswer, ApiError> {
-    let keys = vault.keys();
-    let mut e = super::entry(&keys, caller, AuditAction::DocumentErase);
+    let mut e = super::entry(caller, AuditAction::DocumentErase);
     e.document_id = Some(id.to_string());
     super::require_role(vault, &e, caller, &[crate::domain::Role::Admin]).await?;
     let reference = crate::domain::parse_text(&req.reference, "reference", 200)

@@ -82,8 +82,8 @@ pub async fn export(
     q: ExportQuery,
 ) -> Result<Export, ApiError> {
     let keys = vault.keys();
-    let citizen = keys.citizen_index(national_id);
-    let mut e = entry(&keys, caller, AuditAction::CitizenExport);
+    let citizen = keys.citizen_index(national_id)?;
+    let mut e = entry(caller, AuditAction::CitizenExport);
     e.citizen_idx = Some(citizen);
     require_role(vault, &e, caller, &[Role::Citizen, Role::Clerk]).await?;
     require_own_records(vault, &e, caller, national_id, "records").await?;
@@ -270,7 +270,7 @@ fn sign(keys: &Keyring, manifest: &[u8]) -> Result<Bytes, ApiError> {
         alg: "EdDSA".into(),
         kid: keys.export.kid().to_owned(),
         signature: base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(keys.export.sign(manifest)),
+            .encode(keys.export.sign(manifest)?),
     };
     let bytes =
         serde_json::to_vec_pretty(&signature).map_err(|e| ApiError::internal("export", e))?;

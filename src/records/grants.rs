@@ -108,10 +108,10 @@ pub async fn create(
     req: GrantRequest,
 ) -> Result<GrantCreated, ApiError> {
     let keys = vault.keys();
-    let mut e = entry(&keys, caller, AuditAction::GrantCreate);
+    let mut e = entry(caller, AuditAction::GrantCreate);
     require_role(vault, &e, caller, &[Role::Clerk]).await?;
     let req = validate(req)?;
-    let citizen = keys.citizen_index(&req.national_id);
+    let citizen = keys.citizen_index(&req.national_id)?;
     e.citizen_idx = Some(citizen);
     super::requests::require_unrestricted(vault, &e, &citizen).await?;
     let now = now_ms();
@@ -164,8 +164,7 @@ pub async fn create(
 }
 
 pub async fn revoke(vault: &Vault, caller: &Caller, id: Uuid) -> Result<(), ApiError> {
-    let keys = vault.keys();
-    let mut e = entry(&keys, caller, AuditAction::GrantRevoke);
+    let mut e = entry(caller, AuditAction::GrantRevoke);
     e.grant_id = Some(id.to_string());
     require_role(vault, &e, caller, &[Role::Clerk, Role::Admin]).await?;
     let Some(grant) = store::get(&vault.db.pool, id).await? else {
@@ -231,8 +230,7 @@ impl GrantView {
 /// say why it no longer reads), or for a clerk or admin. Not logged when allowed: it carries
 /// no personal field. A refusal is logged like any other.
 pub async fn scope(vault: &Vault, caller: &Caller, id: Uuid) -> Result<GrantView, ApiError> {
-    let keys = vault.keys();
-    let mut e = entry(&keys, caller, AuditAction::GrantRead);
+    let mut e = entry(caller, AuditAction::GrantRead);
     e.grant_id = Some(id.to_string());
     require_role(
         vault,
@@ -281,8 +279,8 @@ pub async fn for_citizen(
     national_id: &NationalId,
 ) -> Result<Vec<GrantView>, ApiError> {
     let keys = vault.keys();
-    let citizen = keys.citizen_index(national_id);
-    let mut e = entry(&keys, caller, AuditAction::GrantList);
+    let citizen = keys.citizen_index(national_id)?;
+    let mut e = entry(caller, AuditAction::GrantList);
     e.citizen_idx = Some(citizen);
     require_role(
         vault,
@@ -303,8 +301,7 @@ pub async fn for_citizen(
 /// The grants in force made for the signed-in officer at their office, newest first, so they
 /// open one without its link. Logged: which dossiers an officer holds is for auditors to see.
 pub async fn for_me(vault: &Vault, caller: &Caller) -> Result<Vec<GrantView>, ApiError> {
-    let keys = vault.keys();
-    let mut e = entry(&keys, caller, AuditAction::GrantList);
+    let mut e = entry(caller, AuditAction::GrantList);
     e.reason = Some("the officer's own grants".into());
     require_role(vault, &e, caller, &[Role::Officer]).await?;
     let now = now_ms();
@@ -326,8 +323,7 @@ pub async fn for_me(vault: &Vault, caller: &Caller) -> Result<Vec<GrantView>, Ap
 /// one per line, so a desk can find the grant again by scanning the paper. Drawn here, with
 /// no network; carries nothing personal.
 pub async fn receipt_qr(vault: &Vault, caller: &Caller, id: Uuid) -> Result<String, ApiError> {
-    let keys = vault.keys();
-    let mut e = entry(&keys, caller, AuditAction::GrantRead);
+    let mut e = entry(caller, AuditAction::GrantRead);
     e.grant_id = Some(id.to_string());
     require_role(vault, &e, caller, &[Role::Clerk, Role::Admin]).await?;
     let Some(grant) = store::get(&vault.db.pool, id).await? else {

@@ -70,7 +70,7 @@ fn invalid(e: crate::domain::DomainError) -> ApiError {
 
 pub async fn place(vault: &Vault, caller: &Caller, req: HoldRequest) -> Result<HoldView, ApiError> {
     let keys = vault.keys();
-    let mut e = entry(&keys, caller, AuditAction::HoldPlace);
+    let mut e = entry(caller, AuditAction::HoldPlace);
     require_role(vault, &e, caller, HOLDERS).await?;
     let now = now_ms();
     let reason = parse_text(&req.reason, "reason", 500).map_err(invalid)?;
@@ -87,7 +87,7 @@ pub async fn place(vault: &Vault, caller: &Caller, req: HoldRequest) -> Result<H
         ));
     }
     let (citizen_idx, document_id) = match (&req.national_id, req.document_id) {
-        (Some(nid), None) => (keys.citizen_index(&NationalId::parse(nid)?), None),
+        (Some(nid), None) => (keys.citizen_index(&NationalId::parse(nid)?)?, None),
         (None, Some(id)) => match documents::get(&vault.db.pool, id).await? {
             Some(doc) => (doc.citizen_idx, Some(id)),
             None => return Err(refuse(vault, e, ApiError::NotFound).await),
@@ -130,8 +130,7 @@ pub async fn place(vault: &Vault, caller: &Caller, req: HoldRequest) -> Result<H
 }
 
 pub async fn lift(vault: &Vault, caller: &Caller, id: Uuid) -> Result<HoldView, ApiError> {
-    let keys = vault.keys();
-    let mut e = entry(&keys, caller, AuditAction::HoldLift);
+    let mut e = entry(caller, AuditAction::HoldLift);
     require_role(vault, &e, caller, HOLDERS).await?;
     let Some(mut hold) = store::get(&vault.db.pool, id).await? else {
         return Err(refuse(vault, e, ApiError::NotFound).await);
@@ -167,8 +166,7 @@ pub async fn lift(vault: &Vault, caller: &Caller, id: Uuid) -> Result<HoldView, 
 
 /// The holds in force, or all (`all`), newest first.
 pub async fn list(vault: &Vault, caller: &Caller, all: bool) -> Result<Vec<HoldView>, ApiError> {
-    let keys = vault.keys();
-    let e = entry(&keys, caller, AuditAction::HoldList);
+    let e = entry(caller, AuditAction::HoldList);
     require_role(vault, &e, caller, HOLDERS).await?;
     let now = now_ms();
     let holds = store::list(&vault.db.pool, now, !all, 500).await?;

@@ -70,8 +70,8 @@ impl<'a> Intake<'a> {
         national_id: &NationalId,
     ) -> Result<Self, ApiError> {
         let keys = vault.keys();
-        let citizen = keys.citizen_index(national_id);
-        let mut e = entry(&keys, &caller, AuditAction::DocumentIntake);
+        let citizen = keys.citizen_index(national_id)?;
+        let mut e = entry(&caller, AuditAction::DocumentIntake);
         e.citizen_idx = Some(citizen);
         require_role(vault, &e, &caller, &[Role::Clerk]).await?;
 
@@ -175,7 +175,7 @@ impl<'a> Intake<'a> {
     pub async fn finish(mut self, mut metadata: IntakeMetadata) -> Result<IntakeResult, ApiError> {
         if let Err(err) = self.check_card(&mut metadata).await {
             let e = {
-                let mut e = entry(&self.keys, &self.caller, AuditAction::DocumentIntake);
+                let mut e = entry(&self.caller, AuditAction::DocumentIntake);
                 e.citizen_idx = Some(self.citizen);
                 e
             };
@@ -294,7 +294,7 @@ impl Stored<'_> {
     /// or answers with the existing document when the same scan is already current.
     async fn commit(self, metadata: IntakeMetadata) -> Result<IntakeResult, ApiError> {
         let vault = self.vault;
-        let mut audit_entry = entry(&self.keys, &self.caller, AuditAction::DocumentIntake);
+        let mut audit_entry = entry(&self.caller, AuditAction::DocumentIntake);
         audit_entry.citizen_idx = Some(self.citizen);
         audit_entry.reason = metadata.card_override.clone();
         let row = self.new_row(&metadata)?;

@@ -110,10 +110,10 @@ fn parse_cursor(cursor: Option<&str>) -> Result<i64, ApiError> {
 
 pub async fn query(vault: &Vault, caller: &Caller, q: AuditQuery) -> Result<Page, ApiError> {
     let keys = vault.keys();
-    let mut e = entry(&keys, caller, AuditAction::AuditQuery);
+    let mut e = entry(caller, AuditAction::AuditQuery);
     require_role(vault, &e, caller, &[Role::Auditor]).await?;
     let citizen_idx = match &q.national_id {
-        Some(id) => Some(keys.citizen_index(&NationalId::parse(id)?)),
+        Some(id) => Some(keys.citizen_index(&NationalId::parse(id)?)?),
         None => None,
     };
     let filter = Filter {
@@ -151,8 +151,7 @@ pub async fn query(vault: &Vault, caller: &Caller, q: AuditQuery) -> Result<Page
 }
 
 pub async fn verify_log(vault: &Vault, caller: &Caller) -> Result<Report, ApiError> {
-    let keys = vault.keys();
-    let e = entry(&keys, caller, AuditAction::AuditVerify);
+    let e = entry(caller, AuditAction::AuditVerify);
     require_role(vault, &e, caller, &[Role::Auditor]).await?;
     // Verify first, then log: the report describes the log as it was when asked.
     let report = verify_all(vault, None).await?;
@@ -176,8 +175,8 @@ async fn access_log_entry(
     action: AuditAction,
 ) -> Result<(Entry, CitizenIndex), ApiError> {
     let keys = vault.keys();
-    let citizen = keys.citizen_index(national_id);
-    let mut e = entry(&keys, caller, action);
+    let citizen = keys.citizen_index(national_id)?;
+    let mut e = entry(caller, action);
     e.citizen_idx = Some(citizen);
     require_role(vault, &e, caller, &[Role::Citizen, Role::Auditor]).await?;
     require_own_records(vault, &e, caller, national_id, "access log").await?;

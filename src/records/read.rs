@@ -91,7 +91,6 @@ async fn scoped_document(
     id: Uuid,
     e: &mut Entry,
 ) -> Result<(DocumentRow, Option<GrantRow>), ApiError> {
-    let keys = vault.keys();
     require_role(
         vault,
         e,
@@ -124,8 +123,8 @@ async fn scoped_document(
         (Some(_), Role::Clerk) => true,
         (Some(d), Role::Officer) => grant.as_ref().is_some_and(|g| grant_covers(g, d)),
         (Some(d), Role::Citizen) => caller
-            .citizen()
-            .is_some_and(|nid| keys.citizen_index(&nid) == d.citizen_idx),
+            .citizen_index()
+            .is_some_and(|idx| *idx == d.citizen_idx),
         _ => false,
     };
     if let Some(d) = &doc {
@@ -147,8 +146,8 @@ pub async fn list(
     include_all: bool,
 ) -> Result<Vec<DocumentView>, ApiError> {
     let keys = vault.keys();
-    let citizen = keys.citizen_index(national_id);
-    let mut e = entry(&keys, caller, AuditAction::DocumentList);
+    let citizen = keys.citizen_index(national_id)?;
+    let mut e = entry(caller, AuditAction::DocumentList);
     e.citizen_idx = Some(citizen);
     require_role(
         vault,
@@ -198,8 +197,7 @@ pub async fn list_granted(
     caller: &Caller,
     id: Uuid,
 ) -> Result<Vec<DocumentView>, ApiError> {
-    let keys = vault.keys();
-    let mut e = entry(&keys, caller, AuditAction::DocumentList);
+    let mut e = entry(caller, AuditAction::DocumentList);
     e.grant_id = Some(id.to_string());
     require_role(vault, &e, caller, &[Role::Officer]).await?;
     if caller.grant != Some(id) {
@@ -219,8 +217,7 @@ pub async fn list_granted(
 }
 
 pub async fn metadata(vault: &Vault, caller: &Caller, id: Uuid) -> Result<DocumentView, ApiError> {
-    let keys = vault.keys();
-    let mut e = entry(&keys, caller, AuditAction::DocumentRead);
+    let mut e = entry(caller, AuditAction::DocumentRead);
     e.document_id = Some(id.to_string());
     let (doc, _) = scoped_document(vault, caller, id, &mut e).await?;
     vault.record(e).await?;
@@ -237,7 +234,7 @@ pub struct Content {
 
 pub async fn content(vault: &Vault, caller: &Caller, id: Uuid) -> Result<Content, ApiError> {
     let keys = vault.keys();
-    let mut e = entry(&keys, caller, AuditAction::DocumentContent);
+    let mut e = entry(caller, AuditAction::DocumentContent);
     e.document_id = Some(id.to_string());
     if caller.role == Role::Citizen {
         return Err(refuse(

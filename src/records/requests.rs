@@ -116,8 +116,8 @@ pub async fn file(
     req: FileRequest,
 ) -> Result<RequestView, ApiError> {
     let keys = vault.keys();
-    let citizen = keys.citizen_index(national_id);
-    let mut e = entry(&keys, caller, AuditAction::RequestFile);
+    let citizen = keys.citizen_index(national_id)?;
+    let mut e = entry(caller, AuditAction::RequestFile);
     e.citizen_idx = Some(citizen);
     require_role(vault, &e, caller, &[Role::Citizen, Role::Clerk]).await?;
     super::require_own_records(vault, &e, caller, national_id, "requests").await?;
@@ -172,8 +172,7 @@ pub async fn file(
 
 /// The open requests, soonest due first (clerks and auditors).
 pub async fn queue(vault: &Vault, caller: &Caller) -> Result<Vec<RequestView>, ApiError> {
-    let keys = vault.keys();
-    let e = entry(&keys, caller, AuditAction::RequestList);
+    let e = entry(caller, AuditAction::RequestList);
     require_role(vault, &e, caller, &[Role::Clerk, Role::Auditor]).await?;
     let rows = store::open(&vault.db.pool, 500).await?;
     vault.record(e).await?;
@@ -188,8 +187,8 @@ pub async fn for_citizen(
     national_id: &NationalId,
 ) -> Result<Vec<RequestView>, ApiError> {
     let keys = vault.keys();
-    let citizen = keys.citizen_index(national_id);
-    let mut e = entry(&keys, caller, AuditAction::RequestList);
+    let citizen = keys.citizen_index(national_id)?;
+    let mut e = entry(caller, AuditAction::RequestList);
     e.citizen_idx = Some(citizen);
     require_role(
         vault,
@@ -213,8 +212,7 @@ pub async fn update(
     id: Uuid,
     req: UpdateRequest,
 ) -> Result<RequestView, ApiError> {
-    let keys = vault.keys();
-    let mut e = entry(&keys, caller, AuditAction::RequestUpdate);
+    let mut e = entry(caller, AuditAction::RequestUpdate);
     e.case_ref = Some(id.to_string());
     require_role(vault, &e, caller, &[Role::Clerk]).await?;
     let Some(was) = store::get(&vault.db.pool, id).await? else {
@@ -390,7 +388,7 @@ async fn erase_for(
             });
             continue;
         }
-        let by = entry(&vault.keys(), caller, AuditAction::DocumentErase);
+        let by = entry(caller, AuditAction::DocumentErase);
         match super::erasure::erase(vault, doc.id, &why, by).await? {
             super::erasure::Fate::Held { reason, .. } => outcome.kept.push(Kept {
                 document_id: doc.id,
@@ -407,8 +405,7 @@ async fn erase_for(
 
 /// Lifts a restriction (a clerk, when the citizen asks or the ground for it ends).
 pub async fn lift_restriction(vault: &Vault, caller: &Caller, id: Uuid) -> Result<(), ApiError> {
-    let keys = vault.keys();
-    let mut e = entry(&keys, caller, AuditAction::RestrictionLift);
+    let mut e = entry(caller, AuditAction::RestrictionLift);
     require_role(vault, &e, caller, &[Role::Clerk]).await?;
     let Some(r) = restrictions::get(&vault.db.pool, id).await? else {
         return Err(refuse(vault, e, ApiError::NotFound).await);

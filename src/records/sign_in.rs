@@ -421,9 +421,13 @@ struct Attempt<'a> {
 impl Attempt<'_> {
     /// The entry for this attempt. A refused staff member whose role is unknown is recorded as
     /// `officer`, the role with no standing rights; the reason says why they were refused.
-    fn entry(&self, known: &Known) -> Entry {
+    fn entry(&self, known: &Known) -> Result<Entry, ApiError> {
         let keys = self.vault.keys();
-        let citizen_idx = known.citizen.as_ref().map(|id| keys.citizen_index(id));
+        let citizen_idx = known
+            .citizen
+            .as_ref()
+            .map(|id| keys.citizen_index(id))
+            .transpose()?;
         let actor = match (&known.staff_id, &citizen_idx) {
             (Some(staff), _) => staff.clone(),
             (None, Some(idx)) => super::access::citizen_actor(idx),
@@ -439,7 +443,7 @@ impl Attempt<'_> {
             .unwrap_or_else(|| NOT_APPLICABLE.to_owned());
         let mut e = Entry::new(actor, role, office, AuditAction::SessionSignIn);
         e.citizen_idx = citizen_idx;
-        e
+        Ok(e)
     }
 
     /// Redeems the code and checks what the provider says of the person (the ID token,
@@ -500,12 +504,14 @@ impl Attempt<'_> {
             },
         )
         .map_err(SignInError::Vault)?;
-        let mut e = self.entry(&Known {
-            role: Some(person.role),
-            staff_id: person.citizen.is_none().then(|| person.sub.clone()),
-            office: person.office.clone(),
-            citizen: person.citizen.clone(),
-        });
+        let mut e = self
+            .entry(&Known {
+                role: Some(person.role),
+                staff_id: person.citizen.is_none().then(|| person.sub.clone()),
+                office: person.office.clone(),
+                citizen: person.citizen.clone(),
+            })
+            .map_err(SignInError::Vault)?;
         e.reason = Some(format!(
             "{} sign-in via {}, acr {acr}, jti {}",
             self.kind, self.issuer, claims.jti
@@ -519,7 +525,10 @@ impl Attempt<'_> {
 
     /// Logs a refused sign-in and returns what the person is told.
     async fn refuse(&self, known: Option<Known>, why: &str, err: SignInError) -> SignInError {
-        let e = self.entry(&known.unwrap_or_default());
+        let e = match self.entry(&known.unwrap_or_default()) {
+            Ok(e) => e,
+            Err(unavailable) => return SignInError::Vault(unavailable),
+        };
         let reason = format!("{} sign-in via {}: {why}", self.kind, self.issuer);
         tracing::info!(kind = %self.kind, reason = %why.escape_debug(), "sign-in refused");
         match refuse_because(self.vault, e, ApiError::Forbidden(why.to_owned()), reason).await {
@@ -689,7 +698,7 @@ pub async fn agency_caller(vault: &Vault, token: &str) -> Result<Caller, ApiErro
 /// end-session endpoint (RP-initiated logout, back to the console); a provider that does not
 /// answer now only loses that step, the token is revoked all the same.
 pub async fn sign_out(vault: &Vault, caller: &Caller) -> Result<Option<String>, ApiError> {
-    let mut e = super::entry(&vault.keys(), caller, AuditAction::SessionSignOut);
+    let mut e = super::entry(caller, AuditAction::SessionSignOut);
     e.reason = Some(format!("jti {}", caller.jti));
     super::tokens::revoke_logged(vault, caller.jti.clone(), caller.expires_at, e).await?;
     let Some(desk) = caller.via.and_then(|kind| vault.sign_in.desk(kind)) else {

@@ -50,7 +50,7 @@ pub async fn verify_document(
     id: Uuid,
 ) -> Result<DocumentView, ApiError> {
     let keys = vault.keys();
-    let mut e = entry(&keys, caller, AuditAction::DocumentVerify);
+    let mut e = entry(caller, AuditAction::DocumentVerify);
     e.document_id = Some(id.to_string());
     require_role(vault, &e, caller, &[Role::Clerk]).await?;
     let mut doc = target(vault, &mut e, id).await?;
@@ -112,8 +112,7 @@ pub async fn revoke(
     id: Uuid,
     reason: Option<&str>,
 ) -> Result<Revoked, ApiError> {
-    let keys = vault.keys();
-    let mut e = entry(&keys, caller, AuditAction::DocumentRevoke);
+    let mut e = entry(caller, AuditAction::DocumentRevoke);
     e.document_id = Some(id.to_string());
     require_role(vault, &e, caller, &[Role::Clerk, Role::Admin]).await?;
     let reason = reason

@@ -30,7 +30,7 @@ pub async fn issue(vault: &Vault, request: TokenRequest<'_>) -> Result<String, A
         Role::Citizen => {
             // The citizen is named by their blind index, never their number.
             let id = NationalId::parse(request.sub)?;
-            e.citizen_idx = Some(keys.citizen_index(&id));
+            e.citizen_idx = Some(keys.citizen_index(&id)?);
             e.reason = Some(format!("citizen token, {} s", request.ttl_seconds));
         }
         role => {
@@ -49,7 +49,7 @@ pub async fn issue(vault: &Vault, request: TokenRequest<'_>) -> Result<String, A
     e.reason = e.reason.map(|r| format!("{r}, jti {}", claims.jti));
     let actor = match claims.role {
         Role::Citizen => {
-            super::access::citizen_actor(&keys.citizen_index(&NationalId::parse(&claims.sub)?))
+            super::access::citizen_actor(&keys.citizen_index(&NationalId::parse(&claims.sub)?)?)
         }
         _ => claims.sub.clone(),
     };
@@ -108,7 +108,7 @@ pub struct SessionView {
 /// The sessions hoso issued that are still live (not expired, not revoked), newest first; for
 /// admins, logged (who is signed in is for auditors to see asked).
 pub async fn live(vault: &Vault, caller: &Caller) -> Result<Vec<SessionView>, ApiError> {
-    let e = super::entry(&vault.keys(), caller, AuditAction::SessionList);
+    let e = super::entry(caller, AuditAction::SessionList);
     super::require_role(vault, &e, caller, &[Role::Admin]).await?;
     let now = crate::db::now_ms() / 1000;
     let rows = sessions::live(&vault.db.pool, now, SESSIONS_LIMIT).await?;
@@ -130,7 +130,7 @@ pub async fn live(vault: &Vault, caller: &Caller) -> Result<Vec<SessionView>, Ap
 /// Ends a live session at once (an admin's act): its `jti` is refused from now on, logged as a
 /// revocation naming whose session it was.
 pub async fn end(vault: &Vault, caller: &Caller, jti: &str) -> Result<(), ApiError> {
-    let mut e = super::entry(&vault.keys(), caller, AuditAction::TokenRevoke);
+    let mut e = super::entry(caller, AuditAction::TokenRevoke);
     super::require_role(vault, &e, caller, &[Role::Admin]).await?;
     let Some(session) = sessions::get(&vault.db.pool, jti).await? else {
         return Err(super::refuse(vault, e, ApiError::NotFound).await);
@@ -156,7 +156,7 @@ pub async fn revoke(vault: &Vault, token: &str) -> Result<String, ApiError> {
         role => format!("{role} token for {}", claims.sub),
     });
     if claims.role == Role::Citizen {
-        e.citizen_idx = Some(keys.citizen_index(&NationalId::parse(&claims.sub)?));
+        e.citizen_idx = Some(keys.citizen_index(&NationalId::parse(&claims.sub)?)?);
     }
     e.grant_id = claims.grant.clone();
     e.reason = e.reason.map(|r| format!("{r}, jti {}", claims.jti));

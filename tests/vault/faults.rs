@@ -756,8 +756,10 @@ async fn postgresql_restarts_and_stops_give_fast_503s_never_500s_and_lose_nothin
     let verify = hoso_cli(&vault, &["audit", "verify"]).await;
     assert!(
         verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
+        "{}: {}{}",
+        verify.status,
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
     );
     println!(
         "PostgreSQL faults: {} intakes acknowledged, all present; {served} copies served, {logged} logged",

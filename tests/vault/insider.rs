@@ -29,7 +29,13 @@ async fn cli_names_grant(vault: &TestVault, grant: &str, problem: &str) {
 
 fn citizen_hex(vault: &TestVault, national_id: &str) -> String {
     let id = hoso::domain::NationalId::parse(national_id).unwrap();
-    vault.state.vault.keys().citizen_index(&id).to_hex()
+    vault
+        .state
+        .vault
+        .keys()
+        .citizen_index(&id)
+        .unwrap()
+        .to_hex()
 }
 
 #[tokio::test]
@@ -290,7 +296,7 @@ async fn a_body_swapped_for_a_link_while_restore_runs_is_never_followed() {
             .await;
     }
     let backup = backup_of(&vault).await;
-    let key_path = vault.state.settings.keys_dir.join("attestation-signing.p8");
+    let key_path = vault.state.settings.keys_dir.join("audit-chain.key");
     let key = std::fs::read(&key_path).unwrap();
     let bodies = hoso::blob::files_under(&backup.join("storage")).unwrap();
     let body = bodies
@@ -580,7 +586,7 @@ async fn a_revoked_or_expired_token_is_refused_and_logged_and_a_grant_token_past
     };
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some(keys.token.kid().to_owned());
-    let officer = jsonwebtoken::encode(&header, &claims, &keys.token.encoding_key()).unwrap();
+    let officer = keys.token.jws(&header, &claims).unwrap();
     vault
         .get(&format!("/v1/documents/{id}/content"), &officer)
         .await
@@ -809,7 +815,7 @@ async fn a_restore_refuses_a_hard_link_to_a_key_file() {
     let vault = TestVault::new().await;
     vault.take_in(CITIZEN_A, "cccd", &pdf(94, 3000)).await;
     let backup = backup_of(&vault).await;
-    let key = vault.state.settings.keys_dir.join("attestation-signing.p8");
+    let key = vault.state.settings.keys_dir.join("audit-chain.key");
     std::fs::hard_link(&key, backup.join("storage").join("looks-like-a-body")).unwrap();
     let place = tempfile::tempdir().unwrap();
     let refused = restore(&backup, &elsewhere(&vault, place.path()))

@@ -27,7 +27,7 @@ fn sign(vault: &TestVault, claims: &Value) -> String {
     let keys = vault.state.vault.keys();
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(keys.token.kid().to_owned());
-    jsonwebtoken::encode(&header, claims, &keys.token.encoding_key()).unwrap()
+    keys.token.jws(&header, claims).unwrap()
 }
 
 fn with(change: &[(&str, Value)]) -> Value {
@@ -246,7 +246,7 @@ async fn tokens_signed_with_the_attestation_or_audit_key_are_refused() {
     for key in [&keys.attestation, &keys.audit] {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(keys.token.kid().to_owned());
-        let token = jsonwebtoken::encode(&header, &good_claims(), &key.encoding_key()).unwrap();
+        let token = key.jws(&header, &good_claims()).unwrap();
         vault
             .get(&path, &token)
             .await

@@ -119,7 +119,8 @@ async fn a_wiped_log_and_a_forged_checkpoint_are_found() {
             size: 1,
             root: [0; 32],
         },
-    );
+    )
+    .unwrap();
     vault
         .put_raw_object(
             &hoso::audit::checkpoints::object_key(999),

@@ -139,7 +139,9 @@ async fn rows_of_format_1_still_read_and_rewrap_binds_their_type() {
     let kek = keys.current_kek();
     let binding = Binding {
         document_id: uuid::Uuid::parse_str(&id).unwrap(),
-        citizen: keys.citizen_index(&hoso::domain::NationalId::parse(CITIZEN_A).unwrap()),
+        citizen: keys
+            .citizen_index(&hoso::domain::NationalId::parse(CITIZEN_A).unwrap())
+            .unwrap(),
     };
     let wrapped = vault
         .fetch_blob("SELECT wrapped_key FROM documents WHERE id = $1", &id)

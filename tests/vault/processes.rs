@@ -31,42 +31,71 @@ pub async fn start_fleet(vault: &TestVault, n: usize) -> Fleet {
     start_fleet_with(vault, n, &[]).await
 }
 
-/// Starts `n` processes with extra environment settings.
+/// Starts `n` processes with extra environment settings, each on a port of its own.
+///
+/// A port found free may be taken by a parallel test before the process binds it; that process
+/// exits saying it cannot listen and is started again on another port. Any other early exit, or
+/// a process not ready within 30 s, fails the test with what the process printed.
 pub async fn start_fleet_with(vault: &TestVault, n: usize, env: &[(&str, &str)]) -> Fleet {
-    let s = &vault.state.settings;
     let mut fleet = Fleet(Vec::new());
     for _ in 0..n {
-        let addr = free_port();
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"));
-        command
-            .arg("serve")
-            .env("HOSO_DATABASE_URL", s.database_url.expose())
-            .env("HOSO_STORAGE_URL", s.storage_url.to_string())
-            .env("HOSO_KEYS_DIR", &s.keys_dir)
-            .env("HOSO_LISTEN", addr.to_string())
-            .env("HOSO_LOG", "warn");
-        crate::common::pkcs11_env(&mut command, s);
-        let child = command
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        fleet.0.push((child, addr));
+        fleet.0.push(ready_process(vault, env).await);
     }
+    fleet
+}
+
+async fn ready_process(vault: &TestVault, env: &[(&str, &str)]) -> (Child, SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    for (_, addr) in &fleet.0 {
+    for _attempt in 0..5 {
+        let addr = free_port();
+        let stderr = tempfile::NamedTempFile::new().unwrap();
+        let mut child = spawn_serve(vault, addr, env, stderr.reopen().unwrap());
         loop {
-            if let Ok((200, _)) = call(*addr, "GET", "/readyz", None, None).await {
+            if let Ok((200, _)) = call(addr, "GET", "/readyz", None, None).await {
+                return (child, addr);
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                let said = std::fs::read_to_string(stderr.path()).unwrap_or_default();
+                assert!(
+                    said.contains("cannot listen on"),
+                    "hoso serve on {addr} exited ({status}) before it was ready:\n{said}"
+                );
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "hoso serve on {addr} did not become ready"
-            );
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let said = std::fs::read_to_string(stderr.path()).unwrap_or_default();
+                panic!("hoso serve on {addr} did not become ready within 30 s:\n{said}");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    fleet
+    panic!("hoso serve lost its port to another test five times running")
+}
+
+fn spawn_serve(
+    vault: &TestVault,
+    addr: SocketAddr,
+    env: &[(&str, &str)],
+    stderr: std::fs::File,
+) -> Child {
+    let s = &vault.state.settings;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"));
+    command
+        .arg("serve")
+        .env("HOSO_DATABASE_URL", s.database_url.expose())
+        .env("HOSO_STORAGE_URL", s.storage_url.to_string())
+        .env("HOSO_KEYS_DIR", &s.keys_dir)
+        .env("HOSO_LISTEN", addr.to_string())
+        .env("HOSO_LOG", "warn");
+    crate::common::pkcs11_env(&mut command, s);
+    command
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
 }
 
 /// One HTTP/1.1 request on its own connection (`Connection: close`), bounded in time.

@@ -134,8 +134,7 @@ async fn a_clerk_verifies_a_scan_and_anyone_can_check_the_copy_offline() {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some(keys.attestation.kid().to_owned());
     header.typ = Some(hoso::crypto::attestation::ATTESTATION_TYPE.to_owned());
-    let under_attestation_kid =
-        jsonwebtoken::encode(&header, &claims, &keys.token.encoding_key()).unwrap();
+    let under_attestation_kid = keys.token.jws(&header, &claims).unwrap();
     assert!(
         !check(copy.body.to_vec(), under_attestation_kid).await,
         "the token key signing under the attestation kid is refused"
