@@ -52,15 +52,85 @@ pub struct Hsm {
     token: Arc<Token>,
     prefix: String,
     handles: Arc<Handles>,
-    workers: Workers<Session>,
+    workers: Workers<Open>,
     stats: Stats,
 }
 
-/// What a worker needs to open and log in a session.
+/// What a worker needs to open and log in a session: the module, and the token's label (its
+/// slot is found again after the module is initialised again).
 struct Token {
-    ctx: Pkcs11,
-    slot: Slot,
+    module: Arc<Module>,
+    label: String,
     pin: AuthPin,
+    /// The token's slot as of a module generation.
+    slot: Mutex<(Slot, u64)>,
+}
+
+/// A loaded PKCS#11 module, one per process and path. When the token is lost at the module's
+/// level (a network HSM's client that lost its server: every new session fails), the module
+/// is finalised and initialised again, at most once a second, while no call is in it; each
+/// time its generation grows, and sessions of an older generation are gone with it.
+struct Module {
+    ctx: Pkcs11,
+    /// Calls hold it shared; initialising again holds it alone.
+    calls: std::sync::RwLock<()>,
+    generation: AtomicU64,
+    last_restart: Mutex<Option<Instant>>,
+}
+
+impl Module {
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Finalises and initialises the module again, unless another worker did since `seen`,
+    /// or it was tried less than a second ago.
+    fn restart(&self, seen: u64) {
+        let Ok(_alone) = self.calls.write() else {
+            return;
+        };
+        if self.generation() != seen {
+            return;
+        }
+        let Ok(mut last) = self.last_restart.lock() else {
+            return;
+        };
+        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let _ = self.ctx.clone().finalize();
+        match self
+            .ctx
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        {
+            Ok(()) | Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {
+                tracing::warn!("the PKCS#11 module was initialised again after losing its token");
+            }
+            Err(e) => tracing::warn!(error = %e, "the PKCS#11 module did not initialise again"),
+        }
+        // Finalised either way: every session opened before is gone.
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// A worker's session, of the module generation it was opened in. One of an older generation
+/// was closed by the module's finalisation: it is forgotten, never closed again (its handle
+/// may be another session's by now).
+struct Open {
+    session: Option<Session>,
+    generation: u64,
+    module: Arc<Module>,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take()
+            && self.module.generation() != self.generation
+        {
+            std::mem::forget(session);
+        }
+    }
 }
 
 impl std::fmt::Debug for Hsm {
@@ -85,27 +155,64 @@ fn unavailable(e: Error) -> HsmError {
 }
 
 impl Token {
-    fn open_session(&self) -> Result<Session, HsmError> {
-        let session = self.ctx.open_rw_session(self.slot).map_err(unavailable)?;
+    fn open_session(&self, generation: u64) -> Result<Open, HsmError> {
+        let slot = {
+            let mut known = self
+                .slot
+                .lock()
+                .map_err(|_| HsmError::Unavailable("a PKCS#11 lock was poisoned".into()))?;
+            if known.1 != generation {
+                *known = (find_slot(&self.module.ctx, &self.label)?, generation);
+            }
+            known.0
+        };
+        let session = self.module.ctx.open_rw_session(slot).map_err(unavailable)?;
         match session.login(UserType::User, Some(&self.pin)) {
-            Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
+            Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(Open {
+                session: Some(session),
+                generation,
+                module: self.module.clone(),
+            }),
             Err(e) => Err(unavailable(e)),
         }
     }
 
     /// Runs `f` on the worker's session (opened and logged in if it has none). A session the
-    /// token lost (it was removed, restarted) is dropped and `f` tried once more on a fresh one.
+    /// token lost (it was removed, restarted) is dropped and `f` tried once more on a fresh one;
+    /// when no session can be opened at all, the module is initialised again for the next call.
     fn run<T>(
         &self,
-        session: &mut Option<Session>,
+        session: &mut Option<Open>,
         f: &impl Fn(&Session) -> Result<T, Error>,
     ) -> Result<T, HsmError> {
+        let generation = self.module.generation();
+        let result = self.run_in(generation, session, f);
+        if result.is_err() && session.is_none() {
+            self.module.restart(generation);
+        }
+        result
+    }
+
+    fn run_in<T>(
+        &self,
+        generation: u64,
+        session: &mut Option<Open>,
+        f: &impl Fn(&Session) -> Result<T, Error>,
+    ) -> Result<T, HsmError> {
+        let _shared = self
+            .module
+            .calls
+            .read()
+            .map_err(|_| HsmError::Unavailable("a PKCS#11 lock was poisoned".into()))?;
         for _ in 0..2 {
             let open = match session.take() {
-                Some(s) => s,
-                None => self.open_session()?,
+                Some(open) if open.generation == generation => open,
+                _ => self.open_session(generation)?,
             };
-            match f(&open) {
+            let Some(live) = open.session.as_ref() else {
+                continue;
+            };
+            match f(live) {
                 Ok(value) => {
                     *session = Some(open);
                     return Ok(value);
@@ -318,13 +425,12 @@ impl Hsm {
             Some(p) => p.clone(),
             None => own_prefix(keys_dir, create)?,
         };
-        let ctx = context(&s.module)?;
-        let slot = find_slot(&ctx, &s.token_label)?;
+        let module = context(&s.module)?;
+        let slot = find_slot(&module.ctx, &s.token_label)?;
         let pin = read_pin(&s.pin_file)?;
-        let token = Arc::new(Token { ctx, slot, pin });
         // Log in once now, so a wrong PIN stops start-up rather than the first intake.
-        let session = token.ctx.open_rw_session(token.slot).map_err(unavailable)?;
-        match session.login(UserType::User, Some(&token.pin)) {
+        let session = module.ctx.open_rw_session(slot).map_err(unavailable)?;
+        match session.login(UserType::User, Some(&pin)) {
             Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(Error::Pkcs11(
                 RvError::PinIncorrect
@@ -340,6 +446,12 @@ impl Hsm {
             }
             Err(e) => return Err(unavailable(e)),
         }
+        let token = Arc::new(Token {
+            slot: Mutex::new((slot, module.generation())),
+            module,
+            label: s.token_label.clone(),
+            pin,
+        });
         // Enough workers for the cores to keep the token busy; a few more so one slow call
         // does not hold up the rest.
         let count = std::thread::available_parallelism()
@@ -616,9 +728,22 @@ impl Hsm {
     /// Whether the token refuses to give out KEK `version`'s value (`CKA_VALUE` is sensitive),
     /// as it must: for the test that proves it, and for `hoso keys status`.
     pub fn kek_value_is_sealed(&self, version: u32) -> Result<bool, HsmError> {
-        let label = self.kek_label(version);
+        self.value_is_sealed(ObjectClass::SECRET_KEY, self.kek_label(version))
+    }
+
+    /// The same of the private half of the `purpose` signing key.
+    pub fn signing_value_is_sealed(&self, purpose: &str) -> Result<bool, HsmError> {
+        self.value_is_sealed(ObjectClass::PRIVATE_KEY, self.signing_label(purpose))
+    }
+
+    /// The same of the blind-index key.
+    pub fn index_value_is_sealed(&self) -> Result<bool, HsmError> {
+        self.value_is_sealed(ObjectClass::SECRET_KEY, self.index_label())
+    }
+
+    fn value_is_sealed(&self, class: ObjectClass, label: Vec<u8>) -> Result<bool, HsmError> {
         self.with_session(Op::Keys, move |s| {
-            let Some(key) = Self::find_kek(s, &label)? else {
+            let Some(key) = Self::find_one(s, class, &label)? else {
                 return Ok(false);
             };
             let info = s.get_attribute_info(key, &[AttributeType::Value])?;
@@ -903,13 +1028,13 @@ fn own_prefix(keys_dir: &Path, create: bool) -> Result<String, HsmError> {
 /// The process's one context for `module`: loaded and `C_Initialize`d the first time, then
 /// kept for the life of the process. A module unloaded and loaded again (a context dropped,
 /// another made) would have to be initialised again, which not every module survives.
-fn context(module: &Path) -> Result<Pkcs11, HsmError> {
-    static LOADED: Mutex<Vec<(std::path::PathBuf, Pkcs11)>> = Mutex::new(Vec::new());
+fn context(module: &Path) -> Result<Arc<Module>, HsmError> {
+    static LOADED: Mutex<Vec<(std::path::PathBuf, Arc<Module>)>> = Mutex::new(Vec::new());
     let mut loaded = LOADED
         .lock()
         .map_err(|_| HsmError::Unavailable("the PKCS#11 module's lock was poisoned".into()))?;
-    if let Some((_, ctx)) = loaded.iter().find(|(path, _)| path == module) {
-        return Ok(ctx.clone());
+    if let Some((_, m)) = loaded.iter().find(|(path, _)| path == module) {
+        return Ok(m.clone());
     }
     let ctx = Pkcs11::new(module).map_err(|e| {
         HsmError::Setting(format!(
@@ -925,8 +1050,14 @@ fn context(module: &Path) -> Result<Pkcs11, HsmError> {
             )));
         }
     }
-    loaded.push((module.to_owned(), ctx.clone()));
-    Ok(ctx)
+    let m = Arc::new(Module {
+        ctx,
+        calls: std::sync::RwLock::new(()),
+        generation: AtomicU64::new(0),
+        last_restart: Mutex::new(None),
+    });
+    loaded.push((module.to_owned(), m.clone()));
+    Ok(m)
 }
 
 fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot, HsmError> {
