@@ -1,16 +1,22 @@
-//! The PKCS#11 key store (`HOSO_KEY_STORE=pkcs11`): master keys (KEKs) that live in a hardware
-//! security module and never leave it. Each KEK version is an AES-256 key generated inside the
-//! token — `CKA_TOKEN`, `CKA_PRIVATE`, `CKA_SENSITIVE`, not `CKA_EXTRACTABLE`, allowed mechanism
-//! AES-GCM only — labelled `{prefix}-kek-{version:06}`; a data key is wrapped with `C_Encrypt`
-//! (AES-GCM, a 12-byte IV from the token's random generator, the same associated data the file
-//! store binds) and unwrapped with `C_Decrypt`. See [`super::envelope`] for the wrapped key's
-//! byte layout, which carries the store's tag.
+//! The PKCS#11 key store (`HOSO_KEY_STORE=pkcs11`): keys that live in a hardware security
+//! module and never leave it.
 //!
-//! `C_Initialize` runs once per process (here, when the store is opened); sessions are kept in
-//! a pool, each used by one thread at a time (`Session` is `Send`, not `Sync`). A session the
-//! token dropped (it was removed, restarted) is thrown away and a fresh one opened and logged
-//! in on the next use. The PIN is read once from its file and kept only as a secret; it is in no
-//! message, log line or setting's value.
+//! - Master keys (KEKs): each version an AES-256 key generated inside the token — `CKA_TOKEN`,
+//!   `CKA_PRIVATE`, `CKA_SENSITIVE`, not `CKA_EXTRACTABLE`, allowed mechanism AES-GCM only —
+//!   labelled `{prefix}-kek-{version:06}`; a data key is wrapped with `C_Encrypt` (AES-GCM, a
+//!   12-byte IV from the token's random generator, the same associated data the file store
+//!   binds) and unwrapped with `C_Decrypt`. See [`super::envelope`] for the wrapped key's byte
+//!   layout, which carries the store's tag.
+//! - Signing keys: an Ed25519 pair per purpose, `{prefix}-{purpose}-ed25519`, `CKM_EDDSA`.
+//! - The blind-index key: an HMAC-SHA-256 key, `{prefix}-blind-index-hmac`, `CKM_SHA256_HMAC`.
+//!
+//! A PKCS#11 call blocks and cannot be interrupted, so requests never make one themselves: the
+//! calls run on a few worker threads, each with its own session (`Session` is `Send`, not
+//! `Sync`), and a caller waits for the answer at most the timeout ([`Workers`]). `C_Initialize`
+//! runs once per process and module ([`Module`]); a session the token dropped is thrown away and
+//! a fresh one opened and logged in, and when none opens at all the module is finalised and
+//! initialised again. The PIN is read once from its file and kept only as a secret; it is in no
+//! message, log line, metric or setting's value.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -628,28 +634,17 @@ impl Hsm {
             }
             return Ok(());
         }
-        s.generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Label(label.to_vec()),
-                Attribute::ValueLen(32.into()),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::Modifiable(false),
-                Attribute::Copyable(false),
-                Attribute::Encrypt(true),
-                Attribute::Decrypt(true),
-                Attribute::Wrap(false),
-                Attribute::Unwrap(false),
-                Attribute::Sign(false),
-                Attribute::Verify(false),
-                Attribute::Derive(false),
-                Attribute::AllowedMechanisms(vec![MechanismType::AES_GCM]),
-            ],
-        )
-        .map(|_| ())
+        let mut template = sealed(label, MechanismType::AES_GCM);
+        template.extend([
+            Attribute::ValueLen(32.into()),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Sign(false),
+            Attribute::Verify(false),
+        ]);
+        s.generate_key(&Mechanism::AesKeyGen, &template).map(|_| ())
     }
 
     /// Destroys KEK `version` in the token. The caller has proved no data key uses it.
@@ -911,25 +906,18 @@ impl Hsm {
     }
 
     fn index_template(label: &[u8]) -> Vec<Attribute> {
-        vec![
+        let mut template = sealed(label, MechanismType::SHA256_HMAC);
+        template.extend([
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(cryptoki::object::KeyType::GENERIC_SECRET),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Label(label.to_vec()),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Modifiable(false),
-            Attribute::Copyable(false),
             Attribute::Sign(true),
             Attribute::Verify(false),
             Attribute::Encrypt(false),
             Attribute::Decrypt(false),
             Attribute::Wrap(false),
             Attribute::Unwrap(false),
-            Attribute::Derive(false),
-            Attribute::AllowedMechanisms(vec![MechanismType::SHA256_HMAC]),
-        ]
+        ]);
+        template
     }
 
     /// Whether the token holds this vault's blind-index key.
@@ -973,9 +961,10 @@ impl Hsm {
     }
 }
 
-/// The private half of a signing key: in the token, sensitive, never extractable, neither
-/// copyable nor modifiable, for EdDSA signatures only.
-fn signing_private_template(label: &[u8]) -> Vec<Attribute> {
+/// What every secret the vault keeps in the token is: a token object, private, sensitive,
+/// never extractable, neither copyable nor modifiable, usable to derive nothing, and with the
+/// one mechanism it is for.
+fn sealed(label: &[u8], mechanism: MechanismType) -> Vec<Attribute> {
     vec![
         Attribute::Token(true),
         Attribute::Private(true),
@@ -984,10 +973,16 @@ fn signing_private_template(label: &[u8]) -> Vec<Attribute> {
         Attribute::Extractable(false),
         Attribute::Modifiable(false),
         Attribute::Copyable(false),
-        Attribute::Sign(true),
         Attribute::Derive(false),
-        Attribute::AllowedMechanisms(vec![MechanismType::EDDSA]),
+        Attribute::AllowedMechanisms(vec![mechanism]),
     ]
+}
+
+/// The private half of a signing key: sealed, for EdDSA signatures only.
+fn signing_private_template(label: &[u8]) -> Vec<Attribute> {
+    let mut template = sealed(label, MechanismType::EDDSA);
+    template.push(Attribute::Sign(true));
+    template
 }
 
 /// The vault's own label prefix, `hoso-` and 16 random hex digits, made once (by `serve` or
