@@ -67,10 +67,50 @@ fn wait_for(addr: SocketAddr) {
     }
 }
 
+/// A `hoso` command on the vault in `dir`. A vault whose keys are in a token (the `pkcs11`
+/// phase) keeps the token's settings in `dir/pkcs11.env` (`NAME=value` lines), which every
+/// command on it takes.
 fn hoso(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hoso"));
     c.current_dir(dir).env("HOSO_LOG", "warn");
+    if let Ok(text) = std::fs::read_to_string(dir.join("pkcs11.env")) {
+        c.envs(text.lines().filter_map(|l| l.split_once('=')));
+    }
     c
+}
+
+/// A fresh SoftHSM2 token under `root` and the settings that put a vault's keys in it.
+fn softhsm_token(root: &Path) -> String {
+    let tokens = root.join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = root.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let pin = root.join("user.pin");
+    std::fs::write(&pin, "246810\n").unwrap();
+    let made = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "hoso-bench"])
+        .args(["--pin", "246810", "--so-pin", "13579135"])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util (scripts/bench installs softhsm2)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    format!(
+        "SOFTHSM2_CONF={}\nHOSO_KEY_STORE=pkcs11\nHOSO_PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so\n\
+         HOSO_PKCS11_TOKEN_LABEL=hoso-bench\nHOSO_PKCS11_PIN_FILE={}\n",
+        conf.display(),
+        pin.display()
+    )
 }
 
 fn token(dir: &Path, role: &str) -> String {
@@ -424,8 +464,9 @@ struct Servers {
 }
 
 impl Copies<'_> {
-    /// Prints the phase's rows; returns nginx's figures (the memory row's reference).
-    async fn run(&self, hoso: SocketAddr, remote: Option<&Remote>) -> Figures {
+    /// Prints the phase's rows; returns nginx's figures (the memory row's reference) and
+    /// hoso's (the token rows' reference).
+    async fn run(&self, hoso: SocketAddr, remote: Option<&Remote>) -> (Figures, Figures) {
         let label = self.label;
         let nginx = with_peak(self.pids.nginx, || wrk(&self.nginx_url, 32, None));
         row(&format!("nginx, {label} file, 32 connections"), nginx, &[]);
@@ -443,7 +484,7 @@ impl Copies<'_> {
             copies,
             &refs,
         );
-        nginx
+        (nginx, copies)
     }
 }
 
@@ -842,7 +883,7 @@ async fn main() {
     // here with the same clients hoso uses (sqlx, object_store).
     let remote = Remote::from_env().await;
 
-    let mut nginx_big = None;
+    let (mut nginx_big, mut files) = (None, Vec::new());
     if runs("big") {
         let big = Copies {
             size: 1024 * 1024,
@@ -851,7 +892,9 @@ async fn main() {
             lua: &big_lua,
             pids,
         };
-        nginx_big = Some(big.run(addr, remote.as_ref()).await);
+        let (nginx, copies) = big.run(addr, remote.as_ref()).await;
+        nginx_big = Some(nginx);
+        files.push(("big", copies.rps));
     }
     if runs("small") {
         let small = Copies {
@@ -861,7 +904,8 @@ async fn main() {
             lua: &small_lua,
             pids,
         };
-        small.run(addr, remote.as_ref()).await;
+        let (_, copies) = small.run(addr, remote.as_ref()).await;
+        files.push(("small", copies.rps));
     }
 
     if runs("intake") {
@@ -885,6 +929,11 @@ async fn main() {
             intake,
             &refs,
         );
+        files.push(("intake", intake.rps));
+    }
+
+    if runs("pkcs11") {
+        on_token(work.path(), &files).await;
     }
 
     // The log writer's batch alone (13 entries: its size at 32 connections), on SQLite.
@@ -955,6 +1004,69 @@ async fn main() {
             said.trim()
         );
     }
+}
+
+/// The same copies and intake on a second vault whose keys are in a SoftHSM2 token: each data
+/// key unwrapped (copies) or wrapped (intake) by the token, the audit heads and checkpoints
+/// signed there, the blind index computed there. Each row's ratio is to the file store's row
+/// of this run.
+async fn on_token(work: &Path, files: &[(&str, f64)]) {
+    let dir = work.join("vault-pkcs11");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pkcs11.env"), softhsm_token(&work.join("softhsm"))).unwrap();
+    let out = hoso(&dir).arg("init").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr = free_port();
+    let server = Running(
+        grouped(hoso(&dir))
+            .arg("serve")
+            .env("HOSO_LISTEN", addr.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(addr);
+    let pid = server.0.id();
+    let clerk = token(&dir, "clerk");
+    let reference = |what: &str| {
+        files
+            .iter()
+            .filter(|(w, _)| *w == what)
+            .map(|(_, rps)| ("files", *rps))
+            .collect::<Vec<_>>()
+    };
+    let reads = (seconds() as usize * 4).max(8);
+    for (what, size, label, doc_type, seed) in [
+        ("big", 1024 * 1024, "1 MiB", "cccd", 11),
+        ("small", 200 * 1024, "200 KiB", "passport", 12),
+    ] {
+        let id = document(addr, &clerk, seed, size, doc_type).await;
+        let tokens = grants(addr, &clerk, doc_type, reads * 2).await;
+        let lua = dir.join(format!("{what}.lua"));
+        std::fs::write(
+            &lua,
+            lua_tokens(&tokens, &format!("/v1/documents/{id}/content")),
+        )
+        .unwrap();
+        let copies = with_peak(pid, || wrk(&format!("http://{addr}/"), 32, Some(&lua)));
+        row(
+            &format!("hoso officer copy, {label}, 32 conn., keys in SoftHSM2"),
+            copies,
+            &reference(what),
+        );
+    }
+    let lua = dir.join("intake.lua");
+    std::fs::write(&lua, lua_intake(&clerk, 200 * 1024)).unwrap();
+    let intake = with_peak(pid, || wrk(&format!("http://{addr}/"), 16, Some(&lua)));
+    row(
+        "hoso intake, 200 KiB, 16 conn., keys in SoftHSM2",
+        intake,
+        &reference("intake"),
+    );
 }
 
 /// Grows the vault's log to at least `target` entries of the shape a copy logs, through the

@@ -503,7 +503,17 @@ fn signing_key(
             ),
         });
     }
-    Ok(SigningKey::in_token(h.clone(), purpose, public))
+    // The token's private half must be the one its public half says: one signature, checked
+    // here, before anything is signed or verified with the pair.
+    let key = SigningKey::in_token(h.clone(), purpose, public);
+    let probe = super::random_bytes::<32>();
+    let signature = key.sign(&probe).map_err(|e| KeyError::Token(e.0))?;
+    if !super::signing::signature_is_valid(&public, &probe, &signature) {
+        return Err(KeyError::Token(format!(
+            "the token's {purpose} key pair does not match: its public half was changed"
+        )));
+    }
+    Ok(key)
 }
 
 fn read_signing(dir: &Path, name: &str, purpose: &str) -> Result<SigningKey, KeyError> {

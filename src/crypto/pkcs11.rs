@@ -91,8 +91,10 @@ impl Module {
 
     /// Finalises and initialises the module again, unless another worker did since `seen`,
     /// or it was tried less than a second ago.
+    /// A call stuck in the module keeps it shared: then this gives up rather than wait (and
+    /// hold up every worker behind it), and the next failure tries again.
     fn restart(&self, seen: u64) {
-        let Ok(_alone) = self.calls.write() else {
+        let Ok(_alone) = self.calls.try_write() else {
             return;
         };
         if self.generation() != seen {
@@ -131,10 +133,14 @@ struct Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
-        if let Some(session) = self.session.take()
-            && self.module.generation() != self.generation
-        {
-            std::mem::forget(session);
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        // Closed only while no restart can run, and only if of this generation; when that
+        // cannot be known now, forgotten (a session leaked is better than another closed).
+        match self.module.calls.try_read() {
+            Ok(_shared) if self.module.generation() == self.generation => drop(session),
+            _ => std::mem::forget(session),
         }
     }
 }
@@ -161,42 +167,63 @@ fn unavailable(e: Error) -> HsmError {
 }
 
 impl Token {
-    fn open_session(&self, generation: u64) -> Result<Open, HsmError> {
+    /// A fresh session, logged in. An error that says the token (or the module's link to it)
+    /// is gone, not this session, is [`Failure::module_lost`].
+    fn open_session(&self, generation: u64) -> Result<Open, Failure> {
         let slot = {
-            let mut known = self
-                .slot
-                .lock()
-                .map_err(|_| HsmError::Unavailable("a PKCS#11 lock was poisoned".into()))?;
+            let mut known = self.slot.lock().map_err(|_| {
+                Failure::here(HsmError::Unavailable("a PKCS#11 lock was poisoned".into()))
+            })?;
             if known.1 != generation {
-                *known = (find_slot(&self.module.ctx, &self.label)?, generation);
+                // No slot with the token's label: it is not there.
+                let slot = find_slot(&self.module.ctx, &self.label).map_err(|e| Failure {
+                    error: HsmError::Unavailable(e.to_string()),
+                    module_lost: true,
+                })?;
+                *known = (slot, generation);
             }
             known.0
         };
-        let session = self.module.ctx.open_rw_session(slot).map_err(unavailable)?;
+        let lost = |e: Error| Failure {
+            module_lost: matches!(&e, Error::Pkcs11(rv, _) if matches!(rv,
+                RvError::CryptokiNotInitialized | RvError::DeviceRemoved | RvError::DeviceError
+                | RvError::TokenNotPresent | RvError::TokenNotRecognized | RvError::SlotIdInvalid)),
+            error: unavailable(e),
+        };
+        let session = self.module.ctx.open_rw_session(slot).map_err(lost)?;
         match session.login(UserType::User, Some(&self.pin)) {
             Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(Open {
                 session: Some(session),
                 generation,
                 module: self.module.clone(),
             }),
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(lost(e)),
         }
     }
 
     /// Runs `f` on the worker's session (opened and logged in if it has none). A session the
     /// token lost (it was removed, restarted) is dropped and `f` tried once more on a fresh one;
-    /// when no session can be opened at all, the module is initialised again for the next call.
+    /// when the token is gone at the module's level, the module is initialised again for the
+    /// next call.
     fn run<T>(
         &self,
         session: &mut Option<Open>,
         f: &impl Fn(&Session) -> Result<T, Error>,
     ) -> Result<T, HsmError> {
-        let generation = self.module.generation();
-        let result = self.run_in(generation, session, f);
-        if result.is_err() && session.is_none() {
-            self.module.restart(generation);
-        }
-        result
+        let (result, generation) = {
+            let Ok(_shared) = self.module.calls.read() else {
+                return Err(HsmError::Unavailable("a PKCS#11 lock was poisoned".into()));
+            };
+            // Read under the lock: no restart between it and the calls below.
+            let generation = self.module.generation();
+            (self.run_in(generation, session, f), generation)
+        };
+        result.map_err(|failure| {
+            if failure.module_lost {
+                self.module.restart(generation);
+            }
+            failure.error
+        })
     }
 
     fn run_in<T>(
@@ -204,12 +231,7 @@ impl Token {
         generation: u64,
         session: &mut Option<Open>,
         f: &impl Fn(&Session) -> Result<T, Error>,
-    ) -> Result<T, HsmError> {
-        let _shared = self
-            .module
-            .calls
-            .read()
-            .map_err(|_| HsmError::Unavailable("a PKCS#11 lock was poisoned".into()))?;
+    ) -> Result<T, Failure> {
         for _ in 0..2 {
             let open = match session.take() {
                 Some(open) if open.generation == generation => open,
@@ -226,24 +248,54 @@ impl Token {
                 Err(e) if session_lost(&e) => drop(open),
                 Err(e) => {
                     *session = Some(open);
-                    return Err(unavailable(e));
+                    return Err(Failure::here(unavailable(e)));
                 }
             }
         }
-        Err(HsmError::Unavailable(
+        Err(Failure::here(HsmError::Unavailable(
             "the token lost two sessions in a row".into(),
-        ))
+        )))
+    }
+}
+
+/// A call that failed, and whether the token is gone at the module's level (every new session
+/// fails), which initialising the module again may mend.
+struct Failure {
+    error: HsmError,
+    module_lost: bool,
+}
+
+impl Failure {
+    fn here(error: HsmError) -> Self {
+        Self {
+            error,
+            module_lost: false,
+        }
     }
 }
 
 /// The handles of the keys in use, found once by label: a search walks every object in the
 /// token (hundreds, with many vaults on one), a use is then one call. A handle the token no
 /// longer knows (the key was destroyed, the token re-inserted) is forgotten and searched for
-/// once more.
-#[derive(Default)]
-struct Handles(Mutex<HashMap<(String, Vec<u8>), ObjectHandle>>);
+/// once more. Handles are numbers the module gives out again after it is initialised again, so
+/// the map holds one module generation's handles only.
+struct Handles {
+    module: Arc<Module>,
+    known: Mutex<(u64, HandleMap)>,
+}
+
+/// Key handles by object class and label.
+type HandleMap = HashMap<(String, Vec<u8>), ObjectHandle>;
 
 impl Handles {
+    fn new(module: Arc<Module>) -> Self {
+        let generation = module.generation();
+        Self {
+            module,
+            known: Mutex::new((generation, HashMap::new())),
+        }
+    }
+
     fn use_key<T>(
         &self,
         s: &Session,
@@ -252,7 +304,13 @@ impl Handles {
         f: impl Fn(ObjectHandle) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let name = (class.to_string(), label.to_vec());
-        let cached = self.0.lock().ok().and_then(|m| m.get(&name).copied());
+        let generation = self.module.generation();
+        let cached = self.known.lock().ok().and_then(|mut known| {
+            if known.0 != generation {
+                *known = (generation, HashMap::new());
+            }
+            known.1.get(&name).copied()
+        });
         if let Some(key) = cached {
             match f(key) {
                 Err(Error::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _)) => {
@@ -265,15 +323,17 @@ impl Handles {
             RvError::KeyHandleInvalid,
             cryptoki::context::Function::FindObjects,
         ))?;
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(name, key);
+        if let Ok(mut known) = self.known.lock()
+            && known.0 == generation
+        {
+            known.1.insert(name, key);
         }
         f(key)
     }
 
     fn forget(&self, label: &[u8]) {
-        if let Ok(mut m) = self.0.lock() {
-            m.retain(|(_, l), _| l != label);
+        if let Ok(mut known) = self.known.lock() {
+            known.1.retain(|(_, l), _| l != label);
         }
     }
 }
@@ -340,7 +400,11 @@ impl<S: 'static> Workers<S> {
                     while let Some(job) = rx.lock().ok().and_then(|rx| rx.recv().ok()) {
                         let started = epoch.elapsed().as_millis().max(1) as u64;
                         busy[i].store(started, Ordering::Relaxed);
-                        job(&mut session);
+                        // A call that panics costs its session, not the worker.
+                        let run = std::panic::AssertUnwindSafe(|| job(&mut session));
+                        if std::panic::catch_unwind(run).is_err() {
+                            session = None;
+                        }
                         busy[i].store(0, Ordering::Relaxed);
                     }
                     drop(session);
@@ -383,8 +447,14 @@ impl<S: 'static> Workers<S> {
             return Err(not_answering());
         }
         let (reply, answer) = mpsc::sync_channel(1);
+        // A call whose caller has stopped waiting is not made late (a key destroyed or made
+        // after the caller was told it failed).
+        let wanted = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let still_wanted = wanted.clone();
         let job: Job<S> = Box::new(move |state| {
-            let _ = reply.send(f(state));
+            if still_wanted.load(Ordering::Acquire) {
+                let _ = reply.send(f(state));
+            }
         });
         let sent = self
             .jobs
@@ -395,9 +465,18 @@ impl<S: 'static> Workers<S> {
                 "the token's workers have stopped".into(),
             ));
         }
-        answer
-            .recv_timeout(self.timeout)
-            .unwrap_or_else(|_| Err(not_answering()))
+        // On the async runtime's threads, waiting hands the thread's other tasks to another.
+        let wait = || answer.recv_timeout(self.timeout);
+        let answered = match tokio::runtime::Handle::try_current() {
+            Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        };
+        answered.unwrap_or_else(|_| {
+            wanted.store(false, Ordering::Release);
+            Err(not_answering())
+        })
     }
 }
 
@@ -466,9 +545,9 @@ impl Hsm {
             * 2;
         Ok(Self {
             workers: Workers::start(count, s.timeout),
+            handles: Arc::new(Handles::new(token.module.clone())),
             token,
             prefix,
-            handles: Arc::default(),
             stats: Stats::default(),
         })
     }
@@ -549,7 +628,10 @@ impl Hsm {
     pub fn kek_versions(&self) -> Result<Vec<u32>, HsmError> {
         let start = format!("{}-kek-", self.prefix);
         let labels = self.with_session(Op::Keys, |s| {
-            let handles = s.find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])?;
+            let handles = s.find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Private(true),
+            ])?;
             let mut labels = Vec::new();
             for h in handles {
                 // A key another session destroyed since the search is simply gone.
@@ -583,26 +665,31 @@ impl Hsm {
     }
 
     /// Runs `f`, which writes a key into the token, trying again when the token answers
-    /// CKR_GENERAL_ERROR: SoftHSM2's file store does now and then when several processes write
-    /// the token at once.
+    /// CKR_GENERAL_ERROR or CKR_TEMPLATE_INCONSISTENT: SoftHSM2's file store answers one or
+    /// the other now and then when several processes write the token at once. The fourth such
+    /// answer is the error.
     fn make<T: Send + 'static>(
         &self,
         f: impl Fn(&Session) -> Result<T, Error> + Clone + Send + 'static,
     ) -> Result<T, HsmError> {
+        let mut last = String::new();
         for _ in 0..4 {
             let f = f.clone();
             let made = self.with_session(Op::Keys, move |s| match f(s) {
-                Ok(value) => Ok(Some(value)),
-                Err(Error::Pkcs11(RvError::GeneralError, _)) => Ok(None),
+                Ok(value) => Ok(Ok(value)),
+                Err(
+                    e @ Error::Pkcs11(RvError::GeneralError | RvError::TemplateInconsistent, _),
+                ) => Ok(Err(e.to_string())),
                 Err(e) => Err(e),
             })?;
-            if let Some(value) = made {
-                return Ok(value);
+            match made {
+                Ok(value) => return Ok(value),
+                Err(said) => last = said,
             }
         }
-        Err(HsmError::Unavailable(
-            "the token would not make a key (CKR_GENERAL_ERROR four times)".into(),
-        ))
+        Err(HsmError::Unavailable(format!(
+            "the token would not make a key: {last}"
+        )))
     }
 
     /// Makes the key labelled `label` unless it is there. A key already there is used only if
@@ -765,20 +852,43 @@ impl Hsm {
     /// The one object of `class` labelled `label`. Two such (two processes made one at once)
     /// are refused rather than one picked: a data key wrapped under one would not open under
     /// the other, a signature by one would not check under the other's public key.
+    ///
+    /// Only private objects are looked at (`CKA_PRIVATE`: made in a session logged in with the
+    /// PIN), so an object planted through a session without the PIN is never taken for the
+    /// vault's; and a secret or private key is used only if the token keeps it sensitive and
+    /// not extractable.
     fn find_one(
         session: &Session,
         class: ObjectClass,
         label: &[u8],
     ) -> Result<Option<ObjectHandle>, Error> {
-        let found =
-            session.find_objects(&[Attribute::Class(class), Attribute::Label(label.to_vec())])?;
+        let refused = |function| Err(Error::Pkcs11(RvError::KeyHandleInvalid, function));
+        let found = session.find_objects(&[
+            Attribute::Class(class),
+            Attribute::Private(true),
+            Attribute::Label(label.to_vec()),
+        ])?;
         if found.len() > 1 {
-            return Err(Error::Pkcs11(
-                RvError::KeyHandleInvalid,
-                cryptoki::context::Function::FindObjects,
-            ));
+            return refused(cryptoki::context::Function::FindObjects);
         }
-        Ok(found.into_iter().next())
+        let Some(key) = found.into_iter().next() else {
+            return Ok(None);
+        };
+        if class != ObjectClass::PUBLIC_KEY {
+            let attrs = session
+                .get_attributes(key, &[AttributeType::Sensitive, AttributeType::Extractable])?;
+            let sealed = attrs.len() == 2
+                && attrs.iter().all(|a| {
+                    matches!(
+                        a,
+                        Attribute::Sensitive(true) | Attribute::Extractable(false)
+                    )
+                });
+            if !sealed {
+                return refused(cryptoki::context::Function::GetAttributeValue);
+            }
+        }
+        Ok(Some(key))
     }
 
     /// The public half of the `purpose` signing key, if the token holds that key: 32 bytes,
@@ -820,13 +930,7 @@ impl Hsm {
         self.make(move |s| {
             s.generate_key_pair(
                 &Mechanism::EccEdwardsKeyPairGen,
-                &[
-                    Attribute::Token(true),
-                    Attribute::Private(false),
-                    Attribute::Label(label.clone()),
-                    Attribute::EcParams(ED25519_PARAMS.to_vec()),
-                    Attribute::Verify(true),
-                ],
+                &signing_public_template(&label),
                 &signing_private_template(&label),
             )
             .map(|_| ())
@@ -855,16 +959,12 @@ impl Hsm {
         ]);
         let mut point = vec![0x04, 0x20];
         point.extend_from_slice(public);
-        let public = [
+        let mut public = signing_public_template(&label);
+        public.extend([
             Attribute::Class(ObjectClass::PUBLIC_KEY),
             Attribute::KeyType(cryptoki::object::KeyType::EC_EDWARDS),
-            Attribute::Token(true),
-            Attribute::Private(false),
-            Attribute::Label(label.clone()),
-            Attribute::EcParams(ED25519_PARAMS.to_vec()),
             Attribute::EcPoint(point),
-            Attribute::Verify(true),
-        ];
+        ]);
         self.handles.forget(&label);
         self.make(move |s| {
             // Half of a pair an earlier try left (it stopped between the two objects).
@@ -975,6 +1075,20 @@ fn sealed(label: &[u8], mechanism: MechanismType) -> Vec<Attribute> {
         Attribute::Copyable(false),
         Attribute::Derive(false),
         Attribute::AllowedMechanisms(vec![mechanism]),
+    ]
+}
+
+/// The public half of a signing key: private too (only a session with the PIN sees it, so no
+/// one without it can find the vault's labels) and not modifiable (its point is what every
+/// signature is checked against).
+fn signing_public_template(label: &[u8]) -> Vec<Attribute> {
+    vec![
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Modifiable(false),
+        Attribute::Label(label.to_vec()),
+        Attribute::EcParams(ED25519_PARAMS.to_vec()),
+        Attribute::Verify(true),
     ]
 }
 
