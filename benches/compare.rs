@@ -1,12 +1,18 @@
 //! The side-by-side benchmark: a real `hoso serve` (release build, SQLite + local files) and
 //! nginx serving the same bytes, driven by the same `wrk` with the same concurrency, plus the
-//! raw write + fsync reference for intake, in one run on one machine. Prints one table:
-//! requests/s, p50/p99, errors, the server's peak RSS during that row (hoso's, nginx's with its
-//! workers), and each figure's ratio to its reference.
+//! raw write + fsync reference for intake, in one run on one machine. Beside nginx stands the
+//! **crypto floor**: the same sealed objects read, authenticated and decrypted by hoso's own
+//! body code and sent, with no token, grant, audit entry or database ([`floor_main`]); each
+//! copy row gives its ratio to both. The `pkcs11` phase runs the copies and intake again on a
+//! vault whose keys are in a SoftHSM2 token. Prints one table: requests/s, p50/p99, errors (and
+//! under a row with any, what they were: hoso's own count of 4xx/5xx it sent, and wrk's
+//! socket errors by kind), the server's peak RSS during that row, and each figure's ratio to
+//! its reference.
 //!
-//! `scripts/bench` installs nginx-light and wrk when absent and runs this
-//! (`cargo bench --bench compare`; HOSO_BENCH_SECONDS, default 8). It is a benchmark: it asserts
-//! nothing about time. Everything it starts is stopped and its files removed, however it ends.
+//! `scripts/bench` installs nginx-light, wrk and softhsm2 when absent and runs this
+//! (`cargo bench --bench compare`; HOSO_BENCH_SECONDS, default 8; HOSO_BENCH_ONLY picks
+//! phases). It is a benchmark: it asserts nothing about time. Everything it starts is stopped
+//! and its files removed, however it ends.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -70,8 +76,12 @@ fn wait_for(addr: SocketAddr) {
 /// A `hoso` command on the vault in `dir`. A vault whose keys are in a token (the `pkcs11`
 /// phase) keeps the token's settings in `dir/pkcs11.env` (`NAME=value` lines), which every
 /// command on it takes.
+///
+/// `HOSO_BENCH_HOSO` names another `hoso` binary to run instead of this build's: a before and
+/// after of one change, alternated by the same bench binary.
 fn hoso(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hoso"));
+    let binary = std::env::var_os("HOSO_BENCH_HOSO").unwrap_or(env!("CARGO_BIN_EXE_hoso").into());
+    let mut c = Command::new(binary);
     c.current_dir(dir).env("HOSO_LOG", "warn");
     if let Ok(text) = std::fs::read_to_string(dir.join("pkcs11.env")) {
         c.envs(text.lines().filter_map(|l| l.split_once('=')));
@@ -135,8 +145,73 @@ struct Figures {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// What the errors were, as wrk saw them: non-2xx/3xx answers, and socket errors by kind
+    /// (connect, read, write, timeout).
+    non_2xx: u64,
+    socket: [u64; 4],
+    /// hoso's own count of the answers it sent in the run, 4xx and 5xx (its `/metrics`).
+    server: Option<[u64; 2]>,
     /// The server's peak RSS during the run, KiB (servers in their own processes only).
     peak_kib: Option<u64>,
+}
+
+impl Figures {
+    /// The errors by kind, or nothing when there were none: a row with errors cannot pass
+    /// for a fast one.
+    fn errors_by_kind(&self) -> Option<String> {
+        let mut kinds = Vec::new();
+        if let Some([c4, c5]) = self.server {
+            kinds.extend([("4xx sent", c4), ("5xx sent", c5)]);
+        }
+        kinds.push(("non-2xx received", self.non_2xx));
+        for (kind, n) in ["connect", "read", "write", "timeout"]
+            .iter()
+            .zip(self.socket)
+        {
+            kinds.push((kind, n));
+        }
+        // A client's own failed operations (the PostgreSQL and S3 references).
+        let known = self.non_2xx + self.socket.iter().sum::<u64>();
+        kinds.push(("failed operations", self.errors.saturating_sub(known)));
+        let said: Vec<String> = kinds
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect();
+        (!said.is_empty()).then(|| said.join(", "))
+    }
+}
+
+/// hoso's counts of the answers it sent so far, by class: 4xx and 5xx (`/metrics`, public in
+/// the bench's vaults).
+fn answers_sent(addr: SocketAddr) -> [u64; 2] {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let count = |class: &str| {
+        let prefix = format!("hoso_http_responses_total{{class=\"{class}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    [count("4xx"), count("5xx")]
+}
+
+/// A load on hoso serve at `addr` (pid `pid`): its peak RSS, and the errors it says it sent.
+fn on_hoso(addr: SocketAddr, pid: u32, load: impl FnOnce() -> Figures) -> Figures {
+    let before = answers_sent(addr);
+    let mut figures = with_peak(pid, load);
+    let after = answers_sent(addr);
+    figures.server = Some([after[0] - before[0], after[1] - before[1]]);
+    figures
 }
 
 /// A server process and its children (nginx's workers).
@@ -201,12 +276,19 @@ fn wrk(url: &str, connections: u32, script: Option<&Path>) -> Figures {
         } else if let Some(v) = l.strip_prefix("99%") {
             f.p99_ms = ms(v);
         } else if let Some(v) = l.strip_prefix("Non-2xx or 3xx responses:") {
-            f.errors += v.trim().parse::<u64>().unwrap_or(0);
-        } else if l.starts_with("Socket errors:") {
-            f.errors += l
+            f.non_2xx = v.trim().parse::<u64>().unwrap_or(0);
+            f.errors += f.non_2xx;
+        } else if let Some(v) = l.strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            for (i, n) in v
                 .split(|c: char| !c.is_ascii_digit())
                 .filter_map(|n| n.parse::<u64>().ok())
-                .sum::<u64>();
+                .take(4)
+                .enumerate()
+            {
+                f.socket[i] = n;
+                f.errors += n;
+            }
         }
     }
     f
@@ -392,6 +474,9 @@ fn row(what: &str, f: Figures, references: &[(&str, f64)]) {
         "| {what:<44} | {:>9.0} | {:>7.1} | {:>7.1} | {:>6} | {peak:>8} | {ratio} |",
         f.rps, f.p50_ms, f.p99_ms, f.errors
     );
+    if let Some(kinds) = f.errors_by_kind() {
+        println!("|   errors in the row above: {kinds} | | | | | | |");
+    }
 }
 
 /// Both AES-256-GCM implementations hoso may use, opening 64 KiB segments of a 1 MiB body in
@@ -452,6 +537,7 @@ struct Copies<'a> {
     size: usize,
     label: &'a str,
     nginx_url: String,
+    floor_url: String,
     lua: &'a Path,
     /// The servers' pids, for their peak RSS.
     pids: Servers,
@@ -461,6 +547,7 @@ struct Copies<'a> {
 struct Servers {
     hoso: u32,
     nginx: u32,
+    floor: u32,
 }
 
 impl Copies<'_> {
@@ -470,13 +557,19 @@ impl Copies<'_> {
         let label = self.label;
         let nginx = with_peak(self.pids.nginx, || wrk(&self.nginx_url, 32, None));
         row(&format!("nginx, {label} file, 32 connections"), nginx, &[]);
-        let mut refs = vec![("nginx", nginx.rps)];
+        let floor = with_peak(self.pids.floor, || wrk(&self.floor_url, 32, None));
+        row(
+            &format!("crypto floor, {label} sealed object, 32 conn."),
+            floor,
+            &[("nginx", nginx.rps)],
+        );
+        let mut refs = vec![("floor", floor.rps), ("nginx", nginx.rps)];
         if let Some(r) = remote {
             let get = r.get_rate(self.size, 32).await;
             row(&format!("S3 GET of a {label} object, 32 clients"), get, &[]);
             refs.push(("S3 GET", get.rps));
         }
-        let copies = with_peak(self.pids.hoso, || {
+        let copies = on_hoso(hoso, self.pids.hoso, || {
             wrk(&format!("http://{hoso}/"), 32, Some(self.lua))
         });
         row(
@@ -653,7 +746,7 @@ where
         p50_ms: at(0.50).copied().unwrap_or(0.0),
         p99_ms: at(0.99).copied().unwrap_or(0.0),
         errors,
-        peak_kib: None,
+        ..Figures::default()
     }
 }
 
@@ -794,8 +887,18 @@ impl AuditBatches {
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    if let Ok(spec) = std::env::var("HOSO_BENCH_FLOOR") {
+        floor_main(&spec);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(compare());
+}
+
+async fn compare() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("vault");
     std::fs::create_dir_all(&dir).unwrap();
@@ -810,6 +913,7 @@ async fn main() {
         grouped(hoso(&dir))
             .arg("serve")
             .env("HOSO_LISTEN", addr.to_string())
+            .env("HOSO_METRICS_PUBLIC", "true")
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
@@ -830,6 +934,19 @@ async fn main() {
     std::fs::write(www.join("small"), scan(2, 200 * 1024)).unwrap();
     let nginx_addr = free_port();
     let nginx_server = nginx(&work.path().join("nginx"), nginx_addr);
+    let floor_addr = free_port();
+    let floor_server = Running(
+        grouped(Command::new(std::env::current_exe().unwrap()))
+            .env(
+                "HOSO_BENCH_FLOOR",
+                format!("{floor_addr}|{}|{big},{small}", dir.display()),
+            )
+            .env("HOSO_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(floor_addr);
 
     let scripts = work.path().join("scripts");
     std::fs::create_dir_all(&scripts).unwrap();
@@ -878,6 +995,7 @@ async fn main() {
     let pids = Servers {
         hoso: pid,
         nginx: nginx_server.0.id(),
+        floor: floor_server.0.id(),
     };
     // On PostgreSQL + S3 each figure also stands beside what those backends do alone, measured
     // here with the same clients hoso uses (sqlx, object_store).
@@ -889,6 +1007,7 @@ async fn main() {
             size: 1024 * 1024,
             label: "1 MiB",
             nginx_url: format!("http://{nginx_addr}/big"),
+            floor_url: format!("http://{floor_addr}/0"),
             lua: &big_lua,
             pids,
         };
@@ -901,6 +1020,7 @@ async fn main() {
             size: 200 * 1024,
             label: "200 KiB",
             nginx_url: format!("http://{nginx_addr}/small"),
+            floor_url: format!("http://{floor_addr}/1"),
             lua: &small_lua,
             pids,
         };
@@ -921,7 +1041,7 @@ async fn main() {
             row("PostgreSQL INSERT + COMMIT, 16 clients", commits, &[]);
             refs = vec![("S3 PUT", put.rps), ("PG commits", commits.rps)];
         }
-        let intake = with_peak(pid, || {
+        let intake = on_hoso(addr, pid, || {
             wrk(&format!("http://{addr}/"), 16, Some(&intake_lua))
         });
         row(
@@ -953,7 +1073,9 @@ async fn main() {
     if runs("memory") {
         // Memory: 64 readers of 1 MiB copies at once; the peak is this run's alone.
         let before = rss_kib(pid, "VmRSS");
-        let many = with_peak(pid, || wrk(&format!("http://{addr}/"), 64, Some(&big_lua)));
+        let many = on_hoso(addr, pid, || {
+            wrk(&format!("http://{addr}/"), 64, Some(&big_lua))
+        });
         let peak = many.peak_kib.unwrap_or(0);
         row(
             "hoso officer copy, 1 MiB, 64 connections",
@@ -1006,6 +1128,66 @@ async fn main() {
     }
 }
 
+/// The crypto floor: the same sealed objects served from the same store by hoso's own body code
+/// — read, authenticate and decrypt every segment, send — with no token, no grant, no audit
+/// entry and no database on the way: what a copy costs before hoso's own work. `/0`, `/1`…
+/// serve the documents named in `HOSO_BENCH_FLOOR` (`addr|vault dir|id,id…`). It runs as a
+/// process of its own (this bench binary again), as `hoso serve` does, on the same kind of
+/// runtime.
+fn floor_main(spec: &str) -> ! {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut parts = spec.split('|');
+        let addr: SocketAddr = parts.next().unwrap().parse().unwrap();
+        let dir = PathBuf::from(parts.next().unwrap());
+        let settings = hoso::config::Settings::embedded_in(&dir);
+        let app = hoso::app::App::open(settings, false).await.unwrap();
+        let mut bodies = Vec::new();
+        for id in parts.next().unwrap().split(',') {
+            let id: uuid::Uuid = id.parse().unwrap();
+            let row = hoso::db::documents::get(&app.vault.db.pool, id)
+                .await
+                .unwrap()
+                .unwrap();
+            let key = hoso::records::data_key(&app.vault, &row).unwrap();
+            let binding = hoso::records::binding(&row).unwrap();
+            bodies.push(std::sync::Arc::new((
+                row.object_key,
+                key,
+                binding,
+                row.size_bytes,
+            )));
+        }
+        let blobs = app.vault.blobs.clone();
+        let serve = move |axum::extract::Path(n): axum::extract::Path<usize>| {
+            let (blobs, body) = (blobs.clone(), bodies[n].clone());
+            async move {
+                let (object, key, binding, size) = &*body;
+                let mut sealed = blobs.read_all(object, Vec::new()).await.unwrap();
+                let ranges =
+                    hoso::crypto::envelope::open_in_place(key, binding, &mut sealed).unwrap();
+                let owner = bytes::Bytes::from(sealed);
+                let pieces = ranges
+                    .into_iter()
+                    .map(move |r| Ok::<_, std::convert::Infallible>(owner.slice(r)));
+                axum::response::Response::builder()
+                    .header("content-length", size.to_string())
+                    .body(axum::body::Body::from_stream(futures_util::stream::iter(
+                        pieces,
+                    )))
+                    .unwrap()
+            }
+        };
+        let router = axum::Router::new().route("/{n}", axum::routing::get(serve));
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        axum::serve(listener, router).await.unwrap();
+    });
+    std::process::exit(0)
+}
+
 /// The same copies and intake on a second vault whose keys are in a SoftHSM2 token: each data
 /// key unwrapped (copies) or wrapped (intake) by the token, the audit heads and checkpoints
 /// signed there, the blind index computed there. Each row's ratio is to the file store's row
@@ -1025,6 +1207,7 @@ async fn on_token(work: &Path, files: &[(&str, f64)]) {
         grouped(hoso(&dir))
             .arg("serve")
             .env("HOSO_LISTEN", addr.to_string())
+            .env("HOSO_METRICS_PUBLIC", "true")
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
@@ -1052,7 +1235,9 @@ async fn on_token(work: &Path, files: &[(&str, f64)]) {
             lua_tokens(&tokens, &format!("/v1/documents/{id}/content")),
         )
         .unwrap();
-        let copies = with_peak(pid, || wrk(&format!("http://{addr}/"), 32, Some(&lua)));
+        let copies = on_hoso(addr, pid, || {
+            wrk(&format!("http://{addr}/"), 32, Some(&lua))
+        });
         row(
             &format!("hoso officer copy, {label}, 32 conn., keys in SoftHSM2"),
             copies,
@@ -1061,7 +1246,9 @@ async fn on_token(work: &Path, files: &[(&str, f64)]) {
     }
     let lua = dir.join("intake.lua");
     std::fs::write(&lua, lua_intake(&clerk, 200 * 1024)).unwrap();
-    let intake = with_peak(pid, || wrk(&format!("http://{addr}/"), 16, Some(&lua)));
+    let intake = on_hoso(addr, pid, || {
+        wrk(&format!("http://{addr}/"), 16, Some(&lua))
+    });
     row(
         "hoso intake, 200 KiB, 16 conn., keys in SoftHSM2",
         intake,

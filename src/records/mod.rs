@@ -49,6 +49,6 @@ pub mod vault;
 
 pub use access::{RefusalLimiter, refuse_token};
 use access::{entry, refuse, require_own_records, require_role};
-pub use document::{DocumentView, Stamp, attest};
-use document::{binding, data_key, fields, view};
+pub use document::{DocumentView, Stamp, attest, binding, data_key};
+use document::{fields, view};
 pub use vault::{Limits, Vault};
