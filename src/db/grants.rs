@@ -161,14 +161,15 @@ where
     row.as_ref().map(from_row).transpose()
 }
 
-/// A grant and, in the same statement, a document: an officer's read looks both up in one
-/// round trip, not two. `None` when the grant is gone; the document is `None` when there is no
-/// such document.
+/// A grant and, in the same statement, a document and the restriction in force on the grant's
+/// citizen: an officer's read looks all three up in one round trip, not three. `None` when the
+/// grant is gone; the document is `None` when there is no such document, the restriction when
+/// none is in force.
 pub async fn get_with_document<'e, E>(
     executor: E,
     grant: Uuid,
     document: Uuid,
-) -> Result<Option<(StoredGrant, Option<DocumentRow>)>, DbError>
+) -> Result<Option<GrantWithDocument>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -181,10 +182,20 @@ where
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        // The earliest restriction in force, as `restrictions::in_force` finds it.
+        let restriction = |column: &str| {
+            format!(
+                "(SELECT r.{column} FROM restrictions r WHERE r.citizen_idx = g.citizen_idx \
+                 AND r.lifted_at IS NULL ORDER BY r.placed_at, r.id LIMIT 1) AS restriction_{column}"
+            )
+        };
         let sql = format!(
-            "SELECT {}, {} FROM grants g LEFT JOIN documents d ON d.id = $1 WHERE g.id = $2",
+            "SELECT {}, {}, {}, {} FROM grants g LEFT JOIN documents d ON d.id = $1 \
+             WHERE g.id = $2",
             each("g", COLUMNS),
-            each("d", super::documents::COLUMNS)
+            each("d", super::documents::COLUMNS),
+            restriction("request_id"),
+            restriction("placed_at"),
         );
         (sql, COLUMNS.split(", ").count())
     });
@@ -202,7 +213,29 @@ where
         Some(_) => Some(super::documents::from_columns(&columns)?),
         None => None,
     };
-    Ok(Some((grant, document)))
+    let restriction = match (
+        col::<Option<String>>(&row, "restriction_request_id")?,
+        col::<Option<i64>>(&row, "restriction_placed_at")?,
+    ) {
+        (Some(request), Some(since)) => Some(super::restrictions::InForce {
+            request_id: Uuid::parse_str(&request)
+                .map_err(|e| DbError::Corrupt(format!("stored id: {e}")))?,
+            placed_at: since,
+        }),
+        _ => None,
+    };
+    Ok(Some(GrantWithDocument {
+        grant,
+        document,
+        restriction,
+    }))
+}
+
+/// What an officer's read looks up in one statement ([`get_with_document`]).
+pub struct GrantWithDocument {
+    pub grant: StoredGrant,
+    pub document: Option<DocumentRow>,
+    pub restriction: Option<super::restrictions::InForce>,
 }
 
 /// A citizen's grants, newest first (at most `limit`).

@@ -16,6 +16,12 @@ pub struct RestrictionRow {
     pub lifted_at: Option<i64>,
 }
 
+/// What a refusal names of the restriction in force on a citizen's records.
+pub struct InForce {
+    pub request_id: Uuid,
+    pub placed_at: i64,
+}
+
 const COLUMNS: &str = "id, citizen_idx, request_id, placed_by, placed_at, lifted_by, lifted_at";
 
 fn uuid(text: &str) -> Result<Uuid, DbError> {

@@ -98,18 +98,20 @@ async fn scoped_document(
         &[Role::Clerk, Role::Officer, Role::Citizen],
     )
     .await?;
-    // An officer's grant and the document are read in one statement.
+    // An officer's grant, the document and any restriction on the citizen are read in one
+    // statement.
     let (grant, doc) = if caller.role == Role::Officer {
-        let both = match token_grant(caller) {
+        let found = match token_grant(caller) {
             Ok(grant_id) => grant_store::get_with_document(&vault.db.pool, grant_id, id).await?,
             Err(err) => return Err(refuse(vault, e.clone(), err).await),
         };
-        let (grant, doc) = both.map_or((None, None), |(g, d)| (Some(g), d));
-        let in_force = match grant_in_force(vault, grant, caller, e) {
-            Ok(g) => super::requests::unrestricted(vault, &g.citizen_idx)
-                .await
-                .map(|()| g),
-            Err(err) => Err(err),
+        let (grant, doc, restriction) = match found {
+            Some(f) => (Some(f.grant), f.document, f.restriction),
+            None => (None, None, None),
+        };
+        let in_force = match (grant_in_force(vault, grant, caller, e), restriction) {
+            (Ok(_), Some(r)) => Err(super::requests::restricted(&r)),
+            (in_force, _) => in_force,
         };
         match in_force {
             Ok(g) => (Some(g), doc),

@@ -436,12 +436,20 @@ pub async fn unrestricted(
 ) -> Result<(), ApiError> {
     match restrictions::in_force(&vault.db.pool, citizen).await? {
         None => Ok(()),
-        Some(r) => Err(ApiError::Restricted(format!(
-            "restriction {} since {}",
-            r.request_id,
-            format_rfc3339(r.placed_at)
-        ))),
+        Some(r) => Err(restricted(&restrictions::InForce {
+            request_id: r.request_id,
+            placed_at: r.placed_at,
+        })),
     }
+}
+
+/// The error a restriction in force answers with.
+pub fn restricted(r: &restrictions::InForce) -> ApiError {
+    ApiError::Restricted(format!(
+        "restriction {} since {}",
+        r.request_id,
+        format_rfc3339(r.placed_at)
+    ))
 }
 
 /// [`unrestricted`], refused and logged with `e` when a restriction is in force.
