@@ -123,6 +123,29 @@ fn softhsm_token(root: &Path) -> String {
     )
 }
 
+/// `hoso init` then `hoso serve` on the vault in `dir` (its `/metrics` public, for the errors
+/// by kind), ready.
+fn serve(dir: &Path) -> (Running, SocketAddr) {
+    let out = hoso(dir).arg("init").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr = free_port();
+    let server = Running(
+        grouped(hoso(dir))
+            .arg("serve")
+            .env("HOSO_LISTEN", addr.to_string())
+            .env("HOSO_METRICS_PUBLIC", "true")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(addr);
+    (server, addr)
+}
+
 fn token(dir: &Path, role: &str) -> String {
     let out = hoso(dir)
         .args([
@@ -902,23 +925,7 @@ async fn compare() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("vault");
     std::fs::create_dir_all(&dir).unwrap();
-    let out = hoso(&dir).arg("init").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let addr = free_port();
-    let server = Running(
-        grouped(hoso(&dir))
-            .arg("serve")
-            .env("HOSO_LISTEN", addr.to_string())
-            .env("HOSO_METRICS_PUBLIC", "true")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(addr);
+    let (server, addr) = serve(&dir);
     let pid = server.0.id();
     let clerk = token(&dir, "clerk");
 
@@ -1196,23 +1203,7 @@ async fn on_token(work: &Path, files: &[(&str, f64)]) {
     let dir = work.join("vault-pkcs11");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("pkcs11.env"), softhsm_token(&work.join("softhsm"))).unwrap();
-    let out = hoso(&dir).arg("init").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let addr = free_port();
-    let server = Running(
-        grouped(hoso(&dir))
-            .arg("serve")
-            .env("HOSO_LISTEN", addr.to_string())
-            .env("HOSO_METRICS_PUBLIC", "true")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(addr);
+    let (server, addr) = serve(&dir);
     let pid = server.0.id();
     let clerk = token(&dir, "clerk");
     let reference = |what: &str| {

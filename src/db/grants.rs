@@ -173,32 +173,8 @@ pub async fn get_with_document<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    // The statement, and where the document's columns start in its rows (after the grant's).
-    static SQL: std::sync::LazyLock<(String, usize)> = std::sync::LazyLock::new(|| {
-        let each = |table: &str, columns: &str| {
-            columns
-                .split(", ")
-                .map(|c| format!("{table}.{c} AS {c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        // The earliest restriction in force, as `restrictions::in_force` finds it.
-        let restriction = |column: &str| {
-            format!(
-                "(SELECT r.{column} FROM restrictions r WHERE r.citizen_idx = g.citizen_idx \
-                 AND r.lifted_at IS NULL ORDER BY r.placed_at, r.id LIMIT 1) AS restriction_{column}"
-            )
-        };
-        let sql = format!(
-            "SELECT {}, {}, {}, {} FROM grants g LEFT JOIN documents d ON d.id = $1 \
-             WHERE g.id = $2",
-            each("g", COLUMNS),
-            each("d", super::documents::COLUMNS),
-            restriction("request_id"),
-            restriction("placed_at"),
-        );
-        (sql, COLUMNS.split(", ").count())
-    });
+    static SQL: std::sync::LazyLock<(String, usize)> =
+        std::sync::LazyLock::new(grant_with_document_sql);
     let (sql, document_at) = &*SQL;
     let row = sqlx::query(sql)
         .bind(document.to_string())
@@ -213,22 +189,56 @@ where
         Some(_) => Some(super::documents::from_columns(&columns)?),
         None => None,
     };
-    let restriction = match (
-        col::<Option<String>>(&row, "restriction_request_id")?,
-        col::<Option<i64>>(&row, "restriction_placed_at")?,
-    ) {
-        (Some(request), Some(since)) => Some(super::restrictions::InForce {
-            request_id: Uuid::parse_str(&request)
-                .map_err(|e| DbError::Corrupt(format!("stored id: {e}")))?,
-            placed_at: since,
-        }),
-        _ => None,
-    };
     Ok(Some(GrantWithDocument {
         grant,
         document,
-        restriction,
+        restriction: restriction_in(&row)?,
     }))
+}
+
+/// [`get_with_document`]'s statement, and where the document's columns start in its rows
+/// (after the grant's).
+fn grant_with_document_sql() -> (String, usize) {
+    let each = |table: &str, columns: &str| {
+        columns
+            .split(", ")
+            .map(|c| format!("{table}.{c} AS {c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // The earliest restriction in force, as `restrictions::in_force` finds it.
+    let restriction = |column: &str| {
+        format!(
+            "(SELECT r.{column} FROM restrictions r WHERE r.citizen_idx = g.citizen_idx \
+             AND r.lifted_at IS NULL ORDER BY r.placed_at, r.id LIMIT 1) AS restriction_{column}"
+        )
+    };
+    let sql = format!(
+        "SELECT {}, {}, {}, {} FROM grants g LEFT JOIN documents d ON d.id = $1 \
+         WHERE g.id = $2",
+        each("g", COLUMNS),
+        each("d", super::documents::COLUMNS),
+        restriction("request_id"),
+        restriction("placed_at"),
+    );
+    (sql, COLUMNS.split(", ").count())
+}
+
+/// The restriction columns of [`get_with_document`]'s row.
+fn restriction_in(
+    row: &sqlx::any::AnyRow,
+) -> Result<Option<super::restrictions::InForce>, DbError> {
+    match (
+        col::<Option<String>>(row, "restriction_request_id")?,
+        col::<Option<i64>>(row, "restriction_placed_at")?,
+    ) {
+        (Some(request), Some(since)) => Ok(Some(super::restrictions::InForce {
+            request_id: Uuid::parse_str(&request)
+                .map_err(|e| DbError::Corrupt(format!("stored id: {e}")))?,
+            placed_at: since,
+        })),
+        _ => Ok(None),
+    }
 }
 
 /// What an officer's read looks up in one statement ([`get_with_document`]).
