@@ -250,10 +250,9 @@ impl Kek {
                     Some((&TOKEN_TAG, sealed)) if wrapped.len() == TOKEN_WRAPPED_KEY_LEN => sealed,
                     _ => return Err(IntegrityError("not a key wrapped in the token").into()),
                 };
-                let plain = Zeroizing::new(
-                    hsm.open_sealed(self.version, &aad, sealed)
-                        .map_err(token_error)?,
-                );
+                let plain = hsm
+                    .open_sealed(self.version, &aad, sealed)
+                    .map_err(token_error)?;
                 let bytes: [u8; 32] = plain
                     .as_slice()
                     .try_into()

@@ -582,9 +582,11 @@ impl Hsm {
         self.workers.call(move |session| token.run(session, &f))
     }
 
-    /// Whether the token answers now (`/readyz`): the current KEK version is looked up.
+    /// Whether the token answers now (`/readyz`): one call that reaches it, on a worker's
+    /// session, bounded by the timeout like any other.
     pub fn ready(&self) -> bool {
-        self.kek_versions().is_ok()
+        self.with_session(Op::Keys, |s| s.get_session_info().map(|_| ()))
+            .is_ok()
     }
 
     /// The token's operations as Prometheus counters: count by kind and outcome, and the
@@ -617,11 +619,6 @@ impl Hsm {
 
     fn kek_label(&self, version: u32) -> Vec<u8> {
         format!("{}-kek-{version:06}", self.prefix).into_bytes()
-    }
-
-    /// The KEK labelled `label` (see [`Hsm::find_one`]).
-    fn find_kek(session: &Session, label: &[u8]) -> Result<Option<ObjectHandle>, Error> {
-        Self::find_one(session, ObjectClass::SECRET_KEY, label)
     }
 
     /// The KEK versions the token holds under this store's prefix, sorted.
@@ -696,7 +693,7 @@ impl Hsm {
     /// it is one the vault would make: AES-256 generated in the token, sensitive, never
     /// extractable.
     fn make_kek(s: &Session, label: &[u8]) -> Result<(), Error> {
-        if let Some(key) = Self::find_kek(s, label)? {
+        if let Some(key) = Self::find_one(s, ObjectClass::SECRET_KEY, label)? {
             let attrs = s.get_attributes(
                 key,
                 &[
@@ -739,7 +736,7 @@ impl Hsm {
         let label = self.kek_label(version);
         self.handles.forget(&label);
         self.with_session(Op::Keys, move |s| {
-            if let Some(h) = Self::find_kek(s, &label)? {
+            if let Some(h) = Self::find_one(s, ObjectClass::SECRET_KEY, &label)? {
                 s.destroy_object(h)?;
             }
             Ok(())
@@ -775,7 +772,7 @@ impl Hsm {
         version: u32,
         aad: &[u8],
         sealed: &[u8],
-    ) -> Result<Vec<u8>, HsmError> {
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
         if sealed.len() < 12 + 16 {
             return Err(HsmError::Integrity);
         }
@@ -802,9 +799,7 @@ impl Hsm {
                 }
             })
         })?;
-        opened
-            .map(|plain| plain.to_vec())
-            .ok_or(HsmError::Integrity)
+        opened.ok_or(HsmError::Integrity)
     }
 
     /// Whether the token refuses to give out KEK `version`'s value (`CKA_VALUE` is sensitive),

@@ -35,12 +35,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         .any(|free| free < min_free);
     // Key files are read at start-up and kept in memory; a token is asked now (bounded by
     // HOSO_PKCS11_TIMEOUT_MS, on its own threads).
-    let keys = match vault.keys().hsm().cloned() {
-        Some(hsm) => tokio::task::spawn_blocking(move || hsm.ready())
-            .await
-            .unwrap_or(false),
-        None => true,
-    };
+    let keys = vault.keys().hsm().is_none_or(|hsm| hsm.ready());
     let draining = state.lifecycle.is_draining();
     // The database's log went behind what this process committed: nothing it says can be
     // trusted, and the balancer should stop sending traffic here.

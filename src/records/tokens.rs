@@ -47,10 +47,9 @@ pub async fn issue(vault: &Vault, request: TokenRequest<'_>) -> Result<String, A
     }
     let (token, claims) = auth::issue(&keys, &vault.token_policy, request)?;
     e.reason = e.reason.map(|r| format!("{r}, jti {}", claims.jti));
-    let actor = match claims.role {
-        Role::Citizen => {
-            super::access::citizen_actor(&keys.citizen_index(&NationalId::parse(&claims.sub)?)?)
-        }
+    // A citizen's index was computed above, for the entry.
+    let actor = match (claims.role, &e.citizen_idx) {
+        (Role::Citizen, Some(idx)) => super::access::citizen_actor(idx),
         _ => claims.sub.clone(),
     };
     record_session(vault, &claims, actor, SessionVia::Link, e).await?;
