@@ -10,7 +10,8 @@ use super::chain::{entry_hash, entry_leaf, head_message};
 use super::{Entry, tree};
 use crate::crypto::keyring::Keyring;
 use crate::db::audit::{self as store, EntryRow, Head};
-use crate::db::{Db, DbError, Tx, now_ms};
+use crate::db::script::{Rows, Script, Slot};
+use crate::db::{Db, DbError, Tx};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -24,8 +25,8 @@ pub async fn begin(db: &Db, metrics: &Metrics) -> Result<Tx, ApiError> {
     counted(metrics, open(db)).await
 }
 
-/// [`begin`], uncounted (for the writer, which counts per request).
-pub(super) async fn open(db: &Db) -> Result<Tx, ApiError> {
+/// [`begin`], uncounted.
+async fn open(db: &Db) -> Result<Tx, ApiError> {
     let mut tx = db.begin().await.map_err(DbError::into_unavailable)?;
     store::lock_head(&mut tx).await?;
     Ok(tx)
@@ -46,7 +47,7 @@ async fn commit(tx: Tx, metrics: &Metrics) -> Result<(), ApiError> {
 }
 
 /// [`commit`], uncounted (for the writer, which counts per request).
-pub(super) async fn close(tx: Tx) -> Result<(), ApiError> {
+async fn close(tx: Tx) -> Result<(), ApiError> {
     tx.commit("audit log (commit)")
         .await
         .map_err(|e| ApiError::from(e.into_unavailable()))
@@ -67,6 +68,8 @@ async fn counted<T>(
 /// signed head in a few statements. What commits is the same chain, tree and signed head as one
 /// entry at a time; a batch just costs one head signature and a handful of round trips.
 pub struct Appender {
+    /// When every entry of this append is dated.
+    at: i64,
     started: i64,
     /// The root of the log as this appender found it, from the tree's right edge (`None` if a
     /// node of the edge was never stored).
@@ -78,12 +81,43 @@ pub struct Appender {
     signed_heads: Vec<(Head, i64)>,
 }
 
+/// The statements that open an append, in the script that begins its transaction; read back
+/// by [`Appender::opened`].
+pub struct Opening {
+    head: Slot,
+    edge: tree::EdgeQuery,
+}
+
 impl Appender {
-    pub async fn start(tx: &mut Tx) -> Result<Self, ApiError> {
-        let head = store::head(&mut **tx).await?;
-        let tree = tree::Frontier::load(tx, head.seq as u64).await?;
+    /// Adds to `script`, just begun ([`crate::db::Db::script_begin`]), the log's lock, its head
+    /// and the tree's right edge as of `expected` entries: the size this process last committed,
+    /// right unless another process appended since (then [`Appender::opened`] reads the edge
+    /// again). On SQLite the whole opening is one hand-off to the database's thread.
+    pub fn push_open(script: &mut Script, expected: u64) -> Opening {
+        Opening {
+            head: store::push_lock_and_head(script),
+            edge: tree::Frontier::push_load(script, expected),
+        }
+    }
+
+    /// The appender, from the rows of the script [`Appender::push_open`] added to. Every entry
+    /// it appends is dated `at`.
+    pub async fn opened(
+        tx: &mut Tx,
+        opening: Opening,
+        rows: &Rows,
+        at: i64,
+    ) -> Result<Self, ApiError> {
+        let head = store::head_from(rows.of(opening.head))?;
+        let size = head.seq as u64;
+        let tree = if opening.edge.size() == size {
+            tree::Frontier::loaded(opening.edge, rows)?
+        } else {
+            tree::Frontier::load(tx, size).await?
+        };
         Ok(Self {
-            start_root: tree.root(head.seq as u64),
+            at,
+            start_root: tree.root(size),
             started: head.seq,
             seq: head.seq,
             hash: head.hash,
@@ -96,7 +130,7 @@ impl Appender {
     pub fn append(&mut self, keys: &Keyring, entry: Entry) -> Result<Appended, ApiError> {
         let mut row = EntryRow {
             seq: self.seq + 1,
-            at: now_ms(),
+            at: self.at,
             actor: entry.actor,
             role: entry.role,
             office: entry.office,
@@ -146,31 +180,45 @@ impl Appender {
     }
 
     /// Stores what was appended (entries, tree nodes, signed heads) and the signed head after
-    /// the last entry.
+    /// the last entry, and commits: on SQLite one hand-off to the database's thread.
     ///
-    /// Returns the log as it will be once this commits (`None` if nothing was appended). The
-    /// root comes from the tree's right edge in memory, or, if a node of it was never loaded,
-    /// from the tree just stored; a tree that cannot give one fails the batch: what is
-    /// appended is always covered by what the process can publish.
+    /// Returns the log as it is now committed (`None` if nothing was appended). The root comes
+    /// from the tree's right edge in memory, or, if a node of it was never loaded, from the tree
+    /// just stored; a tree that cannot give one fails the batch: what is appended is always
+    /// covered by what the process can publish.
     pub async fn finish(
         mut self,
-        tx: &mut Tx,
+        mut tx: Tx,
         keys: &Keyring,
     ) -> Result<Option<super::checkpoints::Mark>, ApiError> {
         if self.rows.is_empty() {
+            close(tx).await?;
             return Ok(None);
         }
-        store::insert_all(tx, &self.rows).await?;
-        self.tree.store(tx).await?;
+        let made = self.tree.take_made();
+        let head = self.signed(keys)?;
+        let mut script = tx.script();
+        store::push_entries(&mut script, &self.rows);
+        store::push_nodes(&mut script, &made);
         for (head, at) in &self.signed_heads {
-            store::insert_signed_head(tx, head, *at).await?;
+            store::push_signed_head(&mut script, head, *at);
         }
-        store::set_head(tx, &self.signed(keys)?).await?;
+        store::push_set_head(&mut script, &head);
         let size = self.seq as u64;
         let root = match self.tree.root(size) {
             Some(root) => root,
-            None => tree::root(tx, size).await?,
+            None => {
+                let stored = std::mem::replace(&mut script, tx.script());
+                tx.run(
+                    stored,
+                    DbError::unavailable("audit log unavailable (append)"),
+                )
+                .await?;
+                tree::root(&mut tx, size).await?
+            }
         };
+        tx.commit_after(script, DbError::unavailable("audit log (commit)"))
+            .await?;
         Ok(Some(super::checkpoints::Mark { size, root }))
     }
 }

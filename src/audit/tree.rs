@@ -4,7 +4,8 @@
 
 use super::merkle::{self, Hash};
 use crate::db::audit as store;
-use crate::db::{DbError, Tx};
+use crate::db::script::{Rows, Script, Slot};
+use crate::db::{DbError, Tx, db_err};
 
 fn decode(hex_hash: &str) -> Result<Hash, DbError> {
     let mut out = [0u8; 32];
@@ -22,13 +23,44 @@ pub struct Frontier {
     made: Vec<(u32, u64, Hash)>,
 }
 
+/// The query for a right edge in a script, to be read by [`Frontier::loaded`].
+pub struct EdgeQuery {
+    size: u64,
+    edge: Vec<(u32, u64)>,
+    slot: Option<Slot>,
+}
+
+impl EdgeQuery {
+    /// The tree size whose edge it reads.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
 impl Frontier {
     /// The right edge of a tree of `size` leaves.
     pub async fn load(tx: &mut Tx, size: u64) -> Result<Self, DbError> {
+        let mut script = tx.script();
+        let query = Self::push_load(&mut script, size);
+        let rows = tx.run(script, db_err("read audit tree")).await?;
+        Self::loaded(query, &rows)
+    }
+
+    /// [`Frontier::load`]'s query, in a script.
+    pub fn push_load(script: &mut Script, size: u64) -> EdgeQuery {
         let edge = merkle::complete_subtrees(0, size);
-        let stored = store::nodes(tx, &edge).await?;
-        let mut known = std::collections::HashMap::with_capacity(edge.len() + 1);
-        for (node, hash) in edge.into_iter().zip(stored) {
+        let slot = store::push_select_nodes(script, &edge);
+        EdgeQuery { size, edge, slot }
+    }
+
+    /// The edge from its query's rows.
+    pub fn loaded(query: EdgeQuery, rows: &Rows) -> Result<Self, DbError> {
+        let stored = match query.slot {
+            Some(slot) => store::nodes_from(rows.of(slot), &query.edge)?,
+            None => Vec::new(),
+        };
+        let mut known = std::collections::HashMap::with_capacity(query.edge.len() + 1);
+        for (node, hash) in query.edge.into_iter().zip(stored) {
             // A missing node is only an error if a new leaf needs it (see `add_leaf`).
             if let Some(hash) = hash {
                 known.insert(node, decode(&hash)?);
@@ -71,14 +103,22 @@ impl Frontier {
         hashes.map(|h| merkle::fold(&h))
     }
 
-    /// Stores the nodes made since [`Frontier::load`] (or the last store).
-    pub async fn store(&mut self, tx: &mut Tx) -> Result<(), DbError> {
-        let made: Vec<(u32, u64, String)> = self
-            .made
+    /// Takes the nodes made since [`Frontier::load`] (or the last take), to store.
+    pub fn take_made(&mut self) -> Vec<(u32, u64, String)> {
+        self.made
             .drain(..)
             .map(|(level, idx, hash)| (level, idx, hex::encode(hash)))
-            .collect();
-        store::insert_nodes(tx, &made).await
+            .collect()
+    }
+
+    /// Stores the nodes made since [`Frontier::load`] (or the last store).
+    pub async fn store(&mut self, tx: &mut Tx) -> Result<(), DbError> {
+        let made = self.take_made();
+        let mut script = tx.script();
+        store::push_nodes(&mut script, &made);
+        tx.run(script, DbError::unavailable("audit log unavailable (tree)"))
+            .await?;
+        Ok(())
     }
 }
 

@@ -19,7 +19,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::append::{self, Appended, Appender};
+use super::append::{Appended, Appender};
 use super::checkpoints::{Mark, Publisher};
 use super::{Entry, Outcome};
 use crate::blob::BlobStore;
@@ -214,11 +214,35 @@ fn answer(
 type Written = (Vec<Result<Done, ApiError>>, Option<(Mark, Arc<Keyring>)>);
 
 /// One transaction for the whole batch. The per-job results are only sent after the commit.
+///
+/// On SQLite a batch of reads is three hand-offs to the database's thread: one script begins the
+/// transaction, takes the log's lock and reads its head and the tree's right edge; one spends
+/// the grants' uses; one stores the entries, the tree's nodes and the signed head, and commits.
+/// A grant read twice in the batch, a refusal, a change, or another process's appends each add
+/// their own.
 async fn write(sink: &Sink, batch: Vec<(Arc<Keyring>, Work)>) -> Result<Written, ApiError> {
     Metrics::inc(&sink.metrics.audit_batches);
+    // Every job of a batch carries the same audit and grant keys (they do not rotate); sign and
+    // check with the last.
+    let Some(signer) = batch.last().map(|(keys, _)| keys.clone()) else {
+        return Ok((Vec::new(), None));
+    };
     // Failures are counted per request (in `submit`), not here per batch.
-    let mut tx = append::open(&sink.db).await?;
-    let mut appender = Appender::start(&mut tx).await?;
+    let mut script = sink.db.script_begin();
+    let expected = sink.checkpoints.mark().map_or(0, |m| m.size);
+    let opening = Appender::push_open(&mut script, expected);
+    let (mut tx, rows) = sink
+        .db
+        .begin_with(
+            script,
+            DbError::unavailable("audit log unavailable (begin)"),
+        )
+        .await?;
+    // The batch's instant, taken under the log's lock: each grant use is checked at it and each
+    // entry carries it, so a read is never logged after the expiry it was checked against, and
+    // times follow the order of the log across processes.
+    let now = now_ms();
+    let mut appender = Appender::opened(&mut tx, opening, &rows, now).await?;
     // A log behind, or different from, what this process committed was rolled back or
     // rewritten: appending would fork it.
     sink.checkpoints
@@ -234,28 +258,17 @@ async fn write(sink: &Sink, batch: Vec<(Arc<Keyring>, Work)>) -> Result<Written,
             _ => None,
         })
         .collect();
-    // Every job of a batch carries the same audit and grant keys (they do not rotate); sign and
-    // check with the last.
-    let signer = batch.last().map(|(keys, _)| keys.clone());
-    let refusals = match &signer {
-        Some(keys) => spend_uses(&mut tx, keys, uses).await?,
-        None => Vec::new(),
-    };
+    let refusals = spend_uses(&mut tx, &signer, uses, now).await?;
     let mut results = Vec::with_capacity(batch.len());
     for ((keys, work), refused) in batch.into_iter().zip(refusals) {
         results.push(run(&mut tx, &mut appender, &keys, work, refused).await?);
     }
-    let mark = match &signer {
-        Some(keys) => appender.finish(&mut tx, keys).await?,
-        None => None,
-    };
-    append::close(tx).await?;
-    let publish = match (mark, signer) {
-        (Some(mark), Some(keys)) => {
+    let publish = match appender.finish(tx, &signer).await? {
+        Some(mark) => {
             sink.checkpoints.advance(mark);
-            sink.checkpoints.policy.strict.then_some((mark, keys))
+            sink.checkpoints.policy.strict.then_some((mark, signer))
         }
-        _ => None,
+        None => None,
     };
     Ok((results, publish))
 }
@@ -322,16 +335,17 @@ async fn savepoint(tx: &mut Tx, statement: &'static str) -> Result<(), ApiError>
 /// Spends one grant use for each job that reads through a grant, in the batch's transaction;
 /// returns, per job, why no use could be spent (`None`: spent, or no grant involved).
 ///
-/// Each use is still checked on its own (`uses < max_uses`, not revoked, not expired), in
-/// rounds: round k spends the k-th use of every grant with at least k reads in the batch, one
-/// statement for all of them. A grant that refuses refuses every later read of the batch too
-/// (uses only grow; revocation and expiry do not undo), so its row is read once, for the reason.
+/// Each use is still checked on its own (`uses < max_uses`, not revoked, not expired at `now`),
+/// in rounds: round k spends the k-th use of every grant with at least k reads in the batch,
+/// one statement for all of them. A grant that refuses refuses every later read of the batch
+/// too (uses only grow; revocation and expiry do not undo), so its row is read once, for the
+/// reason.
 async fn spend_uses(
     tx: &mut Tx,
     keys: &Keyring,
     uses: Vec<Option<(Uuid, Refusal)>>,
+    now: i64,
 ) -> Result<Vec<Option<ApiError>>, ApiError> {
-    let now = now_ms();
     let mut refusals: Vec<Option<ApiError>> = vec![None; uses.len()];
     // Per grant, the jobs that read through it, in batch order.
     let mut waiting: HashMap<Uuid, VecDeque<usize>> = HashMap::new();

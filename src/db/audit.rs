@@ -3,6 +3,7 @@
 
 use sqlx::any::AnyRow;
 
+use super::script::{Script, Slot};
 use super::{DbError, Tx, citizen_index, col, db_err, parse_col};
 use crate::crypto::CitizenIndex;
 use crate::domain::{AuditAction, Outcome, Role};
@@ -55,64 +56,80 @@ pub struct Head {
     pub signature: String,
 }
 
-/// Takes the chain's lock: a no-op write on the head row. It must be the first statement of the
+/// The chain's lock: a no-op write on the head row. It must be the first statement of the
 /// transaction (SQLite then takes its write lock without a stale read snapshot; PostgreSQL locks
 /// the row), so appenders in every process queue up here and the chain never forks.
+const LOCK_HEAD: &str = "UPDATE audit_head SET seq = seq WHERE id = 1";
+const HEAD: &str = "SELECT seq, hash, signature FROM audit_head WHERE id = 1";
+
+/// Takes the chain's lock (see [`LOCK_HEAD`]).
 pub async fn lock_head(tx: &mut Tx) -> Result<(), DbError> {
-    sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+    sqlx::query(LOCK_HEAD)
         .execute(&mut **tx)
         .await
         .map_err(|e| DbError::unavailable("audit log unavailable (lock)")(e))?;
     Ok(())
 }
 
+/// The chain's lock and then its head, in a script that has just begun its transaction.
+pub fn push_lock_and_head(script: &mut Script) -> Slot {
+    assert_eq!(script.len(), 1, "the log's lock right after BEGIN");
+    script.push(LOCK_HEAD);
+    script.push(HEAD)
+}
+
 pub async fn head<'e, E>(executor: E) -> Result<Head, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row = sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
+    let row = sqlx::query(HEAD)
         .fetch_one(executor)
         .await
         .map_err(|e| DbError::unavailable("audit log unavailable (head)")(e))?;
+    head_from(std::slice::from_ref(&row))
+}
+
+/// The head from [`push_lock_and_head`]'s rows.
+pub fn head_from(rows: &[AnyRow]) -> Result<Head, DbError> {
+    let [row] = rows else {
+        return Err(DbError::Corrupt(format!(
+            "the audit log has {} head rows",
+            rows.len()
+        )));
+    };
     Ok(Head {
-        seq: col(&row, "seq")?,
-        hash: col(&row, "hash")?,
-        signature: col(&row, "signature")?,
+        seq: col(row, "seq")?,
+        hash: col(row, "hash")?,
+        signature: col(row, "signature")?,
     })
 }
 
-/// Entries appended by one transaction, in a few multi-row statements (a batch of reads costs
-/// a handful of round trips to the database, not one per entry).
-pub async fn insert_all(tx: &mut Tx, entries: &[EntryRow]) -> Result<(), DbError> {
+/// Entries appended by one transaction, in multi-row statements of 64 rows.
+pub fn push_entries<'q>(script: &mut Script<'q>, entries: &'q [EntryRow]) {
     // 14 parameters a row; 64 rows stay far below every backend's limit on parameters.
     for rows in entries.chunks(64) {
-        let sql = format!(
+        script.push(&format!(
             "INSERT INTO audit_entries ({COLUMNS}) VALUES {}",
             placeholders(rows.len(), 14)
-        );
-        let mut q = sqlx::query(&sql);
+        ));
         for e in rows {
-            q = q
+            script
                 .bind(e.seq)
                 .bind(e.at)
-                .bind(&e.actor)
+                .bind(e.actor.as_str())
                 .bind(e.role.as_str())
-                .bind(&e.office)
+                .bind(e.office.as_str())
                 .bind(e.action.as_str())
                 .bind(e.outcome.as_str())
-                .bind(e.document_id.clone())
+                .bind(e.document_id.as_deref())
                 .bind(e.citizen_idx.map(|c| c.to_hex()))
-                .bind(e.grant_id.clone())
-                .bind(e.case_ref.clone())
-                .bind(e.reason.clone())
-                .bind(&e.prev_hash)
-                .bind(&e.hash);
+                .bind(e.grant_id.as_deref())
+                .bind(e.case_ref.as_deref())
+                .bind(e.reason.as_deref())
+                .bind(e.prev_hash.as_str())
+                .bind(e.hash.as_str());
         }
-        q.execute(&mut **tx)
-            .await
-            .map_err(|e| DbError::unavailable("audit log unavailable (append)")(e))?;
     }
-    Ok(())
 }
 
 /// `($1, …, $width), ($width+1, …)`: `rows` tuples of numbered placeholders.
@@ -131,29 +148,22 @@ fn placeholders(rows: usize, width: usize) -> String {
     out
 }
 
-pub async fn set_head(tx: &mut Tx, head: &Head) -> Result<(), DbError> {
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2, signature = $3 WHERE id = 1")
+pub fn push_set_head<'q>(script: &mut Script<'q>, head: &'q Head) {
+    script.push("UPDATE audit_head SET seq = $1, hash = $2, signature = $3 WHERE id = 1");
+    script
         .bind(head.seq)
-        .bind(&head.hash)
-        .bind(&head.signature)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| DbError::unavailable("audit log unavailable (head)")(e))?;
-    Ok(())
+        .bind(head.hash.as_str())
+        .bind(head.signature.as_str());
 }
 
-pub async fn insert_signed_head(tx: &mut Tx, head: &Head, at: i64) -> Result<(), DbError> {
-    sqlx::query(
-        "INSERT INTO audit_signed_heads (seq, hash, signature, at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(head.seq)
-    .bind(&head.hash)
-    .bind(&head.signature)
-    .bind(at)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| DbError::unavailable("audit log unavailable (signed head)")(e))?;
-    Ok(())
+pub fn push_signed_head<'q>(script: &mut Script<'q>, head: &'q Head, at: i64) {
+    script
+        .push("INSERT INTO audit_signed_heads (seq, hash, signature, at) VALUES ($1, $2, $3, $4)");
+    script
+        .bind(head.seq)
+        .bind(head.hash.as_str())
+        .bind(head.signature.as_str())
+        .bind(at);
 }
 
 pub async fn signed_heads<'e, E>(executor: E) -> Result<Vec<Head>, DbError>
@@ -275,7 +285,8 @@ impl ChainPage {
 ///
 /// On SQLite the rows are read on a blocking thread straight from the file (rusqlite, the same
 /// SQLite library as sqlx; see Cargo.toml for why), so that reading and hashing run on two cores;
-/// on PostgreSQL through the pool. Each page is read after the caller's snapshot was taken, which
+/// on PostgreSQL in one binary `COPY` on a connection of its own ([`super::copy`]), parsed
+/// here while another thread hashes. Each page is read after the caller's snapshot was taken, which
 /// holds every entry up to `upto`: entries are never legitimately changed, so a later read sees
 /// the same ones, and any that differ were changed by someone.
 pub async fn read_chain(
@@ -295,59 +306,50 @@ pub async fn read_chain(
                     })
                 })
         }
-        None => read_chain_pool(db, upto, &out).await,
+        None => read_chain_copy(db, upto, &out).await,
     };
     if let Err(err) = read {
         let _ = out.send(Err(err)).await;
     }
 }
 
-async fn read_chain_pool(
+async fn read_chain_copy(
     db: &super::Db,
     upto: i64,
     out: &tokio::sync::mpsc::Sender<Result<ChainPage, DbError>>,
 ) -> Result<(), DbError> {
-    let mut after = 0;
-    while after < upto {
-        // The same statement as [`page`], the bound checked here: with `seq <= upto` in the
-        // statement too, PostgreSQL planned it worse and verify ran markedly slower.
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM audit_entries WHERE seq > $1 ORDER BY seq LIMIT $2"
-        ))
-        .bind(after)
-        .bind(ChainPage::ROWS as i64)
-        .fetch_all(&db.pool)
-        .await
-        .map_err(db_err("read audit entries"))?;
-        let mut chain = ChainPage::default();
-        for row in &rows {
-            if col::<i64>(row, "seq")? > upto {
-                break;
-            }
-            push_pool_row(&mut chain, row)?;
-        }
-        let Some(last) = chain.rows.last() else {
-            return Ok(());
-        };
-        after = last.seq;
-        if out.send(Ok(chain)).await.is_err() {
+    use futures_util::TryStreamExt;
+    use sqlx::Connection;
+    let Some(conn) = db.postgres_connection().await else {
+        return Err(DbError::Corrupt("COPY is PostgreSQL's".into()));
+    };
+    let mut conn = conn?;
+    let failed = db_err("read the audit log");
+    // `upto` is an integer: nothing from outside reaches the statement's text.
+    let statement = format!(
+        "COPY (SELECT {COLUMNS} FROM audit_entries WHERE seq <= {upto} ORDER BY seq) \
+         TO STDOUT (FORMAT binary)"
+    );
+    let mut stream = conn.copy_out_raw(&statement).await.map_err(&failed)?;
+    let mut copy = super::copy::BinaryCopy::<{ CHAIN_TEXTS + 2 }>::default();
+    let mut chain = ChainPage::default();
+    while let Some(bytes) = stream.try_next().await.map_err(&failed)? {
+        copy.feed(&bytes, &mut |fields| {
+            let seq = super::copy::bigint(fields[0])?;
+            let at = super::copy::bigint(fields[1])?;
+            chain.push(seq, at, fields[2..].iter().copied());
+            Ok(())
+        })?;
+        if chain.is_full() && out.send(Ok(std::mem::take(&mut chain))).await.is_err() {
             return Ok(());
         }
     }
-    Ok(())
-}
-
-/// Adds one row of `COLUMNS` read through the pool: seq, at and the text columns after them.
-fn push_pool_row(chain: &mut ChainPage, row: &AnyRow) -> Result<(), DbError> {
-    use sqlx::Row;
-    let mut texts = [None; CHAIN_TEXTS];
-    for (i, text) in texts.iter_mut().enumerate() {
-        *text = row
-            .try_get::<Option<&str>, _>(i + 2)
-            .map_err(|e| DbError::Corrupt(format!("audit entry column {}: {e}", i + 2)))?
-            .map(str::as_bytes);
+    copy.finish()?;
+    drop(stream);
+    if !chain.rows.is_empty() {
+        let _ = out.send(Ok(chain)).await;
     }
-    chain.push(col(row, "seq")?, col(row, "at")?, texts.into_iter());
+    let _ = conn.close().await;
     Ok(())
 }
 
@@ -507,21 +509,19 @@ where
 // ---- The Merkle tree's stored nodes and the signed checkpoints (see `crate::audit::tree`).
 
 /// Tree nodes (level, index, hex hash), in multi-row statements.
-pub async fn insert_nodes(tx: &mut Tx, nodes: &[(u32, u64, String)]) -> Result<(), DbError> {
+pub fn push_nodes<'q>(script: &mut Script<'q>, nodes: &'q [(u32, u64, String)]) {
     for chunk in nodes.chunks(256) {
-        let sql = format!(
+        script.push(&format!(
             "INSERT INTO audit_tree (level, idx, hash) VALUES {}",
             placeholders(chunk.len(), 3)
-        );
-        let mut q = sqlx::query(&sql);
+        ));
         for (level, idx, hash) in chunk {
-            q = q.bind(i64::from(*level)).bind(*idx as i64).bind(hash);
+            script
+                .bind(i64::from(*level))
+                .bind(*idx as i64)
+                .bind(hash.as_str());
         }
-        q.execute(&mut **tx)
-            .await
-            .map_err(|e| DbError::unavailable("audit log unavailable (tree)")(e))?;
     }
-    Ok(())
 }
 
 /// The stored hashes of `nodes` (level, index), in the same order; `None` where one is missing.
@@ -533,13 +533,7 @@ pub async fn nodes(
     if nodes.is_empty() {
         return Ok(Vec::new());
     }
-    let wanted: Vec<String> = (0..nodes.len())
-        .map(|i| format!("(level = ${} AND idx = ${})", 2 * i + 1, 2 * i + 2))
-        .collect();
-    let sql = format!(
-        "SELECT level, idx, hash FROM audit_tree WHERE {}",
-        wanted.join(" OR ")
-    );
+    let sql = nodes_sql(nodes.len());
     let mut q = sqlx::query(&sql);
     for &(level, idx) in nodes {
         q = q.bind(i64::from(level)).bind(idx as i64);
@@ -548,8 +542,35 @@ pub async fn nodes(
         .fetch_all(&mut *conn)
         .await
         .map_err(db_err("read audit tree"))?;
+    nodes_from(&rows, nodes)
+}
+
+/// [`nodes`]' query in a script (`None`: no node asked for).
+pub fn push_select_nodes(script: &mut Script, nodes: &[(u32, u64)]) -> Option<Slot> {
+    if nodes.is_empty() {
+        return None;
+    }
+    let slot = script.push(&nodes_sql(nodes.len()));
+    for &(level, idx) in nodes {
+        script.bind(i64::from(level)).bind(idx as i64);
+    }
+    Some(slot)
+}
+
+fn nodes_sql(count: usize) -> String {
+    let wanted: Vec<String> = (0..count)
+        .map(|i| format!("(level = ${} AND idx = ${})", 2 * i + 1, 2 * i + 2))
+        .collect();
+    format!(
+        "SELECT level, idx, hash FROM audit_tree WHERE {}",
+        wanted.join(" OR ")
+    )
+}
+
+/// The hashes of `nodes` from their query's rows, in the same order.
+pub fn nodes_from(rows: &[AnyRow], nodes: &[(u32, u64)]) -> Result<Vec<Option<String>>, DbError> {
     let mut found = std::collections::HashMap::with_capacity(rows.len());
-    for r in &rows {
+    for r in rows {
         let level: i64 = col(r, "level")?;
         let idx: i64 = col(r, "idx")?;
         found.insert((level, idx), col::<String>(r, "hash")?);

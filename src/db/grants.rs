@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::documents::DocumentRow;
+use super::script::{Rows, Script, Slot};
 use super::{Columns, DbError, Tx, col, db_err};
 use crate::crypto::CitizenIndex;
 use crate::crypto::grant_seal::GrantScope;
@@ -299,30 +300,41 @@ where
 /// at this instant; returns the ones spent. The check and the increment are one statement, so
 /// concurrent readers (in one process or many) can never spend more uses than a grant allows.
 pub async fn consume_uses(tx: &mut Tx, ids: &[Uuid], now: i64) -> Result<Vec<Uuid>, DbError> {
-    let mut spent = Vec::with_capacity(ids.len());
+    let mut script = tx.script();
+    let slots = push_consume_uses(&mut script, ids, now);
+    let rows = tx.run(script, db_err("consume grant uses")).await?;
+    spent_from(&rows, &slots)
+}
+
+/// [`consume_uses`]' statements, in a script; [`spent_from`] reads what they spent.
+pub fn push_consume_uses(script: &mut Script, ids: &[Uuid], now: i64) -> Vec<Slot> {
     // One parameter a grant; 500 stays far below every backend's limit.
-    for chunk in ids.chunks(500) {
-        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-        let sql = format!(
-            "UPDATE grants SET uses = uses + 1 WHERE id IN ({}) AND revoked_at IS NULL \
-             AND expires_at > $1 AND uses < max_uses RETURNING id",
-            list.join(", ")
+    ids.chunks(500)
+        .map(|chunk| {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let slot = script.push(&format!(
+                "UPDATE grants SET uses = uses + 1 WHERE id IN ({}) AND revoked_at IS NULL \
+                 AND expires_at > $1 AND uses < max_uses RETURNING id",
+                list.join(", ")
+            ));
+            script.bind(now);
+            for id in chunk {
+                script.bind(id.to_string());
+            }
+            slot
+        })
+        .collect()
+}
+
+/// The grants [`push_consume_uses`]' statements spent a use of.
+pub fn spent_from(rows: &Rows, slots: &[Slot]) -> Result<Vec<Uuid>, DbError> {
+    let mut spent = Vec::new();
+    for r in slots.iter().flat_map(|&slot| rows.of(slot)) {
+        let id: String = col(r, "id")?;
+        spent.push(
+            Uuid::parse_str(&id)
+                .map_err(|_| DbError::Corrupt("a grant id is not a UUID".into()))?,
         );
-        let mut q = sqlx::query(&sql).bind(now);
-        for id in chunk {
-            q = q.bind(id.to_string());
-        }
-        let rows = q
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(db_err("consume grant uses"))?;
-        for r in &rows {
-            let id: String = col(r, "id")?;
-            spent.push(
-                Uuid::parse_str(&id)
-                    .map_err(|_| DbError::Corrupt("a grant id is not a UUID".into()))?,
-            );
-        }
     }
     Ok(spent)
 }

@@ -4,6 +4,7 @@
 //! write lock and a PostgreSQL row lock alike.
 
 pub mod audit;
+pub mod copy;
 pub mod documents;
 pub mod erasure;
 pub mod grants;
@@ -13,6 +14,7 @@ pub mod requests;
 pub mod restrictions;
 pub mod revoked_tokens;
 pub mod schema;
+pub mod script;
 pub mod sessions;
 pub mod sign_in_flows;
 
@@ -24,6 +26,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection, Executor};
 
 use crate::config::DatabaseUrl;
+use script::{Rows, Script};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -37,6 +40,9 @@ pub struct Db {
     pub backend: Backend,
     /// The SQLite database file (none for PostgreSQL, whose disk is the server's).
     file: Option<std::path::PathBuf>,
+    /// Where the database is, for a connection of its own outside the pool (PostgreSQL's
+    /// `COPY`, which sqlx's `Any` driver cannot run).
+    url: DatabaseUrl,
     /// SQLite has one writer at a time and makes the others sleep-poll for its lock (long waits
     /// under a handful of clients). Queuing writers here instead, in process,
     /// hands the lock over at once. PostgreSQL queues on row locks itself: no gate.
@@ -53,6 +59,7 @@ pub struct Db {
 /// its connection to the pool: the connection is closed, which rolls back whatever is left.
 pub struct Tx {
     conn: sqlx::pool::PoolConnection<sqlx::Any>,
+    backend: Backend,
     open: bool,
     _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -71,18 +78,52 @@ impl std::ops::DerefMut for Tx {
 }
 
 impl Tx {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A script for this transaction's database.
+    pub fn script<'q>(&self) -> Script<'q> {
+        Script::new(self.backend)
+    }
+
+    /// Runs `script` in this transaction, on SQLite in one hand-off to the connection's thread.
+    /// If a statement fails, those before it stay done: the caller fails the transaction, whose
+    /// connection is then discarded (see the type's doc).
+    pub async fn run(
+        &mut self,
+        script: Script<'_>,
+        fail: impl Fn(sqlx::Error) -> DbError,
+    ) -> Result<Rows, DbError> {
+        script.run(&mut self.conn).await.map_err(fail)
+    }
+
     /// Commits. On failure the connection is discarded (see the type's doc) and nothing of the
     /// transaction is kept.
-    pub async fn commit(mut self, context: &'static str) -> Result<(), DbError> {
-        match self.conn.execute("COMMIT").await {
-            Ok(_) => {
+    pub async fn commit(self, context: &'static str) -> Result<(), DbError> {
+        let script = self.script();
+        self.commit_after(script, db_err(context)).await.map(|_| ())
+    }
+
+    /// Runs `script` and commits, on SQLite in one hand-off to the connection's thread. If any
+    /// statement fails the connection is discarded and nothing of the transaction is kept.
+    /// (A commit script should return no rows: a row that could not be read would be reported
+    /// as a failure, though the commit after it ran.)
+    pub async fn commit_after(
+        mut self,
+        mut script: Script<'_>,
+        fail: impl Fn(sqlx::Error) -> DbError,
+    ) -> Result<Rows, DbError> {
+        script.push("COMMIT");
+        match script.run(&mut self.conn).await {
+            Ok(rows) => {
                 self.open = false;
-                Ok(())
+                Ok(rows)
             }
             Err(e) => {
                 // Best effort; the connection is closed on drop either way (`open` stays set).
                 let _ = self.conn.execute("ROLLBACK").await;
-                Err(DbError::classify(context, e))
+                Err(fail(e))
             }
         }
     }
@@ -267,6 +308,7 @@ impl Db {
             pool,
             backend,
             file,
+            url: url.clone(),
             write_gate,
         };
         db.migrate().await?;
@@ -321,28 +363,51 @@ impl Db {
     /// Begins a write transaction (every transaction here writes). On SQLite `BEGIN IMMEDIATE`
     /// takes the write lock at once, so a transaction never has to upgrade a stale read.
     pub async fn begin(&self) -> Result<Tx, DbError> {
+        let (tx, _) = self
+            .begin_with(self.script_begin(), db_err("begin transaction"))
+            .await?;
+        Ok(tx)
+    }
+
+    /// A script that begins a write transaction ([`Db::begin`]'s statement first), for
+    /// [`Db::begin_with`] to run with the statements added to it.
+    pub fn script_begin<'q>(&self) -> Script<'q> {
+        let mut script = Script::new(self.backend);
+        script.push(match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        });
+        script
+    }
+
+    /// Begins a write transaction with the statements of `script` (from [`Db::script_begin`])
+    /// run in it, on SQLite in one hand-off. If any fails, the connection is discarded.
+    pub async fn begin_with(
+        &self,
+        script: Script<'_>,
+        fail: impl Fn(sqlx::Error) -> DbError,
+    ) -> Result<(Tx, Rows), DbError> {
+        assert!(script.begins_transaction(), "a script from script_begin");
         let gate = match &self.write_gate {
             Some(gate) => Some(gate.clone().lock_owned().await),
             None => None,
         };
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(db_err("begin transaction"))?;
-        let begin = match self.backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
-        };
-        if let Err(e) = conn.execute(begin).await {
-            conn.close_on_drop();
-            return Err(DbError::classify("begin transaction", e));
+        let mut conn = self.pool.acquire().await.map_err(&fail)?;
+        match script.run(&mut conn).await {
+            Ok(rows) => Ok((
+                Tx {
+                    conn,
+                    backend: self.backend,
+                    open: true,
+                    _gate: gate,
+                },
+                rows,
+            )),
+            Err(e) => {
+                conn.close_on_drop();
+                Err(fail(e))
+            }
         }
-        Ok(Tx {
-            conn,
-            open: true,
-            _gate: gate,
-        })
     }
 
     /// A read-only transaction that sees the database as of its first read, whatever commits
@@ -365,8 +430,26 @@ impl Db {
         }
         Ok(Tx {
             conn,
+            backend: self.backend,
             open: true,
             _gate: None,
+        })
+    }
+
+    /// A PostgreSQL connection of its own, outside the pool, made within the pool's acquire
+    /// timeout (`None` on SQLite). Close it when done.
+    pub async fn postgres_connection(&self) -> Option<Result<sqlx::PgConnection, DbError>> {
+        let DatabaseUrl::Postgres(_) = &self.url else {
+            return None;
+        };
+        let limit = self.pool.options().get_acquire_timeout();
+        let connect = sqlx::PgConnection::connect(self.url.expose());
+        Some(match tokio::time::timeout(limit, connect).await {
+            Ok(connected) => connected.map_err(db_err("connect to the database")),
+            Err(_) => Err(DbError::classify(
+                "connect to the database",
+                sqlx::Error::PoolTimedOut,
+            )),
         })
     }
 

@@ -30,6 +30,7 @@ mod processes;
 mod reliability;
 mod rights;
 mod scale_out;
+mod script;
 mod sign_in;
 mod survival;
 mod workflows;
