@@ -1150,8 +1150,9 @@ fn floor_main(spec: &str) -> ! {
         let mut parts = spec.split('|');
         let addr: SocketAddr = parts.next().unwrap().parse().unwrap();
         let dir = PathBuf::from(parts.next().unwrap());
-        let settings = hoso::config::Settings::embedded_in(&dir);
-        let app = hoso::app::App::open(settings, false).await.unwrap();
+        let app = hoso::app::App::open(settings_of(&dir), false)
+            .await
+            .unwrap();
         let mut bodies = Vec::new();
         for id in parts.next().unwrap().split(',') {
             let id: uuid::Uuid = id.parse().unwrap();
@@ -1249,10 +1250,9 @@ async fn on_token(work: &Path, files: &[(&str, f64)]) {
 
 /// Grows the vault's log to at least `target` entries of the shape a copy logs, through the
 /// vault's own log writer (hash chain, Merkle tree, checkpoints and all), many at once.
-async fn grow_log(dir: &Path, target: i64) {
-    use hoso::audit::{AuditAction, Entry};
-    use hoso::domain::Role;
-    // The backends `hoso serve` ran on (it inherits the same variables).
+/// The settings of the vault in `dir` on the backends `hoso serve` ran on (it inherits the same
+/// variables).
+fn settings_of(dir: &Path) -> hoso::config::Settings {
     let mut settings = hoso::config::Settings::embedded_in(dir);
     if let Ok(url) = std::env::var("HOSO_DATABASE_URL") {
         settings.database_url = url.parse().expect("HOSO_DATABASE_URL");
@@ -1260,7 +1260,13 @@ async fn grow_log(dir: &Path, target: i64) {
     if let Ok(url) = std::env::var("HOSO_STORAGE_URL") {
         settings.storage_url = url.parse().expect("HOSO_STORAGE_URL");
     }
-    let app = std::sync::Arc::new(hoso::app::App::open(settings, false).await.unwrap());
+    settings
+}
+
+async fn grow_log(dir: &Path, target: i64) {
+    use hoso::audit::{AuditAction, Entry};
+    use hoso::domain::Role;
+    let app = std::sync::Arc::new(hoso::app::App::open(settings_of(dir), false).await.unwrap());
     let mut last = 0;
     while last < target {
         let calls: Vec<_> = (0..2048)

@@ -687,7 +687,9 @@ pub struct GrantReads {
     pub after_revocation: i64,
 }
 
-/// [`GrantReads`] of every grant that has any (by grant id as logged).
+/// [`GrantReads`] of every grant row that has any (by grant id). Only reads through grants that
+/// have a row are gathered: the check compares rows with the log, and gathering every grant id
+/// the log names held one entry per read in memory on a log of one-read grants.
 pub async fn content_reads_by_grant(
     tx: &mut Tx,
 ) -> Result<std::collections::HashMap<String, GrantReads>, DbError> {
@@ -697,8 +699,9 @@ pub async fn content_reads_by_grant(
         Outcome::Allowed.as_str(),
     );
     let rows = sqlx::query(
-        "SELECT grant_id, COUNT(*) AS n, MAX(at) AS last_at FROM audit_entries \
-         WHERE action = $1 AND outcome = $2 AND grant_id IS NOT NULL GROUP BY grant_id",
+        "SELECT e.grant_id AS grant_id, COUNT(*) AS n, MAX(e.at) AS last_at \
+         FROM audit_entries e JOIN grants g ON g.id = e.grant_id \
+         WHERE e.action = $1 AND e.outcome = $2 GROUP BY e.grant_id",
     )
     .bind(read)
     .bind(allowed)
