@@ -259,10 +259,7 @@ async fn write(sink: &Sink, batch: Vec<(Arc<Keyring>, Work)>) -> Result<Written,
         })
         .collect();
     let refusals = spend_uses(&mut tx, &signer, uses, now).await?;
-    let mut results = Vec::with_capacity(batch.len());
-    for ((keys, work), refused) in batch.into_iter().zip(refusals) {
-        results.push(run(&mut tx, &mut appender, &keys, work, refused).await?);
-    }
+    let results = run_all(&mut tx, &mut appender, batch, refusals).await?;
     let publish = match appender.finish(tx, &signer).await? {
         Some(mark) => {
             sink.checkpoints.advance(mark);
@@ -271,6 +268,33 @@ async fn write(sink: &Sink, batch: Vec<(Arc<Keyring>, Work)>) -> Result<Written,
         None => None,
     };
     Ok((results, publish))
+}
+
+/// Runs every job of a batch: the reads' entries first, then the changes. Every read's use was
+/// spent before any change ran (one may revoke a grant a read of this batch spent a use of); in
+/// batch order instead, such a read would be logged after the revocation, which verify names
+/// as an edited grant row. The jobs of a batch are concurrent requests: any order is theirs.
+/// The results come back in batch order.
+async fn run_all(
+    tx: &mut Tx,
+    appender: &mut Appender,
+    batch: Vec<(Arc<Keyring>, Work)>,
+    refusals: Vec<Option<ApiError>>,
+) -> Result<Vec<Result<Done, ApiError>>, ApiError> {
+    let (reads, changes): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .zip(refusals)
+        .enumerate()
+        .partition(|(_, ((_, work), _))| matches!(work, Work::Entry { .. }));
+    let mut results: Vec<Option<Result<Done, ApiError>>> = Vec::new();
+    results.resize_with(reads.len() + changes.len(), || None);
+    for (i, ((keys, work), refused)) in reads.into_iter().chain(changes) {
+        results[i] = Some(run(tx, appender, &keys, work, refused).await?);
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every job of the batch ran"))
+        .collect())
 }
 
 /// One job of a batch: its entry appended (as denied, with the reason, when its grant use was

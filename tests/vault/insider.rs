@@ -859,3 +859,55 @@ async fn a_different_checkpoint_is_never_written_over_a_published_one() {
             .contains("different checkpoint")
     );
 }
+
+/// A revocation and a read through the same grant, in one batch of the log writer: the read's
+/// use is spent when the batch starts, before the revocation runs, so its entry comes first in
+/// the log, and verify finds the log and the grant row agreeing (else it would name the grant
+/// as edited, for a read logged after its revocation).
+#[tokio::test]
+async fn a_read_and_a_revocation_in_one_batch_are_logged_in_the_order_the_database_saw() {
+    use hoso::audit::writer::GrantUse;
+    use hoso::audit::{AuditAction, Entry};
+    use hoso::domain::Role;
+    let vault = TestVault::new().await;
+    vault.take_in(CITIZEN_A, "cccd", &pdf(90, 4096)).await;
+    let (grant, _) = vault.grant(CITIZEN_A, &["cccd"], "officer.a", 5).await;
+    let id: uuid::Uuid = grant.parse().unwrap();
+    let v = &vault.state.vault;
+    let entry = |action| {
+        let mut e = Entry::new(
+            "officer.a".into(),
+            Role::Officer,
+            "STP-DANANG".into(),
+            action,
+        );
+        e.grant_id = Some(grant.clone());
+        e
+    };
+    let revocation = entry(AuditAction::GrantRevoke);
+    let revoke = v.log.change(v.keys(), move |tx| {
+        Box::pin(async move {
+            hoso::db::grants::revoke(tx, id, "clerk.a", hoso::db::now_ms()).await?;
+            Ok((Some(revocation), ()))
+        })
+    });
+    let grant_use = GrantUse {
+        grant: id,
+        refusal: |_, _| hoso::error::ApiError::Forbidden("revoked".into()),
+    };
+    // Both are queued before the writer runs (one thread: it runs only once both wait).
+    let read = v.log.record_read(
+        v.keys(),
+        entry(AuditAction::DocumentContent),
+        Some(grant_use),
+    );
+    let (revoked, read) = tokio::join!(revoke, read);
+    revoked.unwrap();
+    let read = read.unwrap();
+    let revoked_at = vault
+        .count("SELECT seq FROM audit_entries WHERE action = 'grant.revoke'")
+        .await;
+    assert_eq!(read.seq + 1, revoked_at, "one batch, the read first");
+    let report = verify(&vault).await;
+    assert_eq!(report["ok"], true, "{report}");
+}

@@ -20,8 +20,12 @@ async fn every_acknowledged_document_survives_sigkill_at_random_moments() {
         let mut fleet = start_fleet(&vault, 1).await;
         let addr = fleet.0[0].1;
         let mut clients = Vec::new();
+        // Acknowledged this round: the kill comes at a random moment after the first, so every
+        // round puts a promise to the test however slow the machine is that minute.
+        let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for c in 0..4u64 {
             let clerk = clerk.clone();
+            let acked = acked.clone();
             clients.push(tokio::spawn(async move {
                 let mut done = Vec::new();
                 for n in 0.. {
@@ -33,7 +37,8 @@ async fn every_acknowledged_document_survives_sigkill_at_random_moments() {
                     let reply = try_intake(addr, &clerk, CITIZEN_A, doc_type, scan.clone()).await;
                     match reply {
                         Ok((201 | 200, doc)) => {
-                            done.push((doc["id"].as_str().unwrap().to_owned(), scan))
+                            done.push((doc["id"].as_str().unwrap().to_owned(), scan));
+                            acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         }
                         // Killed mid-request: not acknowledged, so nothing is promised.
                         _ => break,
@@ -41,6 +46,14 @@ async fn every_acknowledged_document_survives_sigkill_at_random_moments() {
                 }
                 done
             }));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while acked.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: no intake acknowledged in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         seed ^= seed << 13;
         seed ^= seed >> 7;
