@@ -176,7 +176,11 @@ async fn an_erased_document_leaves_nothing_readable_in_the_store_or_the_database
     let body = vault.object(&id).await;
     // Rotate, so that two master-key versions exist: neither may find anything to unwrap.
     let rotated = hoso_cli(&vault, &["keys", "rotate"]).await;
-    assert!(rotated.status.success());
+    assert!(
+        rotated.status.success(),
+        "keys rotate: {}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
 
     let reply = vault
         .post(
