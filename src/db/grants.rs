@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::documents::DocumentRow;
-use super::script::{Rows, Script, Slot};
+use super::script::Slot;
 use super::{Columns, DbError, Tx, col, db_err};
 use crate::crypto::CitizenIndex;
 use crate::crypto::grant_seal::GrantScope;
@@ -300,16 +300,11 @@ where
 /// at this instant; returns the ones spent. The check and the increment are one statement, so
 /// concurrent readers (in one process or many) can never spend more uses than a grant allows.
 pub async fn consume_uses(tx: &mut Tx, ids: &[Uuid], now: i64) -> Result<Vec<Uuid>, DbError> {
+    // One parameter a grant; 500 stays far below every backend's limit. Every chunk goes in one
+    // script (one hand-off on SQLite).
     let mut script = tx.script();
-    let slots = push_consume_uses(&mut script, ids, now);
-    let rows = tx.run(script, db_err("consume grant uses")).await?;
-    spent_from(&rows, &slots)
-}
-
-/// [`consume_uses`]' statements, in a script; [`spent_from`] reads what they spent.
-pub fn push_consume_uses(script: &mut Script, ids: &[Uuid], now: i64) -> Vec<Slot> {
-    // One parameter a grant; 500 stays far below every backend's limit.
-    ids.chunks(500)
+    let slots: Vec<Slot> = ids
+        .chunks(500)
         .map(|chunk| {
             let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let slot = script.push(&format!(
@@ -323,20 +318,16 @@ pub fn push_consume_uses(script: &mut Script, ids: &[Uuid], now: i64) -> Vec<Slo
             }
             slot
         })
+        .collect();
+    let rows = tx.run(script, db_err("consume grant uses")).await?;
+    slots
+        .iter()
+        .flat_map(|&slot| rows.of(slot))
+        .map(|r| {
+            Uuid::parse_str(&col::<String>(r, "id")?)
+                .map_err(|_| DbError::Corrupt("a grant id is not a UUID".into()))
+        })
         .collect()
-}
-
-/// The grants [`push_consume_uses`]' statements spent a use of.
-pub fn spent_from(rows: &Rows, slots: &[Slot]) -> Result<Vec<Uuid>, DbError> {
-    let mut spent = Vec::new();
-    for r in slots.iter().flat_map(|&slot| rows.of(slot)) {
-        let id: String = col(r, "id")?;
-        spent.push(
-            Uuid::parse_str(&id)
-                .map_err(|_| DbError::Corrupt("a grant id is not a UUID".into()))?,
-        );
-    }
-    Ok(spent)
 }
 
 pub async fn revoke(tx: &mut Tx, id: Uuid, by: &str, now: i64) -> Result<bool, DbError> {

@@ -78,10 +78,6 @@ impl std::ops::DerefMut for Tx {
 }
 
 impl Tx {
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     /// A script for this transaction's database.
     pub fn script<'q>(&self) -> Script<'q> {
         Script::new(self.backend)
