@@ -383,8 +383,9 @@ struct Workers<S> {
     timeout: Duration,
 }
 
-impl<S: 'static> Workers<S> {
-    fn start(count: usize, timeout: Duration) -> Self {
+impl<S: Send + 'static> Workers<S> {
+    /// `first`, when given, is the first worker's state (a session already open).
+    fn start(count: usize, timeout: Duration, mut first: Option<S>) -> Self {
         let (tx, rx) = mpsc::channel::<Job<S>>();
         let rx = Arc::new(Mutex::new(rx));
         let (end, ended) = mpsc::channel();
@@ -393,10 +394,11 @@ impl<S: 'static> Workers<S> {
         let epoch = Instant::now();
         for i in 0..count {
             let (rx, busy, end) = (rx.clone(), busy_since.clone(), end.clone());
+            let own = first.take();
             std::thread::Builder::new()
                 .name(format!("hoso-pkcs11-{i}"))
                 .spawn(move || {
-                    let mut session = None;
+                    let mut session = own;
                     while let Some(job) = rx.lock().ok().and_then(|rx| rx.recv().ok()) {
                         let started = epoch.elapsed().as_millis().max(1) as u64;
                         busy[i].store(started, Ordering::Relaxed);
@@ -505,34 +507,22 @@ impl Hsm {
     /// Loads the module, initialises it, finds the token by label and logs in with the PIN in
     /// `pin_file`. Each failure is one line saying which setting to fix.
     pub fn open(s: &HsmSettings, keys_dir: &Path, create: bool) -> Result<Self, HsmError> {
-        let setting = |what: String| HsmError::Setting(what);
         let prefix = match &s.label_prefix {
             Some(p) => p.clone(),
             None => own_prefix(keys_dir, create)?,
         };
         let module = context(&s.module)?;
-        let slot = find_slot(&module.ctx, &s.token_label)?;
         let pin = read_pin(&s.pin_file)?;
-        // Log in once now, so a wrong PIN stops start-up rather than the first intake.
-        let session = module.ctx.open_rw_session(slot).map_err(unavailable)?;
-        match session.login(UserType::User, Some(&pin)) {
-            Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(Error::Pkcs11(
-                RvError::PinIncorrect
-                | RvError::PinInvalid
-                | RvError::PinLenRange
-                | RvError::PinLocked,
-                _,
-            )) => {
-                return Err(setting(format!(
-                    "HOSO_PKCS11_PIN_FILE {}: the token refused this PIN",
-                    s.pin_file.display()
-                )));
-            }
-            Err(e) => return Err(unavailable(e)),
-        }
+        let (slot, generation, session) = log_in(&module, s, &pin)?;
+        // The session logged in stays open, a worker's: the log-in lasts while any session
+        // does, so the other workers' sessions find it made rather than log in again.
+        let first = Open {
+            session: Some(session),
+            generation,
+            module: module.clone(),
+        };
         let token = Arc::new(Token {
-            slot: Mutex::new((slot, module.generation())),
+            slot: Mutex::new((slot, generation)),
             module,
             label: s.token_label.clone(),
             pin,
@@ -544,7 +534,7 @@ impl Hsm {
             .clamp(2, 8)
             * 2;
         Ok(Self {
-            workers: Workers::start(count, s.timeout),
+            workers: Workers::start(count, s.timeout, Some(first)),
             handles: Arc::new(Handles::new(token.module.clone())),
             token,
             prefix,
@@ -1178,6 +1168,67 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot, HsmError> {
         })
 }
 
+/// Finds the token and logs in once, so that a wrong label or PIN stops start-up rather than
+/// the first intake; gives the slot and the module generation it was found in. A module that
+/// keeps its token in files shared between processes (SoftHSM2) rewrites them at every
+/// process's login, and one that read them in the middle of that holds a token that is missing,
+/// or fails the login, until it reads them again: such a failure is tried again after the
+/// module is initialised again (as for a lost token), five times over about three seconds. A
+/// refused PIN is never tried again (retries would lock it).
+fn log_in(
+    module: &Module,
+    s: &HsmSettings,
+    pin: &AuthPin,
+) -> Result<(Slot, u64, Session), HsmError> {
+    let mut pause = Duration::from_millis(200);
+    let mut tries = 0;
+    loop {
+        let (result, generation) = {
+            let _shared = module
+                .calls
+                .read()
+                .map_err(|_| HsmError::Unavailable("a PKCS#11 lock was poisoned".into()))?;
+            let generation = module.generation();
+            (log_in_once(module, s, pin), generation)
+        };
+        match result {
+            Ok((slot, session)) => return Ok((slot, generation, session)),
+            Err(LogIn::Passing(_)) if tries < 4 => {
+                std::thread::sleep(pause);
+                module.restart(generation);
+                pause *= 2;
+                tries += 1;
+            }
+            Err(LogIn::Passing(e) | LogIn::Final(e)) => return Err(e),
+        }
+    }
+}
+
+/// Why a log-in failed: the token's answer may change in a moment, or it will not.
+enum LogIn {
+    Passing(HsmError),
+    Final(HsmError),
+}
+
+fn log_in_once(module: &Module, s: &HsmSettings, pin: &AuthPin) -> Result<(Slot, Session), LogIn> {
+    let slot = find_slot(&module.ctx, &s.token_label).map_err(LogIn::Passing)?;
+    let session = module
+        .ctx
+        .open_rw_session(slot)
+        .map_err(|e| LogIn::Passing(unavailable(e)))?;
+    match session.login(UserType::User, Some(pin)) {
+        Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok((slot, session)),
+        Err(Error::Pkcs11(
+            RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange | RvError::PinLocked,
+            _,
+        )) => Err(LogIn::Final(HsmError::Setting(format!(
+            "HOSO_PKCS11_PIN_FILE {}: the token refused this PIN",
+            s.pin_file.display()
+        )))),
+        Err(e) => Err(LogIn::Passing(unavailable(e))),
+    }
+}
+
 /// The PIN, read once from its file (trailing newline dropped), kept as a secret.
 fn read_pin(path: &Path) -> Result<AuthPin, HsmError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -1202,7 +1253,7 @@ mod tests {
 
     #[test]
     fn a_call_that_does_not_return_fails_after_the_timeout_and_then_at_once() {
-        let workers = Workers::<()>::start(2, Duration::from_millis(200));
+        let workers = Workers::<()>::start(2, Duration::from_millis(200), None);
         let answered = workers.call(|_| Ok(7));
         assert_eq!(answered.unwrap(), 7);
         // Both workers stuck inside a call, as in a module that stopped answering.
