@@ -185,13 +185,19 @@ impl TestVault {
         self.restart(|_| {}).await
     }
 
-    /// What `hoso audit verify` says of this vault: whether it exited 0, and its output. The
-    /// auditor's way when the running vault refuses (its own rollback alarm).
+    /// What `hoso audit verify` says of this vault: whether it exited 0, and what it printed
+    /// (stdout, then how it exited and its stderr, for a failure's message). The auditor's way
+    /// when the running vault refuses (its own rollback alarm).
     pub async fn cli_verify(&self) -> (bool, String) {
         let out = hoso_cli(self, &["audit", "verify"]).await;
         (
             out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
+            format!(
+                "{}\n[{}] {}",
+                String::from_utf8_lossy(&out.stdout),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ),
         )
     }
 

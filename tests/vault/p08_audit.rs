@@ -22,14 +22,6 @@ async fn report(vault: &TestVault) -> serde_json::Value {
     reply.json()
 }
 
-async fn cli_verify(vault: &TestVault) -> (bool, String) {
-    let out = hoso_cli(vault, &["audit", "verify"]).await;
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
 /// Both the API and the CLI find the log broken, first at `seq`.
 async fn found_at(vault: &TestVault, seq: i64) {
     let r = report(vault).await;
@@ -38,8 +30,8 @@ async fn found_at(vault: &TestVault, seq: i64) {
         (false.into(), seq.into()),
         "{r}"
     );
-    let (ok, out) = cli_verify(vault).await;
-    assert!(!ok);
+    let (ok, out) = vault.cli_verify().await;
+    assert!(!ok, "{out}");
     assert!(out.contains(&format!("first bad entry is {seq}")), "{out}");
 }
 
@@ -56,7 +48,7 @@ async fn an_untouched_log_verifies() {
     let r = report(&vault).await;
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["entries"], 7);
-    let (ok, out) = cli_verify(&vault).await;
+    let (ok, out) = vault.cli_verify().await;
     assert!(ok, "{out}");
     assert!(out.contains("intact"), "{out}");
 }
@@ -115,7 +107,7 @@ async fn a_kept_signed_head_with_a_bad_signature_is_found() {
         )
         .await;
     found_at(&vault, 256).await;
-    let (_, out) = cli_verify(&vault).await;
+    let (_, out) = vault.cli_verify().await;
     assert!(out.contains("signed head signature is invalid"), "{out}");
 }
 
@@ -125,7 +117,7 @@ async fn a_deleted_entry_is_found() {
     vault.sql("DELETE FROM audit_entries WHERE seq = 3").await;
     let r = report(&vault).await;
     assert_eq!(r["first_bad_seq"], 3, "{r}");
-    let (ok, out) = cli_verify(&vault).await;
+    let (ok, out) = vault.cli_verify().await;
     assert!(!ok && out.contains("first bad entry is 3"), "{out}");
 }
 
