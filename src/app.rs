@@ -149,9 +149,13 @@ impl App {
         let vault = vault(&settings, opened);
         if create {
             // `serve` (and `init`): every erasure in the ledger holds before the first request.
-            crate::records::erasure::reapply(&vault, crate::records::erasure::Source::Live)
-                .await
-                .map_err(|e| StartupError::Ledger(e.for_operator()))?;
+            let done =
+                crate::records::erasure::reapply(&vault, crate::records::erasure::Source::Live)
+                    .await
+                    .map_err(|e| StartupError::Ledger(e.for_operator()))?;
+            if let Some(why) = done.unreadable() {
+                return Err(StartupError::Ledger(why));
+            }
         }
         Ok(Self {
             settings,

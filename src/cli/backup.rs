@@ -45,9 +45,13 @@ pub async fn restore(
     // Every erasure the ledger holds, before anything serves the restored vault.
     let reapplied = async {
         let app = open(settings).await?;
-        records::erasure::reapply(&app.vault, source)
+        let done = records::erasure::reapply(&app.vault, source)
             .await
-            .map_err(|e| CliError::Failed(cli_error(e)))
+            .map_err(|e| CliError::Failed(cli_error(e)))?;
+        match done.unreadable() {
+            Some(why) => Err(CliError::Failed(why)),
+            None => Ok(done),
+        }
     }
     .await;
     let reapplied = match reapplied {

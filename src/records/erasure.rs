@@ -186,6 +186,22 @@ impl Reapplied {
     pub fn did_anything(&self) -> bool {
         !self.erased.is_empty() || self.bodies > 0 || self.rewritten > 0 || !self.refused.is_empty()
     }
+
+    /// Why the ledger could not be read whole, when a record was refused. A vault must not serve
+    /// then: the likeliest cause is a `keys/` restored without the `erasure-ledger.key` that
+    /// sealed the records (a new one was made in its place), and every erasure they hold would be
+    /// undone by a restored backup.
+    pub fn unreadable(&self) -> Option<String> {
+        let first = self.refused.first()?;
+        Some(format!(
+            "{} of its {} records (the first for document {first}) are not sealed with \
+             keys/erasure-ledger.key, or do not describe the document the database holds; put \
+             back the erasure-ledger.key that sealed them (restore keys/ whole), and see `hoso \
+             doctor` for each record",
+            self.refused.len(),
+            self.records
+        ))
+    }
 }
 
 /// Finishes every erasure the ledger holds: a document the database still holds whole (a

@@ -473,6 +473,7 @@ async fn a_restored_backup_does_not_bring_an_erased_document_back() {
             std::fs::rename(entry.path(), aside.join(entry.file_name())).unwrap();
         }
     }
+    refused_without_the_ledger_key(&settings, &gone).await;
     let reopened = TestVault::open(vault_dir, settings).await;
     assert_eq!(row_of(&reopened, &gone).await, ("erased".into(), 0));
     assert!(!contains(
@@ -512,6 +513,17 @@ async fn a_postgresql_database_restored_from_a_dump_is_re_erased_at_start_up() {
         child.stdin.take().unwrap().write_all(input).unwrap();
         assert!(child.wait().unwrap().success());
     };
+    let exported = vault.path().join("ledger.jsonl");
+    let out = hoso_cli(
+        &vault,
+        &["retention", "ledger", "export", exported.to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     psql("postgres", format!("CREATE DATABASE {name};").as_bytes());
     psql(&name, &dump.stdout);
     let mut settings = vault.state.settings.clone();
@@ -530,9 +542,38 @@ async fn a_postgresql_database_restored_from_a_dump_is_re_erased_at_start_up() {
             blobs.delete(&key).await.unwrap();
         }
     }
+    refused_without_the_ledger_key(&settings, &gone).await;
+    // The live ledger's record lost as well: `hoso doctor --ledger` (restores at scale, with
+    // the database's own tools) re-erases from the exported copy.
+    blobs
+        .delete(&format!("ledger/erasures/{gone}"))
+        .await
+        .unwrap();
+    let mut doctor = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"));
+    doctor
+        .args(["doctor", "--ledger", exported.to_str().unwrap()])
+        .env("HOSO_DATABASE_URL", settings.database_url.expose())
+        .env("HOSO_STORAGE_URL", settings.storage_url.to_string())
+        .env("HOSO_KEYS_DIR", &settings.keys_dir)
+        .env("HOSO_LOG", "warn");
+    pkcs11_env(&mut doctor, &settings);
+    let out = doctor.output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("1 documents erased again"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir = tempfile::tempdir().unwrap();
     let restored = TestVault::open(dir, settings).await;
     assert_eq!(row_of(&restored, &gone).await, ("erased".into(), 0));
+    // Serving again wrote the lost record back from the tombstone.
+    assert!(
+        !restored
+            .raw_object(&format!("ledger/erasures/{gone}"))
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -550,6 +591,27 @@ async fn a_lost_ledger_record_is_written_again_from_the_tombstone() {
     let record: serde_json::Value = serde_json::from_slice(&vault.raw_object(&key).await).unwrap();
     assert_eq!(record["reason"], EraseReason::CourtOrder.as_str());
     assert_eq!(record["detail"], "YC-7");
+}
+
+/// keys/ restored without its `erasure-ledger.key`, beside a database that holds a document
+/// whole that the ledger erased: the key made in its place seals none of the ledger's records,
+/// and a vault that went on would serve the document. It does not start until the key that
+/// sealed them is back (which this puts back).
+async fn refused_without_the_ledger_key(settings: &hoso::config::Settings, erased: &str) {
+    let key = settings.keys_dir.join("erasure-ledger.key");
+    let aside = settings.keys_dir.with_extension("ledger-key-aside");
+    std::fs::rename(&key, &aside).unwrap();
+    for attempt in ["the key missing", "a new key made in its place"] {
+        let refused = hoso::app::App::open(settings.clone(), true).await;
+        let Err(hoso::app::StartupError::Ledger(why)) = refused else {
+            panic!("a vault started with {attempt}");
+        };
+        assert!(
+            why.contains(erased) && why.contains("erasure-ledger.key"),
+            "{attempt}: {why}"
+        );
+    }
+    std::fs::rename(&aside, &key).unwrap();
 }
 
 /// Whether document `id` is whole (its key, fields and body there, the fields opening) or fully
@@ -596,6 +658,88 @@ async fn due_diplomas(vault: &TestVault, seed: u64, n: u64) -> Vec<String> {
         ))
         .await;
     ids
+}
+
+/// `hoso retention run` as an operator runs it: one run at a time (a lease another holds
+/// refuses it, saying why), a dry run lists what is due and erases nothing, the run erases it.
+#[tokio::test]
+async fn retention_run_on_the_command_line_is_one_at_a_time_and_its_dry_run_erases_nothing() {
+    let vault = TestVault::new().await;
+    let rules = vault.path().join("retention.json");
+    std::fs::write(
+        &rules,
+        r#"{"rules": {"diploma": {"after_not_current_days": 1}}}"#,
+    )
+    .unwrap();
+    let mut due = due_diplomas(&vault, 900, 2).await;
+    due.sort();
+    let current = vault.take_in(CITIZEN_A, "diploma", &pdf(910, 3_000)).await;
+    let s = vault.state.settings.clone();
+    let run = |extra: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"));
+        command
+            .args(["retention", "run"])
+            .args(extra)
+            .env("HOSO_DATABASE_URL", s.database_url.expose())
+            .env("HOSO_STORAGE_URL", s.storage_url.to_string())
+            .env("HOSO_KEYS_DIR", &s.keys_dir)
+            .env("HOSO_RETENTION_FILE", &rules)
+            .env("HOSO_LOG", "warn");
+        pkcs11_env(&mut command, &s);
+        let out = command.output().unwrap();
+        let said = format!(
+            "{}\n[{}] {}",
+            String::from_utf8_lossy(&out.stdout),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+
+    let in_ten_minutes = hoso::db::now_ms() + 600_000;
+    vault
+        .sql(&format!(
+            "UPDATE retention_lease SET holder = 'another-server', until_at = {in_ten_minutes}"
+        ))
+        .await;
+    let (ok, said) = run(&["--dry-run"]);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("another retention run holds the lease"),
+        "{said}"
+    );
+    vault.sql("UPDATE retention_lease SET until_at = 0").await;
+
+    let (ok, said) = run(&["--dry-run"]);
+    assert!(ok, "{said}");
+    for id in &due {
+        assert!(
+            said.contains(&format!("would erase {id} (diploma)")),
+            "{said}"
+        );
+        assert_eq!(status(&vault, id).await, "revoked");
+    }
+    assert!(
+        said.contains("2 documents past their retention rule: would erase 2, 0 kept"),
+        "{said}"
+    );
+    assert!(!said.contains(&current), "{said}");
+
+    let (ok, said) = run(&[]);
+    assert!(ok, "{said}");
+    for id in &due {
+        assert!(said.contains(&format!("erased {id} (diploma)")), "{said}");
+        assert_eq!(row_of(&vault, id).await, ("erased".into(), 0));
+    }
+    assert!(
+        said.contains("2 documents past their retention rule: erased 2, 0 kept"),
+        "{said}"
+    );
+    assert_eq!(
+        status(&vault, &current).await,
+        "pending",
+        "not due, not erased"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -771,6 +915,12 @@ async fn the_bucket_or_the_database_alone_cannot_erase_or_unerase_a_document() {
     assert_eq!(out.status.code(), Some(1));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains(&planted) && said.contains(&marked), "{said}");
+    // A vault does not start on a ledger it cannot read whole.
+    let refused = hoso::app::App::open(vault.state.settings.clone(), true).await;
+    let Err(hoso::app::StartupError::Ledger(why)) = refused else {
+        panic!("a vault started on a ledger holding a record it did not seal");
+    };
+    assert!(why.contains(&planted), "{why}");
 
     // A rewrap that read the row before its erasure cannot put a key back into the tombstone.
     let mut tx = vault.state.vault.db.begin().await.unwrap();
