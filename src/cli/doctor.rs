@@ -48,7 +48,7 @@ pub async fn run(
             .unwrap_or_default(),
         report.grants.len()
     );
-    Ok(if report.healthy() && ledger.refused.is_empty() {
+    Ok(if report.healthy() && ledger.unreadable().is_none() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -98,6 +98,11 @@ pub fn say_reapplied(ledger: &records::erasure::Reapplied) {
             ledger.bodies,
             ledger.rewritten
         );
+    }
+    if ledger.wrong_key
+        && let Some(why) = ledger.unreadable()
+    {
+        println!("the erasure ledger was not re-applied: {why}");
     }
     for id in &ledger.refused {
         println!(

@@ -92,8 +92,9 @@ impl Module {
     /// Finalises and initialises the module again, unless another worker did since `seen`,
     /// or it was tried less than a second ago.
     /// A call stuck in the module keeps it shared: then this gives up rather than wait (and
-    /// hold up every worker behind it), and the next failure tries again.
-    fn restart(&self, seen: u64) {
+    /// hold up every worker behind it), and the next failure tries again. `why` is for the
+    /// operator's log line.
+    fn restart(&self, seen: u64, why: &str) {
         let Ok(_alone) = self.calls.try_write() else {
             return;
         };
@@ -113,9 +114,11 @@ impl Module {
             .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         {
             Ok(()) | Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {
-                tracing::warn!("the PKCS#11 module was initialised again after losing its token");
+                tracing::warn!("the PKCS#11 module was initialised again: {why}");
             }
-            Err(e) => tracing::warn!(error = %e, "the PKCS#11 module did not initialise again"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the PKCS#11 module did not initialise again ({why})")
+            }
         }
         // Finalised either way: every session opened before is gone.
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -220,7 +223,7 @@ impl Token {
         };
         result.map_err(|failure| {
             if failure.module_lost {
-                self.module.restart(generation);
+                self.module.restart(generation, "it lost its token");
             }
             failure.error
         })
@@ -1172,15 +1175,14 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot, HsmError> {
 /// the first intake; gives the slot and the module generation it was found in. A module that
 /// keeps its token in files shared between processes (SoftHSM2) rewrites them at every
 /// process's login, and one that read them in the middle of that holds a token that is missing,
-/// or fails the login, until it reads them again: such a failure is tried again after the
-/// module is initialised again (as for a lost token), five times over about three seconds. A
-/// refused PIN is never tried again (retries would lock it).
+/// or fails the login, until it reads them again: such a failure is tried again three times, a
+/// second apart (the least time between two initialisations), each after the module is
+/// initialised again. A refused PIN is never tried again (retries would lock it).
 fn log_in(
     module: &Module,
     s: &HsmSettings,
     pin: &AuthPin,
 ) -> Result<(Slot, u64, Session), HsmError> {
-    let mut pause = Duration::from_millis(200);
     let mut tries = 0;
     loop {
         let (result, generation) = {
@@ -1193,10 +1195,9 @@ fn log_in(
         };
         match result {
             Ok((slot, session)) => return Ok((slot, generation, session)),
-            Err(LogIn::Passing(_)) if tries < 4 => {
-                std::thread::sleep(pause);
-                module.restart(generation);
-                pause *= 2;
+            Err(LogIn::Passing(_)) if tries < 3 => {
+                std::thread::sleep(Duration::from_secs(1));
+                module.restart(generation, "its token could not be read at start-up");
                 tries += 1;
             }
             Err(LogIn::Passing(e) | LogIn::Final(e)) => return Err(e),

@@ -109,9 +109,10 @@ async fn copy_checkpoints(vault: &Vault, snapshot: &Db, store: &BlobStore) -> Re
 }
 
 /// Copies the erasure ledger as it is now (every record is at least as old as the snapshot's
-/// erasures, so a restore re-erases at least what the snapshot had erased).
+/// erasures, so a restore re-erases at least what the snapshot had erased), and its key's
+/// check value.
 async fn copy_ledger(vault: &Vault, store: &BlobStore) -> Result<(), ApiError> {
-    for key in vault.blobs.list_under(super::ledger::PREFIX).await? {
+    for key in vault.blobs.list_under(super::ledger::ROOT).await? {
         store
             .put_all(&key, vault.blobs.get_all(&key).await?)
             .await?;

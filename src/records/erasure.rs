@@ -179,25 +179,38 @@ pub struct Reapplied {
     /// Tombstones the live ledger had lost, written to it again (the audit log has their
     /// erasure).
     pub rewritten: usize,
+    /// `keys/erasure-ledger.key` is not the key that sealed the ledger: nothing was re-applied.
+    pub wrong_key: bool,
 }
 
 impl Reapplied {
     /// Whether it changed anything (worth saying).
     pub fn did_anything(&self) -> bool {
-        !self.erased.is_empty() || self.bodies > 0 || self.rewritten > 0 || !self.refused.is_empty()
+        !self.erased.is_empty()
+            || self.bodies > 0
+            || self.rewritten > 0
+            || !self.refused.is_empty()
+            || self.wrong_key
     }
 
-    /// Why the ledger could not be read whole, when a record was refused. A vault must not serve
-    /// then: the likeliest cause is a `keys/` restored without the `erasure-ledger.key` that
-    /// sealed the records (a new one was made in its place), and every erasure they hold would be
-    /// undone by a restored backup.
+    /// Why the ledger could not be read whole, if it could not: a vault must not serve then,
+    /// for a restored backup could serve what it erased. The key is not the ledger's (a `keys/`
+    /// restored without its `erasure-ledger.key`, a new one made in its place), or a record was
+    /// refused (someone with the bucket wrote it, or it names the document as it is not).
     pub fn unreadable(&self) -> Option<String> {
+        if self.wrong_key {
+            return Some(
+                "keys/erasure-ledger.key is not the key that sealed it (its check value in the \
+                 store, ledger/key-check, differs); put back the erasure-ledger.key that sealed \
+                 it (restore keys/ whole)"
+                    .into(),
+            );
+        }
         let first = self.refused.first()?;
         Some(format!(
-            "{} of its {} records (the first for document {first}) are not sealed with \
-             keys/erasure-ledger.key, or do not describe the document the database holds; put \
-             back the erasure-ledger.key that sealed them (restore keys/ whole), and see `hoso \
-             doctor` for each record",
+            "{} of its {} records (the first for document {first}) were not sealed by this \
+             vault, or do not describe the document the database holds; `hoso doctor` names \
+             each, to be moved out of the store (and kept) once understood",
             self.refused.len(),
             self.records
         ))
@@ -208,6 +221,15 @@ impl Reapplied {
 /// restored backup, or a crash before its transaction) is erased, a body left behind is
 /// deleted, and a tombstone whose record the live ledger lost is written to it again.
 pub async fn reapply(vault: &Vault, source: Source) -> Result<Reapplied, ApiError> {
+    // Under another key every record would be refused, and one written again would be sealed
+    // with it: nothing is read or written until the key is the ledger's.
+    if !ledger::key_is_the_ledgers(&vault.blobs, &vault.keys()).await? {
+        tracing::error!("keys/erasure-ledger.key is not the key that sealed the erasure ledger");
+        return Ok(Reapplied {
+            wrong_key: true,
+            ..Reapplied::default()
+        });
+    }
     let mut ids = ledger::erased_ids(&vault.blobs).await?;
     let exported = match source {
         Source::Live => Vec::new(),

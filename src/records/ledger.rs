@@ -22,7 +22,16 @@ use crate::crypto::keyring::Keyring;
 use crate::domain::{DocType, EraseReason};
 use crate::error::ApiError;
 
+/// Everything the ledger keeps: its records and its key's check value.
+pub const ROOT: &str = "ledger";
 pub const PREFIX: &str = "ledger/erasures";
+
+/// The ledger key's check value: hex HMAC-SHA-256 under `keys/erasure-ledger.key` of
+/// `"hoso/erasure-ledger/v1"` followed by [`KEY_CHECK_TEXT`] (no record is that text: a record
+/// is a JSON object). Written by the first re-application; a key that does not make it is not
+/// the key that sealed the ledger.
+pub const KEY_CHECK: &str = "ledger/key-check";
+const KEY_CHECK_TEXT: &[u8] = b"the erasure ledger's key";
 
 /// What the ledger says of one erased document.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +101,19 @@ pub async fn put(blobs: &BlobStore, record: &Record) -> Result<(), ApiError> {
         .put_all(&key(record.document_id), Bytes::from(json))
         .await?;
     Ok(())
+}
+
+/// Whether `keys` hold the key that sealed this ledger: its check value (see [`KEY_CHECK`]) is
+/// what the key makes, or there is none yet and this key's is written now.
+pub async fn key_is_the_ledgers(blobs: &BlobStore, keys: &Keyring) -> Result<bool, ApiError> {
+    let ours = hex::encode(keys.seal_ledger_record(KEY_CHECK_TEXT));
+    if !blobs.exists(KEY_CHECK).await? {
+        blobs.put_all(KEY_CHECK, Bytes::from(ours)).await?;
+        return Ok(true);
+    }
+    let held = blobs.get_all(KEY_CHECK).await?;
+    Ok(hex::decode(held.trim_ascii())
+        .is_ok_and(|seal| keys.ledger_record_is_sealed(KEY_CHECK_TEXT, &seal)))
 }
 
 /// Whether the ledger holds an object for `id` (sealed or not).

@@ -425,6 +425,31 @@ async fn a_restored_backup_does_not_bring_an_erased_document_back() {
     let refused = restore(&[]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--ledger"));
+    // keys/ with another erasure-ledger.key: the restore is refused, and removed.
+    let key = s.keys_dir.join("erasure-ledger.key");
+    let aside = fresh.path().join("ledger-key-aside");
+    std::fs::rename(&key, &aside).unwrap();
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut other = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key)
+            .unwrap();
+        other.write_all(&[7u8; 32]).unwrap();
+    }
+    let refused = restore(&["--no-ledger"]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("erasure-ledger.key is not the key that sealed it")
+            && said.contains("the restore was removed"),
+        "{said}"
+    );
+    assert!(!fresh.path().join("hoso.db").exists(), "nothing restored");
+    std::fs::rename(&aside, &key).unwrap();
     let bad = fresh.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"document_id\": 3}\n").unwrap();
     let refused = restore(&["--ledger", bad.to_str().unwrap()]);
@@ -473,7 +498,7 @@ async fn a_restored_backup_does_not_bring_an_erased_document_back() {
             std::fs::rename(entry.path(), aside.join(entry.file_name())).unwrap();
         }
     }
-    refused_without_the_ledger_key(&settings, &gone).await;
+    refused_without_the_ledger_key(&settings).await;
     let reopened = TestVault::open(vault_dir, settings).await;
     assert_eq!(row_of(&reopened, &gone).await, ("erased".into(), 0));
     assert!(!contains(
@@ -542,7 +567,7 @@ async fn a_postgresql_database_restored_from_a_dump_is_re_erased_at_start_up() {
             blobs.delete(&key).await.unwrap();
         }
     }
-    refused_without_the_ledger_key(&settings, &gone).await;
+    refused_without_the_ledger_key(&settings).await;
     // The live ledger's record lost as well: `hoso doctor --ledger` (restores at scale, with
     // the database's own tools) re-erases from the exported copy.
     blobs
@@ -564,16 +589,17 @@ async fn a_postgresql_database_restored_from_a_dump_is_re_erased_at_start_up() {
         "{said}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let dir = tempfile::tempdir().unwrap();
-    let restored = TestVault::open(dir, settings).await;
-    assert_eq!(row_of(&restored, &gone).await, ("erased".into(), 0));
-    // Serving again wrote the lost record back from the tombstone.
+    assert!(out.status.success(), "{said}");
+    // The exported record is the live ledger's again.
     assert!(
-        !restored
+        !vault
             .raw_object(&format!("ledger/erasures/{gone}"))
             .await
             .is_empty()
     );
+    let dir = tempfile::tempdir().unwrap();
+    let restored = TestVault::open(dir, settings).await;
+    assert_eq!(row_of(&restored, &gone).await, ("erased".into(), 0));
 }
 
 #[tokio::test]
@@ -597,7 +623,7 @@ async fn a_lost_ledger_record_is_written_again_from_the_tombstone() {
 /// whole that the ledger erased: the key made in its place seals none of the ledger's records,
 /// and a vault that went on would serve the document. It does not start until the key that
 /// sealed them is back (which this puts back).
-async fn refused_without_the_ledger_key(settings: &hoso::config::Settings, erased: &str) {
+async fn refused_without_the_ledger_key(settings: &hoso::config::Settings) {
     let key = settings.keys_dir.join("erasure-ledger.key");
     let aside = settings.keys_dir.with_extension("ledger-key-aside");
     std::fs::rename(&key, &aside).unwrap();
@@ -607,7 +633,7 @@ async fn refused_without_the_ledger_key(settings: &hoso::config::Settings, erase
             panic!("a vault started with {attempt}");
         };
         assert!(
-            why.contains(erased) && why.contains("erasure-ledger.key"),
+            why.contains("erasure-ledger.key is not the key that sealed it"),
             "{attempt}: {why}"
         );
     }
@@ -702,12 +728,23 @@ async fn retention_run_on_the_command_line_is_one_at_a_time_and_its_dry_run_eras
             "UPDATE retention_lease SET holder = 'another-server', until_at = {in_ten_minutes}"
         ))
         .await;
-    let (ok, said) = run(&["--dry-run"]);
+    let (ok, said) = run(&[]);
     assert!(!ok, "{said}");
     assert!(
         said.contains("another retention run holds the lease"),
         "{said}"
     );
+    for id in &due {
+        assert_eq!(
+            status(&vault, id).await,
+            "revoked",
+            "erased under another's lease"
+        );
+    }
+    let holder = vault
+        .fetch_text("SELECT holder FROM retention_lease WHERE id = 1")
+        .await;
+    assert_eq!(holder, "another-server");
     vault.sql("UPDATE retention_lease SET until_at = 0").await;
 
     let (ok, said) = run(&["--dry-run"]);
