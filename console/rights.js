@@ -36,7 +36,7 @@ function requestTable(id, label, list, act, own = false) {
       act ? h('td', {}, act(q)) : null)))));
 }
 
-/** The open requests of every citizen, soonest due first; a clerk can move each on. */
+/** The open requests of every citizen, the next deadline soonest first; a clerk can move each on. */
 export async function requestQueue(box, me) {
   let list;
   try {

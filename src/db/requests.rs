@@ -135,14 +135,16 @@ where
     row.as_ref().map(from_row).transpose()
 }
 
-/// The open requests, soonest due first.
+/// The open requests, the next deadline each still has soonest first: the first answer's
+/// until it is given (it always falls before the carrying out's), then the carrying out's.
 pub async fn open<'e, E>(executor: E, limit: i64) -> Result<Vec<RequestRow>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM rights_requests WHERE closed_at IS NULL \
-         ORDER BY due_at, id LIMIT $1"
+         ORDER BY CASE WHEN answered_at IS NULL THEN answer_due_at ELSE due_at END, id \
+         LIMIT $1"
     ))
     .bind(limit)
     .fetch_all(executor)
