@@ -1,7 +1,8 @@
 //! The citizen's rights in the console, as people use them, on a real `hoso serve` in a real
 //! headless Chromium: a citizen files an erasure request, downloads a receipt and their export;
-//! a clerk finds it in the queue and carries it out, told what was kept and why; an auditor
-//! places and lifts a legal hold. Each new screen passes axe at desktop and phone widths.
+//! a clerk finds it in the queue and carries it out, told what was kept and why, and is told
+//! why a share for a citizen who restricted processing is refused; an auditor places and lifts
+//! a legal hold. Each new screen passes axe at desktop and phone widths.
 
 use serde_json::Value;
 
@@ -98,6 +99,50 @@ async fn story() {
         .await
         .json();
     assert_eq!(status["status"], "erased");
+
+    // ---- A restriction in force: sharing the citizen's papers is refused, and the clerk's
+    // console says why in plain words, naming the restriction.
+    let asked = vault
+        .post(
+            &format!("/v1/citizens/{CITIZEN_A}/requests"),
+            &vault.citizen(CITIZEN_A),
+            serde_json::json!({"kind": "restrict"}),
+        )
+        .await;
+    assert_eq!(asked.status, axum::http::StatusCode::CREATED);
+    let restriction = asked.json()["id"].as_str().unwrap().to_owned();
+    let done = vault
+        .post(
+            &format!("/v1/requests/{restriction}"),
+            &vault.clerk(),
+            serde_json::json!({"state": "done"}),
+        )
+        .await;
+    assert_eq!(done.status, axum::http::StatusCode::OK);
+    browser.fill("input[name=nid]", CITIZEN_A).await;
+    browser.click("#lookup").await;
+    browser.click("#start-share").await;
+    browser
+        .fill("#share-dossier", "000.00.31.H40-261124-0042")
+        .await;
+    browser.fill("#share-purpose", "Đăng ký thường trú").await;
+    browser.fill("#share-grantee", "CB-XL-07").await;
+    browser.fill("#share-office", "STP-DANANG").await;
+    browser.fill("#share-uses", "2").await;
+    browser.click("#share-next").await;
+    browser.wait("#share-summary", None).await;
+    browser.click("#share-go").await;
+    let refused = browser
+        .wait(".notice-error", Some("hạn chế xử lý"))
+        .await
+        .text()
+        .await;
+    assert!(
+        refused.contains(&restriction),
+        "the notice names the restriction: {refused}"
+    );
+    browser.screenshot("rights-share-restricted").await;
+    browser.check_accessible("rights-share-restricted").await;
 
     // ---- The auditor: a hold with no reason is refused at the field; one placed, then lifted.
     let auditor = link(
