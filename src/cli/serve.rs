@@ -111,7 +111,10 @@ async fn retention_daily(state: AppState, every: Duration) {
     loop {
         let vault = &state.vault;
         let now = crate::db::now_ms();
-        match records::retention::run(vault, &vault.retention, now, false, |_, _| {}).await {
+        let progress = |checked, erased| {
+            tracing::info!(checked, erased, "retention run in progress");
+        };
+        match records::retention::run(vault, &vault.retention, now, false, progress).await {
             Ok(report) => tracing::info!(
                 due = report.due.len(),
                 erased = report.erased,
