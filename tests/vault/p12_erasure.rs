@@ -390,17 +390,7 @@ async fn a_restored_backup_does_not_bring_an_erased_document_back() {
     let out = hoso_cli(&vault, &["backup", backup.to_str().unwrap()]).await;
     assert!(out.status.success());
     erase_on_request(&vault, &gone).await;
-    let exported = vault.path().join("ledger.jsonl");
-    let out = hoso_cli(
-        &vault,
-        &["retention", "ledger", "export", exported.to_str().unwrap()],
-    )
-    .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let exported = export_ledger(&vault).await;
 
     // Into a fresh place, database and storage both from the backup, the ledger exported.
     let fresh = tempfile::tempdir().unwrap();
@@ -538,17 +528,7 @@ async fn a_postgresql_database_restored_from_a_dump_is_re_erased_at_start_up() {
         child.stdin.take().unwrap().write_all(input).unwrap();
         assert!(child.wait().unwrap().success());
     };
-    let exported = vault.path().join("ledger.jsonl");
-    let out = hoso_cli(
-        &vault,
-        &["retention", "ledger", "export", exported.to_str().unwrap()],
-    )
-    .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let exported = export_ledger(&vault).await;
     psql("postgres", format!("CREATE DATABASE {name};").as_bytes());
     psql(&name, &dump.stdout);
     let mut settings = vault.state.settings.clone();
@@ -617,6 +597,22 @@ async fn a_lost_ledger_record_is_written_again_from_the_tombstone() {
     let record: serde_json::Value = serde_json::from_slice(&vault.raw_object(&key).await).unwrap();
     assert_eq!(record["reason"], EraseReason::CourtOrder.as_str());
     assert_eq!(record["detail"], "YC-7");
+}
+
+/// `hoso retention ledger export` of `vault`'s ledger, into a file in its directory.
+async fn export_ledger(vault: &TestVault) -> std::path::PathBuf {
+    let exported = vault.path().join("ledger.jsonl");
+    let out = hoso_cli(
+        vault,
+        &["retention", "ledger", "export", exported.to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exported
 }
 
 /// keys/ restored without its `erasure-ledger.key`, beside a database that holds a document
