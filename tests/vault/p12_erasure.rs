@@ -682,33 +682,43 @@ async fn due_diplomas(vault: &TestVault, seed: u64, n: u64) -> Vec<String> {
     ids
 }
 
+/// `hoso retention run` on `vault` with `extra` arguments, under a rule that makes diplomas due
+/// a day after they stop being current (the rules file written once, in the vault's directory).
+fn retention_run(vault: &TestVault, extra: &[&str]) -> std::process::Command {
+    let rules = vault.path().join("retention.json");
+    if !rules.exists() {
+        std::fs::write(
+            &rules,
+            r#"{"rules": {"diploma": {"after_not_current_days": 1}}}"#,
+        )
+        .unwrap();
+    }
+    let s = &vault.state.settings;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"));
+    command
+        .args(["retention", "run"])
+        .args(extra)
+        .env("HOSO_DATABASE_URL", s.database_url.expose())
+        .env("HOSO_STORAGE_URL", s.storage_url.to_string())
+        .env("HOSO_KEYS_DIR", &s.keys_dir)
+        .env("HOSO_RETENTION_FILE", &rules);
+    pkcs11_env(&mut command, s);
+    command
+}
+
 /// `hoso retention run` as an operator runs it: one run at a time (a lease another holds
 /// refuses it, saying why), a dry run lists what is due and erases nothing, the run erases it.
 #[tokio::test]
 async fn retention_run_on_the_command_line_is_one_at_a_time_and_its_dry_run_erases_nothing() {
     let vault = TestVault::new().await;
-    let rules = vault.path().join("retention.json");
-    std::fs::write(
-        &rules,
-        r#"{"rules": {"diploma": {"after_not_current_days": 1}}}"#,
-    )
-    .unwrap();
     let mut due = due_diplomas(&vault, 900, 2).await;
     due.sort();
     let current = vault.take_in(CITIZEN_A, "diploma", &pdf(910, 3_000)).await;
-    let s = vault.state.settings.clone();
     let run = |extra: &[&str]| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"));
-        command
-            .args(["retention", "run"])
-            .args(extra)
-            .env("HOSO_DATABASE_URL", s.database_url.expose())
-            .env("HOSO_STORAGE_URL", s.storage_url.to_string())
-            .env("HOSO_KEYS_DIR", &s.keys_dir)
-            .env("HOSO_RETENTION_FILE", &rules)
-            .env("HOSO_LOG", "warn");
-        pkcs11_env(&mut command, &s);
-        let out = command.output().unwrap();
+        let out = retention_run(&vault, extra)
+            .env("HOSO_LOG", "warn")
+            .output()
+            .unwrap();
         let said = format!(
             "{}\n[{}] {}",
             String::from_utf8_lossy(&out.stdout),
@@ -778,26 +788,13 @@ async fn retention_run_on_the_command_line_is_one_at_a_time_and_its_dry_run_eras
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_retention_run_leaves_every_document_whole_or_fully_erased() {
     let vault = TestVault::new().await;
-    let rules = vault.path().join("retention.json");
-    std::fs::write(
-        &rules,
-        r#"{"rules": {"diploma": {"after_not_current_days": 1}}}"#,
-    )
-    .unwrap();
-    let s = vault.state.settings.clone();
     let run = || {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hoso"));
-        command
-            .args(["retention", "run"])
-            .env("HOSO_DATABASE_URL", s.database_url.expose())
-            .env("HOSO_STORAGE_URL", s.storage_url.to_string())
-            .env("HOSO_KEYS_DIR", &s.keys_dir)
-            .env("HOSO_RETENTION_FILE", &rules)
+        retention_run(&vault, &[])
             .env("HOSO_LOG", "off")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        pkcs11_env(&mut command, &s);
-        command.spawn().unwrap()
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
     };
     // How long a run takes here with nothing to erase (starting up), and over one batch: the
     // kills land between the two, while it erases.
