@@ -135,15 +135,17 @@ where
     row.as_ref().map(from_row).transpose()
 }
 
-/// The open requests, the next deadline each still has soonest first: the first answer's
-/// until it is given (it always falls before the carrying out's), then the carrying out's.
+/// The open requests, the nearest deadline each still has first: the first answer's while it
+/// is not given (and falls before the carrying out's, as with the default settings), else the
+/// carrying out's.
 pub async fn open<'e, E>(executor: E, limit: i64) -> Result<Vec<RequestRow>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM rights_requests WHERE closed_at IS NULL \
-         ORDER BY CASE WHEN answered_at IS NULL THEN answer_due_at ELSE due_at END, id \
+         ORDER BY CASE WHEN answered_at IS NULL AND answer_due_at < due_at \
+         THEN answer_due_at ELSE due_at END, id \
          LIMIT $1"
     ))
     .bind(limit)

@@ -1,6 +1,7 @@
 //! A citizen's requests under Law 91/2025: `POST`/`GET /v1/citizens/{national_id}/requests`
-//! (the citizen, or a clerk at the desk), `GET /v1/requests` (the open queue, soonest due
-//! first), `POST /v1/requests/{id}` (a clerk moves it on), `POST /v1/restrictions/{id}/lift`.
+//! (the citizen, or a clerk at the desk), `GET /v1/requests` (the open queue, the nearest
+//! deadline first), `POST /v1/requests/{id}` (a clerk moves it on),
+//! `POST /v1/restrictions/{id}/lift`.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};

@@ -170,7 +170,7 @@ pub async fn file(
     Ok(view)
 }
 
-/// The open requests, soonest due first (clerks and auditors).
+/// The open requests, the nearest deadline each still has first (clerks and auditors).
 pub async fn queue(vault: &Vault, caller: &Caller) -> Result<Vec<RequestView>, ApiError> {
     let e = entry(caller, AuditAction::RequestList);
     require_role(vault, &e, caller, &[Role::Clerk, Role::Auditor]).await?;
