@@ -896,35 +896,40 @@ impl Hsm {
                 _ => None,
             }))
         })?;
-        let Some(point) = point else {
-            return Ok(None);
-        };
-        let raw = match point.as_slice() {
-            [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
-            bare if bare.len() == 32 => bare,
-            _ => {
-                return Err(HsmError::Unavailable(format!(
-                    "the token's {purpose} public key is not an Ed25519 point"
-                )));
-            }
-        };
-        Ok(raw.try_into().ok())
+        point
+            .map(|point| ed25519_point(purpose, &point))
+            .transpose()
     }
 
     /// Generates the `purpose` Ed25519 key pair inside the token: the private half sensitive,
-    /// never extractable, usable for EdDSA signatures only. Returns the public half.
+    /// never extractable, usable for EdDSA signatures only. Returns the public half, read
+    /// through the handle the generation gave, in its session: a search by label in another
+    /// session may miss the new pair while another process rewrites the token's files
+    /// (SoftHSM2).
     pub fn generate_signing(&self, purpose: &str) -> Result<[u8; 32], HsmError> {
         let label = self.signing_label(purpose);
-        self.make(move |s| {
-            s.generate_key_pair(
+        let point = self.make(move |s| {
+            let (public, _) = s.generate_key_pair(
                 &Mechanism::EccEdwardsKeyPairGen,
                 &signing_public_template(&label),
                 &signing_private_template(&label),
-            )
-            .map(|_| ())
+            )?;
+            // Made: a failure from here on must not make the pair again (`make` tries again on
+            // some errors), so it falls back to the search below.
+            let attrs = s.get_attributes(public, &[AttributeType::EcPoint]);
+            Ok(attrs.ok().and_then(|attrs| {
+                attrs.into_iter().find_map(|a| match a {
+                    Attribute::EcPoint(p) => Some(p),
+                    _ => None,
+                })
+            }))
         })?;
-        self.signing_public(purpose)?
-            .ok_or_else(|| HsmError::Unavailable(format!("the token made no {purpose} key pair")))
+        match point {
+            Some(point) => ed25519_point(purpose, &point),
+            None => self.signing_public(purpose)?.ok_or_else(|| {
+                HsmError::Unavailable(format!("the token made no {purpose} key pair"))
+            }),
+        }
     }
 
     /// Puts an Ed25519 key a file held into the token (`hoso keys migrate`), so signatures made
@@ -982,6 +987,25 @@ impl Hsm {
             })
         })
     }
+}
+
+/// An Ed25519 public key from its `CKA_EC_POINT`: a DER OCTET STRING, or the bare point as some
+/// tokens give it.
+fn ed25519_point(purpose: &str, point: &[u8]) -> Result<[u8; 32], HsmError> {
+    let raw = match point {
+        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
+        bare if bare.len() == 32 => bare,
+        _ => {
+            return Err(HsmError::Unavailable(format!(
+                "the token's {purpose} public key is not an Ed25519 point"
+            )));
+        }
+    };
+    raw.try_into().map_err(|_| {
+        HsmError::Unavailable(format!(
+            "the token's {purpose} public key is not an Ed25519 point"
+        ))
+    })
 }
 
 /// The blind-index key: an HMAC-SHA-256 key labelled `{prefix}-blind-index-hmac`, sensitive,
