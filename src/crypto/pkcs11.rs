@@ -992,15 +992,10 @@ impl Hsm {
 /// An Ed25519 public key from its `CKA_EC_POINT`: a DER OCTET STRING, or the bare point as some
 /// tokens give it.
 fn ed25519_point(purpose: &str, point: &[u8]) -> Result<[u8; 32], HsmError> {
-    let raw = match point {
-        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
-        bare if bare.len() == 32 => bare,
-        _ => {
-            return Err(HsmError::Unavailable(format!(
-                "the token's {purpose} public key is not an Ed25519 point"
-            )));
-        }
-    };
+    let raw = point
+        .strip_prefix(&[0x04, 0x20])
+        .filter(|rest| rest.len() == 32)
+        .unwrap_or(point);
     raw.try_into().map_err(|_| {
         HsmError::Unavailable(format!(
             "the token's {purpose} public key is not an Ed25519 point"
@@ -1275,6 +1270,18 @@ fn read_pin(path: &Path) -> Result<AuthPin, HsmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ed25519_point_is_read_wrapped_in_an_octet_string_or_bare() {
+        let key = [0x04u8; 32];
+        let mut wrapped = vec![0x04, 0x20];
+        wrapped.extend_from_slice(&key);
+        assert_eq!(ed25519_point("audit", &wrapped).unwrap(), key);
+        // Bare, and starting with the octet string's own two bytes.
+        assert_eq!(ed25519_point("audit", &key).unwrap(), key);
+        assert!(ed25519_point("audit", &wrapped[..33]).is_err());
+        assert!(ed25519_point("audit", &[0x04, 0x20, 1]).is_err());
+    }
 
     #[test]
     fn a_call_that_does_not_return_fails_after_the_timeout_and_then_at_once() {

@@ -106,12 +106,15 @@ pub async fn put(blobs: &BlobStore, record: &Record) -> Result<(), ApiError> {
 /// Whether `keys` hold the key that sealed this ledger: its check value (see [`KEY_CHECK`]) is
 /// what the key makes, or there is none yet and this key's is written now.
 pub async fn key_is_the_ledgers(blobs: &BlobStore, keys: &Keyring) -> Result<bool, ApiError> {
-    let ours = hex::encode(keys.seal_ledger_record(KEY_CHECK_TEXT));
-    if !blobs.exists(KEY_CHECK).await? {
-        blobs.put_all(KEY_CHECK, Bytes::from(ours)).await?;
-        return Ok(true);
-    }
-    let held = blobs.get_all(KEY_CHECK).await?;
+    let held = match blobs.get_all(KEY_CHECK).await {
+        Ok(held) => held,
+        Err(crate::blob::BlobError::Missing(_)) => {
+            let ours = hex::encode(keys.seal_ledger_record(KEY_CHECK_TEXT));
+            blobs.put_all(KEY_CHECK, Bytes::from(ours)).await?;
+            return Ok(true);
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(hex::decode(held.trim_ascii())
         .is_ok_and(|seal| keys.ledger_record_is_sealed(KEY_CHECK_TEXT, &seal)))
 }
