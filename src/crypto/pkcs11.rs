@@ -14,8 +14,9 @@
 //! calls run on a few worker threads, each with its own session (`Session` is `Send`, not
 //! `Sync`), and a caller waits for the answer at most the timeout ([`Workers`]). `C_Initialize`
 //! runs once per process and module ([`Module`]); a session the token dropped is thrown away and
-//! a fresh one opened and logged in, and when none opens at all the module is finalised and
-//! initialised again. The PIN is read once from its file and kept only as a secret; it is in no
+//! a fresh one opened and logged in; when none opens at all, or the module says its state is
+//! broken (`CKR_GENERAL_ERROR`), the module is finalised and initialised again and the call
+//! tried once more. The PIN is read once from its file and kept only as a secret; it is in no
 //! message, log line, metric or setting's value.
 
 use std::collections::HashMap;
@@ -24,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
 use cryptoki::error::{Error, RvError};
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -73,13 +74,15 @@ struct Token {
 }
 
 /// A loaded PKCS#11 module, one per process and path. When the token is lost at the module's
-/// level (a network HSM's client that lost its server: every new session fails), the module
+/// level (a network HSM's client that lost its server: every new session fails; a module whose
+/// state is broken: see [`module_lost`]), the module
 /// is finalised and initialised again, at most once a second, while no call is in it; each
 /// time its generation grows, and sessions of an older generation are gone with it.
 struct Module {
     ctx: Pkcs11,
-    /// Calls hold it shared; initialising again holds it alone.
-    calls: std::sync::RwLock<()>,
+    /// Calls hold it shared; initialising again holds it alone. A writer waiting holds back
+    /// new readers (parking_lot's lock is fair), so calls cannot starve a restart.
+    calls: parking_lot::RwLock<()>,
     generation: AtomicU64,
     last_restart: Mutex<Option<Instant>>,
 }
@@ -91,11 +94,11 @@ impl Module {
 
     /// Finalises and initialises the module again, unless another worker did since `seen`,
     /// or it was tried less than a second ago.
-    /// A call stuck in the module keeps it shared: then this gives up rather than wait (and
-    /// hold up every worker behind it), and the next failure tries again. `why` is for the
-    /// operator's log line.
+    /// Calls in the module keep it shared: this waits for them a quarter of a second at most,
+    /// then gives up rather than wait for one that is stuck (and hold up every worker behind
+    /// it), and the next failure tries again. `why` is for the operator's log line.
     fn restart(&self, seen: u64, why: &str) {
-        let Ok(_alone) = self.calls.try_write() else {
+        let Some(_alone) = self.calls.try_write_for(Duration::from_millis(250)) else {
             return;
         };
         if self.generation() != seen {
@@ -142,7 +145,7 @@ impl Drop for Open {
         // Closed only while no restart can run, and only if of this generation; when that
         // cannot be known now, forgotten (a session leaked is better than another closed).
         match self.module.calls.try_read() {
-            Ok(_shared) if self.module.generation() == self.generation => drop(session),
+            Some(_shared) if self.module.generation() == self.generation => drop(session),
             _ => std::mem::forget(session),
         }
     }
@@ -163,6 +166,18 @@ fn session_lost(e: &Error) -> bool {
         RvError::SessionHandleInvalid | RvError::SessionClosed | RvError::DeviceRemoved
         | RvError::DeviceError | RvError::TokenNotPresent | RvError::TokenNotRecognized
         | RvError::UserNotLoggedIn | RvError::SlotIdInvalid | RvError::CryptokiNotInitialized))
+}
+
+/// The errors after which only initialising the module again may mend the token: it is gone at
+/// the module's level, or the module's state is broken. PKCS#11 says of `CKR_GENERAL_ERROR`
+/// that the token may be left inconsistent; SoftHSM2 answers it for every write and log-in,
+/// until it is initialised again, once it has read its token's files while another process
+/// rewrote them (its `OSToken::index` marks the token invalid and never reads it again).
+fn module_lost(e: &Error) -> bool {
+    matches!(e, Error::Pkcs11(rv, _) if matches!(rv,
+        RvError::CryptokiNotInitialized | RvError::DeviceRemoved | RvError::DeviceError
+        | RvError::TokenNotPresent | RvError::TokenNotRecognized | RvError::SlotIdInvalid
+        | RvError::GeneralError))
 }
 
 fn unavailable(e: Error) -> HsmError {
@@ -188,9 +203,7 @@ impl Token {
             known.0
         };
         let lost = |e: Error| Failure {
-            module_lost: matches!(&e, Error::Pkcs11(rv, _) if matches!(rv,
-                RvError::CryptokiNotInitialized | RvError::DeviceRemoved | RvError::DeviceError
-                | RvError::TokenNotPresent | RvError::TokenNotRecognized | RvError::SlotIdInvalid)),
+            module_lost: module_lost(&e),
             error: unavailable(e),
         };
         let session = self.module.ctx.open_rw_session(slot).map_err(lost)?;
@@ -200,33 +213,51 @@ impl Token {
                 generation,
                 module: self.module.clone(),
             }),
+            // A token the module read while another process rewrote it (SoftHSM2) shows no
+            // PIN until it is read again.
+            Err(e @ Error::Pkcs11(RvError::UserPinNotInitialized, _)) => Err(Failure {
+                error: unavailable(e),
+                module_lost: true,
+            }),
             Err(e) => Err(lost(e)),
         }
     }
 
     /// Runs `f` on the worker's session (opened and logged in if it has none). A session the
-    /// token lost (it was removed, restarted) is dropped and `f` tried once more on a fresh one;
-    /// when the token is gone at the module's level, the module is initialised again for the
-    /// next call.
+    /// token lost (it was removed, restarted) is dropped and `f` tried once more on a fresh one.
+    /// When the token is lost at the module's level, the module is initialised again and, if
+    /// that happened (or another worker did it meanwhile) and the caller still waits
+    /// (`wanted`), `f` is tried once more in the new generation: a module that read its token's
+    /// files while another process rewrote them (SoftHSM2) keeps a broken copy until then, and
+    /// the call that found it need not fail.
     fn run<T>(
         &self,
         session: &mut Option<Open>,
         f: &impl Fn(&Session) -> Result<T, Error>,
+        wanted: &dyn Fn() -> bool,
     ) -> Result<T, HsmError> {
-        let (result, generation) = {
-            let Ok(_shared) = self.module.calls.read() else {
-                return Err(HsmError::Unavailable("a PKCS#11 lock was poisoned".into()));
+        let mut tried_again = false;
+        loop {
+            let (result, generation) = {
+                let _shared = self.module.calls.read();
+                // Read under the lock: no restart between it and the calls below.
+                let generation = self.module.generation();
+                (self.run_in(generation, session, f), generation)
             };
-            // Read under the lock: no restart between it and the calls below.
-            let generation = self.module.generation();
-            (self.run_in(generation, session, f), generation)
-        };
-        result.map_err(|failure| {
-            if failure.module_lost {
-                self.module.restart(generation, "it lost its token");
+            let failure = match result {
+                Ok(value) => return Ok(value),
+                Err(failure) if !failure.module_lost => return Err(failure.error),
+                Err(failure) => failure,
+            };
+            self.module.restart(
+                generation,
+                &format!("it lost its token ({})", failure.error),
+            );
+            if tried_again || self.module.generation() == generation || !wanted() {
+                return Err(failure.error);
             }
-            failure.error
-        })
+            tried_again = true;
+        }
     }
 
     fn run_in<T>(
@@ -251,7 +282,10 @@ impl Token {
                 Err(e) if session_lost(&e) => drop(open),
                 Err(e) => {
                     *session = Some(open);
-                    return Err(Failure::here(unavailable(e)));
+                    return Err(Failure {
+                        module_lost: module_lost(&e),
+                        error: unavailable(e),
+                    });
                 }
             }
         }
@@ -261,8 +295,9 @@ impl Token {
     }
 }
 
-/// A call that failed, and whether the token is gone at the module's level (every new session
-/// fails), which initialising the module again may mend.
+/// A call that failed, and whether the token is lost at the module's level (every new session
+/// fails, or the module's state is broken: [`module_lost`]), which initialising the module
+/// again may mend.
 struct Failure {
     error: HsmError,
     module_lost: bool,
@@ -324,7 +359,7 @@ impl Handles {
         }
         let key = Hsm::find_one(s, class, label)?.ok_or(Error::Pkcs11(
             RvError::KeyHandleInvalid,
-            cryptoki::context::Function::FindObjects,
+            Function::FindObjects,
         ))?;
         if let Ok(mut known) = self.known.lock()
             && known.0 == generation
@@ -437,10 +472,11 @@ impl<S: Send + 'static> Workers<S> {
         })
     }
 
-    /// Hands `f` to a worker and waits for its answer at most the timeout.
+    /// Hands `f` to a worker and waits for its answer at most the timeout. `f` is also given
+    /// whether its caller still waits, so that it tries nothing again once it does not.
     fn call<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Option<S>) -> Result<T, HsmError> + Send + 'static,
+        f: impl FnOnce(&mut Option<S>, &dyn Fn() -> bool) -> Result<T, HsmError> + Send + 'static,
     ) -> Result<T, HsmError> {
         let not_answering = || {
             HsmError::Unavailable(format!(
@@ -458,7 +494,7 @@ impl<S: Send + 'static> Workers<S> {
         let still_wanted = wanted.clone();
         let job: Job<S> = Box::new(move |state| {
             if still_wanted.load(Ordering::Acquire) {
-                let _ = reply.send(f(state));
+                let _ = reply.send(f(state, &|| still_wanted.load(Ordering::Acquire)));
             }
         });
         let sent = self
@@ -572,7 +608,8 @@ impl Hsm {
         f: impl Fn(&Session) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, HsmError> {
         let token = self.token.clone();
-        self.workers.call(move |session| token.run(session, &f))
+        self.workers
+            .call(move |session, wanted| token.run(session, &f, wanted))
     }
 
     /// Whether the token answers now (`/readyz`): one call that reaches it, on a worker's
@@ -655,9 +692,11 @@ impl Hsm {
     }
 
     /// Runs `f`, which writes a key into the token, trying again when the token answers
-    /// CKR_GENERAL_ERROR or CKR_TEMPLATE_INCONSISTENT: SoftHSM2's file store answers one or
-    /// the other now and then when several processes write the token at once. The fourth such
-    /// answer is the error.
+    /// CKR_TEMPLATE_INCONSISTENT: SoftHSM2's file store answers it now and then when several
+    /// processes write the token at once. The fourth such answer is the error. (A
+    /// CKR_GENERAL_ERROR is tried again once if the module could be initialised again, as for
+    /// every call: [`Token::run`].) `f` may run again after a failure, so it looks first for
+    /// what a try before made.
     fn make<T: Send + 'static>(
         &self,
         f: impl Fn(&Session) -> Result<T, Error> + Clone + Send + 'static,
@@ -667,9 +706,7 @@ impl Hsm {
             let f = f.clone();
             let made = self.with_session(Op::Keys, move |s| match f(s) {
                 Ok(value) => Ok(Ok(value)),
-                Err(
-                    e @ Error::Pkcs11(RvError::GeneralError | RvError::TemplateInconsistent, _),
-                ) => Ok(Err(e.to_string())),
+                Err(e @ Error::Pkcs11(RvError::TemplateInconsistent, _)) => Ok(Err(e.to_string())),
                 Err(e) => Err(e),
             })?;
             match made {
@@ -706,7 +743,7 @@ impl Hsm {
             if !sound {
                 return Err(Error::Pkcs11(
                     RvError::KeyTypeInconsistent,
-                    cryptoki::context::Function::GetAttributeValue,
+                    Function::GetAttributeValue,
                 ));
             }
             return Ok(());
@@ -781,9 +818,11 @@ impl Hsm {
                     Ok(plain) => Ok(Some(Zeroizing::new(plain))),
                     // A GCM tag that does not check: SoftHSM2 says CKR_GENERAL_ERROR (others
                     // CKR_ENCRYPTED_DATA_INVALID). The session is fine; the ciphertext is not.
-                    Err(Error::Pkcs11(
-                        RvError::GeneralError
-                        | RvError::EncryptedDataInvalid
+                    // Said by C_Decrypt only: before it (C_DecryptInit), a general error is
+                    // the module's, mended like any other (`module_lost`).
+                    Err(Error::Pkcs11(RvError::GeneralError, Function::Decrypt))
+                    | Err(Error::Pkcs11(
+                        RvError::EncryptedDataInvalid
                         | RvError::EncryptedDataLenRange
                         | RvError::DataInvalid,
                         _,
@@ -857,7 +896,7 @@ impl Hsm {
             Attribute::Label(label.to_vec()),
         ])?;
         if found.len() > 1 {
-            return refused(cryptoki::context::Function::FindObjects);
+            return refused(Function::FindObjects);
         }
         let Some(key) = found.into_iter().next() else {
             return Ok(None);
@@ -873,7 +912,7 @@ impl Hsm {
                     )
                 });
             if !sealed {
-                return refused(cryptoki::context::Function::GetAttributeValue);
+                return refused(Function::GetAttributeValue);
             }
         }
         Ok(Some(key))
@@ -883,46 +922,61 @@ impl Hsm {
     /// from `CKA_EC_POINT` (a DER OCTET STRING, or the bare point as some tokens give it).
     pub fn signing_public(&self, purpose: &str) -> Result<Option<[u8; 32]>, HsmError> {
         let label = self.signing_label(purpose);
-        let point = self.with_session(Op::Keys, move |s| {
-            if Self::find_one(s, ObjectClass::PRIVATE_KEY, &label)?.is_none() {
-                return Ok(None);
-            }
-            let Some(public) = Self::find_one(s, ObjectClass::PUBLIC_KEY, &label)? else {
-                return Ok(None);
-            };
-            let attrs = s.get_attributes(public, &[AttributeType::EcPoint])?;
-            Ok(attrs.into_iter().find_map(|a| match a {
-                Attribute::EcPoint(p) => Some(p),
-                _ => None,
-            }))
-        })?;
+        let point = self.with_session(Op::Keys, move |s| Self::whole_pair(s, &label))?;
         point
             .map(|point| ed25519_point(purpose, &point))
             .transpose()
+    }
+
+    /// The `CKA_EC_POINT` of the pair labelled `label`, if both halves are there.
+    fn whole_pair(s: &Session, label: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        if Self::find_one(s, ObjectClass::PRIVATE_KEY, label)?.is_none() {
+            return Ok(None);
+        }
+        let Some(public) = Self::find_one(s, ObjectClass::PUBLIC_KEY, label)? else {
+            return Ok(None);
+        };
+        Ok(ec_point(
+            s.get_attributes(public, &[AttributeType::EcPoint])?,
+        ))
+    }
+
+    /// Destroys what is left under `label` of a pair a try before stopped making midway.
+    fn remove_halves(s: &Session, label: &[u8]) -> Result<(), Error> {
+        for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+            for h in s.find_objects(&[Attribute::Class(class), Attribute::Label(label.to_vec())])? {
+                s.destroy_object(h)?;
+            }
+        }
+        Ok(())
     }
 
     /// Generates the `purpose` Ed25519 key pair inside the token: the private half sensitive,
     /// never extractable, usable for EdDSA signatures only. Returns the public half, read
     /// through the handle the generation gave, in its session: a search by label in another
     /// session may miss the new pair while another process rewrites the token's files
-    /// (SoftHSM2).
+    /// (SoftHSM2). A try made again after a failure (see [`Self::make`]) first takes the pair
+    /// an earlier try made whole, and destroys a half it left; the first try destroys nothing
+    /// (what it cannot find whole may be another process's pair, half seen).
     pub fn generate_signing(&self, purpose: &str) -> Result<[u8; 32], HsmError> {
         let label = self.signing_label(purpose);
+        let tried = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let point = self.make(move |s| {
+            if tried.swap(true, Ordering::AcqRel) {
+                if let Some(point) = Self::whole_pair(s, &label)? {
+                    return Ok(Some(point));
+                }
+                Self::remove_halves(s, &label)?;
+            }
             let (public, _) = s.generate_key_pair(
                 &Mechanism::EccEdwardsKeyPairGen,
                 &signing_public_template(&label),
                 &signing_private_template(&label),
             )?;
-            // Made: a failure from here on must not make the pair again (`make` tries again on
-            // some errors), so it falls back to the search below.
+            // Made: a failure from here on must not make the pair again, so it falls back to
+            // the search below.
             let attrs = s.get_attributes(public, &[AttributeType::EcPoint]);
-            Ok(attrs.ok().and_then(|attrs| {
-                attrs.into_iter().find_map(|a| match a {
-                    Attribute::EcPoint(p) => Some(p),
-                    _ => None,
-                })
-            }))
+            Ok(attrs.ok().and_then(ec_point))
         })?;
         match point {
             Some(point) => ed25519_point(purpose, &point),
@@ -960,14 +1014,7 @@ impl Hsm {
         ]);
         self.handles.forget(&label);
         self.make(move |s| {
-            // Half of a pair an earlier try left (it stopped between the two objects).
-            for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
-                for h in
-                    s.find_objects(&[Attribute::Class(class), Attribute::Label(label.clone())])?
-                {
-                    s.destroy_object(h)?;
-                }
-            }
+            Self::remove_halves(s, &label)?;
             s.create_object(&private)?;
             s.create_object(&public).map(|_| ())
         })
@@ -987,6 +1034,14 @@ impl Hsm {
             })
         })
     }
+}
+
+/// The `CKA_EC_POINT` among `attrs`.
+fn ec_point(attrs: Vec<Attribute>) -> Option<Vec<u8>> {
+    attrs.into_iter().find_map(|a| match a {
+        Attribute::EcPoint(p) => Some(p),
+        _ => None,
+    })
 }
 
 /// An Ed25519 public key from its `CKA_EC_POINT`: a DER OCTET STRING, or the bare point as some
@@ -1037,9 +1092,14 @@ impl Hsm {
 
     /// Generates the blind-index key inside the token (a new vault), 32 bytes.
     pub fn generate_index_key(&self) -> Result<(), HsmError> {
-        let mut template = Self::index_template(&self.index_label());
+        let label = self.index_label();
+        let mut template = Self::index_template(&label);
         template.push(Attribute::ValueLen(32.into()));
         self.make(move |s| {
+            // A try before that made it and failed after is not made again.
+            if Self::find_one(s, ObjectClass::SECRET_KEY, &label)?.is_some() {
+                return Ok(());
+            }
             s.generate_key(&Mechanism::GenericSecretKeyGen, &template)
                 .map(|_| ())
         })
@@ -1048,9 +1108,17 @@ impl Hsm {
     /// Puts the blind-index key a file held into the token (`hoso keys migrate`): the same
     /// key, so every index already stored still matches.
     pub fn import_index_key(&self, value: &[u8; 32]) -> Result<(), HsmError> {
-        let mut template = Self::index_template(&self.index_label());
+        let label = self.index_label();
+        let mut template = Self::index_template(&label);
         template.push(Attribute::Value(value.to_vec()));
-        self.make(move |s| s.create_object(&template).map(|_| ()))
+        self.make(move |s| {
+            // A try before that made it and failed after is not made again (the caller checks
+            // the token's key against the file's afterwards).
+            if Self::find_one(s, ObjectClass::SECRET_KEY, &label)?.is_some() {
+                return Ok(());
+            }
+            s.create_object(&template).map(|_| ())
+        })
     }
 
     /// HMAC-SHA-256 of `message` under the blind-index key, inside the token.
@@ -1168,7 +1236,7 @@ fn context(module: &Path) -> Result<Arc<Module>, HsmError> {
     }
     let m = Arc::new(Module {
         ctx,
-        calls: std::sync::RwLock::new(()),
+        calls: parking_lot::RwLock::new(()),
         generation: AtomicU64::new(0),
         last_restart: Mutex::new(None),
     });
@@ -1205,10 +1273,7 @@ fn log_in(
     let mut tries = 0;
     loop {
         let (result, generation) = {
-            let _shared = module
-                .calls
-                .read()
-                .map_err(|_| HsmError::Unavailable("a PKCS#11 lock was poisoned".into()))?;
+            let _shared = module.calls.read();
             let generation = module.generation();
             (log_in_once(module, s, pin), generation)
         };
@@ -1286,12 +1351,12 @@ mod tests {
     #[test]
     fn a_call_that_does_not_return_fails_after_the_timeout_and_then_at_once() {
         let workers = Workers::<()>::start(2, Duration::from_millis(200), None);
-        let answered = workers.call(|_| Ok(7));
+        let answered = workers.call(|_, _| Ok(7));
         assert_eq!(answered.unwrap(), 7);
         // Both workers stuck inside a call, as in a module that stopped answering.
         for _ in 0..2 {
             let started = Instant::now();
-            let stuck = workers.call(|_| {
+            let stuck = workers.call(|_, _| {
                 std::thread::sleep(Duration::from_secs(3));
                 Ok(())
             });
@@ -1303,7 +1368,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         assert!(workers.all_stuck());
         let started = Instant::now();
-        let refused = workers.call(|_| Ok(1));
+        let refused = workers.call(|_, _| Ok(1));
         assert!(refused.is_err());
         assert!(
             started.elapsed() < Duration::from_millis(100),
@@ -1311,6 +1376,6 @@ mod tests {
         );
         // The calls return: the workers answer again.
         std::thread::sleep(Duration::from_secs(3));
-        assert_eq!(workers.call(|_| Ok(8)).unwrap(), 8);
+        assert_eq!(workers.call(|_, _| Ok(8)).unwrap(), 8);
     }
 }

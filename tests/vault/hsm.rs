@@ -369,7 +369,8 @@ impl Shim {
         ]
     }
 
-    /// `stall` (every call waits) or `gone` (every call: CKR_DEVICE_REMOVED), on or off.
+    /// `stall` (every call waits), `gone` (every call: CKR_DEVICE_REMOVED) or `torn` (taken by
+    /// the next call, then CKR_GENERAL_ERROR until C_Initialize), on or off.
     fn set(&self, what: &str, on: bool) {
         let path = self.dir.path().join(what);
         if on {
@@ -441,6 +442,21 @@ async fn a_token_that_stops_answering_or_goes_away_gives_503_and_the_vault_recov
     assert_eq!(ready().await, (503, serde_json::json!(false)));
     shim.set("gone", false);
     served_again(addr, &path, &clerk, &scan, "after the token came back").await;
+    assert_eq!(ready().await, (200, serde_json::json!(true)));
+
+    // The module's state breaks (SoftHSM2 after reading its token's files while another
+    // process rewrote them): CKR_GENERAL_ERROR to every call until it is initialised again.
+    // The copy is served all the same: the module is initialised again and the call tried once
+    // more. (Past the second that must pass between two initialisations.)
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    shim.set("torn", true);
+    let (status, body) = call(addr, "GET", &path, Some(&clerk), None).await.unwrap();
+    assert!(
+        !shim.dir.path().join("torn").exists(),
+        "no call reached the module to break it"
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(body == scan, "the copy is the scan");
     assert_eq!(ready().await, (200, serde_json::json!(true)));
 
     // The metrics count the calls that timed out.

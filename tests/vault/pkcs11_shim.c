@@ -5,7 +5,11 @@
  *   - while the file $HOSO_SHIM_DIR/stall exists, every call waits (a token that stops
  *     answering);
  *   - while the file $HOSO_SHIM_DIR/gone exists, every call answers CKR_DEVICE_REMOVED (a token
- *     taken out), without reaching the module behind.
+ *     taken out), without reaching the module behind;
+ *   - when the file $HOSO_SHIM_DIR/torn is there, the next call (but C_Initialize or
+ *     C_Finalize) takes it away, and from then on the shim answers CKR_GENERAL_ERROR to every
+ *     call but C_Finalize until C_Initialize: as SoftHSM2 does once it has read its token's
+ *     files while another process rewrote them.
  *
  * Every PKCS#11 v2.40 function returns CK_RV and takes pointers and integers only, so on x86-64
  * one forwarding shape serves all 68 entries of the function list. Built by the test with the
@@ -23,6 +27,8 @@ typedef rv_t (*fn_t)(long, long, long, long, long, long, long, long);
 #define FUNCTIONS 68
 #define CKR_DEVICE_REMOVED 0x32UL
 #define CKR_GENERAL_ERROR 0x05UL
+#define C_INITIALIZE 0
+#define C_FINALIZE 1
 #define GET_FUNCTION_LIST 3
 
 struct function_list {
@@ -43,11 +49,27 @@ static int present(const char *name) {
     return stat(path, &st) == 0;
 }
 
+static void take_away(const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", getenv("HOSO_SHIM_DIR"), name);
+    unlink(path);
+}
+
+static _Atomic int broken;
+
 static rv_t gate(int i) {
     if (i == GET_FUNCTION_LIST)
         return 0;
     while (present("stall"))
         usleep(20000);
+    if (i == C_INITIALIZE)
+        broken = 0;
+    else if (i != C_FINALIZE && present("torn")) {
+        broken = 1;
+        take_away("torn");
+    }
+    if (broken && i != C_INITIALIZE && i != C_FINALIZE)
+        return CKR_GENERAL_ERROR;
     return present("gone") ? CKR_DEVICE_REMOVED : 0;
 }
 
