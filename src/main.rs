@@ -53,7 +53,13 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(run()),
+        Ok(runtime) => {
+            let code = runtime.block_on(run());
+            // Its tasks (and the key store they hold) end before the PKCS#11 module does.
+            drop(runtime);
+            hoso::crypto::pkcs11::finalize_all();
+            code
+        }
         Err(e) => {
             eprintln!("hoso: cannot start the async runtime: {e}");
             ExitCode::from(1)

@@ -98,24 +98,34 @@ impl Keyring {
         create: bool,
         hsm: Option<std::sync::Arc<super::pkcs11::Hsm>>,
     ) -> Result<Self, KeyError> {
+        let missing = Missing::of(create, dir.join("audit-chain.key").exists());
+        let no_kek_files = || kek_versions(dir).map_or(true, |v| v.is_empty());
         let token_versions = match &hsm {
-            Some(h) => h
-                .kek_versions()
-                .map_err(|e| KeyError::Token(e.to_string()))?,
+            Some(h) => {
+                let mut versions = h
+                    .kek_versions()
+                    .map_err(|e| KeyError::Token(e.to_string()))?;
+                // A vault that was made before, with no master key anywhere: looked for once
+                // more, in the token read afresh, before one is made or the vault refused.
+                if versions.is_empty() && no_kek_files() && missing != Missing::Make {
+                    h.read_again();
+                    versions = h
+                        .kek_versions()
+                        .map_err(|e| KeyError::Token(e.to_string()))?;
+                }
+                versions
+            }
             None => Vec::new(),
         };
-        if create
-            && hsm.is_some()
-            && token_versions.is_empty()
-            && kek_versions(dir).map_or(true, |v| v.is_empty())
-        {
+        if create && hsm.is_some() && token_versions.is_empty() && no_kek_files() {
             if let Some(h) = &hsm {
                 h.generate_kek(1)
                     .map_err(|e| KeyError::Token(e.to_string()))?;
             }
             return Self::open_with(dir, create, hsm);
         }
-        let mut keyring = Self::open_files(dir, create, !token_versions.is_empty(), hsm.as_ref())?;
+        let token_keks = !token_versions.is_empty();
+        let mut keyring = Self::open_files(dir, missing, token_keks, hsm.as_ref())?;
         if let Some(h) = &hsm {
             for version in token_versions {
                 keyring
@@ -129,11 +139,11 @@ impl Keyring {
 
     fn open_files(
         dir: &Path,
-        create: bool,
+        missing: Missing,
         token_keks: bool,
         hsm: Option<&std::sync::Arc<super::pkcs11::Hsm>>,
     ) -> Result<Self, KeyError> {
-        if create {
+        if missing != Missing::Refuse {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -170,16 +180,16 @@ impl Keyring {
         }
         Ok(Self {
             dir: dir.to_owned(),
-            blind_index: index_key(dir, hsm, create)?,
+            blind_index: index_key(dir, hsm, missing)?,
             audit_chain: read_key32(&dir.join("audit-chain.key"))?,
             ledger_seal: super::HmacSha256::new(read_new_key32(dir, LEDGER_SEAL)?.as_ref()),
             grant_seal: GrantSealKey::new(&*read_grant_seal(dir)?),
             grants_await_seal: dir.join(GRANTS_TO_SEAL).exists(),
             keks,
-            token: signing_key(dir, SIGNING_KEYS[0], hsm, create)?,
-            attestation: signing_key(dir, SIGNING_KEYS[1], hsm, create)?,
-            audit: signing_key(dir, SIGNING_KEYS[2], hsm, create)?,
-            export: signing_key(dir, SIGNING_KEYS[3], hsm, create)?,
+            token: signing_key(dir, SIGNING_KEYS[0], hsm, missing)?,
+            attestation: signing_key(dir, SIGNING_KEYS[1], hsm, missing)?,
+            audit: signing_key(dir, SIGNING_KEYS[2], hsm, missing)?,
+            export: signing_key(dir, SIGNING_KEYS[3], hsm, missing)?,
             hsm: None,
         })
     }
@@ -420,13 +430,62 @@ fn read_grant_seal(dir: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
 
 const BLIND_INDEX: &str = "blind-index.key";
 
+/// What opening a vault does about a key the token does not show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Missing {
+    /// Refuse: the vault is opened, not made (`hoso audit verify`, `doctor`…).
+    Refuse,
+    /// Make it: the vault is made now.
+    Make,
+    /// Look again, then make it: a vault made before, opened by `serve` or `init` (which make
+    /// what a newer hoso needs, such as a signing key for a new purpose).
+    LookAgainThenMake,
+}
+
+impl Missing {
+    /// `existed`: the vault was made before (its keys directory holds its keys).
+    fn of(create: bool, existed: bool) -> Self {
+        match (create, existed) {
+            (false, _) => Self::Refuse,
+            (true, false) => Self::Make,
+            (true, true) => Self::LookAgainThenMake,
+        }
+    }
+
+    /// Settles a key the token did not show. A vault made before looks again first, in the
+    /// token read afresh ([`super::pkcs11::Hsm::read_again`]): a SoftHSM2 that read its files
+    /// while another process rewrote them can miss a key, and a key made again would be a
+    /// second one under its label, refused for good.
+    fn settle<T>(
+        self,
+        h: &super::pkcs11::Hsm,
+        what: &str,
+        look: impl Fn() -> Result<Option<T>, super::pkcs11::HsmError>,
+        make: impl FnOnce() -> Result<T, super::pkcs11::HsmError>,
+    ) -> Result<T, KeyError> {
+        let token = |e: super::pkcs11::HsmError| KeyError::Token(e.to_string());
+        if self != Self::Make {
+            h.read_again();
+            if let Some(found) = look().map_err(token)? {
+                return Ok(found);
+            }
+        }
+        match self {
+            Self::Refuse => Err(KeyError::Token(format!(
+                "the token holds no {what} under this vault's label prefix"
+            ))),
+            Self::Make | Self::LookAgainThenMake => make().map_err(token),
+        }
+    }
+}
+
 /// The blind-index key, found as [`signing_key`] finds a signing key: the token's, else the
-/// file's, else made in the token when `create`. A file beside the token's key must be the
+/// file's, else settled as `missing` says. A file beside the token's key must be the
 /// same key (an interrupted `keys migrate`).
 fn index_key(
     dir: &Path,
     hsm: Option<&std::sync::Arc<super::pkcs11::Hsm>>,
-    create: bool,
+    missing: Missing,
 ) -> Result<IndexKey, KeyError> {
     let path = dir.join(BLIND_INDEX);
     let Some(h) = hsm else {
@@ -437,12 +496,8 @@ fn index_key(
         if path.exists() {
             return Ok(IndexKey::File(read_key32(&path)?));
         }
-        if !create {
-            return Err(KeyError::Token(
-                "the token holds no blind-index key under this vault's label prefix".into(),
-            ));
-        }
-        h.generate_index_key().map_err(token)?;
+        let look = || Ok(h.has_index_key()?.then_some(()));
+        missing.settle(h, "blind-index key", look, || h.generate_index_key())?;
     }
     if path.exists() && !index_keys_agree(&*read_key32(&path)?, h)? {
         return Err(KeyError::Bad {
@@ -472,13 +527,13 @@ pub const SIGNING_KEYS: [(&str, &str); 4] = [
 
 /// A signing key: with the PKCS#11 store, the token's if it holds one (a file of the same
 /// purpose beside it must be the same key, left by an interrupted `keys migrate`), else the
-/// file's (a vault that began on files, not migrated yet), else made in the token when
-/// `create`. Without the store, the file's.
+/// file's (a vault that began on files, not migrated yet), else settled as `missing` says.
+/// Without the store, the file's.
 fn signing_key(
     dir: &Path,
     (name, purpose): (&str, &str),
     hsm: Option<&std::sync::Arc<super::pkcs11::Hsm>>,
-    create: bool,
+    missing: Missing,
 ) -> Result<SigningKey, KeyError> {
     let Some(h) = hsm else {
         return read_signing(dir, name, purpose);
@@ -488,12 +543,12 @@ fn signing_key(
     let public = match h.signing_public(purpose).map_err(token)? {
         Some(public) => public,
         None if in_file => return read_signing(dir, name, purpose),
-        None if create => h.generate_signing(purpose).map_err(token)?,
-        None => {
-            return Err(KeyError::Token(format!(
-                "the token holds no {purpose} signing key under this vault's label prefix"
-            )));
-        }
+        None => missing.settle(
+            h,
+            &format!("{purpose} signing key"),
+            || h.signing_public(purpose),
+            || h.generate_signing(purpose),
+        )?,
     };
     if in_file && read_signing(dir, name, purpose)?.public_key() != public {
         return Err(KeyError::Bad {

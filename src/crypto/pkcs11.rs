@@ -16,7 +16,7 @@
 //! runs once per process and module ([`Module`]); a session the token dropped is thrown away and
 //! a fresh one opened and logged in; when none opens at all, or the module says its state is
 //! broken (`CKR_GENERAL_ERROR`), the module is finalised and initialised again and the call
-//! tried once more. The PIN is read once from its file and kept only as a secret; it is in no
+//! tried again. The PIN is read once from its file and kept only as a secret; it is in no
 //! message, log line, metric or setting's value.
 
 use std::collections::HashMap;
@@ -197,16 +197,13 @@ impl Token {
                 let slot = find_slot(&self.module.ctx, &self.label).map_err(|e| Failure {
                     error: HsmError::Unavailable(e.to_string()),
                     module_lost: true,
+                    passing: false,
                 })?;
                 *known = (slot, generation);
             }
             known.0
         };
-        let lost = |e: Error| Failure {
-            module_lost: module_lost(&e),
-            error: unavailable(e),
-        };
-        let session = self.module.ctx.open_rw_session(slot).map_err(lost)?;
+        let session = self.module.ctx.open_rw_session(slot).map_err(Failure::of)?;
         match session.login(UserType::User, Some(&self.pin)) {
             Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(Open {
                 session: Some(session),
@@ -218,25 +215,28 @@ impl Token {
             Err(e @ Error::Pkcs11(RvError::UserPinNotInitialized, _)) => Err(Failure {
                 error: unavailable(e),
                 module_lost: true,
+                passing: true,
             }),
-            Err(e) => Err(lost(e)),
+            Err(e) => Err(Failure::of(e)),
         }
     }
 
     /// Runs `f` on the worker's session (opened and logged in if it has none). A session the
     /// token lost (it was removed, restarted) is dropped and `f` tried once more on a fresh one.
-    /// When the token is lost at the module's level, the module is initialised again and, if
-    /// that happened (or another worker did it meanwhile) and the caller still waits
-    /// (`wanted`), `f` is tried once more in the new generation: a module that read its token's
-    /// files while another process rewrote them (SoftHSM2) keeps a broken copy until then, and
-    /// the call that found it need not fail.
+    /// When the token is lost at the module's level, the module is initialised again (at most
+    /// once a second). Then, or when the failure may pass by itself ([`Failure::passing`]), `f`
+    /// is tried again, three times at most and only while the caller still waits (`wanted`):
+    /// at once if the module was initialised again (here or by another worker), else after a
+    /// pause. A SoftHSM2 that read its token's files while another process
+    /// rewrote them fails now and then, or until it is initialised again: either way the call
+    /// that met it need not fail.
     fn run<T>(
         &self,
         session: &mut Option<Open>,
         f: &impl Fn(&Session) -> Result<T, Error>,
         wanted: &dyn Fn() -> bool,
     ) -> Result<T, HsmError> {
-        let mut tried_again = false;
+        let mut tries = 0;
         loop {
             let (result, generation) = {
                 let _shared = self.module.calls.read();
@@ -246,17 +246,25 @@ impl Token {
             };
             let failure = match result {
                 Ok(value) => return Ok(value),
-                Err(failure) if !failure.module_lost => return Err(failure.error),
+                Err(failure) if !failure.module_lost && !failure.passing => {
+                    return Err(failure.error);
+                }
                 Err(failure) => failure,
             };
-            self.module.restart(
-                generation,
-                &format!("it lost its token ({})", failure.error),
-            );
-            if tried_again || self.module.generation() == generation || !wanted() {
+            if failure.module_lost {
+                self.module.restart(
+                    generation,
+                    &format!("it lost its token ({})", failure.error),
+                );
+            }
+            let restarted = self.module.generation() != generation;
+            tries += 1;
+            if tries > 3 || !wanted() || !(restarted || failure.passing) {
                 return Err(failure.error);
             }
-            tried_again = true;
+            if !restarted {
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
 
@@ -282,10 +290,7 @@ impl Token {
                 Err(e) if session_lost(&e) => drop(open),
                 Err(e) => {
                     *session = Some(open);
-                    return Err(Failure {
-                        module_lost: module_lost(&e),
-                        error: unavailable(e),
-                    });
+                    return Err(Failure::of(e));
                 }
             }
         }
@@ -301,6 +306,11 @@ impl Token {
 struct Failure {
     error: HsmError,
     module_lost: bool,
+    /// Whether the same call may succeed a moment later, module initialised again or not:
+    /// `CKR_GENERAL_ERROR`, which SoftHSM2 also answers while another process writes the token,
+    /// and `CKR_FUNCTION_FAILED`, which PKCS#11 says may not fail again (SoftHSM2 answers it
+    /// when a key it was making could not be read back, and destroys that key).
+    passing: bool,
 }
 
 impl Failure {
@@ -308,6 +318,18 @@ impl Failure {
         Self {
             error,
             module_lost: false,
+            passing: false,
+        }
+    }
+
+    fn of(e: Error) -> Self {
+        Self {
+            module_lost: module_lost(&e),
+            passing: matches!(
+                e,
+                Error::Pkcs11(RvError::GeneralError | RvError::FunctionFailed, _)
+            ),
+            error: unavailable(e),
         }
     }
 }
@@ -612,6 +634,22 @@ impl Hsm {
             .call(move |session, wanted| token.run(session, &f, wanted))
     }
 
+    /// Makes the module read the token afresh: initialises it again, waiting out the second
+    /// between two initialisations (two at most). For a key this vault made that a search did
+    /// not find: a SoftHSM2 that read its token's files while another process rewrote them may
+    /// hold a copy of the token without some of its objects until then. The caller looks again.
+    pub fn read_again(&self) {
+        let module = &self.token.module;
+        let seen = module.generation();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while module.generation() == seen && Instant::now() < deadline {
+            module.restart(seen, "a key this vault made was not found in its token");
+            if module.generation() == seen {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
     /// Whether the token answers now (`/readyz`): one call that reaches it, on a worker's
     /// session, bounded by the timeout like any other.
     pub fn ready(&self) -> bool {
@@ -694,9 +732,9 @@ impl Hsm {
     /// Runs `f`, which writes a key into the token, trying again when the token answers
     /// CKR_TEMPLATE_INCONSISTENT: SoftHSM2's file store answers it now and then when several
     /// processes write the token at once. The fourth such answer is the error. (A
-    /// CKR_GENERAL_ERROR is tried again once if the module could be initialised again, as for
-    /// every call: [`Token::run`].) `f` may run again after a failure, so it looks first for
-    /// what a try before made.
+    /// CKR_GENERAL_ERROR, which it answers too, is tried again as for every call:
+    /// [`Token::run`].) `f` may run again after a failure, so it looks first for what a try
+    /// before made.
     fn make<T: Send + 'static>(
         &self,
         f: impl Fn(&Session) -> Result<T, Error> + Clone + Send + 'static,
@@ -1209,11 +1247,32 @@ fn own_prefix(keys_dir: &Path, create: bool) -> Result<String, HsmError> {
     Ok(text.trim().to_owned())
 }
 
+/// The modules this process loaded, by path.
+static LOADED: Mutex<Vec<(std::path::PathBuf, Arc<Module>)>> = Mutex::new(Vec::new());
+
+/// Finalises every module this process loaded, when it is done with them, just before it exits.
+/// SoftHSM2 left initialised frees its state in its static destructors as the process exits,
+/// and that teardown now and then aborts ("double free or corruption"): a command that did its
+/// work then exits 134. A call still in a module (stuck) is waited for a second, then that
+/// module is left as it is. Sessions open until now are gone with the finalisation: they are
+/// forgotten, never closed again (the generation moves on), and a later call would initialise
+/// the module again.
+pub fn finalize_all() {
+    let Ok(loaded) = LOADED.lock() else {
+        return;
+    };
+    for (_, module) in loaded.iter() {
+        if let Some(_alone) = module.calls.try_write_for(Duration::from_secs(1)) {
+            let _ = module.ctx.clone().finalize();
+            module.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// The process's one context for `module`: loaded and `C_Initialize`d the first time, then
 /// kept for the life of the process. A module unloaded and loaded again (a context dropped,
 /// another made) would have to be initialised again, which not every module survives.
 fn context(module: &Path) -> Result<Arc<Module>, HsmError> {
-    static LOADED: Mutex<Vec<(std::path::PathBuf, Arc<Module>)>> = Mutex::new(Vec::new());
     let mut loaded = LOADED
         .lock()
         .map_err(|_| HsmError::Unavailable("the PKCS#11 module's lock was poisoned".into()))?;
