@@ -106,7 +106,7 @@ impl Keyring {
                     .kek_versions()
                     .map_err(|e| KeyError::Token(e.to_string()))?;
                 // A vault that was made before, with no master key anywhere: looked for once
-                // more, in the token read afresh, before one is made or the vault refused.
+                // more, in the token read afresh. It always had one: none is made for it.
                 if versions.is_empty() && no_kek_files() && missing != Missing::Make {
                     h.read_again();
                     versions = h
@@ -117,7 +117,8 @@ impl Keyring {
             }
             None => Vec::new(),
         };
-        if create && hsm.is_some() && token_versions.is_empty() && no_kek_files() {
+        if missing == Missing::Make && hsm.is_some() && token_versions.is_empty() && no_kek_files()
+        {
             if let Some(h) = &hsm {
                 h.generate_kek(1)
                     .map_err(|e| KeyError::Token(e.to_string()))?;
@@ -464,17 +465,22 @@ impl Missing {
         make: impl FnOnce() -> Result<T, super::pkcs11::HsmError>,
     ) -> Result<T, KeyError> {
         let token = |e: super::pkcs11::HsmError| KeyError::Token(e.to_string());
-        if self != Self::Make {
-            h.read_again();
-            if let Some(found) = look().map_err(token)? {
-                return Ok(found);
-            }
+        if self == Self::Make {
+            return make().map_err(token);
+        }
+        let read_again = h.read_again();
+        if let Some(found) = look().map_err(token)? {
+            return Ok(found);
         }
         match self {
-            Self::Refuse => Err(KeyError::Token(format!(
+            Self::LookAgainThenMake if read_again => make().map_err(token),
+            Self::LookAgainThenMake => Err(KeyError::Token(format!(
+                "the token shows no {what} under this vault's label prefix, and could not be \
+                 read afresh to make sure: try again"
+            ))),
+            _ => Err(KeyError::Token(format!(
                 "the token holds no {what} under this vault's label prefix"
             ))),
-            Self::Make | Self::LookAgainThenMake => make().map_err(token),
         }
     }
 }

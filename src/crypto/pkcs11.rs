@@ -259,11 +259,14 @@ impl Token {
             }
             let restarted = self.module.generation() != generation;
             tries += 1;
-            if tries > 3 || !wanted() || !(restarted || failure.passing) {
+            if tries > 3 || !(restarted || failure.passing) {
                 return Err(failure.error);
             }
             if !restarted {
                 std::thread::sleep(Duration::from_millis(50));
+            }
+            if !wanted() {
+                return Err(failure.error);
             }
         }
     }
@@ -308,8 +311,8 @@ struct Failure {
     module_lost: bool,
     /// Whether the same call may succeed a moment later, module initialised again or not:
     /// `CKR_GENERAL_ERROR`, which SoftHSM2 also answers while another process writes the token,
-    /// and `CKR_FUNCTION_FAILED`, which PKCS#11 says may not fail again (SoftHSM2 answers it
-    /// when a key it was making could not be read back, and destroys that key).
+    /// and `CKR_FUNCTION_FAILED`, after which PKCS#11 says the same call made again may succeed
+    /// (SoftHSM2 answers it when a key it was making could not be read back).
     passing: bool,
 }
 
@@ -634,11 +637,13 @@ impl Hsm {
             .call(move |session, wanted| token.run(session, &f, wanted))
     }
 
-    /// Makes the module read the token afresh: initialises it again, waiting out the second
-    /// between two initialisations (two at most). For a key this vault made that a search did
-    /// not find: a SoftHSM2 that read its token's files while another process rewrote them may
-    /// hold a copy of the token without some of its objects until then. The caller looks again.
-    pub fn read_again(&self) {
+    /// Has the module read the token afresh: initialises it again, waiting out the second
+    /// between two initialisations (two seconds at most). For a key this vault made that a
+    /// search did not find: a SoftHSM2 that read its token's files while another process
+    /// rewrote them may hold a copy of the token without some of its objects until then. The
+    /// caller looks again. Whether it was done: a call stuck in the module, or a module that
+    /// would not finalise, leaves the old copy (and the caller makes nothing on it).
+    pub fn read_again(&self) -> bool {
         let module = &self.token.module;
         let seen = module.generation();
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -648,6 +653,7 @@ impl Hsm {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+        module.generation() != seen
     }
 
     /// Whether the token answers now (`/readyz`): one call that reaches it, on a worker's
@@ -699,9 +705,12 @@ impl Hsm {
             ])?;
             let mut labels = Vec::new();
             for h in handles {
-                // A key another session destroyed since the search is simply gone.
-                let Ok(attrs) = s.get_attributes(h, &[AttributeType::Label]) else {
-                    continue;
+                // A key another session destroyed since the search is simply gone; any other
+                // failure fails the listing (a version left out would go unused).
+                let attrs = match s.get_attributes(h, &[AttributeType::Label]) {
+                    Ok(attrs) => attrs,
+                    Err(Error::Pkcs11(RvError::ObjectHandleInvalid, _)) => continue,
+                    Err(e) => return Err(e),
                 };
                 for attr in attrs {
                     if let Attribute::Label(l) = attr {
@@ -726,26 +735,34 @@ impl Hsm {
     /// for AES-GCM only.
     pub fn generate_kek(&self, version: u32) -> Result<(), HsmError> {
         let label = self.kek_label(version);
-        self.make(move |s| Self::make_kek(s, &label))
+        self.make(move |s, again| Self::make_kek(s, &label, again))
     }
 
     /// Runs `f`, which writes a key into the token, trying again when the token answers
     /// CKR_TEMPLATE_INCONSISTENT: SoftHSM2's file store answers it now and then when several
     /// processes write the token at once. The fourth such answer is the error. (A
-    /// CKR_GENERAL_ERROR, which it answers too, is tried again as for every call:
-    /// [`Token::run`].) `f` may run again after a failure, so it looks first for what a try
-    /// before made.
+    /// CKR_GENERAL_ERROR or CKR_FUNCTION_FAILED, which it answers too, is tried again as for
+    /// every call: [`Token::run`].) `f` is told whether a try came before (`again`): SoftHSM2
+    /// does not always undo what a failed try made, and the session that made it may still
+    /// show it though it was never written whole, so a try again first destroys whatever is
+    /// under the key's label (nothing of the vault's is there: the caller found it absent)
+    /// rather than take it.
     fn make<T: Send + 'static>(
         &self,
-        f: impl Fn(&Session) -> Result<T, Error> + Clone + Send + 'static,
+        f: impl Fn(&Session, bool) -> Result<T, Error> + Clone + Send + 'static,
     ) -> Result<T, HsmError> {
         let mut last = String::new();
+        let tried = Arc::new(std::sync::atomic::AtomicBool::new(false));
         for _ in 0..4 {
-            let f = f.clone();
-            let made = self.with_session(Op::Keys, move |s| match f(s) {
-                Ok(value) => Ok(Ok(value)),
-                Err(e @ Error::Pkcs11(RvError::TemplateInconsistent, _)) => Ok(Err(e.to_string())),
-                Err(e) => Err(e),
+            let (f, tried) = (f.clone(), tried.clone());
+            let made = self.with_session(Op::Keys, move |s| {
+                match f(s, tried.swap(true, Ordering::AcqRel)) {
+                    Ok(value) => Ok(Ok(value)),
+                    Err(e @ Error::Pkcs11(RvError::TemplateInconsistent, _)) => {
+                        Ok(Err(e.to_string()))
+                    }
+                    Err(e) => Err(e),
+                }
             })?;
             match made {
                 Ok(value) => return Ok(value),
@@ -757,11 +774,13 @@ impl Hsm {
         )))
     }
 
-    /// Makes the key labelled `label` unless it is there. A key already there is used only if
-    /// it is one the vault would make: AES-256 generated in the token, sensitive, never
-    /// extractable.
-    fn make_kek(s: &Session, label: &[u8]) -> Result<(), Error> {
-        if let Some(key) = Self::find_one(s, ObjectClass::SECRET_KEY, label)? {
+    /// Makes the key labelled `label` unless it is there (another process made it). A key
+    /// already there is used only if it is one the vault would make: AES-256 generated in the
+    /// token, sensitive, never extractable. A try `again` takes nothing (see [`Self::make`]).
+    fn make_kek(s: &Session, label: &[u8], again: bool) -> Result<(), Error> {
+        if again {
+            Self::remove_labelled(s, &[ObjectClass::SECRET_KEY], label)?;
+        } else if let Some(key) = Self::find_one(s, ObjectClass::SECRET_KEY, label)? {
             let attrs = s.get_attributes(
                 key,
                 &[
@@ -979,10 +998,12 @@ impl Hsm {
         ))
     }
 
-    /// Destroys what is left under `label` of a pair a try before stopped making midway.
-    fn remove_halves(s: &Session, label: &[u8]) -> Result<(), Error> {
-        for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
-            for h in s.find_objects(&[Attribute::Class(class), Attribute::Label(label.to_vec())])? {
+    /// Destroys every object of `classes` labelled `label`: what a try before left.
+    fn remove_labelled(s: &Session, classes: &[ObjectClass], label: &[u8]) -> Result<(), Error> {
+        for class in classes {
+            for h in
+                s.find_objects(&[Attribute::Class(*class), Attribute::Label(label.to_vec())])?
+            {
                 s.destroy_object(h)?;
             }
         }
@@ -993,18 +1014,13 @@ impl Hsm {
     /// never extractable, usable for EdDSA signatures only. Returns the public half, read
     /// through the handle the generation gave, in its session: a search by label in another
     /// session may miss the new pair while another process rewrites the token's files
-    /// (SoftHSM2). A try made again after a failure (see [`Self::make`]) first takes the pair
-    /// an earlier try made whole, and destroys a half it left; the first try destroys nothing
-    /// (what it cannot find whole may be another process's pair, half seen).
+    /// (SoftHSM2). A try made again after a failure first destroys what an earlier try left
+    /// (see [`Self::make`]).
     pub fn generate_signing(&self, purpose: &str) -> Result<[u8; 32], HsmError> {
         let label = self.signing_label(purpose);
-        let tried = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let point = self.make(move |s| {
-            if tried.swap(true, Ordering::AcqRel) {
-                if let Some(point) = Self::whole_pair(s, &label)? {
-                    return Ok(Some(point));
-                }
-                Self::remove_halves(s, &label)?;
+        let point = self.make(move |s, again| {
+            if again {
+                Self::remove_labelled(s, &PAIR, &label)?;
             }
             let (public, _) = s.generate_key_pair(
                 &Mechanism::EccEdwardsKeyPairGen,
@@ -1051,8 +1067,9 @@ impl Hsm {
             Attribute::EcPoint(point),
         ]);
         self.handles.forget(&label);
-        self.make(move |s| {
-            Self::remove_halves(s, &label)?;
+        self.make(move |s, _| {
+            // Half of a pair an earlier try left (it stopped between the two objects).
+            Self::remove_labelled(s, &PAIR, &label)?;
             s.create_object(&private)?;
             s.create_object(&public).map(|_| ())
         })
@@ -1073,6 +1090,9 @@ impl Hsm {
         })
     }
 }
+
+/// The two halves of a signing key pair.
+const PAIR: [ObjectClass; 2] = [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY];
 
 /// The `CKA_EC_POINT` among `attrs`.
 fn ec_point(attrs: Vec<Attribute>) -> Option<Vec<u8>> {
@@ -1133,10 +1153,9 @@ impl Hsm {
         let label = self.index_label();
         let mut template = Self::index_template(&label);
         template.push(Attribute::ValueLen(32.into()));
-        self.make(move |s| {
-            // A try before that made it and failed after is not made again.
-            if Self::find_one(s, ObjectClass::SECRET_KEY, &label)?.is_some() {
-                return Ok(());
+        self.make(move |s, again| {
+            if again {
+                Self::remove_labelled(s, &[ObjectClass::SECRET_KEY], &label)?;
             }
             s.generate_key(&Mechanism::GenericSecretKeyGen, &template)
                 .map(|_| ())
@@ -1149,11 +1168,9 @@ impl Hsm {
         let label = self.index_label();
         let mut template = Self::index_template(&label);
         template.push(Attribute::Value(value.to_vec()));
-        self.make(move |s| {
-            // A try before that made it and failed after is not made again (the caller checks
-            // the token's key against the file's afterwards).
-            if Self::find_one(s, ObjectClass::SECRET_KEY, &label)?.is_some() {
-                return Ok(());
+        self.make(move |s, again| {
+            if again {
+                Self::remove_labelled(s, &[ObjectClass::SECRET_KEY], &label)?;
             }
             s.create_object(&template).map(|_| ())
         })
