@@ -643,17 +643,22 @@ impl Hsm {
     /// rewrote them may hold a copy of the token without some of its objects until then. The
     /// caller looks again. Whether it was done: a call stuck in the module, or a module that
     /// would not finalise, leaves the old copy (and the caller makes nothing on it).
+    /// Like every call into the module, it runs on a worker, and its caller waits at most the
+    /// timeout.
     pub fn read_again(&self) -> bool {
-        let module = &self.token.module;
-        let seen = module.generation();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while module.generation() == seen && Instant::now() < deadline {
-            module.restart(seen, "a key this vault made was not found in its token");
-            if module.generation() == seen {
-                std::thread::sleep(Duration::from_millis(100));
+        let module = self.token.module.clone();
+        let restarted = move |_: &mut Option<Open>, _: &dyn Fn() -> bool| {
+            let seen = module.generation();
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while module.generation() == seen && Instant::now() < deadline {
+                module.restart(seen, "a key this vault made was not found in its token");
+                if module.generation() == seen {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
             }
-        }
-        module.generation() != seen
+            Ok(module.generation() != seen)
+        };
+        self.workers.call(restarted).unwrap_or(false)
     }
 
     /// Whether the token answers now (`/readyz`): one call that reaches it, on a worker's
