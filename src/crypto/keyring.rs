@@ -117,12 +117,13 @@ impl Keyring {
             }
             None => Vec::new(),
         };
-        if missing == Missing::Make && hsm.is_some() && token_versions.is_empty() && no_kek_files()
+        if let Some(h) = &hsm
+            && missing == Missing::Make
+            && token_versions.is_empty()
+            && no_kek_files()
         {
-            if let Some(h) = &hsm {
-                h.generate_kek(1)
-                    .map_err(|e| KeyError::Token(e.to_string()))?;
-            }
+            h.generate_kek(1)
+                .map_err(|e| KeyError::Token(e.to_string()))?;
             return Self::open_with(dir, create, hsm);
         }
         let token_keks = !token_versions.is_empty();

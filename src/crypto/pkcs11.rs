@@ -983,23 +983,20 @@ impl Hsm {
     /// from `CKA_EC_POINT` (a DER OCTET STRING, or the bare point as some tokens give it).
     pub fn signing_public(&self, purpose: &str) -> Result<Option<[u8; 32]>, HsmError> {
         let label = self.signing_label(purpose);
-        let point = self.with_session(Op::Keys, move |s| Self::whole_pair(s, &label))?;
+        let point = self.with_session(Op::Keys, move |s| {
+            if Self::find_one(s, ObjectClass::PRIVATE_KEY, &label)?.is_none() {
+                return Ok(None);
+            }
+            let Some(public) = Self::find_one(s, ObjectClass::PUBLIC_KEY, &label)? else {
+                return Ok(None);
+            };
+            Ok(ec_point(
+                s.get_attributes(public, &[AttributeType::EcPoint])?,
+            ))
+        })?;
         point
             .map(|point| ed25519_point(purpose, &point))
             .transpose()
-    }
-
-    /// The `CKA_EC_POINT` of the pair labelled `label`, if both halves are there.
-    fn whole_pair(s: &Session, label: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        if Self::find_one(s, ObjectClass::PRIVATE_KEY, label)?.is_none() {
-            return Ok(None);
-        }
-        let Some(public) = Self::find_one(s, ObjectClass::PUBLIC_KEY, label)? else {
-            return Ok(None);
-        };
-        Ok(ec_point(
-            s.get_attributes(public, &[AttributeType::EcPoint])?,
-        ))
     }
 
     /// Destroys every object of `classes` labelled `label`: what a try before left.
