@@ -1269,8 +1269,20 @@ async fn grow_log(dir: &Path, target: i64) {
     let app = std::sync::Arc::new(hoso::app::App::open(settings_of(dir), false).await.unwrap());
     let mut last = 0;
     while last < target {
-        let calls: Vec<_> = (0..2048)
-            .map(|i| {
+        let reads: Vec<_> = (0..2048).map(|i| bench_read(i as u64)).collect();
+        // Every tenth read is through a grant that has its row (sealed, one use spent), so that
+        // verify's grant check has rows to compare with the log, as on a vault in use.
+        let mut tx = app.vault.db.begin().await.unwrap();
+        for (grant, citizen) in reads.iter().step_by(10) {
+            let row = bench_grant(*grant, *citizen);
+            hoso::db::grants::insert(&mut tx, &row, &app.vault.keys())
+                .await
+                .unwrap();
+        }
+        tx.commit("bench grants").await.unwrap();
+        let calls: Vec<_> = reads
+            .into_iter()
+            .map(|(grant, citizen)| {
                 let app = app.clone();
                 tokio::spawn(async move {
                     let mut entry = Entry::new(
@@ -1280,10 +1292,8 @@ async fn grow_log(dir: &Path, target: i64) {
                         AuditAction::DocumentContent,
                     );
                     entry.document_id = Some(uuid::Uuid::now_v7().to_string());
-                    let mut citizen = [0u8; 32];
-                    citizen[..8].copy_from_slice(&(i as u64).to_be_bytes());
-                    entry.citizen_idx = Some(hoso::crypto::CitizenIndex(citizen));
-                    entry.grant_id = Some(uuid::Uuid::now_v7().to_string());
+                    entry.citizen_idx = Some(citizen);
+                    entry.grant_id = Some(grant.to_string());
                     entry.case_ref = Some("000.00.31.H40-261124-0042".into());
                     app.vault
                         .log
@@ -1297,6 +1307,34 @@ async fn grow_log(dir: &Path, target: i64) {
         for call in calls {
             last = last.max(call.await.unwrap());
         }
+    }
+}
+
+/// One read of [`grow_log`]: its grant's id and its citizen.
+fn bench_read(i: u64) -> (uuid::Uuid, hoso::crypto::CitizenIndex) {
+    let mut citizen = [0u8; 32];
+    citizen[..8].copy_from_slice(&i.to_be_bytes());
+    (uuid::Uuid::now_v7(), hoso::crypto::CitizenIndex(citizen))
+}
+
+/// The row of a grant of [`grow_log`] that one read spent.
+fn bench_grant(id: uuid::Uuid, citizen: hoso::crypto::CitizenIndex) -> hoso::db::grants::GrantRow {
+    let now = hoso::db::now_ms();
+    hoso::db::grants::GrantRow {
+        id,
+        citizen_idx: citizen,
+        doc_types: vec![hoso::domain::DocType::Cccd],
+        case_ref: "000.00.31.H40-261124-0042".into(),
+        purpose: "bench".into(),
+        grantee: "bench.officer".into(),
+        grantee_office: "BENCH".into(),
+        created_by: "bench.clerk".into(),
+        office: "BENCH".into(),
+        created_at: now,
+        expires_at: now + 86_400_000,
+        max_uses: 1,
+        uses: 1,
+        revoked_at: None,
     }
 }
 

@@ -6,10 +6,10 @@ use serde::Serialize;
 
 use super::append::SIGNED_HEAD_EVERY;
 use super::chain::{chain_message, head_signature_valid};
-use super::{checkpoints, merkle, note, tree};
+use super::{AuditAction, Outcome, checkpoints, merkle, note, tree};
 use crate::crypto::keyring::Keyring;
-use crate::db::audit::{self as store, Head};
-use crate::db::{Db, DbError};
+use crate::db::audit::{self as store, ChainEntry, Head};
+use crate::db::{Db, DbError, Tx};
 use crate::error::ApiError;
 
 #[derive(Debug, Serialize)]
@@ -34,32 +34,94 @@ pub struct GrantProblem {
     pub problem: String,
 }
 
+/// The content reads the log holds as allowed through one grant, as the walk counted them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrantReads {
+    /// How many: what the grant's count of uses spent must equal, since a read spends its use
+    /// in the transaction that logs it.
+    pub count: i64,
+    /// When the last was logged (ms).
+    pub last_at: i64,
+    /// How many were logged after the grant's revocation entry.
+    pub after_revocation: i64,
+    /// Whether the walk has passed the grant's revocation entry.
+    revoked: bool,
+}
+
+/// The grants whose reads a walk counts, by id as the log writes it (hyphenated, lower case),
+/// and what it counted. Only the grants watched are counted: the check compares grant rows with
+/// the log, so memory follows the rows, not the log (a log of one-read grants names as many
+/// grants as it holds reads).
+#[derive(Debug, Default)]
+pub struct GrantTally(std::collections::HashMap<[u8; 36], GrantReads>);
+
+impl GrantTally {
+    pub fn watch(&mut self, id: uuid::Uuid) {
+        self.0.insert(tally_key(id), GrantReads::default());
+    }
+
+    /// What the walk counted through grant `id` (nothing, for a grant not watched).
+    pub fn reads(&self, id: uuid::Uuid) -> GrantReads {
+        self.0.get(&tally_key(id)).copied().unwrap_or_default()
+    }
+
+    /// Counts `e` if it is an allowed content read, or the revocation, of a watched grant.
+    fn see(&mut self, e: &ChainEntry<'_>) {
+        // Indices in the chain message's fields (see `super::chain`).
+        const ACTION: usize = 3;
+        const OUTCOME: usize = 4;
+        const GRANT_ID: usize = 7;
+        if self.0.is_empty() || e.fields[OUTCOME] != Some(Outcome::Allowed.as_str().as_bytes()) {
+            return;
+        }
+        let watched = e.fields[GRANT_ID]
+            .and_then(|id| <[u8; 36]>::try_from(id).ok())
+            .and_then(|id| self.0.get_mut(&id));
+        let (Some(reads), Some(action)) = (watched, e.fields[ACTION]) else {
+            return;
+        };
+        if action == AuditAction::DocumentContent.as_str().as_bytes() {
+            reads.count += 1;
+            reads.last_at = reads.last_at.max(e.at);
+            reads.after_revocation += i64::from(reads.revoked);
+        } else if action == AuditAction::GrantRevoke.as_str().as_bytes() {
+            reads.revoked = true;
+        }
+    }
+}
+
+fn tally_key(id: uuid::Uuid) -> [u8; 36] {
+    let mut key = [0u8; 36];
+    id.hyphenated().encode_lower(&mut key);
+    key
+}
+
+/// What [`verify_log`] found.
+pub struct Verified {
+    pub report: Report,
+    /// The reads the walk counted through the watched grants; `None` when the walk stopped
+    /// before the log's end (its counts would be partial).
+    pub grants: Option<GrantTally>,
+}
+
 /// Walks the whole chain and the Merkle tree it builds, and checks them against the signed
 /// head, the signed heads, the database's checkpoints and every `trusted` checkpoint (the object store's, a
 /// witness's). Reports the first entry at which the log stops being the one the vault wrote —
-/// including a log rolled back to an earlier state, which no database-only check can see.
+/// including a log rolled back to an earlier state, which no database-only check can see. On
+/// the way it counts the reads through each grant in `grants`.
 ///
-/// `trusted` must be read *before* this is called: this reads one database snapshot taken
-/// now, which then holds at least every entry those checkpoints cover, however busy the vault.
+/// Every read is in `snapshot` ([`Db::snapshot`]): entries appended while the check runs are not
+/// half-seen (a head read before them and a walk that finds them would cry tampering on any
+/// busy day), and rows read from the same snapshot agree with the entries walked. `trusted`
+/// must be read *before* the snapshot's first read, which then holds at least every entry those
+/// checkpoints cover, however busy the vault.
 pub async fn verify_log(
     db: &Db,
+    snapshot: &mut Tx,
     keys: &Keyring,
     trusted: &[checkpoints::Trusted],
-) -> Result<Report, ApiError> {
-    // One snapshot for every read: entries appended while the check runs are not half-seen
-    // (a head read before them and a walk that finds them would cry tampering on any busy day).
-    let mut snapshot = db.snapshot().await?;
-    let report = verify_in(db, &mut snapshot, keys, trusted).await;
-    snapshot.rollback().await?;
-    report
-}
-
-async fn verify_in(
-    db: &Db,
-    snapshot: &mut crate::db::Tx,
-    keys: &Keyring,
-    trusted: &[checkpoints::Trusted],
-) -> Result<Report, ApiError> {
+    grants: GrantTally,
+) -> Result<Verified, ApiError> {
     let public = keys.audit.public_key();
     let signed_heads = store::signed_heads(&mut **snapshot).await?;
     let head = store::head(&mut **snapshot).await?;
@@ -71,45 +133,59 @@ async fn verify_in(
     let (pages, received) = tokio::sync::mpsc::channel(4);
     let chain_key = crate::crypto::HmacSha256::new(keys.audit_chain_key());
     let sorted = trusted.clone();
-    let walking = tokio::task::spawn_blocking(move || walk_chain(received, &chain_key, &sorted));
+    let walking =
+        tokio::task::spawn_blocking(move || walk_chain(received, &chain_key, &sorted, grants));
     let checking = check_signatures(public.to_vec(), signed_heads);
     let ((), walked, checked) = tokio::join!(store::read_chain(db, last, pages), walking, checking);
     let walked = walked.map_err(|e| ApiError::Internal(format!("the log walk stopped: {e}")))?;
     let (signed_heads, signed) =
         checked.map_err(|e| ApiError::Internal(format!("the signature check stopped: {e}")))?;
-    let walk = match walked? {
+    let mut walk = match walked? {
         Ok(walk) => walk,
-        Err(bad) => return Ok(bad),
+        Err(bad) => {
+            return Ok(Verified {
+                report: bad,
+                grants: None,
+            });
+        }
     };
-    if let Err(bad) = check_walk(&walk, &trusted, (&signed_heads, &signed), public, &head) {
-        return Ok(bad);
-    }
+    let grants = Some(std::mem::take(&mut walk.grants));
+    let report = match check_walk(&walk, &trusted, (&signed_heads, &signed), public, &head) {
+        Err(bad) => bad,
+        Ok(()) => check_rest(snapshot, &walk, future).await,
+    };
+    Ok(Verified { report, grants })
+}
+
+/// What a whole walk must still agree with in the database: no checkpoint dated in the future
+/// (`future`: the first one's size and time), and the stored Merkle tree.
+async fn check_rest(snapshot: &mut Tx, walk: &Walk, future: Option<(i64, i64)>) -> Report {
     if let Some((size, at)) = future {
-        return Ok(walk.bad(
+        return walk.bad(
             size,
             format!(
                 "the database's checkpoint of {size} entries is dated {}, in the future: its \
                  clock was set ahead (to stop time-based checkpoints)",
                 crate::domain::format_rfc3339(at)
             ),
-        ));
+        );
     }
     // The stored tree (what proofs are made from) must be the one the entries make.
     let stored = tree::root(snapshot, walk.entries as u64).await;
     if stored.as_ref().ok() != Some(&walk.root) {
-        return Ok(walk.bad(
+        return walk.bad(
             walk.entries,
             "the stored Merkle tree does not match the entries (proofs would not verify)".into(),
-        ));
+        );
     }
-    Ok(Report {
+    Report {
         ok: true,
         entries: walk.entries,
         head: walk.last_hash(),
         first_bad_seq: None,
         problem: None,
         grants: Vec::new(),
-    })
+    }
 }
 
 /// Checks the signed heads' signatures on a thread of their own: they do not depend on the
@@ -161,7 +237,7 @@ const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 /// that does not is reported by its size, with a root nothing matches); and the first one whose
 /// time is in the future, if any (size and time).
 async fn db_notes(
-    snapshot: &mut crate::db::Tx,
+    snapshot: &mut Tx,
     public: &[u8],
 ) -> Result<(Vec<checkpoints::Trusted>, Option<(i64, i64)>), ApiError> {
     let mut out = Vec::new();
@@ -202,6 +278,8 @@ struct Walk {
     root: merkle::Hash,
     /// The hash at every seq a signed head is kept at.
     at_signed_heads: std::collections::HashMap<i64, String>,
+    /// The reads through the watched grants, counted as the walk passes them.
+    grants: GrantTally,
 }
 
 impl Walk {
@@ -230,6 +308,7 @@ fn walk_chain(
     mut pages: tokio::sync::mpsc::Receiver<Result<store::ChainPage, DbError>>,
     chain_key: &crate::crypto::HmacSha256,
     trusted: &[checkpoints::Trusted],
+    grants: GrantTally,
 ) -> Result<Result<Walk, Report>, ApiError> {
     let mut walker = Walker {
         walk: Walk {
@@ -237,6 +316,7 @@ fn walk_chain(
             last: [0; 32],
             root: merkle::empty_root(),
             at_signed_heads: std::collections::HashMap::new(),
+            grants,
         },
         tree: merkle::CompactRange::default(),
         message: Vec::with_capacity(512),
@@ -282,7 +362,7 @@ impl Walker {
     /// adds it to the walk and the tree.
     fn step(
         &mut self,
-        e: &store::ChainEntry<'_>,
+        e: &ChainEntry<'_>,
         chain_key: &crate::crypto::HmacSha256,
     ) -> Result<(), Report> {
         let walk = &mut self.walk;
@@ -315,6 +395,7 @@ impl Walker {
             walk.at_signed_heads.insert(e.seq, walk.last_hash());
         }
         walk.entries = e.seq;
+        walk.grants.see(e);
         Ok(())
     }
 }
@@ -361,4 +442,52 @@ fn check_head(public: &[u8], head: &Head, walk: &Walk) -> Result<(), Report> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entry as the walk sees it, with only what the tally reads filled in.
+    fn seen(tally: &mut GrantTally, at: i64, action: AuditAction, outcome: Outcome, grant: &str) {
+        let mut fields: [Option<&[u8]>; 10] = [None; 10];
+        fields[3] = Some(action.as_str().as_bytes());
+        fields[4] = Some(outcome.as_str().as_bytes());
+        fields[7] = Some(grant.as_bytes());
+        tally.see(&ChainEntry {
+            seq: at,
+            at,
+            fields,
+            prev_hash: b"",
+            hash: b"",
+        });
+    }
+
+    #[test]
+    fn the_walk_counts_allowed_reads_of_watched_grants_and_those_after_their_revocation() {
+        let (watched, other) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let (w, o) = (watched.to_string(), other.to_string());
+        let mut tally = GrantTally::default();
+        tally.watch(watched);
+        use AuditAction::{DocumentContent as Read, DocumentRead as Metadata, GrantRevoke};
+        use Outcome::{Allowed, Denied};
+        seen(&mut tally, 10, Read, Allowed, &w);
+        seen(&mut tally, 11, Read, Denied, &w);
+        seen(&mut tally, 12, Metadata, Allowed, &w);
+        seen(&mut tally, 13, Read, Allowed, &o);
+        seen(&mut tally, 14, Read, Allowed, &w.to_uppercase());
+        seen(&mut tally, 15, Read, Allowed, &w);
+        seen(&mut tally, 16, GrantRevoke, Denied, &w);
+        seen(&mut tally, 17, Read, Allowed, &w);
+        seen(&mut tally, 18, GrantRevoke, Allowed, &w);
+        seen(&mut tally, 19, Read, Allowed, &w);
+        seen(&mut tally, 20, Read, Denied, &w);
+        let reads = tally.reads(watched);
+        assert_eq!(
+            (reads.count, reads.last_at, reads.after_revocation),
+            (4, 19, 1)
+        );
+        // A grant not watched is not counted, whatever the log holds through it.
+        assert_eq!(tally.reads(other), GrantReads::default());
+    }
 }

@@ -11,7 +11,7 @@ use crate::auth::Caller;
 use crate::crypto::CitizenIndex;
 use crate::crypto::keyring::Keyring;
 use crate::db::audit::{self as store, EntryRow, Filter};
-use crate::db::grants::{self as grant_store, GrantRow};
+use crate::db::grants as grant_store;
 use crate::domain::format_rfc3339 as rfc3339;
 use crate::domain::{NationalId, Role};
 use crate::error::ApiError;
@@ -256,32 +256,101 @@ pub async fn verify_all(
             }
         };
     trusted.extend(witness);
-    // The grant check reads its own snapshot, in its own statements: it runs on the database's
-    // thread while the walk reads and hashes on two others.
-    let (report, grants) = tokio::join!(
-        audit::verify_log(&vault.db, &keys, &trusted),
-        check_grants(vault, &keys)
-    );
-    let mut report = report?;
-    report.grants = grants?;
-    report.ok &= report.grants.is_empty();
+    let mut snapshot = vault.db.snapshot().await?;
+    let report = verify_in(vault, &keys, &trusted, &mut snapshot).await;
+    snapshot.rollback().await?;
+    report
+}
+
+/// [`verify_all`]'s reads of the database, all in `snapshot`: every grant row against the
+/// vault's seal of its scope, then the log's walk, which counts the content reads through each
+/// sealed grant to compare with the row's count of uses spent (each read spends its use in the
+/// transaction that logs it, so the two agree unless someone edited the row).
+async fn verify_in(
+    vault: &Vault,
+    keys: &Keyring,
+    trusted: &[audit::checkpoints::Trusted],
+    snapshot: &mut crate::db::Tx,
+) -> Result<Report, ApiError> {
+    let (sealed, mut problems) = grant_rows(snapshot, keys).await?;
+    let mut tally = audit::GrantTally::default();
+    for g in &sealed {
+        tally.watch(g.id);
+    }
+    let verified = audit::verify_log(&vault.db, snapshot, keys, trusted, tally).await?;
+    // A walk that stopped early counted only part of the reads: its report says why.
+    if let Some(counted) = verified.grants {
+        problems.extend(sealed.iter().filter_map(|g| {
+            grant_reads_problem(g, &counted.reads(g.id)).map(|problem| {
+                audit::verify::GrantProblem {
+                    grant_id: g.id.to_string(),
+                    problem,
+                }
+            })
+        }));
+    }
+    problems.sort_by(|a, b| a.grant_id.cmp(&b.grant_id));
+    let mut report = verified.report;
+    report.ok &= problems.is_empty();
+    report.grants = problems;
     Ok(report)
+}
+
+/// What a sealed grant row says of its uses: all the check keeps of it while the log is walked.
+struct Uses {
+    id: uuid::Uuid,
+    spent: i64,
+    max: i64,
+    expires_at: i64,
+}
+
+/// Every grant row, a page at a time: the sealed ones' uses, and a problem for each row whose
+/// seal does not check.
+async fn grant_rows(
+    snapshot: &mut crate::db::Tx,
+    keys: &Keyring,
+) -> Result<(Vec<Uses>, Vec<audit::verify::GrantProblem>), ApiError> {
+    let (mut sealed, mut problems) = (Vec::new(), Vec::new());
+    let mut after = String::new();
+    loop {
+        let page = grant_store::page(&mut **snapshot, &after, 500).await?;
+        let Some(last) = page.last() else {
+            return Ok((sealed, problems));
+        };
+        after = last.id().to_string();
+        for stored in page {
+            let id = stored.id();
+            match stored.open(keys) {
+                Ok(g) => sealed.push(Uses {
+                    id,
+                    spent: g.uses,
+                    max: g.max_uses,
+                    expires_at: g.expires_at,
+                }),
+                Err(_) => problems.push(audit::verify::GrantProblem {
+                    grant_id: id.to_string(),
+                    problem: "its row was altered outside the vault: the seal does not check"
+                        .into(),
+                }),
+            }
+        }
+    }
 }
 
 /// What is wrong with a (sealed) grant's reads as the log holds them, if anything: a count of
 /// uses that is not the count of reads, or reads the grant never allowed (more than its limit,
 /// after its expiry, after its revocation), which only an edited row could have let through.
-fn grant_reads_problem(g: &GrantRow, logged: &store::GrantReads) -> Option<String> {
+fn grant_reads_problem(g: &Uses, logged: &audit::verify::GrantReads) -> Option<String> {
     let edited = "its row was edited outside the vault";
-    if g.uses != logged.count {
+    if g.spent != logged.count {
         Some(format!(
             "{} uses spent, but the log holds {} content reads through it: {edited}",
-            g.uses, logged.count
+            g.spent, logged.count
         ))
-    } else if logged.count > g.max_uses {
+    } else if logged.count > g.max {
         Some(format!(
             "{} content reads logged, over its limit of {}: {edited}",
-            logged.count, g.max_uses
+            logged.count, g.max
         ))
     } else if logged.count > 0 && logged.last_at > g.expires_at {
         Some(format!("content reads logged after it expired: {edited}"))
@@ -293,41 +362,6 @@ fn grant_reads_problem(g: &GrantRow, logged: &store::GrantReads) -> Option<Strin
     } else {
         None
     }
-}
-
-/// Every grant row against the vault's seal of its scope, and its count of uses spent against
-/// the content reads the log holds through it (each read spends its use in the transaction
-/// that logs it, so the two agree unless someone edited the row): one database snapshot, the
-/// grants a page at a time.
-pub async fn check_grants(
-    vault: &Vault,
-    keys: &Keyring,
-) -> Result<Vec<audit::verify::GrantProblem>, ApiError> {
-    let mut snapshot = vault.db.snapshot().await?;
-    let reads = store::content_reads_by_grant(&mut snapshot).await?;
-    let mut problems = Vec::new();
-    let mut after = String::new();
-    loop {
-        let page = grant_store::page(&mut *snapshot, &after, 500).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id().to_string();
-        for stored in page {
-            let id = stored.id().to_string();
-            let logged = reads.get(&id).copied().unwrap_or_default();
-            let problem = match stored.open(keys) {
-                Err(_) => {
-                    Some("its row was altered outside the vault: the seal does not check".into())
-                }
-                Ok(g) => grant_reads_problem(&g, &logged),
-            };
-            problems.extend(problem.map(|problem| audit::verify::GrantProblem {
-                grant_id: id,
-                problem,
-            }));
-        }
-    }
-    snapshot.rollback().await?;
-    Ok(problems)
 }
 
 // ---- Checkpoints, proofs and receipts: public, like a transparency log's (hashes only).
