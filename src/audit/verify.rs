@@ -108,20 +108,23 @@ pub struct Verified {
 /// head, the signed heads, the database's checkpoints and every `trusted` checkpoint (the object store's, a
 /// witness's). Reports the first entry at which the log stops being the one the vault wrote —
 /// including a log rolled back to an earlier state, which no database-only check can see. On
-/// the way it counts the reads through each grant in `grants`.
+/// the way it counts the reads through each grant in `grants`; `beside` reads the snapshot
+/// while the log is walked (the walk reads the entries on a connection of its own), and its
+/// answer is returned with the walk's.
 ///
 /// Every read is in `snapshot` ([`Db::snapshot`]): entries appended while the check runs are not
 /// half-seen (a head read before them and a walk that finds them would cry tampering on any
 /// busy day), and rows read from the same snapshot agree with the entries walked. `trusted`
 /// must be read *before* the snapshot's first read, which then holds at least every entry those
 /// checkpoints cover, however busy the vault.
-pub async fn verify_log(
+pub async fn verify_log<T>(
     db: &Db,
     snapshot: &mut Tx,
     keys: &Keyring,
     trusted: &[checkpoints::Trusted],
     grants: GrantTally,
-) -> Result<Verified, ApiError> {
+    beside: impl AsyncFnOnce(&mut Tx) -> Result<T, ApiError>,
+) -> Result<(Verified, T), ApiError> {
     let public = keys.audit.public_key();
     let signed_heads = store::signed_heads(&mut **snapshot).await?;
     let head = store::head(&mut **snapshot).await?;
@@ -136,17 +139,24 @@ pub async fn verify_log(
     let walking =
         tokio::task::spawn_blocking(move || walk_chain(received, &chain_key, &sorted, grants));
     let checking = check_signatures(public.to_vec(), signed_heads);
-    let ((), walked, checked) = tokio::join!(store::read_chain(db, last, pages), walking, checking);
+    let ((), walked, checked, beside) = tokio::join!(
+        store::read_chain(db, last, pages),
+        walking,
+        checking,
+        beside(snapshot)
+    );
+    let beside = beside?;
     let walked = walked.map_err(|e| ApiError::Internal(format!("the log walk stopped: {e}")))?;
     let (signed_heads, signed) =
         checked.map_err(|e| ApiError::Internal(format!("the signature check stopped: {e}")))?;
     let mut walk = match walked? {
         Ok(walk) => walk,
         Err(bad) => {
-            return Ok(Verified {
+            let verified = Verified {
                 report: bad,
                 grants: None,
-            });
+            };
+            return Ok((verified, beside));
         }
     };
     let grants = Some(std::mem::take(&mut walk.grants));
@@ -154,7 +164,7 @@ pub async fn verify_log(
         Err(bad) => bad,
         Ok(()) => check_rest(snapshot, &walk, future).await,
     };
-    Ok(Verified { report, grants })
+    Ok((Verified { report, grants }, beside))
 }
 
 /// What a whole walk must still agree with in the database: no checkpoint dated in the future

@@ -362,6 +362,26 @@ pub async fn seal_unsealed(tx: &mut Tx, keys: &Keyring) -> Result<u64, DbError> 
     Ok(rows.len() as u64)
 }
 
+/// Every grant's id, a page at a time after `after`: what `hoso audit verify` counts reads
+/// through while it reads the rows themselves ([`page`]) beside the log's walk.
+pub async fn ids_page<'e, E>(executor: E, after: &str, limit: i64) -> Result<Vec<Uuid>, DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query("SELECT id FROM grants WHERE id > $1 ORDER BY id LIMIT $2")
+        .bind(after)
+        .bind(limit)
+        .fetch_all(executor)
+        .await
+        .map_err(db_err("page grant ids"))?;
+    rows.iter()
+        .map(|r| {
+            Uuid::parse_str(&col::<String>(r, "id")?)
+                .map_err(|e| DbError::Corrupt(format!("stored grant id: {e}")))
+        })
+        .collect()
+}
+
 /// Every grant, a page at a time after `after` (by id), as stored: for `hoso audit verify` and
 /// `doctor`, which check each seal and each count of uses.
 pub async fn page<'e, E>(executor: E, after: &str, limit: i64) -> Result<Vec<StoredGrant>, DbError>

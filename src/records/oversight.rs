@@ -262,22 +262,30 @@ pub async fn verify_all(
     report
 }
 
-/// [`verify_all`]'s reads of the database, all in `snapshot`: every grant row against the
-/// vault's seal of its scope, then the log's walk, which counts the content reads through each
-/// sealed grant to compare with the row's count of uses spent (each read spends its use in the
-/// transaction that logs it, so the two agree unless someone edited the row).
+/// [`verify_all`]'s reads of the database, all in `snapshot`: every grant's id, then the log's
+/// walk, which counts the content reads through each grant, while every grant row is checked
+/// against the vault's seal of its scope beside it. Each sealed row's count of uses spent must
+/// then be the count of reads (each read spends its use in the transaction that logs it, so the
+/// two agree unless someone edited the row).
 async fn verify_in(
     vault: &Vault,
     keys: &Keyring,
     trusted: &[audit::checkpoints::Trusted],
     snapshot: &mut crate::db::Tx,
 ) -> Result<Report, ApiError> {
-    let (sealed, mut problems) = grant_rows(snapshot, keys).await?;
     let mut tally = audit::GrantTally::default();
-    for g in &sealed {
-        tally.watch(g.id);
+    let mut after = String::new();
+    loop {
+        let ids = grant_store::ids_page(&mut **snapshot, &after, GRANT_PAGE).await?;
+        let Some(last) = ids.last() else { break };
+        after = last.to_string();
+        for id in ids {
+            tally.watch(id);
+        }
     }
-    let verified = audit::verify_log(&vault.db, snapshot, keys, trusted, tally).await?;
+    let beside = async |snapshot: &mut crate::db::Tx| grant_rows(snapshot, keys).await;
+    let (verified, (sealed, mut problems)) =
+        audit::verify_log(&vault.db, snapshot, keys, trusted, tally, beside).await?;
     // A walk that stopped early counted only part of the reads: its report says why.
     if let Some(counted) = verified.grants {
         problems.extend(sealed.iter().filter_map(|g| {
@@ -296,6 +304,9 @@ async fn verify_in(
     Ok(report)
 }
 
+/// Grant rows read a page at a time by `hoso audit verify`.
+const GRANT_PAGE: i64 = 1000;
+
 /// What a sealed grant row says of its uses: all the check keeps of it while the log is walked.
 struct Uses {
     id: uuid::Uuid,
@@ -313,7 +324,7 @@ async fn grant_rows(
     let (mut sealed, mut problems) = (Vec::new(), Vec::new());
     let mut after = String::new();
     loop {
-        let page = grant_store::page(&mut **snapshot, &after, 500).await?;
+        let page = grant_store::page(&mut **snapshot, &after, GRANT_PAGE).await?;
         let Some(last) = page.last() else {
             return Ok((sealed, problems));
         };
