@@ -362,9 +362,11 @@ pub async fn seal_unsealed(tx: &mut Tx, keys: &Keyring) -> Result<u64, DbError> 
     Ok(rows.len() as u64)
 }
 
-/// Every grant's id, a page at a time after `after`: what `hoso audit verify` counts reads
-/// through while it reads the rows themselves ([`page`]) beside the log's walk.
-pub async fn ids_page<'e, E>(executor: E, after: &str, limit: i64) -> Result<Vec<Uuid>, DbError>
+/// Every grant's id as stored, a page at a time after `after` (the last id of the page before,
+/// as stored: an id edited to another spelling of the same UUID must not send the paging back or
+/// past rows): what `hoso audit verify` counts reads through while it reads the rows themselves
+/// ([`page`]) beside the log's walk.
+pub async fn ids_page<'e, E>(executor: E, after: &str, limit: i64) -> Result<Vec<String>, DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -374,17 +376,17 @@ where
         .fetch_all(executor)
         .await
         .map_err(db_err("page grant ids"))?;
-    rows.iter()
-        .map(|r| {
-            Uuid::parse_str(&col::<String>(r, "id")?)
-                .map_err(|e| DbError::Corrupt(format!("stored grant id: {e}")))
-        })
-        .collect()
+    rows.iter().map(|r| col::<String>(r, "id")).collect()
 }
 
 /// Every grant, a page at a time after `after` (by id), as stored: for `hoso audit verify` and
-/// `doctor`, which check each seal and each count of uses.
-pub async fn page<'e, E>(executor: E, after: &str, limit: i64) -> Result<Vec<StoredGrant>, DbError>
+/// `doctor`, which check each seal and each count of uses. With the rows, the last one's id as
+/// stored, for the next page's `after` (see [`ids_page`]).
+pub async fn page<'e, E>(
+    executor: E,
+    after: &str,
+    limit: i64,
+) -> Result<(Vec<StoredGrant>, Option<String>), DbError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -396,5 +398,6 @@ where
     .fetch_all(executor)
     .await
     .map_err(db_err("page grants"))?;
-    rows.iter().map(from_row).collect()
+    let last = rows.last().map(|r| col::<String>(r, "id")).transpose()?;
+    Ok((rows.iter().map(from_row).collect::<Result<_, _>>()?, last))
 }

@@ -277,11 +277,13 @@ async fn verify_in(
     let mut after = String::new();
     loop {
         let ids = grant_store::ids_page(&mut **snapshot, &after, GRANT_PAGE).await?;
-        let Some(last) = ids.last() else { break };
-        after = last.to_string();
-        for id in ids {
+        for id in &ids {
             tally.watch(id);
         }
+        let Some(last) = ids.into_iter().next_back() else {
+            break;
+        };
+        after = last;
     }
     let beside = async |snapshot: &mut crate::db::Tx| grant_rows(snapshot, keys).await;
     let (verified, (sealed, mut problems)) =
@@ -324,11 +326,11 @@ async fn grant_rows(
     let (mut sealed, mut problems) = (Vec::new(), Vec::new());
     let mut after = String::new();
     loop {
-        let page = grant_store::page(&mut **snapshot, &after, GRANT_PAGE).await?;
-        let Some(last) = page.last() else {
+        let (page, last) = grant_store::page(&mut **snapshot, &after, GRANT_PAGE).await?;
+        let Some(last) = last else {
             return Ok((sealed, problems));
         };
-        after = last.id().to_string();
+        after = last;
         for stored in page {
             let id = stored.id();
             match stored.open(keys) {
