@@ -36,7 +36,7 @@ pub mod writer;
 
 pub use append::{Appended, Appender, SIGNED_HEAD_EVERY, begin, build_missing_tree};
 pub use chain::{entry_hash, entry_leaf, entry_leaf_data};
-pub use verify::{GrantTally, Report, Verified, verify_log};
+pub use verify::{GrantTally, Report, verify_log};
 
 use crate::crypto::CitizenIndex;
 pub use crate::domain::{AuditAction, Outcome};

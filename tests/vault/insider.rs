@@ -949,3 +949,32 @@ async fn a_verify_while_reads_spend_their_uses_finds_every_grant_as_the_vault_wr
         "verifies ran while reads were logged: {seen:?}"
     );
 }
+
+/// A grant id rewritten in the database to another spelling of its UUID (here the URN form,
+/// which sorts after every plain id) neither traps verify's paging in a loop nor hides the row:
+/// its use is spent, and the log holds no read through that spelling.
+#[tokio::test]
+async fn a_grant_id_respelled_in_the_database_is_named_and_never_loops_the_check() {
+    let vault = TestVault::new().await;
+    let id = vault.take_in(CITIZEN_A, "cccd", &pdf(94, 3000)).await;
+    let (grant, officer) = vault.grant(CITIZEN_A, &["cccd"], "officer.binh", 3).await;
+    vault
+        .get(&format!("/v1/documents/{id}/content"), &officer)
+        .await
+        .expect(StatusCode::OK);
+    vault
+        .sql(&format!(
+            "UPDATE grants SET id = 'urn:uuid:' || id WHERE id = '{grant}'"
+        ))
+        .await;
+    let report = tokio::time::timeout(std::time::Duration::from_secs(60), verify(&vault))
+        .await
+        .expect("verify ends");
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["grants"][0]["grant_id"], grant.as_str(), "{report}");
+    let problem = report["grants"][0]["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("1 uses spent, but the log holds 0"),
+        "{report}"
+    );
+}
