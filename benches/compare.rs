@@ -12,7 +12,10 @@
 //! `scripts/bench` installs nginx-light, wrk and softhsm2 when absent and runs this
 //! (`cargo bench --bench compare`; HOSO_BENCH_SECONDS, default 8; HOSO_BENCH_ONLY picks
 //! phases). It is a benchmark: it asserts nothing about time. Everything it starts is stopped
-//! and its files removed, however it ends.
+//! and its files removed, however it ends, unless HOSO_BENCH_KEEP is set: then a run that ends
+//! keeps its work directory and says where. On ext4 without a journal, deleting tens of
+//! thousands of files slows every file made in the minutes after (the header's probe says by
+//! how much), so back-to-back runs keep theirs and delete them once done.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -176,6 +179,9 @@ struct Figures {
     server: Option<[u64; 2]>,
     /// The server's peak RSS during the run, KiB (servers in their own processes only).
     peak_kib: Option<u64>,
+    /// The server's CPU time (user and system, its children's too) per answer during the run,
+    /// µs: on this machine client and servers share two cores, so a row's rate is mostly this.
+    cpu_us: Option<f64>,
 }
 
 impl Figures {
@@ -246,16 +252,48 @@ fn family(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Runs `load` and adds the peak RSS of `pid` and its children during it. Linux's peak
-/// (VmHWM) is reset first (clear_refs "5"), so the figure is this run's alone.
+/// Runs `load` and adds the peak RSS of `pid` and its children during it, and the CPU time
+/// they used per answer. Linux's peak (VmHWM) is reset first (clear_refs "5"), so the figure is
+/// this run's alone.
 fn with_peak(pid: u32, load: impl FnOnce() -> Figures) -> Figures {
     let pids = family(pid);
     for p in &pids {
         let _ = std::fs::write(format!("/proc/{p}/clear_refs"), "5");
     }
+    let (ticks, started) = (cpu_ticks(&pids), Instant::now());
     let mut figures = load();
+    let seconds = (cpu_ticks(&pids) - ticks) / clock_ticks_per_second();
+    let answers = figures.rps * started.elapsed().as_secs_f64();
+    figures.cpu_us = (answers > 0.0).then(|| seconds * 1e6 / answers);
     figures.peak_kib = Some(pids.iter().map(|p| rss_kib(*p, "VmHWM")).sum());
     figures
+}
+
+/// The CPU time `pids` have used so far, user and system, in clock ticks: fields 14 and 15 of
+/// `/proc/PID/stat`, counted after the command's name (which may hold spaces). A process's
+/// figure includes its threads that have ended.
+fn cpu_ticks(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|stat| {
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let (user, system) = (fields.get(11)?, fields.get(12)?);
+            Some(user.parse::<f64>().ok()? + system.parse::<f64>().ok()?)
+        })
+        .sum()
+}
+
+/// The unit of `/proc`'s CPU times (`getconf CLK_TCK`; 100 wherever it cannot be asked).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 fn ms(text: &str) -> f64 {
@@ -493,12 +531,13 @@ fn row(what: &str, f: Figures, references: &[(&str, f64)]) {
         .peak_kib
         .map(|k| (k / 1024).to_string())
         .unwrap_or_default();
+    let cpu = f.cpu_us.map(|us| format!("{us:.0}")).unwrap_or_default();
     println!(
-        "| {what:<44} | {:>9.0} | {:>7.1} | {:>7.1} | {:>6} | {peak:>8} | {ratio} |",
+        "| {what:<44} | {:>9.0} | {:>7.1} | {:>7.1} | {:>6} | {peak:>8} | {cpu:>8} | {ratio} |",
         f.rps, f.p50_ms, f.p99_ms, f.errors
     );
     if let Some(kinds) = f.errors_by_kind() {
-        println!("|   errors in the row above: {kinds} | | | | | | |");
+        println!("|   errors in the row above: {kinds} | | | | | | | |");
     }
 }
 
@@ -910,6 +949,18 @@ impl AuditBatches {
     }
 }
 
+/// What creating one empty file costs here now, µs (the mean of 200, kept until the run's end:
+/// deleting them would slow the rows that follow, as a deletion does on ext4 without a
+/// journal).
+fn file_create_us(dir: &Path) -> f64 {
+    std::fs::create_dir_all(dir).unwrap();
+    let started = Instant::now();
+    for n in 0..200 {
+        std::fs::File::create_new(dir.join(n.to_string())).unwrap();
+    }
+    started.elapsed().as_secs_f64() * 1e6 / 200.0
+}
+
 fn main() {
     if let Ok(spec) = std::env::var("HOSO_BENCH_FLOOR") {
         floor_main(&spec);
@@ -922,7 +973,13 @@ fn main() {
 }
 
 async fn compare() {
-    let work = tempfile::tempdir().unwrap();
+    let mut work = tempfile::tempdir().unwrap();
+    if std::env::var_os("HOSO_BENCH_KEEP").is_some() {
+        // Runs back to back: this run's cleanup would slow the next one's file-making rows.
+        work.disable_cleanup(true);
+        eprintln!("the work directory is kept: {}", work.path().display());
+    }
+    let create_us = file_create_us(&work.path().join("probe"));
     let dir = work.path().join("vault");
     std::fs::create_dir_all(&dir).unwrap();
     let (server, addr) = serve(&dir);
@@ -984,18 +1041,24 @@ async fn compare() {
             "SQLite + local files"
         }
     );
+    println!(
+        "creating an empty file in the work directory: {create_us:.0} µs (ext4 without a journal \
+         passes over inodes freed in the last minutes: after many deletions, such as another \
+         run's cleanup, every new file costs far more, and so does each row that makes files)"
+    );
     println!();
     println!(
-        "| {:<44} | {:>9} | {:>7} | {:>7} | {:>6} | {:>8} | ratio |",
-        "what", "req/s", "p50 ms", "p99 ms", "errors", "peak MiB"
+        "| {:<44} | {:>9} | {:>7} | {:>7} | {:>6} | {:>8} | {:>8} | ratio |",
+        "what", "req/s", "p50 ms", "p99 ms", "errors", "peak MiB", "CPU µs"
     );
     println!(
-        "|{}|{}|{}|{}|{}|{}|---|",
+        "|{}|{}|{}|{}|{}|{}|{}|---|",
         "-".repeat(46),
         "-".repeat(11),
         "-".repeat(9),
         "-".repeat(9),
         "-".repeat(8),
+        "-".repeat(10),
         "-".repeat(10)
     );
 
