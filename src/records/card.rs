@@ -4,10 +4,12 @@
 //! logged (the call is counted in metrics; a refused caller is logged like any other refusal).
 //!
 //! A read is CPU work on bytes a caller chose, so it is bounded three ways: the image's size
-//! and pixels ([`crate::card::CardLimits`]), the time a request waits for it
-//! (`HOSO_CARD_READ_SECONDS`), and how many run at once ([`Vault::card_reads`], one per core):
-//! a read that outlives its request keeps its slot until it ends, so hostile images cannot pile
-//! up threads or take every core.
+//! and pixels ([`crate::card::CardLimits`]), the time a request waits for it, for a free
+//! reader and for the read together (`HOSO_CARD_READ_SECONDS`), and how many run at once
+//! ([`Vault::card_reads`], one per core): a read that outlives its request keeps its slot until
+//! it ends, so hostile images cannot pile up threads or take every core. A request that finds
+//! every reader busy waits its turn within that time (clerks at several desks taking in cards
+//! at once are not refused); only one that waits it all out is answered "busy".
 
 use super::Vault;
 use super::access::{entry, require_role};
@@ -46,7 +48,9 @@ pub(super) async fn card_in(vault: &Vault, image: Vec<u8>) -> Result<Option<Card
 
 /// One read, within the vault's card limits, off the async workers.
 async fn bounded_read(vault: &Vault, image: Vec<u8>) -> Result<CardRead, ApiError> {
-    let Ok(slot) = vault.card_reads.clone().try_acquire_owned() else {
+    let deadline = tokio::time::Instant::now() + vault.limits.card_read;
+    let free = vault.card_reads.clone().acquire_owned();
+    let Ok(Ok(slot)) = tokio::time::timeout_at(deadline, free).await else {
         return Err(ApiError::Unavailable(
             "every card reader is busy; try again in a moment".into(),
         ));
@@ -57,7 +61,7 @@ async fn bounded_read(vault: &Vault, image: Vec<u8>) -> Result<CardRead, ApiErro
         card::read(&image, limits)
     });
     let seconds = vault.limits.card_read.as_secs();
-    match tokio::time::timeout(vault.limits.card_read, work).await {
+    match tokio::time::timeout_at(deadline, work).await {
         Ok(Ok(Ok(read))) => Ok(read),
         Ok(Ok(Err(e))) => Err(ApiError::InvalidRequest(e.to_string())),
         Ok(Err(_)) | Err(_) => Err(ApiError::Conflict(format!(

@@ -196,7 +196,8 @@ impl<'a> Intake<'a> {
         let Some(copy) = self.card_copy.take() else {
             return Ok(());
         };
-        if metadata.doc_type != crate::domain::DocType::Cccd {
+        // The reader reads images: a PDF would take a reader's slot only to be found not one.
+        if metadata.doc_type != crate::domain::DocType::Cccd || self.media == Some(MediaType::Pdf) {
             return Ok(());
         }
         let Some(card) = super::card::card_in(self.vault, copy).await? else {

@@ -123,6 +123,21 @@ async fn a_cccd_scan_reads_its_qr_as_png_and_as_a_turned_grainy_jpeg() {
     assert!(String::from_utf8_lossy(&metrics.body).contains("hoso_card_reads_total 2"));
 }
 
+/// More reads at once than the vault has readers (one per core): each waits its turn within
+/// the read's time, and none is told every reader is busy.
+#[tokio::test]
+async fn more_reads_at_once_than_readers_each_wait_their_turn() {
+    let vault = TestVault::new().await;
+    let clerk = vault.clerk();
+    let scan = png(&card_image(CARD, 1011, 638, 0.0));
+    let readers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let reads = (0..3 * readers + 2).map(|_| read(&vault, &clerk, scan.clone()));
+    for reply in futures_util::future::join_all(reads).await {
+        reply.expect(StatusCode::OK);
+        assert_eq!(reply.json()["recognised"], true);
+    }
+}
+
 #[tokio::test]
 async fn variants_are_read_and_anything_else_is_said_plainly() {
     let vault = TestVault::new().await;

@@ -90,7 +90,12 @@ async fn the_same_scan_taken_in_at_once_is_stored_once_and_a_refusal_beside_it_s
         .collect();
     assert_eq!(created.len(), 1, "one of the eight stores the scan");
     for reply in &same {
-        assert!(matches!(reply.status, StatusCode::CREATED | StatusCode::OK));
+        assert!(
+            matches!(reply.status, StatusCode::CREATED | StatusCode::OK),
+            "{} {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        );
         assert_eq!(reply.json()["id"], created[0].json()["id"]);
     }
     refused.expect_error(StatusCode::NOT_FOUND, "not_found");
