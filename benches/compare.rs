@@ -6,16 +6,18 @@
 //! copy row gives its ratio to both. The `pkcs11` phase runs the copies and intake again on a
 //! vault whose keys are in a SoftHSM2 token. Prints one table: requests/s, p50/p99, errors (and
 //! under a row with any, what they were: hoso's own count of 4xx/5xx it sent, and wrk's
-//! socket errors by kind), the server's peak RSS during that row, and each figure's ratio to
-//! its reference.
+//! socket errors by kind), the server's peak RSS and CPU time per answer during that row, and
+//! each figure's ratio to its reference.
 //!
 //! `scripts/bench` installs nginx-light, wrk and softhsm2 when absent and runs this
 //! (`cargo bench --bench compare`; HOSO_BENCH_SECONDS, default 8; HOSO_BENCH_ONLY picks
 //! phases). It is a benchmark: it asserts nothing about time. Everything it starts is stopped
-//! and its files removed, however it ends, unless HOSO_BENCH_KEEP is set: then a run that ends
-//! keeps its work directory and says where. On ext4 without a journal, deleting tens of
-//! thousands of files slows every file made in the minutes after (the header's probe says by
-//! how much), so back-to-back runs keep theirs and delete them once done.
+//! and its files removed when it ends or panics (an interrupt skips that), unless
+//! HOSO_BENCH_KEEP=1: then the run keeps its work directory and says where, for whoever runs it
+//! to delete (up to a few GiB: the fsync reference's and intake's files, a log of a million
+//! entries). On ext4 without a journal, deleting tens of thousands of files slows every file
+//! made in the minutes after (the header's probe says by how much), so runs back to back keep
+//! theirs and their caller deletes them all at the end.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -262,7 +264,8 @@ fn with_peak(pid: u32, load: impl FnOnce() -> Figures) -> Figures {
     }
     let (ticks, started) = (cpu_ticks(&pids), Instant::now());
     let mut figures = load();
-    let seconds = (cpu_ticks(&pids) - ticks) / clock_ticks_per_second();
+    // A child that ended during the run (an nginx worker replaced) takes its ticks with it.
+    let seconds = (cpu_ticks(&pids) - ticks).max(0.0) / clock_ticks_per_second();
     let answers = figures.rps * started.elapsed().as_secs_f64();
     figures.cpu_us = (answers > 0.0).then(|| seconds * 1e6 / answers);
     figures.peak_kib = Some(pids.iter().map(|p| rss_kib(*p, "VmHWM")).sum());
@@ -974,7 +977,7 @@ fn main() {
 
 async fn compare() {
     let mut work = tempfile::tempdir().unwrap();
-    if std::env::var_os("HOSO_BENCH_KEEP").is_some() {
+    if std::env::var("HOSO_BENCH_KEEP").is_ok_and(|v| v == "1") {
         // Runs back to back: this run's cleanup would slow the next one's file-making rows.
         work.disable_cleanup(true);
         eprintln!("the work directory is kept: {}", work.path().display());
@@ -1169,6 +1172,7 @@ async fn compare() {
     }
 
     let (rust_crypto, ring) = cipher_figures();
+    println!();
     println!(
         "AES-256-GCM open, 64 KiB segments, one core: aes-gcm {rust_crypto:.0} MB/s, ring {ring:.0} MB/s"
     );
