@@ -352,8 +352,8 @@ pub struct Settings {
     )]
     pub max_connections: usize,
 
-    /// Serve `/metrics` to anyone (default: to loopback clients, others need an admin or
-    /// auditor token).
+    /// Serve `/metrics` to anyone (default: an admin or auditor token, whoever asks; a peer's
+    /// address proves nothing behind a proxy).
     #[arg(
         long,
         env = "HOSO_METRICS_PUBLIC",
@@ -417,7 +417,8 @@ pub struct Settings {
     )]
     pub card_max_pixels: u64,
 
-    /// Seconds a card QR read may take before the clerk is told it could not be read.
+    /// Seconds a card QR read may take, its wait for a free reader (one per core) included,
+    /// before the clerk is told it could not be read.
     #[arg(long, env = "HOSO_CARD_READ_SECONDS", default_value_t = 10, global = true,
           value_parser = clap::value_parser!(u64).range(1..=120))]
     pub card_read_seconds: u64,

@@ -56,15 +56,18 @@ async fn bounded_read(vault: &Vault, image: Vec<u8>) -> Result<CardRead, ApiErro
         ));
     };
     let limits = vault.limits.card;
+    let too_late = deadline.into_std();
     let work = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        card::read(&image, limits)
+        // A slot freed just as the request's time ran out: a read begun now would only keep
+        // the next one waiting, for an answer nobody takes.
+        (std::time::Instant::now() < too_late).then(|| card::read(&image, limits))
     });
     let seconds = vault.limits.card_read.as_secs();
     match tokio::time::timeout_at(deadline, work).await {
-        Ok(Ok(Ok(read))) => Ok(read),
-        Ok(Ok(Err(e))) => Err(ApiError::InvalidRequest(e.to_string())),
-        Ok(Err(_)) | Err(_) => Err(ApiError::Conflict(format!(
+        Ok(Ok(Some(Ok(read)))) => Ok(read),
+        Ok(Ok(Some(Err(e)))) => Err(ApiError::InvalidRequest(e.to_string())),
+        Ok(Ok(None)) | Ok(Err(_)) | Err(_) => Err(ApiError::Conflict(format!(
             "the scan's QR code could not be read within {seconds} s; scan the card again"
         ))),
     }

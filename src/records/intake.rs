@@ -196,8 +196,13 @@ impl<'a> Intake<'a> {
         let Some(copy) = self.card_copy.take() else {
             return Ok(());
         };
-        // The reader reads images: a PDF would take a reader's slot only to be found not one.
-        if metadata.doc_type != crate::domain::DocType::Cccd || self.media == Some(MediaType::Pdf) {
+        // The reader reads images: anything else (a PDF, a file too short to tell) would take
+        // a reader's slot only to be found not one.
+        let image = matches!(
+            self.media,
+            Some(MediaType::Jpeg | MediaType::Png | MediaType::Tiff)
+        );
+        if metadata.doc_type != crate::domain::DocType::Cccd || !image {
             return Ok(());
         }
         let Some(card) = super::card::card_in(self.vault, copy).await? else {
