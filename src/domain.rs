@@ -328,6 +328,11 @@ impl MediaType {
         }
     }
 
+    /// Whether it is a picture (what a card's QR can be read from), not a document.
+    pub fn is_image(self) -> bool {
+        !matches!(self, Self::Pdf)
+    }
+
     pub fn as_mime(self) -> &'static str {
         match self {
             Self::Pdf => "application/pdf",

@@ -198,10 +198,7 @@ impl<'a> Intake<'a> {
         };
         // The reader reads images: anything else (a PDF, a file too short to tell) would take
         // a reader's slot only to be found not one.
-        let image = matches!(
-            self.media,
-            Some(MediaType::Jpeg | MediaType::Png | MediaType::Tiff)
-        );
+        let image = self.media.is_some_and(MediaType::is_image);
         if metadata.doc_type != crate::domain::DocType::Cccd || !image {
             return Ok(());
         }
