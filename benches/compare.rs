@@ -239,7 +239,7 @@ fn answers_sent(addr: SocketAddr) -> [u64; 2] {
 /// A load on hoso serve at `addr` (pid `pid`): its peak RSS, and the errors it says it sent.
 fn on_hoso(addr: SocketAddr, pid: u32, load: impl FnOnce() -> Figures) -> Figures {
     let before = answers_sent(addr);
-    let mut figures = with_peak(pid, load);
+    let mut figures = with_server_figures(pid, load);
     let after = answers_sent(addr);
     figures.server = Some([after[0] - before[0], after[1] - before[1]]);
     figures
@@ -257,7 +257,7 @@ fn family(pid: u32) -> Vec<u32> {
 /// Runs `load` and adds the peak RSS of `pid` and its children during it, and the CPU time
 /// they used per answer. Linux's peak (VmHWM) is reset first (clear_refs "5"), so the figure is
 /// this run's alone.
-fn with_peak(pid: u32, load: impl FnOnce() -> Figures) -> Figures {
+fn with_server_figures(pid: u32, load: impl FnOnce() -> Figures) -> Figures {
     let pids = family(pid);
     for p in &pids {
         let _ = std::fs::write(format!("/proc/{p}/clear_refs"), "5");
@@ -620,9 +620,9 @@ impl Copies<'_> {
     /// hoso's (the token rows' reference).
     async fn run(&self, hoso: SocketAddr, remote: Option<&Remote>) -> (Figures, Figures) {
         let label = self.label;
-        let nginx = with_peak(self.pids.nginx, || wrk(&self.nginx_url, 32, None));
+        let nginx = with_server_figures(self.pids.nginx, || wrk(&self.nginx_url, 32, None));
         row(&format!("nginx, {label} file, 32 connections"), nginx, &[]);
-        let floor = with_peak(self.pids.floor, || wrk(&self.floor_url, 32, None));
+        let floor = with_server_figures(self.pids.floor, || wrk(&self.floor_url, 32, None));
         row(
             &format!("crypto floor, {label} sealed object, 32 conn."),
             floor,
